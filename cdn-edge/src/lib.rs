@@ -1,0 +1,7 @@
+//! Content-addressed delivery.
+//!
+//! Owns: the BLAKE3 blob store with verified range streaming, site manifests, the publisher, the
+//! verified QUIC transfer between nodes, and the HTTP gateway that serves sites to browsers.
+//!
+//! Must not: serve a byte it has not verified against its hash, or decide on its own which peer to
+//! fetch from (the `mesh` directory ranks providers).

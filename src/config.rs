@@ -1,0 +1,353 @@
+//! Node configuration: embedded defaults, overridden by a TOML file, then by `PROXIMA_*`
+//! environment variables, then by command-line flags.
+//!
+//! Every default works on one machine: services listen on 127.0.0.1 on unprivileged ports.
+//! Nested sections map to environment variables with a double underscore, e.g.
+//! `PROXIMA_ADMIN_LISTEN=127.0.0.1:0` or `PROXIMA_CACHE__MAXMEMORY=...`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The commented example printed by `proxima config example`.
+pub const EXAMPLE: &str = include_str!("config_example.toml");
+
+/// Environment variable prefix for configuration overrides.
+pub const ENV_PREFIX: &str = "PROXIMA_";
+
+/// Which ledger answers "who controls this name".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    /// The hash-chained ledger in the data directory (default).
+    #[default]
+    Embedded,
+    /// The NameRegistry contract on an Ethereum JSON-RPC endpoint.
+    Eth,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The effective configuration of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the node keeps its identity, ledger, zones and blobs. Default: the user's data
+    /// directory (`~/.local/share/proxima` on Linux).
+    pub data_dir: Option<PathBuf>,
+    /// Admin HTTP endpoint: `/health`, `/metrics`, the dashboard and the CLI's API.
+    pub admin_listen: SocketAddr,
+    /// DNS (UDP and TCP).
+    pub dns_listen: SocketAddr,
+    /// HTTP gateway for sites and blobs.
+    pub http_listen: SocketAddr,
+    /// Redis protocol (RESP2/RESP3).
+    pub redis_listen: SocketAddr,
+    /// QUIC data plane between nodes.
+    pub quic_listen: SocketAddr,
+    /// libp2p control-plane listen addresses (multiaddrs).
+    pub p2p_listen: Vec<String>,
+    /// libp2p multiaddrs of peers to join at start.
+    pub bootstrap: Vec<String>,
+    /// Which ledger to follow.
+    pub ledger: LedgerKind,
+    /// Ethereum JSON-RPC endpoint (with `ledger = "eth"`).
+    pub eth_rpc: Option<String>,
+    /// Address of the deployed NameRegistry contract (with `ledger = "eth"`).
+    pub eth_registry: Option<String>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Default log filter when `RUST_LOG` is not set (tracing env-filter syntax).
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            dns_listen: SocketAddr::from(([127, 0, 0, 1], 5300)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8300)),
+            redis_listen: SocketAddr::from(([127, 0, 0, 1], 6300)),
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 4300)),
+            p2p_listen: vec!["/ip4/127.0.0.1/udp/4301/quic-v1".to_owned()],
+            bootstrap: Vec::new(),
+            ledger: LedgerKind::Embedded,
+            eth_rpc: None,
+            eth_registry: None,
+            log_format: LogFormat::Text,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key, the value and what is allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}` = {value}: {problem}{source_hint}")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `admin_listen`.
+    pub key: String,
+    /// The offending value as written (or `<missing>`).
+    pub value: String,
+    /// What is wrong and what is allowed.
+    pub problem: String,
+    /// Where the value came from, e.g. ` (from environment variable PROXIMA_ADMIN_LISTEN)`.
+    pub source_hint: String,
+}
+
+impl Config {
+    /// Layers defaults, the optional TOML file, `PROXIMA_*` environment variables and `flags`
+    /// (a serializable struct whose `None` fields are skipped), then validates the result.
+    pub fn load<F: Serialize>(file: Option<&Path>, flags: &F) -> Result<Self, ConfigError> {
+        if let Some(path) = file
+            && !path.exists()
+        {
+            return Err(ConfigError {
+                key: "--config".into(),
+                value: format!("{:?}", path.display().to_string()),
+                problem: "file does not exist".into(),
+                source_hint: String::new(),
+            });
+        }
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|e| describe(&figment, e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, problem: &str| ConfigError {
+            key: key.into(),
+            value,
+            problem: problem.into(),
+            source_hint: String::new(),
+        };
+        for (i, addr) in self.p2p_listen.iter().enumerate() {
+            if !addr.starts_with('/') {
+                return Err(bad(
+                    &format!("p2p_listen[{i}]"),
+                    format!("{addr:?}"),
+                    "expected a multiaddr such as /ip4/127.0.0.1/udp/4301/quic-v1",
+                ));
+            }
+        }
+        for (i, addr) in self.bootstrap.iter().enumerate() {
+            if !addr.starts_with('/') {
+                return Err(bad(
+                    &format!("bootstrap[{i}]"),
+                    format!("{addr:?}"),
+                    "expected a multiaddr such as /ip4/127.0.0.1/udp/4301/quic-v1",
+                ));
+            }
+        }
+        if self.ledger == LedgerKind::Eth {
+            if self.eth_rpc.is_none() {
+                return Err(bad(
+                    "eth_rpc",
+                    "<missing>".into(),
+                    "required with ledger = \"eth\": an Ethereum JSON-RPC URL such as http://127.0.0.1:8545",
+                ));
+            }
+            if self.eth_registry.is_none() {
+                return Err(bad(
+                    "eth_registry",
+                    "<missing>".into(),
+                    "required with ledger = \"eth\": the NameRegistry contract address (0x...)",
+                ));
+            }
+        }
+        if let Some(rpc) = &self.eth_rpc
+            && !(rpc.starts_with("http://") || rpc.starts_with("https://"))
+        {
+            return Err(bad(
+                "eth_rpc",
+                format!("{rpc:?}"),
+                "expected an http:// or https:// URL",
+            ));
+        }
+        if let Some(addr) = &self.eth_registry {
+            let hex_part = addr.strip_prefix("0x").unwrap_or("");
+            if hex_part.len() != 40 || !hex_part.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad(
+                    "eth_registry",
+                    format!("{addr:?}"),
+                    "expected a 20-byte hex address such as 0x5FbDB2315678afecb367f032d93F642f64180aa3",
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
+            return Err(bad(
+                "log",
+                format!("{:?}", self.log),
+                "expected a tracing filter such as \"info\" or \"info,dns=debug\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data directory to use: the configured one or the platform default.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    /// The configuration as TOML, for `proxima config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// `~/.local/share/proxima` (or the platform's equivalent); `./proxima-data` if there is none.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("proxima"))
+        .unwrap_or_else(|| PathBuf::from("proxima-data"))
+}
+
+/// What a key accepts, for error messages.
+fn allowed(key: &str) -> &'static str {
+    match key.rsplit('.').next().unwrap_or(key) {
+        k if k.ends_with("_listen") && k != "p2p_listen" => {
+            "expected HOST:PORT such as 127.0.0.1:7300 (port 0 picks a free port)"
+        }
+        "p2p_listen" | "bootstrap" => "expected a list of multiaddrs",
+        "ledger" => "allowed values: \"embedded\", \"eth\"",
+        "log_format" => "allowed values: \"text\", \"json\"",
+        "data_dir" => "expected a directory path",
+        _ => "see `proxima config example` for the allowed keys and values",
+    }
+}
+
+fn describe(figment: &Figment, err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let key = if err.path.is_empty() {
+        match &err.kind {
+            Kind::UnknownField(field, _) => field.clone(),
+            _ => "<config>".into(),
+        }
+    } else {
+        err.path.join(".")
+    };
+    let value = figment
+        .find_value(&key)
+        .ok()
+        .map(|v| match v {
+            figment::value::Value::String(_, s) => format!("{s:?}"),
+            other => format!("{other:?}"),
+        })
+        .unwrap_or_else(|| "<unset>".into());
+    let problem = match &err.kind {
+        Kind::UnknownField(field, _) => {
+            format!("unknown key `{field}`; see `proxima config example` for the allowed keys")
+        }
+        kind => format!("{kind}; {}", allowed(&key)),
+    };
+    let source_hint = err
+        .metadata
+        .as_ref()
+        .map(|m| {
+            if m.name.contains("environment") {
+                format!(
+                    " (from environment variable {ENV_PREFIX}{})",
+                    key.to_uppercase().replace('.', "__")
+                )
+            } else if let Some(src) = &m.source {
+                format!(" (from {src})")
+            } else {
+                format!(" (from {})", m.name)
+            }
+        })
+        .unwrap_or_default();
+    ConfigError {
+        key,
+        value,
+        problem,
+        source_hint,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct NoFlags {}
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(EXAMPLE))
+            .extract()
+            .expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn bad_value_names_the_key_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "admin_listen = \"nonsense\"\n").unwrap();
+        let err = Config::load(Some(&path), &NoFlags {}).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.key, "admin_listen", "{msg}");
+        assert!(msg.contains("nonsense"), "{msg}");
+        assert!(msg.contains("HOST:PORT"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "admn_listen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&path), &NoFlags {}).unwrap_err();
+        assert!(err.to_string().contains("admn_listen"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        #[derive(Serialize)]
+        struct Flags {
+            admin_listen: Option<SocketAddr>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "admin_listen = \"127.0.0.1:1111\"\nhttp_listen = \"127.0.0.1:2222\"\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            admin_listen: Some("127.0.0.1:3333".parse().unwrap()),
+        };
+        let c = Config::load(Some(&path), &flags).unwrap();
+        assert_eq!(c.admin_listen.port(), 3333);
+        assert_eq!(c.http_listen.port(), 2222);
+    }
+
+    #[test]
+    fn eth_ledger_needs_rpc() {
+        let c = Config {
+            ledger: LedgerKind::Eth,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "eth_rpc");
+    }
+}

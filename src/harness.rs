@@ -1,0 +1,251 @@
+//! Test harness: start N nodes inside one process on ephemeral ports with their own temporary
+//! data directories, wait until they answer, stop one abruptly, and run real external clients
+//! (`dig`, `kdig`, `redis-cli`, `curl`) against them.
+//!
+//! Every wait has a deadline; nothing here sleeps for a fixed time and hopes.
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::admin::Health;
+use crate::config::Config;
+use crate::node::{NodeHandle, NodeOptions};
+
+/// A configuration for a test node: every service on 127.0.0.1 port 0, no bootstrap.
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    Config {
+        data_dir: Some(data_dir.to_path_buf()),
+        admin_listen: any,
+        dns_listen: any,
+        http_listen: any,
+        redis_listen: any,
+        quic_listen: any,
+        p2p_listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".to_owned()],
+        ..Config::default()
+    }
+}
+
+/// One node of a [`Cluster`], with its temporary data directory.
+#[derive(Debug)]
+pub struct TestNode {
+    handle: Option<NodeHandle>,
+    config: Config,
+    dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Starts a node with [`test_config`] adjusted by `tweak`.
+    pub fn start(tweak: impl FnOnce(&mut Config)) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("proxima-test-").tempdir()?;
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let handle = NodeHandle::start(
+            config.clone(),
+            NodeOptions {
+                worker_threads: Some(2),
+            },
+        )?;
+        let node = Self {
+            handle: Some(handle),
+            config,
+            dir,
+        };
+        node.wait_healthy(Duration::from_secs(20))?;
+        Ok(node)
+    }
+
+    /// The running node, if it has not been stopped.
+    pub fn handle(&self) -> Option<&NodeHandle> {
+        self.handle.as_ref()
+    }
+
+    fn running(&self) -> &NodeHandle {
+        self.handle.as_ref().expect("node is stopped")
+    }
+
+    /// `http://ADDR` of the admin endpoint.
+    pub fn admin_url(&self) -> String {
+        self.running().admin_url()
+    }
+
+    /// The real address of a service (`admin`, `dns`, `http`, `redis`, `quic`, `p2p`).
+    pub fn addr(&self, service: &str) -> Option<String> {
+        self.handle
+            .as_ref()?
+            .service_addr(service)
+            .map(str::to_owned)
+    }
+
+    /// The data directory (kept until the `TestNode` is dropped, so a restart can reuse it).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The configuration the node was started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Stops the node abruptly (as `SIGKILL` would).
+    pub fn kill(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.kill();
+        }
+    }
+
+    /// Stops the node gracefully.
+    pub fn shutdown(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown();
+        }
+    }
+
+    /// Starts the node again on the same data directory and configuration (same identity).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let handle = NodeHandle::start(
+            self.config.clone(),
+            NodeOptions {
+                worker_threads: Some(2),
+            },
+        )?;
+        self.handle = Some(handle);
+        self.wait_healthy(Duration::from_secs(20))
+    }
+
+    /// `GET /health`, parsed.
+    pub fn health(&self) -> Result<Health> {
+        get_health(&self.admin_url())
+    }
+
+    /// Waits until `/health` answers, or fails at the deadline.
+    pub fn wait_healthy(&self, deadline: Duration) -> Result<()> {
+        let url = self.admin_url();
+        wait_for(deadline, || get_health(&url).is_ok())
+            .with_context(|| format!("node at {url} did not become healthy"))
+    }
+}
+
+/// Several nodes in one process.
+#[derive(Debug, Default)]
+pub struct Cluster {
+    /// The nodes, in start order.
+    pub nodes: Vec<TestNode>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with default test configurations and waits until each is healthy.
+    pub fn start(n: usize) -> Result<Self> {
+        Self::start_with(n, |_, _| {})
+    }
+
+    /// Starts `n` nodes, calling `tweak(index, config)` for each before it starts.
+    pub fn start_with(n: usize, tweak: impl Fn(usize, &mut Config)) -> Result<Self> {
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            nodes.push(TestNode::start(|c| tweak(i, c))?);
+        }
+        Ok(Self { nodes })
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &TestNode {
+        &self.nodes[i]
+    }
+
+    /// Node `i`, mutably (to kill or restart it).
+    pub fn node_mut(&mut self, i: usize) -> &mut TestNode {
+        &mut self.nodes[i]
+    }
+}
+
+/// Polls `condition` every 20 ms (backing off to 200 ms) until it holds or `deadline` passes.
+pub fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if condition() {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            bail!("condition not met within {deadline:?}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// `GET {admin}/health` with a short timeout, from any context (sync or async).
+pub fn get_health(admin_url: &str) -> Result<Health> {
+    let url = format!("{admin_url}/health");
+    let text = http_get(&url)?;
+    serde_json::from_str(&text).with_context(|| format!("{url} did not return health JSON"))
+}
+
+/// A blocking HTTP GET with a 2 s timeout that works inside or outside a tokio runtime.
+pub fn http_get(url: &str) -> Result<String> {
+    let url = url.to_owned();
+    std::thread::spawn(move || -> Result<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()?;
+            let resp = client.get(&url).send().await?.error_for_status()?;
+            Ok(resp.text().await?)
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("http_get thread panicked"))?
+}
+
+/// Whether an external tool is on `PATH`.
+pub fn have_tool(name: &str) -> bool {
+    which::which(name).is_ok()
+}
+
+/// Runs an external client and returns its output; fails clearly when the tool is missing
+/// (`scripts/test` installs every tool the tests use).
+pub fn run_tool(name: &str, args: &[&str]) -> Result<Output> {
+    let path = which::which(name).with_context(|| {
+        format!("{name} is not installed; run scripts/test, which installs the test tools")
+    })?;
+    let out = Command::new(path)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {name}"))?;
+    Ok(out)
+}
+
+/// `dig @addr -p port ARGS...` with short timeouts; returns stdout.
+pub fn dig(server: SocketAddr, args: &[&str]) -> Result<String> {
+    let at = format!("@{}", server.ip());
+    let port = server.port().to_string();
+    let mut full = vec![at.as_str(), "-p", port.as_str(), "+time=2", "+tries=1"];
+    full.extend_from_slice(args);
+    let out = run_tool("dig", &full)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `redis-cli -h ip -p port ARGS...`; returns stdout.
+pub fn redis_cli(server: SocketAddr, args: &[&str]) -> Result<String> {
+    let host = server.ip().to_string();
+    let port = server.port().to_string();
+    let mut full = vec!["-h", host.as_str(), "-p", port.as_str()];
+    full.extend_from_slice(args);
+    let out = run_tool("redis-cli", &full)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `curl -s --max-time 10 ARGS...`; returns the whole output.
+pub fn curl(args: &[&str]) -> Result<Output> {
+    let mut full = vec!["-s", "--max-time", "10"];
+    full.extend_from_slice(args);
+    run_tool("curl", &full)
+}

@@ -1,0 +1,254 @@
+//! A running node: the data directory, the identity, and every service, on a runtime of its own.
+//!
+//! Each node owns its tokio runtime on a dedicated thread. That lets one test process run many
+//! nodes and stop one of them *abruptly* ([`NodeHandle::kill`]): dropping the runtime drops every
+//! task and socket of that node at once, without the goodbyes a graceful
+//! [`NodeHandle::shutdown`] sends, which is what a crashed process looks like to its peers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState, ServiceInfo};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::identity::NodeIdentity;
+
+/// How long a graceful shutdown may take before remaining tasks are dropped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// Options that are not part of the user's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// Worker threads of the node's runtime; default: one per core.
+    pub worker_threads: Option<usize>,
+}
+
+/// What a started node tells its owner.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// The data directory in use.
+    pub data_dir: PathBuf,
+    /// Running services and their real addresses.
+    pub services: BTreeMap<String, ServiceInfo>,
+    /// The admin endpoint's real address.
+    pub admin_addr: SocketAddr,
+}
+
+/// Handle to a running node. Dropping it shuts the node down gracefully.
+#[derive(Debug)]
+pub struct NodeHandle {
+    info: NodeInfo,
+    graceful: CancellationToken,
+    kill: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Starts a node and returns once every service is listening.
+    pub fn start(config: Config, options: NodeOptions) -> Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<NodeInfo>>();
+        let graceful = CancellationToken::new();
+        let kill = CancellationToken::new();
+        let (g, k) = (graceful.clone(), kill.clone());
+        let thread = std::thread::Builder::new()
+            .name("proxima-node".into())
+            .spawn(move || run_node_thread(config, options, g, k, ready_tx))
+            .context("cannot spawn the node thread")?;
+        match ready_rx.recv() {
+            Ok(Ok(info)) => Ok(Self {
+                info,
+                graceful,
+                kill,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                anyhow::bail!("the node thread exited during start")
+            }
+        }
+    }
+
+    /// Starts a node from async code without blocking the caller's runtime.
+    pub async fn start_async(config: Config, options: NodeOptions) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::start(config, options))
+            .await
+            .context("node start task failed")?
+    }
+
+    /// What the node reported when it became ready.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// `http://ADDR` of the admin endpoint.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.info.admin_addr)
+    }
+
+    /// The real address of a running service (`admin`, `dns`, `http`, `redis`, `quic`, `p2p`).
+    pub fn service_addr(&self, name: &str) -> Option<&str> {
+        self.info.services.get(name).map(|s| s.listen.as_str())
+    }
+
+    /// Stops gracefully: services finish what they are doing and say goodbye to peers.
+    pub fn shutdown(mut self) {
+        self.graceful.cancel();
+        self.join();
+    }
+
+    /// Stops abruptly, as `SIGKILL` would: every task and socket is dropped at once.
+    pub fn kill(mut self) {
+        self.kill.cancel();
+        self.join();
+    }
+
+    /// A token that, when cancelled, shuts the node down gracefully (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.graceful.clone()
+    }
+
+    /// Blocks until the node has stopped (after a shutdown was requested through the token).
+    pub fn wait(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.graceful.cancel();
+            self.join();
+        }
+    }
+}
+
+fn run_node_thread(
+    config: Config,
+    options: NodeOptions,
+    graceful: CancellationToken,
+    kill: CancellationToken,
+    ready: std::sync::mpsc::Sender<Result<NodeInfo>>,
+) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("proxima-worker");
+    if let Some(n) = options.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(
+                anyhow::Error::new(e).context("cannot build the runtime")
+            ));
+            return;
+        }
+    };
+    let tracker = TaskTracker::new();
+    let started = runtime.block_on(start_services(&config, &graceful, &tracker));
+    let (info, _data_dir) = match started {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            runtime.shutdown_background();
+            return;
+        }
+    };
+    tracing::info!(peer_id = %info.peer_id, admin = %info.admin_addr, "node ready");
+    let _ = ready.send(Ok(info));
+
+    let killed = runtime.block_on(async {
+        tokio::select! {
+            _ = kill.cancelled() => true,
+            _ = graceful.cancelled() => {
+                tracker.close();
+                let drained = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+                if drained.is_err() {
+                    tracing::warn!("graceful shutdown timed out; dropping remaining tasks");
+                }
+                false
+            }
+        }
+    });
+    if killed {
+        runtime.shutdown_background();
+    } else {
+        runtime.shutdown_timeout(Duration::from_millis(200));
+        tracing::info!("node stopped");
+    }
+    // `_data_dir` drops here, after every task: the lock is released last.
+}
+
+/// Opens the data directory, loads the identity, binds every listener and spawns the services.
+async fn start_services(
+    config: &Config,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(NodeInfo, DataDir)> {
+    let started = Instant::now();
+    let data_dir = DataDir::open(&config.resolved_data_dir())?;
+    let identity = NodeIdentity::load_or_create(data_dir.path())?;
+    let peer_id = identity.peer_id().to_string();
+    #[allow(unused_mut)] // services register into it as they start
+    let (mut registry, node_metrics) = crate::metrics::new_registry(&peer_id);
+    #[allow(unused_mut)] // services add their admin API routes here
+    let mut api = axum::Router::new();
+
+    let mut services = BTreeMap::new();
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on admin_listen {}", config.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    services.insert("admin".to_owned(), admin::service("http", admin_addr));
+
+    // Services start here, each on its configured listen address, registering its metrics under
+    // its own prefix (`registry.sub_registry_with_prefix(..)`), its real address in `services`,
+    // its admin API routes in `api`, and its tasks on `tracker` so shutdown can wait for them.
+
+    let services = Arc::new(services);
+    let state = AdminState {
+        started,
+        peer_id: peer_id.clone(),
+        data_dir: data_dir.path().display().to_string(),
+        services: services.clone(),
+        registry: Arc::new(registry),
+        metrics: node_metrics,
+    };
+    let app = admin::router(state, api);
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(admin_listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin endpoint failed");
+        }
+    });
+
+    let info = NodeInfo {
+        peer_id,
+        data_dir: data_dir.path().to_path_buf(),
+        services: (*services).clone(),
+        admin_addr,
+    };
+    Ok((info, data_dir))
+}
