@@ -4,4 +4,11 @@
 //! verified QUIC transfer between nodes, and the HTTP gateway that serves sites to browsers.
 //!
 //! Must not: serve a byte it has not verified against its hash, or decide on its own which peer to
-//! fetch from (the `mesh` directory ranks providers).
+//! fetch from (the `mesh` directory ranks providers). The gateway knows nothing of names or of
+//! the network: it asks a [`gateway::SiteResolver`] for a host's manifest hash and a
+//! [`store::BlobSource`] for blobs.
+
+pub mod hash;
+pub mod store;
+
+pub use hash::Hash;
