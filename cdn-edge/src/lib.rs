@@ -9,6 +9,7 @@
 //! [`store::BlobSource`] for blobs.
 
 pub mod hash;
+pub mod manifest;
 pub mod store;
 
 pub use hash::Hash;
