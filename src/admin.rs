@@ -70,10 +70,16 @@ impl AdminState {
 /// The admin router; `extra` holds the API routes of the services.
 pub fn router(state: AdminState, extra: Router) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(extra)
+}
+
+/// The operator's dashboard: one static page that renders `/health` and `/metrics`.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 async fn health(State(state): State<AdminState>) -> Json<Health> {

@@ -210,3 +210,11 @@ fn sigterm_stops_the_node_within_a_second() {
         started.elapsed()
     );
 }
+
+#[test]
+fn dashboard_page_is_served() {
+    let node = TestNode::start(|_| {}).unwrap();
+    let page = http_get(&format!("{}/", node.admin_url())).unwrap();
+    assert!(page.contains("<title>Proxima node</title>"), "{page}");
+    assert!(page.contains("fetch('/health')"));
+}
