@@ -6,3 +6,23 @@
 //!
 //! Must not: decide trust (that is `naming`'s zone store) or pick replicas on its own (that is the
 //! `mesh` directory).
+//!
+//! Layout: [`wire`] (fast-path parsing and patching, pure), [`authority`] (authoritative answers,
+//! pure), [`forward`] (upstreams and their cache), [`engine`] (the request path), [`server`]
+//! (sockets: UDP threads and TCP through hickory-server), [`zones`] (the traits this crate is fed
+//! through).
+
+pub mod authority;
+pub mod config;
+pub mod engine;
+pub mod forward;
+pub mod metrics;
+pub mod ready;
+pub mod rrl;
+pub mod server;
+pub mod wire;
+pub mod zones;
+
+pub use config::DnsConfig;
+pub use server::{DnsHandle, StartError, start};
+pub use zones::{LocalSteering, MemoryZones, SiteSteering, ZoneSource, ZoneView};
