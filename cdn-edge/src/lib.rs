@@ -8,6 +8,7 @@
 //! the network: it asks a [`gateway::SiteResolver`] for a host's manifest hash and a
 //! [`store::BlobSource`] for blobs.
 
+pub mod gateway;
 pub mod hash;
 pub mod manifest;
 pub mod store;

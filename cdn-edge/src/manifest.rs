@@ -138,14 +138,19 @@ pub fn validate_path(p: &str) -> Result<(), ManifestError> {
 
 fn validate_content_type(ct: &str) -> Result<(), ManifestError> {
     if ct.is_empty() || ct.len() > 255 || !ct.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(invalid(format!("content type {ct:?} is not printable ASCII")));
+        return Err(invalid(format!(
+            "content type {ct:?} is not printable ASCII"
+        )));
     }
     Ok(())
 }
 
 fn validate_redirect(r: &Redirect) -> Result<(), ManifestError> {
     if !r.from.starts_with('/') || r.from.len() > MAX_PATH {
-        return Err(invalid(format!("redirect source {:?} must start with /", r.from)));
+        return Err(invalid(format!(
+            "redirect source {:?} must start with /",
+            r.from
+        )));
     }
     if r.to.is_empty() || r.to.len() > MAX_PATH {
         return Err(invalid("redirect target empty or too long"));
@@ -154,7 +159,10 @@ fn validate_redirect(r: &Redirect) -> Result<(), ManifestError> {
         return Err(invalid("redirect with a control character"));
     }
     if !matches!(r.status, 200 | 301 | 302 | 303 | 307 | 308 | 404 | 410) {
-        return Err(invalid(format!("redirect status {} not supported", r.status)));
+        return Err(invalid(format!(
+            "redirect status {} not supported",
+            r.status
+        )));
     }
     Ok(())
 }
@@ -249,7 +257,10 @@ impl Manifest {
             let hash = Hash(r.array()?);
             let size = r.u64()?;
             let content_type = r.str8()?;
-            if last.as_deref().is_some_and(|l| l.as_bytes() >= path.as_bytes()) {
+            if last
+                .as_deref()
+                .is_some_and(|l| l.as_bytes() >= path.as_bytes())
+            {
                 return Err(invalid("entries not in strictly ascending order"));
             }
             last = Some(path.clone());
@@ -462,10 +473,7 @@ impl Manifest {
             if let Some(r) = self.file(rel, 200) {
                 return r;
             }
-            if self
-                .entries
-                .contains_key(&format!("{rel}/{}", self.index))
-            {
+            if self.entries.contains_key(&format!("{rel}/{}", self.index)) {
                 return Resolution::Redirect {
                     location: format!("/{rel}/"),
                     status: 301,
@@ -533,7 +541,10 @@ fn match_rule(from: &str, to: &str, path: &str) -> Option<String> {
     let mut i = 0;
     for (pi, p) in pat.iter().enumerate() {
         if *p == "*" && pi == pat.len() - 1 {
-            vars.push(("splat", segs.get(i..).map(|s| s.join("/")).unwrap_or_default()));
+            vars.push((
+                "splat",
+                segs.get(i..).map(|s| s.join("/")).unwrap_or_default(),
+            ));
             i = segs.len();
             break;
         }
@@ -577,9 +588,15 @@ mod tests {
 
     fn site() -> Manifest {
         let mut m = Manifest::default();
-        for (i, p) in ["index.html", "docs/index.html", "docs/a.html", "404.html", "app.html"]
-            .iter()
-            .enumerate()
+        for (i, p) in [
+            "index.html",
+            "docs/index.html",
+            "docs/a.html",
+            "404.html",
+            "app.html",
+        ]
+        .iter()
+        .enumerate()
         {
             m.entries.insert((*p).to_owned(), entry(i as u8));
         }
@@ -631,7 +648,10 @@ mod tests {
         );
         assert_eq!(file(m.resolve("/rw")), ("docs/a.html".into(), 200));
         // Forced rule wins over the existing file.
-        assert!(matches!(m.resolve("/docs/a.html"), Resolution::Redirect { status: 302, .. }));
+        assert!(matches!(
+            m.resolve("/docs/a.html"),
+            Resolution::Redirect { status: 302, .. }
+        ));
         assert_eq!(m.resolve("/gone"), Resolution::Status(410));
         let mut spa = m.clone();
         spa.spa_fallback = Some("app.html".into());

@@ -27,8 +27,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bao_tree::{BaoTree, BlockSize};
 use bytes::Bytes;
@@ -411,10 +411,7 @@ impl Store {
     /// Number of blobs and their total size.
     pub fn stats(&self) -> (u64, u64) {
         let entries = self.lock();
-        (
-            entries.len() as u64,
-            entries.values().map(|e| e.size).sum(),
-        )
+        (entries.len() as u64, entries.values().map(|e| e.size).sum())
     }
 
     /// Every stored hash.

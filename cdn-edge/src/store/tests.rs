@@ -7,7 +7,9 @@ fn store(dir: &Path) -> Store {
 }
 
 fn data(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -17,7 +19,9 @@ fn small_and_large_round_trip_and_survive_reopen() {
     let small = data(1000, 1);
     let large = data(3 * 1024 * 1024 + 17, 2);
     let hs = s.import_bytes(&small, None, true).unwrap();
-    let hl = s.import_bytes(&large, Some(Hash::of(&large)), true).unwrap();
+    let hl = s
+        .import_bytes(&large, Some(Hash::of(&large)), true)
+        .unwrap();
     assert_eq!(hs, Hash::of(&small));
     assert_eq!(hl, Hash::of(&large));
     drop(s);
@@ -26,12 +30,18 @@ fn small_and_large_round_trip_and_survive_reopen() {
     let b = s.get(hl).unwrap().unwrap();
     assert!(matches!(b, Blob::File(_)));
     assert_eq!(b.read_verified(0, u64::MAX).unwrap(), &large[..]);
-    assert_eq!(b.read_verified(20_000, 70_000).unwrap(), &large[20_000..90_000]);
+    assert_eq!(
+        b.read_verified(20_000, 70_000).unwrap(),
+        &large[20_000..90_000]
+    );
     assert_eq!(
         b.read_verified(large.len() as u64 - 5, 100).unwrap(),
         &large[large.len() - 5..]
     );
-    assert_eq!(s.get(hs).unwrap().unwrap().read_verified(0, 9999).unwrap(), &small[..]);
+    assert_eq!(
+        s.get(hs).unwrap().unwrap().read_verified(0, 9999).unwrap(),
+        &small[..]
+    );
     assert!(s.get(Hash::of(b"absent")).unwrap().is_none());
     assert_eq!(s.missing(&[hs, Hash::of(b"x")]), vec![Hash::of(b"x")]);
 }
@@ -41,7 +51,9 @@ fn wrong_expected_hash_is_refused_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
     let large = data(100_000, 3);
-    let err = s.import_bytes(&large, Some(Hash::of(b"other")), true).unwrap_err();
+    let err = s
+        .import_bytes(&large, Some(Hash::of(b"other")), true)
+        .unwrap_err();
     assert!(matches!(err, StoreError::HashMismatch { .. }));
     assert_eq!(s.stats(), (0, 0));
     assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
@@ -60,7 +72,10 @@ fn altered_bytes_are_flagged_and_dropped() {
     let b = s.get(h).unwrap().unwrap();
     // The first part still verifies; the altered chunk group does not.
     assert_eq!(b.read_verified(0, 1000).unwrap(), &large[..1000]);
-    assert!(matches!(b.read_verified(1_490_000, 20_000), Err(ReadError::Corrupt(_))));
+    assert!(matches!(
+        b.read_verified(1_490_000, 20_000),
+        Err(ReadError::Corrupt(_))
+    ));
     assert!(!s.contains(h));
     assert!(!path.exists());
     drop((b, s));
