@@ -11,6 +11,7 @@
 pub mod gateway;
 pub mod hash;
 pub mod manifest;
+pub mod publish;
 pub mod store;
 
 pub use hash::Hash;
