@@ -162,7 +162,9 @@ impl EmbeddedLedger {
             .map_err(storage)?;
         if !existed {
             // Make the new file's directory entry durable too.
-            File::open(dir).and_then(|d| d.sync_all()).map_err(storage)?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(storage)?;
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(storage)?;
@@ -261,9 +263,8 @@ impl EmbeddedLedger {
         }
         let registrar = self.inner.registrar.verifying_key();
         for rec in &records {
-            rec.verify_signatures(&registrar).map_err(|e| {
-                LedgerError::Storage(format!("record {}: {e}", rec.seq))
-            })?;
+            rec.verify_signatures(&registrar)
+                .map_err(|e| LedgerError::Storage(format!("record {}: {e}", rec.seq)))?;
         }
         Ok(records.len() as u64)
     }

@@ -252,7 +252,9 @@ pub fn check_registrable(name: &Name, tld: &Name) -> Result<(), LedgerError> {
         )));
     }
     if !name.is_hostname() {
-        return Err(invalid("labels starting with '_' cannot be registered".into()));
+        return Err(invalid(
+            "labels starting with '_' cannot be registered".into(),
+        ));
     }
     Ok(())
 }
@@ -308,7 +310,9 @@ macro_rules! hex_array {
             pub(crate) fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&hex::encode(v))
             }
-            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; $n], D::Error> {
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<[u8; $n], D::Error> {
                 let s = String::deserialize(d)?;
                 let s = s.strip_prefix("0x").unwrap_or(&s);
                 let v = hex::decode(s).map_err(serde::de::Error::custom)?;

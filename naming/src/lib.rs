@@ -15,6 +15,7 @@
 //! - [`EmbeddedLedger`]: the default ledger, a hash-chained log in the data directory.
 //! - [`ZoneStore`]: the persistent store of accepted zones.
 
+pub mod conformance;
 pub mod embedded;
 pub mod ledger;
 pub mod name;

@@ -110,7 +110,9 @@ impl Name {
 
     /// The name one level up, or `None` for a single-label name.
     pub fn parent(&self) -> Option<Name> {
-        self.0.split_once('.').map(|(_, rest)| Name(rest.to_owned()))
+        self.0
+            .split_once('.')
+            .map(|(_, rest)| Name(rest.to_owned()))
     }
 
     /// The rightmost label as a name.
@@ -226,7 +228,10 @@ mod tests {
 
     #[test]
     fn normalizes_case_dot_and_idna() {
-        assert_eq!(Name::parse("Blog.Proxima.").unwrap().as_str(), "blog.proxima");
+        assert_eq!(
+            Name::parse("Blog.Proxima.").unwrap().as_str(),
+            "blog.proxima"
+        );
         assert_eq!(
             Name::parse("bücher.proxima").unwrap().as_str(),
             "xn--bcher-kva.proxima"

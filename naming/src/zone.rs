@@ -485,7 +485,9 @@ fn encode_rdata(data: &RecordData, out: &mut Vec<u8>) -> Result<(), String> {
         RecordData::Caa { flags, tag, value } => {
             if tag.is_empty() || tag.len() > 255 || !tag.bytes().all(|b| b.is_ascii_alphanumeric())
             {
-                return Err(format!("CAA tag {tag:?} must be 1..=255 ASCII letters/digits"));
+                return Err(format!(
+                    "CAA tag {tag:?} must be 1..=255 ASCII letters/digits"
+                ));
             }
             if value.len() > MAX_RDATA {
                 return Err("CAA value too long".into());
@@ -692,9 +694,7 @@ mod tests {
                 Record {
                     owner: name,
                     ttl: 60,
-                    data: RecordData::Site {
-                        manifest: [9; 32],
-                    },
+                    data: RecordData::Site { manifest: [9; 32] },
                 },
             ],
         }
