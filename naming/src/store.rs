@@ -19,7 +19,7 @@ use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Mutex, broadcast};
 
-use crate::ledger::{Clock, Ledger, LedgerChange, LedgerError};
+use crate::ledger::{Clock, Ledger, LedgerError};
 use crate::name::Name;
 use crate::zone::{DecodeError, SignedZone, ZoneError};
 
@@ -322,37 +322,58 @@ impl ZoneStore {
         read().unwrap_or(0)
     }
 
-    /// Applies one ledger change to the held zones.
-    pub fn apply_change(&self, change: &LedgerChange) -> Result<(), ZoneRejected> {
-        let name = &change.entry.name;
+    /// Re-checks the held zone of `name` against the ledger's *current* entry: drops it if the
+    /// name is gone or its zone key changed, otherwise takes the current expiry. Comparing with
+    /// the current entry rather than the change being replayed keeps a zone signed by a newer key
+    /// when older changes are replayed after it was accepted.
+    pub async fn refresh(&self, name: &Name) -> Result<(), ZoneRejected> {
+        let _guard = self.write.lock().await;
         let Some(held) = self.get_held(name) else {
-            self.save_cursor(change.cursor + 1)?;
             return Ok(());
         };
-        let key_changed = held.zone.zone_key != change.entry.zone_key;
-        let txn = self.db.begin_write().map_err(storage)?;
-        {
-            let mut zones = txn.open_table(ZONES).map_err(storage)?;
-            if key_changed {
-                zones.remove(name.as_str()).map_err(storage)?;
-            } else {
-                let mut value = change.entry.expiry.to_be_bytes().to_vec();
-                value.extend_from_slice(&held.zone.encode());
-                zones
-                    .insert(name.as_str(), value.as_slice())
-                    .map_err(storage)?;
-            }
-            let mut meta = txn.open_table(META).map_err(storage)?;
-            meta.insert("ledger_cursor", change.cursor + 1)
-                .map_err(storage)?;
+        let entry = self.ledger.lookup(name).await?;
+        let keep = entry
+            .as_ref()
+            .filter(|e| e.zone_key == held.zone.zone_key)
+            .map(|e| e.expiry);
+        if keep == Some(held.expiry) {
+            return Ok(());
         }
-        txn.commit().map_err(storage)?;
+        let db = self.db.clone();
+        let key = name.to_string();
+        let zone = held.zone.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), ZoneRejected> {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut zones = txn.open_table(ZONES).map_err(storage)?;
+                match keep {
+                    None => {
+                        zones.remove(key.as_str()).map_err(storage)?;
+                    }
+                    Some(expiry) => {
+                        let mut value = expiry.to_be_bytes().to_vec();
+                        value.extend_from_slice(&zone.encode());
+                        zones
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(storage)?;
+                    }
+                }
+            }
+            txn.commit().map_err(storage)
+        })
+        .await
+        .map_err(storage)??;
         if let Ok(mut map) = self.held.write() {
-            if key_changed {
-                tracing::info!(%name, "zone key changed on the ledger; dropping the zone signed by the old key");
-                map.remove(name);
-            } else if let Some(h) = map.get_mut(name) {
-                h.expiry = change.entry.expiry;
+            match keep {
+                None => {
+                    tracing::info!(%name, "zone key changed or name gone on the ledger; dropping the zone signed by the old key");
+                    map.remove(name);
+                }
+                Some(expiry) => {
+                    if let Some(h) = map.get_mut(name) {
+                        h.expiry = expiry;
+                    }
+                }
             }
         }
         let _ = self.changed.send(name.clone());
@@ -378,13 +399,17 @@ impl ZoneStore {
                 _ = &mut stop => return,
                 next = changes.next() => match next {
                     Some(Ok(change)) => {
+                        if let Err(e) = self.refresh(&change.entry.name).await {
+                            tracing::error!(error = %e, name = %change.entry.name, "cannot apply a ledger change to the zone store");
+                        }
                         let store = self.clone();
-                        let applied = tokio::task::spawn_blocking(move || store.apply_change(&change))
+                        let cursor = change.cursor + 1;
+                        let saved = tokio::task::spawn_blocking(move || store.save_cursor(cursor))
                             .await
                             .map_err(storage)
                             .and_then(|r| r);
-                        if let Err(e) = applied {
-                            tracing::error!(error = %e, "cannot apply a ledger change to the zone store");
+                        if let Err(e) = saved {
+                            tracing::error!(error = %e, "cannot save the ledger cursor");
                         }
                     }
                     Some(Err(e)) => {

@@ -163,8 +163,136 @@ impl RecordData {
                 priority,
                 target,
                 params,
-            } => format!("{priority} {target} \\# {}", hex::encode(params)),
+            } if params.is_empty() => format!("{priority} {target}"),
+            Self::Https {
+                priority,
+                target,
+                params,
+            } => format!("{priority} {target} {}", hex::encode(params)),
             Self::Site { manifest } => hex::encode(manifest),
+        }
+    }
+}
+
+/// A record value that cannot be parsed from its presentation form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad {rtype} value {value:?}: {reason}")]
+pub struct RecordParseError {
+    /// The type asked for.
+    pub rtype: String,
+    /// The value given.
+    pub value: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+impl RecordData {
+    /// Parses zone-file style presentation form: `A 192.0.2.1`, `AAAA 2001:db8::1`,
+    /// `CNAME host.x.proxima`, `TXT any text` (split into 255-byte strings), `MX 10 mail.x.proxima`,
+    /// `CAA 0 issue "letsencrypt.org"`, `SRV 10 5 443 host.x.proxima`, `HTTPS 1 svc.x.proxima [hex params]`,
+    /// `SITE <64 hex digits>`. The type is case-insensitive.
+    pub fn parse(rtype: &str, value: &str) -> Result<Self, RecordParseError> {
+        let err = |reason: &str| RecordParseError {
+            rtype: rtype.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let value_t = value.trim();
+        let fields: Vec<&str> = value_t.split_whitespace().collect();
+        let name = |s: &str| Name::parse(s).map_err(|e| err(&e.to_string()));
+        let num16 = |s: &str, what: &str| {
+            s.parse::<u16>()
+                .map_err(|_| err(&format!("{what} must be a number 0..=65535")))
+        };
+        match rtype.to_ascii_uppercase().as_str() {
+            "A" => value_t
+                .parse()
+                .map(Self::A)
+                .map_err(|_| err("expected an IPv4 address such as 192.0.2.1")),
+            "AAAA" => value_t
+                .parse()
+                .map(Self::Aaaa)
+                .map_err(|_| err("expected an IPv6 address such as 2001:db8::1")),
+            "CNAME" => name(value_t).map(Self::Cname),
+            "TXT" => {
+                let text = value_t
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                if text.len() > 255 * 16 {
+                    return Err(err("TXT values are limited to 4080 bytes"));
+                }
+                let mut parts = Vec::new();
+                let mut rest = text;
+                while !rest.is_empty() {
+                    let mut cut = rest.len().min(255);
+                    while !rest.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    parts.push(rest[..cut].to_owned());
+                    rest = &rest[cut..];
+                }
+                if parts.is_empty() {
+                    parts.push(String::new());
+                }
+                Ok(Self::Txt(parts))
+            }
+            "MX" => match fields.as_slice() {
+                [pref, exchange] => Ok(Self::Mx {
+                    preference: num16(pref, "preference")?,
+                    exchange: name(exchange)?,
+                }),
+                _ => Err(err("expected \"PREFERENCE EXCHANGE\", e.g. \"10 mail.x.proxima\"")),
+            },
+            "CAA" => {
+                let mut it = value_t.splitn(3, char::is_whitespace);
+                let (Some(flags), Some(tag), Some(v)) = (it.next(), it.next(), it.next()) else {
+                    return Err(err("expected \"FLAGS TAG VALUE\", e.g. \"0 issue letsencrypt.org\""));
+                };
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|x| x.strip_suffix('"'))
+                    .unwrap_or(v);
+                let data = Self::Caa {
+                    flags: flags.parse().map_err(|_| err("flags must be 0..=255"))?,
+                    tag: tag.to_owned(),
+                    value: v.to_owned(),
+                };
+                let mut buf = Vec::new();
+                encode_rdata(&data, &mut buf).map_err(|e| err(&e))?;
+                Ok(data)
+            }
+            "SRV" => match fields.as_slice() {
+                [p, w, port, target] => Ok(Self::Srv {
+                    priority: num16(p, "priority")?,
+                    weight: num16(w, "weight")?,
+                    port: num16(port, "port")?,
+                    target: name(target)?,
+                }),
+                _ => Err(err("expected \"PRIORITY WEIGHT PORT TARGET\"")),
+            },
+            "HTTPS" => match fields.as_slice() {
+                [p, target, params @ ..] if params.len() <= 1 => Ok(Self::Https {
+                    priority: num16(p, "priority")?,
+                    target: name(target)?,
+                    params: match params.first() {
+                        Some(h) => hex::decode(h).map_err(|_| err("params must be hex (SvcParams wire form)"))?,
+                        None => Vec::new(),
+                    },
+                }),
+                _ => Err(err("expected \"PRIORITY TARGET [HEX-PARAMS]\"")),
+            },
+            "SITE" => {
+                let bytes = hex::decode(value_t).map_err(|_| err("expected 64 hex digits"))?;
+                let manifest: [u8; 32] = bytes.try_into().map_err(|_| err("expected 64 hex digits"))?;
+                Ok(Self::Site { manifest })
+            }
+            other => Err(RecordParseError {
+                rtype: other.to_owned(),
+                value: value.to_owned(),
+                reason: "unknown type; supported: A AAAA CNAME TXT MX CAA SRV HTTPS SITE".into(),
+            }),
         }
     }
 }
