@@ -6,3 +6,441 @@
 //!
 //! Must not: know about names, DNS, blobs or cache keys: other crates hand it opaque keys, topics
 //! and protocols. Depends on no other Proxima crate.
+//!
+//! # Using the mesh from another crate
+//!
+//! ```text
+//! let mesh: mesh::Mesh = ...;                       // started by the node (src/svc_mesh.rs)
+//! // choose where a request goes
+//! let order = mesh.rank(&candidates, local_has_data);           // instant, no I/O
+//! let order = mesh.rank_probed(&candidates, local_has_data, 3, timeout).await; // probes top 3
+//! mesh.report_failure(peer); mesh.report_corrupt(peer);          // standing
+//! // talk to a peer on your own protocol
+//! mesh.dataplane().serve_streams(b"proxima/blob/1", handler)?;
+//! let (send, recv) = mesh.open_bi(peer, b"proxima/blob/1").await?;
+//! mesh::frame::write(&mut send, &payload).await?;                // versioned, bounded frames
+//! // control plane
+//! mesh.control().publish("zones", bytes).await?; mesh.control().subscribe("zones").await?;
+//! mesh.control().put_record(k, v).await?; mesh.control().get_record(k).await?;
+//! mesh.control().start_providing(k).await?; mesh.control().providers(k).await?;
+//! // who is there
+//! mesh.members();  // MemberView: id (peer, quic addr), state, meta (services, load, coord)
+//! ```
+
+pub mod control;
+pub mod coords;
+pub mod coords_eval;
+pub mod dataplane;
+pub mod directory;
+pub mod frame;
+pub mod membership;
+pub mod wan;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libp2p::identity::{Keypair, PeerId};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use control::{ControlConfig, ControlError, ControlPlane, RecordValidator};
+pub use coords::{NetCoord, PharosConfig};
+pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, RecvStream, SendStream};
+pub use directory::{Ranked, RttSource};
+pub use membership::{MemberId, MemberMeta, MemberState, MemberView, MembershipConfig};
+pub use libp2p::Multiaddr;
+pub use wan::WanEmulator;
+
+/// The libp2p keypair of a node from its 32-byte Ed25519 seed (the node key file).
+pub fn keypair_from_seed(seed: [u8; 32]) -> Keypair {
+    let mut seed = seed;
+    Keypair::ed25519_from_bytes(&mut seed).expect("any 32 bytes are a valid ed25519 secret key")
+}
+
+/// ALPN of the RTT probe protocol (an echo of one frame).
+pub const PING_ALPN: &[u8] = b"proxima/ping/1";
+/// Largest probe frame.
+const MAX_PING: usize = 64;
+
+/// Everything needed to start the mesh of one node.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// QUIC data-plane listen address (port 0 picks one).
+    pub quic_listen: SocketAddr,
+    /// libp2p control plane.
+    pub control: ControlConfig,
+    /// Service addresses this node advertises (`dns`, `http`, `redis`, ...); `quic` is added.
+    pub services: BTreeMap<String, String>,
+    /// Relative capacity advertised to members.
+    pub capacity: u32,
+    /// SWIM timing.
+    pub membership: MembershipConfig,
+    /// QUIC tuning.
+    pub dataplane: DataPlaneConfig,
+    /// Coordinates.
+    pub pharos: PharosConfig,
+    /// Route the data plane through an emulated WAN (tests and benchmarks only).
+    pub wan: Option<Arc<WanEmulator>>,
+}
+
+impl MeshConfig {
+    /// Loopback defaults: everything on port 0, no bootstrap, no mDNS.
+    pub fn local() -> Self {
+        Self {
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control: ControlConfig {
+                listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid multiaddr")],
+                bootstrap: Vec::new(),
+                mdns: false,
+                validator: None,
+            },
+            services: BTreeMap::new(),
+            capacity: 1,
+            membership: MembershipConfig::lan(),
+            dataplane: DataPlaneConfig::default(),
+            pharos: PharosConfig::default(),
+            wan: None,
+        }
+    }
+}
+
+/// A mesh start-up failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    /// The data plane failed.
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
+    /// The control plane failed.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// One member as `/health` and `proxima status` show it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MemberStatus {
+    /// Peer id.
+    pub peer_id: String,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub state: MemberState,
+    /// Whether this is the node answering.
+    #[serde(rename = "self", default)]
+    pub is_self: bool,
+    /// QUIC data-plane address.
+    pub quic: String,
+    /// Advertised service addresses.
+    pub addrs: BTreeMap<String, String>,
+    /// Advertised load.
+    pub load: Option<f32>,
+    /// Advertised capacity.
+    pub capacity: Option<u32>,
+    /// Its coordinate.
+    pub coordinate: Option<NetCoord>,
+    /// Estimated RTT from this node by coordinates (ms).
+    pub coord_distance_ms: Option<f64>,
+    /// Measured RTT of a live connection (ms).
+    pub rtt_ms: Option<f64>,
+}
+
+/// The running mesh of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    plane: DataPlane,
+    membership: membership::Membership,
+    control: ControlPlane,
+    standing: Arc<Mutex<directory::Standing>>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("local", self.membership.local())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mesh {
+    /// Binds the data plane, starts SWIM and the libp2p swarm, dials the bootstrap peers.
+    /// Must run inside a tokio runtime; tasks stop when the runtime does, or at [`Mesh::leave`].
+    pub async fn start(
+        keypair: Keypair,
+        mut config: MeshConfig,
+        registry: &mut Registry,
+    ) -> Result<Self, MeshError> {
+        let shutdown = CancellationToken::new();
+        let plane = DataPlane::bind(
+            config.quic_listen,
+            keypair.clone(),
+            config.dataplane.clone(),
+            config.wan.clone(),
+        )?;
+        let quic = plane.local_addr().map_err(|source| DataPlaneError::Bind {
+            addr: config.quic_listen,
+            source,
+        })?;
+        plane.serve_streams(PING_ALPN, |_peer, mut send, mut recv| {
+            Box::pin(async move {
+                if let Ok(Some(p)) = frame::FrameDecoder::new(MAX_PING).read(&mut recv).await {
+                    let _ = frame::write(&mut send, &p).await;
+                    let _ = send.finish();
+                }
+            })
+        })?;
+        config.services.insert("quic".into(), quic.to_string());
+        let local = MemberId {
+            peer: keypair.public().to_peer_id(),
+            quic,
+            generation: membership::generation_now(),
+        };
+        let meta = MemberMeta {
+            services: config.services.clone(),
+            capacity: config.capacity,
+            load: 0.0,
+            coord: None,
+            leaving: false,
+        };
+        let membership = membership::Membership::start(
+            plane.clone(),
+            local,
+            meta,
+            config.membership.clone(),
+            config.pharos.clone(),
+            shutdown.clone(),
+        )?;
+        let control =
+            ControlPlane::start(keypair, config.control.clone(), membership.clone(), shutdown.clone())
+                .await?;
+        registry.register(
+            "invalid_records",
+            "DHT records refused by the validator or the size bound",
+            control.invalid_records.clone(),
+        );
+        Ok(Self {
+            plane,
+            membership,
+            control,
+            standing: Arc::default(),
+            shutdown,
+        })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.membership.local().peer
+    }
+
+    /// This node's SWIM identity (peer id, QUIC address, generation).
+    pub fn local_member(&self) -> MemberId {
+        self.membership.local().clone()
+    }
+
+    /// The QUIC data-plane address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.membership.local().quic
+    }
+
+    /// The QUIC data plane (serve protocols, open streams).
+    pub fn dataplane(&self) -> &DataPlane {
+        &self.plane
+    }
+
+    /// The libp2p control plane (gossip, DHT, providers).
+    pub fn control(&self) -> &ControlPlane {
+        &self.control
+    }
+
+    /// The libp2p listen addresses.
+    pub async fn p2p_addrs(&self) -> Vec<Multiaddr> {
+        self.control.listeners().await.unwrap_or_default()
+    }
+
+    /// Joins through a member whose identity is known (without the libp2p hello).
+    pub async fn join(&self, member: MemberId) {
+        self.membership.announce(member).await;
+    }
+
+    /// Sets the load this node advertises (0 = idle, 1 = saturated).
+    pub async fn set_load(&self, load: f32) {
+        self.membership.set_load(load).await;
+    }
+
+    /// Every member this node knows of, itself included.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.membership.members()
+    }
+
+    /// This node's coordinate.
+    pub fn coordinate(&self) -> Option<NetCoord> {
+        self.membership.coordinate()
+    }
+
+    /// Opens a bidirectional stream to member `peer` for protocol `alpn`, using the QUIC
+    /// address it advertises.
+    pub async fn open_bi(
+        &self,
+        peer: PeerId,
+        alpn: &[u8],
+    ) -> Result<(SendStream, RecvStream), DataPlaneError> {
+        let addr = self
+            .members()
+            .into_iter()
+            .find(|m| m.id.peer == peer)
+            .map(|m| m.id.quic)
+            .ok_or(DataPlaneError::BadAlpn)
+            .or_else(|_| Err(DataPlaneError::Tls(format!("{peer} is not a known member"))))?;
+        self.plane.open_bi(peer, addr, alpn).await
+    }
+
+    /// Members with their state, coordinate distance and measured RTT, for `/health`.
+    pub fn status(&self) -> Vec<MemberStatus> {
+        let rtts = self.plane.rtts();
+        let mine = self.coordinate();
+        let threshold = self.membership.local_threshold_ms();
+        self.members()
+            .into_iter()
+            .map(|m| {
+                let meta = m.meta.unwrap_or_default();
+                let coord_distance_ms = match (&mine, &meta.coord) {
+                    (Some(a), Some(b)) if !m.is_self => Some(a.estimate(b, threshold)),
+                    _ => None,
+                };
+                MemberStatus {
+                    peer_id: m.id.peer.to_string(),
+                    state: m.state,
+                    is_self: m.is_self,
+                    quic: m.id.quic.to_string(),
+                    addrs: meta.services,
+                    load: Some(meta.load),
+                    capacity: Some(meta.capacity),
+                    coordinate: meta.coord,
+                    coord_distance_ms,
+                    rtt_ms: rtts.get(&m.id.peer).map(|d| d.as_secs_f64() * 1000.0),
+                }
+            })
+            .collect()
+    }
+
+    /// Orders `candidates` for a request (see [`directory`] for the rule): measured RTT where
+    /// a live connection exists, coordinates otherwise, then health, load and standing; the
+    /// local node first when `local_has_data`. Dead and departed members are left out.
+    pub fn rank(&self, candidates: &[PeerId], local_has_data: bool) -> Vec<Ranked> {
+        let rtts = self.plane.rtts();
+        self.rank_with(candidates, local_has_data, |p| {
+            rtts.get(p).map(|d| d.as_secs_f64() * 1000.0)
+        })
+    }
+
+    fn rank_with(
+        &self,
+        candidates: &[PeerId],
+        local_has_data: bool,
+        measured: impl Fn(&PeerId) -> Option<f64>,
+    ) -> Vec<Ranked> {
+        let members = self.members();
+        let mine = self.coordinate();
+        let threshold = self.membership.local_threshold_ms();
+        let now = Instant::now();
+        let standing = self.standing.lock().unwrap_or_else(|e| e.into_inner());
+        let me = self.peer_id();
+        let infos = candidates
+            .iter()
+            .filter(|p| **p != me || local_has_data)
+            .map(|p| {
+                let m = members.iter().find(|m| m.id.peer == *p && !m.is_self);
+                let meta = m.and_then(|m| m.meta.as_ref());
+                directory::CandidateInfo {
+                    peer: *p,
+                    is_local: *p == me,
+                    state: m.map(|m| m.state),
+                    measured_ms: measured(p),
+                    estimated_ms: match (&mine, meta.and_then(|x| x.coord.as_ref())) {
+                        (Some(a), Some(b)) => Some(a.estimate(b, threshold)),
+                        _ => None,
+                    },
+                    load: meta.map_or(0.0, |x| x.load),
+                    strikes: standing.strikes(p, now),
+                }
+            })
+            .collect();
+        directory::rank(infos)
+    }
+
+    /// Like [`Mesh::rank`], then probes the best `shortlist` remote candidates that have no
+    /// live connection (one echo over the data plane each, in parallel, bounded by `timeout`)
+    /// and ranks again with the measurements: for choices that matter.
+    pub async fn rank_probed(
+        &self,
+        candidates: &[PeerId],
+        local_has_data: bool,
+        shortlist: usize,
+        timeout: Duration,
+    ) -> Vec<Ranked> {
+        let first = self.rank(candidates, local_has_data);
+        let members = self.members();
+        let probes = first
+            .iter()
+            .filter(|r| r.source != RttSource::Local)
+            .take(shortlist)
+            .filter_map(|r| {
+                let m = members.iter().find(|m| m.id.peer == r.peer && !m.is_self)?;
+                let (peer, addr, plane) = (m.id.peer, m.id.quic, self.plane.clone());
+                Some(async move {
+                    let rtt = tokio::time::timeout(timeout, probe(&plane, peer, addr)).await;
+                    (peer, rtt.ok().flatten())
+                })
+            });
+        let measured: std::collections::HashMap<PeerId, f64> = futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .filter_map(|(p, r)| r.map(|d| (p, d.as_secs_f64() * 1000.0)))
+            .collect();
+        let rtts = self.plane.rtts();
+        self.rank_with(candidates, local_has_data, |p| {
+            measured
+                .get(p)
+                .copied()
+                .or_else(|| rtts.get(p).map(|d| d.as_secs_f64() * 1000.0))
+        })
+    }
+
+    /// A request to `peer` failed: it loses standing for a while.
+    pub fn report_failure(&self, peer: PeerId) {
+        self.standing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strike(peer, directory::FAILURE_STRIKES, Instant::now());
+    }
+
+    /// `peer` served corrupt data: it loses more standing.
+    pub fn report_corrupt(&self, peer: PeerId) {
+        self.standing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strike(peer, directory::CORRUPT_STRIKES, Instant::now());
+    }
+
+    /// Leaves gracefully: SWIM goodbye to members, then closes the endpoint and stops the
+    /// control plane. Bounded by `deadline`.
+    pub async fn leave(&self, deadline: Duration) {
+        self.membership.leave(deadline).await;
+        self.plane.close();
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.plane.wait_idle()).await;
+        self.shutdown.cancel();
+    }
+}
+
+/// One echo over [`PING_ALPN`]; the elapsed time of the round trip.
+async fn probe(plane: &DataPlane, peer: PeerId, addr: SocketAddr) -> Option<Duration> {
+    // Connect first so the handshake is not counted.
+    plane.connect(peer, addr, PING_ALPN).await.ok()?;
+    let (mut send, mut recv) = plane.open_bi(peer, addr, PING_ALPN).await.ok()?;
+    let start = Instant::now();
+    frame::write(&mut send, b"ping").await.ok()?;
+    send.finish().ok()?;
+    frame::FrameDecoder::new(MAX_PING).read(&mut recv).await.ok()??;
+    Some(start.elapsed())
+}
