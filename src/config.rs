@@ -71,6 +71,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Default log filter when `RUST_LOG` is not set (tracing env-filter syntax).
     pub log: String,
+    /// Naming: ledger TLD, authoritative TLDs, Ethereum account key file (`[naming]`).
+    pub naming: crate::names::NamingConfig,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             eth_registry: None,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
+            naming: crate::names::NamingConfig::default(),
         }
     }
 }
@@ -193,6 +196,9 @@ impl Config {
                     "expected a 20-byte hex address such as 0x5FbDB2315678afecb367f032d93F642f64180aa3",
                 ));
             }
+        }
+        if let Err((key, value, problem)) = self.naming.validate() {
+            return Err(bad(&key, value, &problem));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(bad(

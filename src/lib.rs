@@ -8,11 +8,13 @@
 //! crates; this crate only configures, starts, observes and stops them.
 
 pub mod admin;
+pub mod cli_name;
 pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod harness;
 pub mod identity;
 pub mod metrics;
+pub mod names;
 pub mod node;
 pub mod telemetry;

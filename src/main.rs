@@ -34,6 +34,12 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Register names and edit their signed records (through a node).
+    #[command(subcommand)]
+    Name(proxima::cli_name::NameCommand),
+    /// Deploy the NameRegistry contract to an Ethereum endpoint.
+    #[command(subcommand)]
+    Contracts(proxima::cli_name::ContractsCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -134,6 +140,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !out.ends_with('\n') {
                 println!();
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Name(cmd) => {
+            print!("{}", block_on(proxima::cli_name::run_name(cmd))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Contracts(cmd) => {
+            print!("{}", block_on(proxima::cli_name::run_contracts(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Example) => {

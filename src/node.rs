@@ -224,6 +224,19 @@ async fn start_services(
     // its own prefix (`registry.sub_registry_with_prefix(..)`), its real address in `services`,
     // its admin API routes in `api`, and its tasks on `tracker` so shutdown can wait for them.
 
+    // Naming first: the ledger, the verified zone store and the keystore. DNS and the CDN take
+    // the zone store from here (`names.zones()`); its admin routes are under /api/names.
+    let names = crate::names::NameService::start(
+        config,
+        data_dir.path(),
+        &identity,
+        &mut registry,
+        shutdown,
+        tracker,
+    )
+    .await?;
+    api = api.merge(crate::names::api::routes(names.clone()));
+
     let services = Arc::new(services);
     let state = AdminState {
         started,

@@ -20,3 +20,4 @@ pub use eth::{EthConfig, EthLedger, deploy, eth_address};
 pub const ARTIFACT_JSON: &str = include_str!("../artifacts/NameRegistry.json");
 /// The contract source the artifact was compiled from.
 pub const SOURCE: &str = include_str!("../solidity/NameRegistry.sol");
+pub use alloy::primitives::{Address, U256};
