@@ -40,6 +40,9 @@ pub struct Health {
     pub data_dir: String,
     /// Running services by name (`admin`, `dns`, `http`, `redis`, `quic`, `p2p`).
     pub services: BTreeMap<String, ServiceInfo>,
+    /// Mesh members as this node sees them (itself included, `self: true`).
+    #[serde(default)]
+    pub members: Vec<mesh::MemberStatus>,
 }
 
 /// Shared state of the admin endpoint.
@@ -51,6 +54,7 @@ pub struct AdminState {
     pub(crate) services: Arc<BTreeMap<String, ServiceInfo>>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) metrics: NodeMetrics,
+    pub(crate) mesh: Option<mesh::Mesh>,
 }
 
 impl AdminState {
@@ -63,6 +67,7 @@ impl AdminState {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             data_dir: self.data_dir.clone(),
             services: (*self.services).clone(),
+            members: self.mesh.as_ref().map(mesh::Mesh::status).unwrap_or_default(),
         }
     }
 }

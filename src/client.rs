@@ -88,6 +88,31 @@ pub async fn status(node: &str, json: bool) -> Result<String> {
     for (name, s) in &h.services {
         let _ = writeln!(out, "  {name:<8} {:<22} {}", s.listen, s.protocol);
     }
+    if !h.members.is_empty() {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
+        let _ = writeln!(out, "members");
+        let _ = writeln!(
+            out,
+            "  {:<54} {:<8} {:<22} {:>12} {:>12}",
+            "peer", "state", "quic", "coord dist", "rtt"
+        );
+        for m in &h.members {
+            let me = if m.is_self { " (self)" } else { "" };
+            let state = serde_json::to_value(m.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<54} {:<8} {:<22} {:>12} {:>12}",
+                format!("{}{me}", m.peer_id),
+                state,
+                m.quic,
+                ms(m.coord_distance_ms),
+                ms(m.rtt_ms)
+            );
+        }
+    }
     Ok(out)
 }
 

@@ -17,4 +17,5 @@ pub mod identity;
 pub mod metrics;
 pub mod names;
 pub mod node;
+pub mod svc_mesh;
 pub mod telemetry;

@@ -237,6 +237,17 @@ async fn start_services(
     .await?;
     api = api.merge(crate::names::api::routes(names.clone()));
 
+    // The mesh starts after the services it advertises (their addresses go into its gossip).
+    let mesh = crate::svc_mesh::start(
+        config,
+        &identity,
+        &mut services,
+        &mut registry,
+        shutdown,
+        tracker,
+    )
+    .await?;
+
     let services = Arc::new(services);
     let state = AdminState {
         started,
@@ -245,6 +256,7 @@ async fn start_services(
         services: services.clone(),
         registry: Arc::new(registry),
         metrics: node_metrics,
+        mesh: Some(mesh),
     };
     let app = admin::router(state, api);
     let stop = shutdown.clone();

@@ -325,6 +325,23 @@ impl DataPlane {
         }
     }
 
+    /// Closes and forgets the cached outgoing connections to `peer` (it restarted or died: a
+    /// connection to its previous process would only swallow packets until it times out).
+    pub fn forget(&self, peer: &PeerId) {
+        let mut out = self.inner.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        out.retain(|(p, _), slot| {
+            if p != peer {
+                return true;
+            }
+            if let Ok(guard) = slot.try_lock()
+                && let Some(conn) = guard.as_ref()
+            {
+                conn.close(3u32.into(), b"peer restarted or died");
+            }
+            false
+        });
+    }
+
     /// The smoothed RTT of the live connections, lowest per peer: measurements, not estimates.
     pub fn rtts(&self) -> HashMap<PeerId, Duration> {
         let mut out: HashMap<PeerId, Duration> = HashMap::new();

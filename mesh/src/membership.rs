@@ -166,12 +166,13 @@ impl MembershipConfig {
         }
     }
 
-    /// Worst-case time from a crash until some member declares it dead, when the cluster has
-    /// `members` live members: the crashed member may be probed last in a full round of random
-    /// probing by every other member (bounded by one period here, since n-1 members probe
-    /// concurrently and each round covers everyone), plus the probe and suspicion timers.
+    /// Expected worst case from a crash until every member has declared it dead, in a small
+    /// cluster where several members probe each period (with few members, the one probing the
+    /// crashed member next may take longer: SWIM round-robins over shuffled members).
     pub fn detection_bound(&self) -> Duration {
-        self.probe_period * 2 + self.probe_rtt * 2 + self.suspect_to_down_after
+        // Up to a period until someone probes it, a period for the direct and indirect probes,
+        // the suspicion timeout, and a period for the verdict to reach everyone.
+        self.probe_period * 3 + self.suspect_to_down_after
     }
 
     fn foca(&self) -> foca::Config {
@@ -496,10 +497,12 @@ impl Task {
                 }
                 OwnedNotification::MemberDown(id) => {
                     self.coords.forget(&id.peer);
+                    self.plane.forget(&id.peer);
                     tracing::info!(peer = %id.peer, "member down");
                 }
                 OwnedNotification::Rename(old, new) => {
                     self.left.remove(&old);
+                    self.plane.forget(&new.peer);
                     tracing::info!(peer = %new.peer, generation = new.generation, "member restarted");
                 }
                 OwnedNotification::Defunct => {

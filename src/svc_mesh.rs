@@ -1,0 +1,73 @@
+//! Wiring of the mesh into the node: builds the [`mesh::MeshConfig`] from the node's
+//! configuration, starts it, advertises the node's service addresses, and says goodbye to the
+//! members on graceful shutdown (a kill drops the runtime without one, as a crash would).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::ServiceInfo;
+use crate::config::Config;
+use crate::identity::NodeIdentity;
+
+/// Time a graceful leave may take (within the node's shutdown grace).
+const LEAVE_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Starts the mesh; registers `quic` and `p2p` in `services`.
+pub async fn start(
+    config: &Config,
+    identity: &NodeIdentity,
+    services: &mut BTreeMap<String, ServiceInfo>,
+    registry: &mut Registry,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<mesh::Mesh> {
+    let parse = |key: &str, list: &[String]| -> Result<Vec<mesh::Multiaddr>> {
+        list.iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("{key}: {a:?} is not a multiaddr"))
+            })
+            .collect()
+    };
+    let mut mc = mesh::MeshConfig::local();
+    mc.quic_listen = config.quic_listen;
+    mc.control.listen = parse("p2p_listen", &config.p2p_listen)?;
+    mc.control.bootstrap = parse("bootstrap", &config.bootstrap)?;
+    mc.services = services
+        .iter()
+        .filter(|(name, _)| name.as_str() != "admin")
+        .map(|(name, s)| (name.clone(), s.listen.clone()))
+        .collect();
+    if let Some(admin) = services.get("admin") {
+        mc.services.insert("admin".into(), admin.listen.clone());
+    }
+    let keypair = mesh::keypair_from_seed(identity.signing_key().to_bytes());
+    let m = mesh::Mesh::start(keypair, mc, registry.sub_registry_with_prefix("mesh"))
+        .await
+        .context("cannot start the mesh")?;
+    services.insert(
+        "quic".into(),
+        crate::admin::service("quic (data plane)", m.quic_addr()),
+    );
+    if let Some(p2p) = m.p2p_addrs().await.first() {
+        services.insert(
+            "p2p".into(),
+            ServiceInfo {
+                protocol: "libp2p".into(),
+                listen: p2p.to_string(),
+            },
+        );
+    }
+    let leaving = m.clone();
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        stop.cancelled().await;
+        leaving.leave(LEAVE_DEADLINE).await;
+    });
+    Ok(m)
+}
