@@ -203,6 +203,13 @@ impl fmt::Debug for Name {
     }
 }
 
+/// Lets maps keyed by `Name` be queried with a `&str` in canonical form (no allocation).
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for Name {
     fn as_ref(&self) -> &str {
         &self.0

@@ -272,12 +272,15 @@ impl ZoneStore {
     pub fn lookup(&self, name: &Name) -> Option<Arc<SignedZone>> {
         let now = self.clock.now();
         let held = self.held.read().ok()?;
-        for candidate in name.ancestors() {
-            if let Some(h) = held.get(&candidate) {
+        // Walk the suffixes of the canonical string: no allocation per candidate.
+        let s = name.as_str();
+        let mut at = 0;
+        loop {
+            if let Some(h) = held.get(&s[at..]) {
                 return (now < h.expiry).then(|| h.zone.clone());
             }
+            at += s[at..].find('.')? + 1;
         }
-        None
     }
 
     /// The zone stored for exactly `name`, expired or not (for the owner's tools).
