@@ -87,6 +87,24 @@ impl ZoneRejected {
     }
 }
 
+/// Opens the redb file. If another handle in this process still holds it (a node that was
+/// stopped abruptly in-process drops its tasks in the background), waits for it to go away, up
+/// to a deadline (another process holding it is reported after the same deadline).
+fn open_db(path: &Path) -> Result<Database, ZoneRejected> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Database::create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(storage(e)),
+        }
+    }
+}
+
 fn storage<E: std::fmt::Display>(e: E) -> ZoneRejected {
     ZoneRejected::Storage(e.to_string())
 }
@@ -128,7 +146,7 @@ impl ZoneStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(storage)?;
         }
-        let db = Database::create(path).map_err(storage)?;
+        let db = open_db(path)?;
         let mut held = HashMap::new();
         {
             let txn = db.begin_write().map_err(storage)?;
