@@ -5,3 +5,248 @@
 //!
 //! Must not: depend on where a key lives in the command layer (routing sits underneath it), or
 //! allocate from a request size it has not bounded.
+//!
+//! Layers, bottom up:
+//! - [`resp`]: a pure RESP request parser (no I/O, no copies, bounded);
+//! - [`db`] and [`value`]: the keyspace (expiry, memory accounting, sampled-LFU eviction);
+//! - [`cmd`]: the static command table and the handlers, over a keyspace lock taken once per
+//!   pipelined batch;
+//! - [`conn`]: one connection: read, run the batch, write once;
+//! - [`start`]: binds, spawns the accept loop and housekeeping on the caller's runtime, and
+//!   reports the real address.
+//!
+//! Nothing here is global: every server has its own [`shared::Shared`], so one process can run
+//! many nodes.
+
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod db;
+pub mod glob;
+pub mod metrics;
+pub mod pubsub;
+pub mod reply;
+pub mod resp;
+pub mod shared;
+pub mod slot;
+pub mod value;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+use shared::Shared;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("cannot listen on redis_listen {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration: `cache.{key}` = {value:?}: {problem}")]
+    Config {
+        /// The key under `[cache]`.
+        key: &'static str,
+        /// The value.
+        value: String,
+        /// What is wrong and what is allowed.
+        problem: &'static str,
+    },
+    /// Refusing to serve beyond loopback without a password.
+    #[error(
+        "refusing to listen on {0} (beyond loopback) without cache.requirepass; set a password or cache.allow_remote_without_password = true"
+    )]
+    RemoteWithoutPassword(SocketAddr),
+}
+
+/// What the node passes in.
+#[derive(Debug)]
+pub struct Deps<'a> {
+    /// Registry to register metrics into (the caller chooses the prefix).
+    pub registry: &'a mut Registry,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+    /// Where the server's tasks are tracked, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// A running cache server.
+#[derive(Debug, Clone)]
+pub struct CacheHandle {
+    shared: Arc<Shared>,
+}
+
+impl CacheHandle {
+    /// The real listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// The node id this server reports in `CLUSTER MYID` and `INFO`.
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// Number of keys (for status pages).
+    pub fn key_count(&self) -> usize {
+        self.shared.db.lock().len()
+    }
+}
+
+fn validate(config: &Config) -> Result<(u64, db::Policy, u64), Error> {
+    let maxmemory = shared::parse_memory(&config.maxmemory).ok_or_else(|| Error::Config {
+        key: "maxmemory",
+        value: config.maxmemory.clone(),
+        problem: "expected a size such as \"0\", \"256mb\" or \"2gb\"",
+    })?;
+    let (policy, _) = db::Policy::parse(&config.maxmemory_policy).ok_or_else(|| Error::Config {
+        key: "maxmemory_policy",
+        value: config.maxmemory_policy.clone(),
+        problem: "expected allkeys-lfu, allkeys-lru, allkeys-random, volatile-lfu, volatile-lru, volatile-random, volatile-ttl or noeviction",
+    })?;
+    let bulk = shared::parse_memory(&config.proto_max_bulk_len)
+        .filter(|b| *b >= 1024 * 1024)
+        .ok_or_else(|| Error::Config {
+            key: "proto_max_bulk_len",
+            value: config.proto_max_bulk_len.clone(),
+            problem: "expected a size of at least 1mb such as \"512mb\"",
+        })?;
+    Ok((maxmemory, policy, bulk))
+}
+
+/// Binds `listen` (port 0 picks a free port), and serves the Redis protocol on the current
+/// tokio runtime until `deps.shutdown` is cancelled.
+pub async fn start(
+    config: &Config,
+    listen: SocketAddr,
+    deps: Deps<'_>,
+) -> Result<CacheHandle, Error> {
+    let (maxmemory, _, _) = validate(config)?;
+    if !listen.ip().is_loopback()
+        && config.requirepass.is_empty()
+        && !config.allow_remote_without_password
+    {
+        return Err(Error::RemoteWithoutPassword(listen));
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: listen,
+        source,
+    })?;
+    let metrics = metrics::Metrics::default();
+    metrics.register(deps.registry);
+    let shared = Arc::new(Shared::new(addr, config.requirepass.clone(), metrics));
+    // Apply the configuration through the same path as CONFIG SET, so both stay consistent.
+    let set = |k: &str, v: &str| shared.set_param(k, v);
+    let _ = maxmemory;
+    for (k, v) in [
+        ("maxmemory", config.maxmemory.as_str()),
+        ("maxmemory-policy", config.maxmemory_policy.as_str()),
+        ("proto-max-bulk-len", config.proto_max_bulk_len.as_str()),
+        ("maxclients", &config.maxclients.to_string()),
+    ] {
+        set(k, v).map_err(|_| Error::Config {
+            key: "maxmemory",
+            value: v.to_owned(),
+            problem: "rejected",
+        })?;
+    }
+
+    let tracker = deps.tracker.clone();
+    let shutdown = deps.shutdown.clone();
+    let s = shared.clone();
+    deps.tracker
+        .spawn(accept_loop(listener, s, shutdown.clone(), tracker));
+    deps.tracker.spawn(housekeeping(shared.clone(), shutdown));
+    tracing::info!(%addr, "redis protocol listening");
+    Ok(CacheHandle { shared })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((mut stream, peer)) => {
+                let max = shared.maxclients.load(Ordering::Relaxed);
+                if shared.clients.lock().len() >= max {
+                    shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracker.spawn(async move {
+                        let _ = stream
+                            .write_all(b"-ERR max number of clients reached\r\n")
+                            .await;
+                    });
+                    continue;
+                }
+                tracker.spawn(conn::serve(shared.clone(), stream, peer, shutdown.clone()));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Active expiry ten times a second (as Redis's `hz 10`), metrics once a second.
+async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = db::DbStats::default();
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        let now = conn::now_ms();
+        let (stats, keys, used) = {
+            let mut db = shared.db.lock();
+            db.active_expire(now, 16);
+            (db.stats.clone(), db.len(), db.used_memory())
+        };
+        if n % 10 == 0 {
+            let m = &shared.metrics;
+            m.keys.set(keys as i64);
+            m.used_memory_bytes.set(used as i64);
+            m.expired_keys_total
+                .inc_by(stats.expired.saturating_sub(last.expired));
+            m.evicted_keys_total
+                .inc_by(stats.evicted.saturating_sub(last.evicted));
+            m.keyspace_hits_total
+                .inc_by(stats.hits.saturating_sub(last.hits));
+            m.keyspace_misses_total
+                .inc_by(stats.misses.saturating_sub(last.misses));
+            last = stats;
+        }
+    }
+}

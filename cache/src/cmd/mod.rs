@@ -1,0 +1,237 @@
+//! The command layer: a static command table (name, arity, flags, key positions, handler) and
+//! the execution context handlers run in.
+//!
+//! Handlers are plain functions over a [`Ctx`]: they see the keyspace through [`Ctx::db`] (the
+//! lock is taken once per pipelined batch, on first use), write replies into the batch's output
+//! buffer, and never know where a key lives. A cluster layer routes *before* dispatch, using
+//! the same key positions `COMMAND` reports ([`table::keys_of`]).
+
+pub mod hash;
+pub mod keys;
+pub mod list;
+pub mod server;
+pub mod set;
+pub mod strings;
+pub mod table;
+pub mod zset;
+
+use std::sync::Arc;
+
+use parking_lot::MutexGuard;
+
+use crate::conn::ConnState;
+use crate::db::Db;
+use crate::reply::Reply;
+use crate::shared::Shared;
+use crate::value::Bytes;
+
+/// A command's error reply (its text includes the code: `ERR ...`, `WRONGTYPE ...`).
+#[derive(Debug)]
+pub enum CmdError {
+    /// A fixed message.
+    Static(&'static str),
+    /// A formatted message.
+    Owned(String),
+}
+
+impl From<&'static str> for CmdError {
+    fn from(s: &'static str) -> Self {
+        CmdError::Static(s)
+    }
+}
+
+impl From<String> for CmdError {
+    fn from(s: String) -> Self {
+        CmdError::Owned(s)
+    }
+}
+
+/// What a handler returns; an error is written as the reply.
+pub type CmdResult = Result<(), CmdError>;
+
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const NOT_INT: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const SYNTAX: &str = "ERR syntax error";
+pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const NO_KEY: &str = "ERR no such key";
+pub const OUT_OF_RANGE: &str = "ERR index out of range";
+pub const NOT_POSITIVE: &str = "ERR value is out of range, must be positive";
+pub const TIMEOUT_NEG: &str = "ERR timeout is negative";
+pub const TIMEOUT_INVALID: &str = "ERR timeout is not a float or out of range";
+
+/// A blocking pop that found nothing: the connection waits for a push or the deadline and runs
+/// the command again.
+#[derive(Debug)]
+pub struct BlockRequest {
+    /// The command to run again, owned.
+    pub args: Vec<Vec<u8>>,
+    /// Keys to wait on.
+    pub keys: Vec<Bytes>,
+    /// Unix ms deadline; 0 = forever.
+    pub deadline: u64,
+}
+
+/// Everything a handler can touch.
+pub struct Ctx<'a> {
+    /// State shared by all connections of this server.
+    pub shared: &'a Shared,
+    guard: Option<MutexGuard<'a, Db>>,
+    /// The batch's reply buffer.
+    pub out: &'a mut Reply,
+    /// Unix milliseconds, sampled once per batch (as Redis caches time per command).
+    pub now: u64,
+    /// The calling connection.
+    pub conn: &'a mut ConnState,
+    /// Whether a blocking command may block (false inside MULTI and after its deadline).
+    pub may_block: bool,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for one batch.
+    pub fn new(shared: &'a Shared, conn: &'a mut ConnState, out: &'a mut Reply, now: u64) -> Self {
+        Self {
+            shared,
+            guard: None,
+            out,
+            now,
+            conn,
+            may_block: true,
+        }
+    }
+
+    /// The keyspace, locked until the end of the batch.
+    #[inline]
+    pub fn db(&mut self) -> &mut Db {
+        let shared = self.shared;
+        self.guard.get_or_insert_with(|| shared.db.lock())
+    }
+
+    /// The keyspace, the reply buffer and the batch time at once (disjoint borrows).
+    #[inline]
+    pub fn split(&mut self) -> (&mut Db, &mut Reply, u64) {
+        let shared = self.shared;
+        let db = self.guard.get_or_insert_with(|| shared.db.lock());
+        (&mut **db, &mut *self.out, self.now)
+    }
+
+    /// Releases the keyspace lock (before waiting, or before touching other locks).
+    pub fn release(&mut self) {
+        self.guard = None;
+    }
+
+    /// Runs one command (already known to pass auth and MULTI checks) and writes its reply.
+    pub fn run(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
+        if cmd.flags.contains(&"denyoom") {
+            let now = self.now;
+            if let Err(e) = self.db().ensure_memory(now) {
+                self.out.error(e);
+                return;
+            }
+        }
+        if let Err(e) = (cmd.handler)(self, args) {
+            match e {
+                CmdError::Static(s) => self.out.error(s),
+                CmdError::Owned(s) => self.out.error(&s),
+            }
+        }
+    }
+
+    /// Asks the connection to block for a push to `keys` (if allowed); returns false if the
+    /// command must answer now instead.
+    pub fn block(&mut self, args: &[&[u8]], keys: Vec<Bytes>, timeout_ms: u64) -> bool {
+        if !self.may_block {
+            return false;
+        }
+        let deadline = if timeout_ms == 0 {
+            0
+        } else {
+            self.now + timeout_ms
+        };
+        let waiter = self.conn.waiter.clone();
+        self.db().block_on(&keys, &waiter);
+        self.conn.block = Some(BlockRequest {
+            args: args.iter().map(|a| a.to_vec()).collect(),
+            keys,
+            deadline,
+        });
+        true
+    }
+}
+
+/// Lowercases a command name into `buf`; `None` if it is longer than any command name.
+#[inline]
+pub fn lower<'b>(name: &[u8], buf: &'b mut [u8; 32]) -> Option<&'b [u8]> {
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(&buf[..name.len()])
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword.
+#[inline]
+pub fn eq_ic(arg: &[u8], kw: &str) -> bool {
+    arg.eq_ignore_ascii_case(kw.as_bytes())
+}
+
+/// Parses an integer argument (`ERR value is not an integer or out of range`).
+#[inline]
+pub fn int_arg(a: &[u8]) -> Result<i64, CmdError> {
+    crate::resp::parse_i64(a).ok_or(CmdError::Static(NOT_INT))
+}
+
+/// Parses a float argument as Redis's `strtold`-based parsing does (`inf`, `-inf` allowed, NaN
+/// refused).
+pub fn float_arg(a: &[u8]) -> Result<f64, CmdError> {
+    parse_float(a).ok_or(CmdError::Static(NOT_FLOAT))
+}
+
+/// Parses a float; `None` for NaN, spaces or garbage.
+pub fn parse_float(a: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(a).ok()?;
+    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let v = match s.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => s.parse::<f64>().ok()?,
+    };
+    if v.is_nan() { None } else { Some(v) }
+}
+
+/// The `ERR wrong number of arguments for 'x' command` error.
+pub fn arity_error(name: &str) -> CmdError {
+    CmdError::Owned(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Owned copies of arguments (for keys kept beyond the batch).
+pub fn owned(args: &[&[u8]]) -> Vec<Bytes> {
+    args.iter().map(|a| Bytes::from(*a)).collect()
+}
+
+/// Normalizes a `start..=end` index pair (negative from the end) over `len` items; `None` if
+/// the range is empty.
+pub fn norm_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i64;
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    if s < 0 {
+        s = 0;
+    }
+    if s > e || s >= len {
+        return None;
+    }
+    if e >= len {
+        e = len - 1;
+    }
+    Some((s as usize, e as usize))
+}
+
+/// A `Notify` shared by a blocked connection and the keyspace.
+pub type Waiter = Arc<tokio::sync::Notify>;

@@ -1,0 +1,413 @@
+//! One client connection: read into a buffer, run every complete request in it under one
+//! keyspace lock, write all replies with one write, repeat.
+//!
+//! The per-request work allocates nothing on the fast path: arguments are slices of the read
+//! buffer, the command name is lowercased on the stack, replies go into one reusable buffer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BytesMut};
+use hashbrown::HashSet;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::table::{self, Command};
+use crate::cmd::{BlockRequest, Ctx, lower};
+use crate::pubsub::{PubMsg, QUEUE, Subscriber};
+use crate::reply::Reply;
+use crate::resp::{self, Parsed};
+use crate::shared::{ClientInfo, Shared};
+use crate::value::Bytes;
+
+/// Bytes read per `read` call at least.
+const READ_CHUNK: usize = 16 * 1024;
+/// A connection whose unparsed input exceeds this is closed (`client-query-buffer-limit`).
+const QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+/// Output buffers larger than this are released after being written.
+const OUT_SHRINK: usize = 1024 * 1024;
+
+/// Per-connection state the commands can change.
+#[derive(Debug)]
+pub struct ConnState {
+    /// Client id.
+    pub id: u64,
+    /// What `CLIENT LIST` shows.
+    pub info: Arc<ClientInfo>,
+    /// Whether AUTH succeeded (or no password is set).
+    pub authenticated: bool,
+    /// Queued commands inside MULTI.
+    pub multi: Option<Vec<Vec<Vec<u8>>>>,
+    /// A command failed to queue: EXEC will abort.
+    pub multi_failed: bool,
+    /// Keys under WATCH.
+    pub watched: Vec<Bytes>,
+    /// Subscribed channels.
+    pub channels: HashSet<Bytes>,
+    /// Subscribed patterns.
+    pub patterns: HashSet<Bytes>,
+    /// This connection's pub/sub queue.
+    pub sub: Subscriber,
+    /// Close after writing the replies.
+    pub close: bool,
+    /// A blocking command waiting for data.
+    pub block: Option<BlockRequest>,
+    /// The waiter registered with the keyspace while blocked.
+    pub waiter: Arc<Notify>,
+}
+
+impl ConnState {
+    /// Subscriptions (channels + patterns).
+    pub fn sub_count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Serves one connection until it closes, the client is killed or the server shuts down.
+pub async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let id = shared.next_client_id();
+    let laddr = stream.local_addr().unwrap_or(shared.addr);
+    // The kill token is a child of the shutdown token: one future to watch for both.
+    let kill = shutdown.child_token();
+    let info = Arc::new(ClientInfo {
+        id,
+        addr: peer,
+        laddr,
+        created: std::time::Instant::now(),
+        name: Default::default(),
+        lib: Default::default(),
+        kill: kill.clone(),
+        subs: Default::default(),
+        resp3: Default::default(),
+    });
+    shared.clients.lock().insert(id, info.clone());
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.connections_total.inc();
+    shared.metrics.connected_clients.inc();
+    let (tx, mut rx) = mpsc::channel::<PubMsg>(QUEUE);
+    let mut conn = ConnState {
+        id,
+        info,
+        authenticated: !shared.needs_auth(),
+        multi: None,
+        multi_failed: false,
+        watched: Vec::new(),
+        channels: HashSet::new(),
+        patterns: HashSet::new(),
+        sub: Subscriber {
+            id,
+            tx,
+            kill: kill.clone(),
+        },
+        close: false,
+        block: None,
+        waiter: Arc::new(Notify::new()),
+    };
+    let span = tracing::debug_span!("redis_conn", id, %peer);
+    let _e = span.enter();
+    drop(_e);
+    let res = run(&shared, &mut stream, &mut conn, &mut rx, &kill).await;
+    if let Err(e) = res {
+        tracing::debug!(parent: &span, error = %e, "connection ended");
+    }
+    cleanup(&shared, &mut conn);
+    shared.metrics.connected_clients.dec();
+}
+
+fn cleanup(shared: &Shared, conn: &mut ConnState) {
+    shared.clients.lock().remove(&conn.id);
+    if conn.sub_count() > 0 {
+        let mut ps = shared.pubsub.lock();
+        for c in conn.channels.drain() {
+            ps.unsubscribe(false, &c, conn.id);
+        }
+        for p in conn.patterns.drain() {
+            ps.unsubscribe(true, &p, conn.id);
+        }
+    }
+    if !conn.watched.is_empty() || conn.block.is_some() {
+        let mut db = shared.db.lock();
+        db.unwatch(conn.id, &conn.watched);
+        if let Some(b) = conn.block.take() {
+            db.unblock(&b.keys, &conn.waiter);
+        }
+    }
+}
+
+async fn run(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    conn: &mut ConnState,
+    rx: &mut mpsc::Receiver<PubMsg>,
+    kill: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Reply::new();
+    let killed = kill.cancelled();
+    tokio::pin!(killed);
+    loop {
+        let (consumed, need) = process(shared, conn, &inbuf, &mut out);
+        inbuf.advance(consumed);
+        while let Some(block) = conn.block.take() {
+            // Write what came before the blocking command first.
+            flush(shared, stream, &mut out).await?;
+            let timed_out = tokio::select! {
+                biased;
+                _ = &mut killed => {
+                    conn.block = Some(block);
+                    return Ok(());
+                }
+                _ = conn.waiter.notified() => false,
+                _ = sleep_until_ms(block.deadline) => true,
+            };
+            shared.db.lock().unblock(&block.keys, &conn.waiter);
+            run_owned(shared, conn, &mut out, &block.args, !timed_out);
+            if conn.block.is_none() {
+                // Answered: continue with the requests pipelined after it.
+                let (consumed, _) = process(shared, conn, &inbuf, &mut out);
+                inbuf.advance(consumed);
+            }
+        }
+        flush(shared, stream, &mut out).await?;
+        if conn.close {
+            return Ok(());
+        }
+        if inbuf.len() > QUERY_BUFFER_LIMIT {
+            tracing::warn!(id = conn.id, "closing client over the query buffer limit");
+            return Ok(());
+        }
+        // Grow by what has arrived, not by what a header claims.
+        let want = match need {
+            Some(n) if n > inbuf.len() => (n - inbuf.len()).min(inbuf.len().max(READ_CHUNK)),
+            _ => READ_CHUNK,
+        };
+        if inbuf.capacity() - inbuf.len() < want / 2 {
+            inbuf.reserve(want);
+        }
+        let subscribed = conn.sub_count() > 0;
+        tokio::select! {
+            biased;
+            _ = &mut killed => return Ok(()),
+            n = stream.read_buf(&mut inbuf) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                shared.stats.net_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            msg = rx.recv(), if subscribed => {
+                if let Some(msg) = msg {
+                    encode_msg(&mut out, &msg);
+                    // Drain what else is queued without waiting.
+                    while let Ok(m) = rx.try_recv() {
+                        encode_msg(&mut out, &m);
+                        if out.buf.len() > 64 * 1024 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn flush(shared: &Shared, stream: &mut TcpStream, out: &mut Reply) -> std::io::Result<()> {
+    if out.buf.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(&out.buf).await?;
+    shared
+        .stats
+        .net_out
+        .fetch_add(out.buf.len() as u64, Ordering::Relaxed);
+    if out.buf.capacity() > OUT_SHRINK {
+        out.buf = BytesMut::with_capacity(READ_CHUNK);
+    } else {
+        out.buf.clear();
+    }
+    Ok(())
+}
+
+async fn sleep_until_ms(deadline: u64) {
+    if deadline == 0 {
+        std::future::pending::<()>().await;
+    }
+    let now = now_ms();
+    if deadline > now {
+        tokio::time::sleep(Duration::from_millis(deadline - now)).await;
+    }
+}
+
+fn encode_msg(out: &mut Reply, m: &PubMsg) {
+    match &m.pattern {
+        None => {
+            out.push(3);
+            out.bulk(b"message");
+        }
+        Some(p) => {
+            out.push(4);
+            out.bulk(b"pmessage");
+            out.bulk(p);
+        }
+    }
+    out.bulk(&m.channel);
+    out.bulk(&m.payload);
+}
+
+/// Runs every complete request in `buf`; returns the bytes consumed and, if the last request
+/// is incomplete, how many bytes it needs in total when known.
+pub fn process(
+    shared: &Shared,
+    conn: &mut ConnState,
+    buf: &[u8],
+    out: &mut Reply,
+) -> (usize, Option<usize>) {
+    let mut limits = shared.limits();
+    let now = now_ms();
+    let mut ctx = Ctx::new(shared, conn, out, now);
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(16);
+    let mut pos = 0;
+    let mut count = 0u64;
+    let mut need = None;
+    while pos < buf.len() && !ctx.conn.close && ctx.conn.block.is_none() {
+        limits.authenticated = ctx.conn.authenticated;
+        match resp::parse(&buf[pos..], &mut argv, limits) {
+            Ok(Parsed::Multibulk { consumed }) => {
+                pos += consumed;
+                if !argv.is_empty() {
+                    count += 1;
+                    execute(&mut ctx, &argv);
+                }
+            }
+            Ok(Parsed::Inline { consumed, args }) => {
+                pos += consumed;
+                if !args.is_empty() {
+                    count += 1;
+                    let v: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    execute(&mut ctx, &v);
+                }
+            }
+            Ok(Parsed::Incomplete { need: n }) => {
+                // Relative to the start of the incomplete request, which is where the buffer
+                // will begin once `pos` bytes are consumed.
+                need = n;
+                break;
+            }
+            Err(e) => {
+                ctx.out.error(&format!("ERR {e}"));
+                ctx.conn.close = true;
+                shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(id = ctx.conn.id, error = %e, "protocol error; closing");
+                pos = buf.len();
+                break;
+            }
+        }
+    }
+    drop(ctx);
+    if count > 0 {
+        shared.stats.commands.fetch_add(count, Ordering::Relaxed);
+        shared.metrics.commands_total.inc_by(count);
+    }
+    (pos, need)
+}
+
+/// Runs one owned request (a retried blocking command).
+fn run_owned(
+    shared: &Shared,
+    conn: &mut ConnState,
+    out: &mut Reply,
+    args: &[Vec<u8>],
+    may_block: bool,
+) {
+    let mut ctx = Ctx::new(shared, conn, out, now_ms());
+    ctx.may_block = may_block;
+    let v: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    execute(&mut ctx, &v);
+}
+
+fn unknown_command(args: &[&[u8]]) -> String {
+    let mut rest = String::new();
+    for a in &args[1..] {
+        if rest.len() >= 128 {
+            break;
+        }
+        let s = String::from_utf8_lossy(a);
+        let take: String = s.chars().take(128 - rest.len().min(128)).collect();
+        rest.push_str(&format!("'{take}' "));
+    }
+    let name: String = String::from_utf8_lossy(args[0]).chars().take(128).collect();
+    format!("ERR unknown command '{name}', with args beginning with: {rest}")
+}
+
+/// Checks and runs one request: lookup, arity, auth, subscribed mode, MULTI queueing.
+pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+    let mut lb = [0u8; 32];
+    let cmd: &'static Command = match lower(args[0], &mut lb).and_then(table::lookup) {
+        Some(c) => c,
+        None => {
+            if ctx.conn.multi.is_some() {
+                ctx.conn.multi_failed = true;
+            }
+            ctx.out.error(&unknown_command(args));
+            return;
+        }
+    };
+    if !table::arity_ok(cmd.arity, args.len()) {
+        if ctx.conn.multi.is_some() {
+            ctx.conn.multi_failed = true;
+        }
+        ctx.out.error(&format!(
+            "ERR wrong number of arguments for '{}' command",
+            cmd.name
+        ));
+        return;
+    }
+    if !ctx.conn.authenticated && !cmd.flags.contains(&"no_auth") {
+        if ctx.conn.multi.is_some() {
+            ctx.conn.multi_failed = true;
+        }
+        ctx.out.error("NOAUTH Authentication required.");
+        return;
+    }
+    if !ctx.out.resp3
+        && ctx.conn.sub_count() > 0
+        && !matches!(
+            cmd.name,
+            "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+        )
+    {
+        ctx.out.error(&format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name));
+        return;
+    }
+    if ctx.conn.multi.is_some()
+        && !matches!(
+            cmd.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    {
+        if let Some(q) = ctx.conn.multi.as_mut() {
+            q.push(args.iter().map(|a| a.to_vec()).collect());
+        }
+        ctx.out.simple("QUEUED");
+        return;
+    }
+    ctx.run(cmd, args);
+}

@@ -1,0 +1,668 @@
+//! The keyspace of one node: entries, expiry (lazy on access, active by sampling), memory
+//! accounting per entry, `maxmemory` eviction by sampled approximate LFU, and the bookkeeping
+//! that follows every write (WATCH invalidation, waking blocked list poppers).
+//!
+//! Architecture invariant: every code path that changes a key's value calls
+//! [`Db::modified`] before the lock is released; that keeps memory accounting, WATCH and
+//! blocking pops consistent. Deleting through [`Db::remove`] does the same.
+//!
+//! The map is an `IndexMap` because eviction, active expiry and `RANDOMKEY` need uniform random
+//! sampling (O(1) by index) and `SCAN` needs a cursor that survives deletions: scanning from the
+//! highest index down means `swap_remove` only ever moves an already-visited entry, so every key
+//! present for the whole scan is returned (Redis's guarantee), possibly twice.
+
+use std::sync::Arc;
+
+use hashbrown::{HashMap, HashSet};
+use indexmap::IndexMap;
+use tokio::sync::Notify;
+
+use crate::value::{Bytes, Value};
+
+/// Bookkeeping bytes per key beyond key and value payload (map slot, entry, allocator headers).
+pub const ENTRY_OVERHEAD: usize = 80;
+/// Initial LFU counter of a new key (Redis's `LFU_INIT_VAL`).
+const LFU_INIT: u8 = 5;
+/// Keys sampled per eviction round (`maxmemory-samples`).
+pub const DEFAULT_SAMPLES: usize = 5;
+
+type Hasher = hashbrown::DefaultHashBuilder;
+
+/// What to do when `maxmemory` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Refuse writes with `-OOM`.
+    NoEviction,
+    /// Evict the least frequently used of a sample of all keys.
+    AllKeys,
+    /// Evict the least frequently used of a sample of keys with a TTL.
+    Volatile,
+}
+
+impl Policy {
+    /// Parses a Redis policy name. The LRU, random and TTL variants map to sampled LFU over the
+    /// same key population (documented in ARCHITECTURE.md).
+    pub fn parse(name: &str) -> Option<(Self, &'static str)> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "noeviction" => (Policy::NoEviction, "noeviction"),
+            "allkeys-lfu" => (Policy::AllKeys, "allkeys-lfu"),
+            "allkeys-lru" => (Policy::AllKeys, "allkeys-lru"),
+            "allkeys-random" => (Policy::AllKeys, "allkeys-random"),
+            "volatile-lfu" => (Policy::Volatile, "volatile-lfu"),
+            "volatile-lru" => (Policy::Volatile, "volatile-lru"),
+            "volatile-random" => (Policy::Volatile, "volatile-random"),
+            "volatile-ttl" => (Policy::Volatile, "volatile-ttl"),
+            _ => return None,
+        })
+    }
+}
+
+/// One key's entry.
+#[derive(Debug)]
+pub struct Entry {
+    /// The value.
+    pub value: Value,
+    /// Absolute expiry in Unix milliseconds; 0 = none.
+    pub expire_at: u64,
+    /// Bytes accounted for this entry in [`Db::used_memory`].
+    mem: u32,
+    /// Logarithmic access counter (Redis's LFU counter).
+    lfu: u8,
+    /// Minute (mod 2^16) of the last counter decay.
+    ldt: u16,
+}
+
+impl Entry {
+    /// The LFU counter (what `OBJECT FREQ` shows).
+    pub fn freq(&self) -> u8 {
+        self.lfu
+    }
+}
+
+/// Counters `INFO stats` shows.
+#[derive(Debug, Default, Clone)]
+pub struct DbStats {
+    /// Reads that found a key.
+    pub hits: u64,
+    /// Reads that did not.
+    pub misses: u64,
+    /// Keys removed because their TTL passed.
+    pub expired: u64,
+    /// Keys removed to stay under `maxmemory`.
+    pub evicted: u64,
+}
+
+/// The keyspace.
+#[derive(Debug)]
+pub struct Db {
+    map: IndexMap<Bytes, Entry, Hasher>,
+    volatile: usize,
+    used: usize,
+    /// Memory bound in bytes; 0 = none.
+    pub maxmemory: usize,
+    /// Eviction policy.
+    pub policy: Policy,
+    /// Keys sampled per eviction.
+    pub samples: usize,
+    /// `lfu-log-factor`.
+    pub lfu_log_factor: u32,
+    /// `lfu-decay-time` in minutes.
+    pub lfu_decay_time: u32,
+    /// Counters.
+    pub stats: DbStats,
+    watches: HashMap<Bytes, Vec<u64>>,
+    dirty: HashSet<u64>,
+    blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The reply of a write when memory is full under `noeviction`.
+pub const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+impl Db {
+    /// An empty keyspace without a memory bound.
+    pub fn new() -> Self {
+        Self {
+            map: IndexMap::with_hasher(Hasher::default()),
+            volatile: 0,
+            used: 0,
+            maxmemory: 0,
+            policy: Policy::AllKeys,
+            samples: DEFAULT_SAMPLES,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
+            stats: DbStats::default(),
+            watches: HashMap::default(),
+            dirty: HashSet::default(),
+            blocked: HashMap::default(),
+        }
+    }
+
+    /// Number of keys (including expired ones not yet collected).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Keys with a TTL.
+    pub fn volatile_count(&self) -> usize {
+        self.volatile
+    }
+
+    /// Accounted bytes of all entries.
+    pub fn used_memory(&self) -> usize {
+        self.used
+    }
+
+    fn entry_mem(key: &[u8], value: &Value) -> u32 {
+        (key.len() + value.mem() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+    }
+
+    fn lfu_touch(&mut self, idx: usize, now: u64) {
+        let factor = self.lfu_log_factor;
+        let decay = self.lfu_decay_time;
+        if let Some((_, e)) = self.map.get_index_mut(idx) {
+            lfu_decay(e, now, decay);
+            if e.lfu < 255 {
+                let base = f64::from(e.lfu.saturating_sub(LFU_INIT));
+                let p = 1.0 / (base * f64::from(factor) + 1.0);
+                if fastrand::f64() < p {
+                    e.lfu += 1;
+                }
+            }
+        }
+    }
+
+    /// Index of a live key, deleting it first if it has expired.
+    #[inline]
+    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let (idx, _, e) = self.map.get_full(key)?;
+        if e.expire_at != 0 && e.expire_at <= now {
+            self.remove_index(idx);
+            self.stats.expired += 1;
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// Reads a key (counts a hit or miss and bumps its frequency).
+    #[inline]
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        match self.live_index(key, now) {
+            Some(idx) => {
+                self.stats.hits += 1;
+                self.lfu_touch(idx, now);
+                self.map.get_index(idx).map(|(_, e)| e)
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Looks a key up without counting a read (for writes, `EXISTS`, `TYPE`...).
+    #[inline]
+    pub fn peek(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        let idx = self.live_index(key, now)?;
+        self.map.get_index(idx).map(|(_, e)| e)
+    }
+
+    /// Looks a key up without side effects (an expired key is reported missing, not deleted).
+    #[inline]
+    pub fn peek_ref(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        let e = self.map.get(key)?;
+        if e.expire_at != 0 && e.expire_at <= now {
+            None
+        } else {
+            Some(e)
+        }
+    }
+
+    /// Mutable access for a write; the caller must call [`Db::modified`] afterwards.
+    #[inline]
+    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let idx = self.live_index(key, now)?;
+        self.lfu_touch(idx, now);
+        self.map.get_index_mut(idx).map(|(_, e)| e)
+    }
+
+    /// Inserts or replaces a key (the old TTL is dropped unless `expire_at` keeps it).
+    pub fn insert(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) {
+        let mem = Self::entry_mem(key, &value);
+        if let Some(e) = self.map.get_mut(key) {
+            self.used = self.used - e.mem as usize + mem as usize;
+            if e.expire_at != 0 {
+                self.volatile -= 1;
+            }
+            e.value = value;
+            e.expire_at = expire_at;
+            e.mem = mem;
+        } else {
+            self.used += mem as usize;
+            self.map.insert(
+                key.into(),
+                Entry {
+                    value,
+                    expire_at,
+                    mem,
+                    lfu: LFU_INIT,
+                    ldt: minutes(now),
+                },
+            );
+        }
+        if expire_at != 0 {
+            self.volatile += 1;
+        }
+        self.after_write(key);
+    }
+
+    /// Sets or clears (0) the expiry of an existing key.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            match (e.expire_at != 0, expire_at != 0) {
+                (false, true) => self.volatile += 1,
+                (true, false) => self.volatile -= 1,
+                _ => {}
+            }
+            e.expire_at = expire_at;
+            self.after_write(key);
+        }
+    }
+
+    /// Deletes a key; returns its entry.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let idx = self.map.get_index_of(key)?;
+        self.remove_index(idx)
+    }
+
+    fn remove_index(&mut self, idx: usize) -> Option<Entry> {
+        let (k, e) = self.map.swap_remove_index(idx)?;
+        self.used -= e.mem as usize;
+        if e.expire_at != 0 {
+            self.volatile -= 1;
+        }
+        self.touch_watchers(&k);
+        Some(e)
+    }
+
+    /// Records that `key` changed: re-accounts its memory, deletes it if it is an empty
+    /// collection, invalidates WATCHes and wakes blocked poppers of a non-empty list.
+    pub fn modified(&mut self, key: &[u8]) {
+        let Some(idx) = self.map.get_index_of(key) else {
+            self.touch_watchers(key);
+            return;
+        };
+        let empty = {
+            let (k, e) = self
+                .map
+                .get_index_mut(idx)
+                .expect("index from get_index_of");
+            if e.value.is_empty_collection() {
+                true
+            } else {
+                let mem = Self::entry_mem(k, &e.value);
+                self.used = self.used - e.mem as usize + mem as usize;
+                e.mem = mem;
+                false
+            }
+        };
+        if empty {
+            self.remove_index(idx);
+        } else {
+            self.after_write(key);
+        }
+    }
+
+    fn after_write(&mut self, key: &[u8]) {
+        self.touch_watchers(key);
+        if !self.blocked.is_empty()
+            && let Some(waiters) = self.blocked.remove(key)
+        {
+            for w in waiters {
+                w.notify_one();
+            }
+        }
+    }
+
+    fn touch_watchers(&mut self, key: &[u8]) {
+        if !self.watches.is_empty()
+            && let Some(ids) = self.watches.get(key)
+        {
+            self.dirty.extend(ids.iter().copied());
+        }
+    }
+
+    /// Registers `client` as watching `key` (WATCH).
+    pub fn watch(&mut self, client: u64, key: &[u8]) {
+        let ids = self.watches.entry(key.into()).or_default();
+        if !ids.contains(&client) {
+            ids.push(client);
+        }
+    }
+
+    /// Drops every WATCH of `client`; returns whether one of its keys changed meanwhile.
+    pub fn unwatch(&mut self, client: u64, keys: &[Bytes]) -> bool {
+        for k in keys {
+            if let Some(ids) = self.watches.get_mut(k) {
+                ids.retain(|&c| c != client);
+                if ids.is_empty() {
+                    self.watches.remove(k);
+                }
+            }
+        }
+        self.dirty.remove(&client)
+    }
+
+    /// Registers a waiter for a push to any of `keys` (BLPOP and friends).
+    pub fn block_on(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        for k in keys {
+            self.blocked
+                .entry(k.clone())
+                .or_default()
+                .push(waiter.clone());
+        }
+    }
+
+    /// Removes a waiter that gave up (timeout, disconnect).
+    pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        for k in keys {
+            if let Some(ws) = self.blocked.get_mut(k) {
+                ws.retain(|w| !Arc::ptr_eq(w, waiter));
+                if ws.is_empty() {
+                    self.blocked.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Deletes every key (FLUSHDB/FLUSHALL); returns how many there were.
+    pub fn flush(&mut self) -> usize {
+        let n = self.map.len();
+        let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
+        self.dirty.extend(watched);
+        self.map = IndexMap::with_hasher(Hasher::default());
+        self.used = 0;
+        self.volatile = 0;
+        n
+    }
+
+    /// A random live key.
+    pub fn random_key(&mut self, now: u64) -> Option<Bytes> {
+        for _ in 0..100 {
+            if self.map.is_empty() {
+                return None;
+            }
+            let idx = fastrand::usize(..self.map.len());
+            let (k, e) = self.map.get_index(idx)?;
+            if e.expire_at != 0 && e.expire_at <= now {
+                self.remove_index(idx);
+                self.stats.expired += 1;
+                continue;
+            }
+            return Some(k.clone());
+        }
+        None
+    }
+
+    /// One `SCAN` step: visits up to `count` slots from `cursor` (0 = start) downwards and calls
+    /// `f` with each live key; returns the next cursor (0 = done).
+    pub fn scan(
+        &mut self,
+        cursor: u64,
+        count: usize,
+        now: u64,
+        mut f: impl FnMut(&[u8], &Entry),
+    ) -> u64 {
+        let len = self.map.len();
+        // Cursors count slots left to visit; 0 starts from the top.
+        let mut next = if cursor == 0 {
+            len
+        } else {
+            (cursor as usize).min(len)
+        };
+        let mut visited = 0;
+        while next > 0 && visited < count {
+            next -= 1;
+            visited += 1;
+            let expired = match self.map.get_index(next) {
+                Some((k, e)) => {
+                    if e.expire_at != 0 && e.expire_at <= now {
+                        true
+                    } else {
+                        f(k, e);
+                        false
+                    }
+                }
+                None => false,
+            };
+            if expired {
+                // Removing at `next` moves the last (already visited) entry here: still safe.
+                self.remove_index(next);
+                self.stats.expired += 1;
+            }
+        }
+        next as u64
+    }
+
+    /// Every live key (KEYS); calls `f` for each.
+    pub fn for_each_key(&mut self, now: u64, mut f: impl FnMut(&[u8])) {
+        for (k, e) in &self.map {
+            if e.expire_at == 0 || e.expire_at > now {
+                f(k);
+            }
+        }
+    }
+
+    /// Evicts until under `maxmemory`. `Err(OOM)` under `noeviction`, or when nothing is left
+    /// to evict.
+    pub fn ensure_memory(&mut self, now: u64) -> Result<(), &'static str> {
+        if self.maxmemory == 0 || self.used <= self.maxmemory {
+            return Ok(());
+        }
+        if self.policy == Policy::NoEviction {
+            return Err(OOM);
+        }
+        // Bounded: each round evicts one key or gives up.
+        let mut rounds = self.map.len() + 1;
+        while self.used > self.maxmemory && rounds > 0 {
+            rounds -= 1;
+            match self.pick_victim(now) {
+                Some(idx) => {
+                    self.remove_index(idx);
+                    self.stats.evicted += 1;
+                }
+                None => return Err(OOM),
+            }
+        }
+        Ok(())
+    }
+
+    fn pick_victim(&mut self, now: u64) -> Option<usize> {
+        let len = self.map.len();
+        if len == 0 {
+            return None;
+        }
+        if self.policy == Policy::Volatile && self.volatile == 0 {
+            return None;
+        }
+        let decay = self.lfu_decay_time;
+        let mut best: Option<(u8, usize)> = None;
+        let tries = self.samples.max(1)
+            * if self.policy == Policy::Volatile {
+                20
+            } else {
+                1
+            };
+        let mut found = 0;
+        for _ in 0..tries {
+            let idx = fastrand::usize(..len);
+            let e = &mut self.map[idx];
+            if self.policy == Policy::Volatile && e.expire_at == 0 {
+                continue;
+            }
+            if e.expire_at != 0 && e.expire_at <= now {
+                return Some(idx);
+            }
+            lfu_decay(e, now, decay);
+            if best.is_none_or(|(c, _)| e.lfu < c) {
+                best = Some((e.lfu, idx));
+            }
+            found += 1;
+            if found >= self.samples {
+                break;
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// One active-expiry cycle: samples keys and deletes expired ones, repeating while more
+    /// than a quarter of the sampled keys with a TTL had expired, within `max_rounds`.
+    /// Returns how many keys were deleted.
+    pub fn active_expire(&mut self, now: u64, max_rounds: usize) -> usize {
+        let mut deleted = 0;
+        for _ in 0..max_rounds {
+            if self.volatile == 0 || self.map.is_empty() {
+                break;
+            }
+            // Sample enough keys to see about 20 with a TTL, bounded.
+            let per = (20 * self.map.len() / self.volatile).clamp(20, 400);
+            let (mut seen, mut expired) = (0, 0);
+            for _ in 0..per {
+                if self.map.is_empty() {
+                    break;
+                }
+                let idx = fastrand::usize(..self.map.len());
+                let e = &self.map[idx];
+                if e.expire_at == 0 {
+                    continue;
+                }
+                seen += 1;
+                if e.expire_at <= now {
+                    self.remove_index(idx);
+                    self.stats.expired += 1;
+                    expired += 1;
+                }
+            }
+            deleted += expired;
+            if seen == 0 || expired * 4 <= seen {
+                break;
+            }
+        }
+        deleted
+    }
+}
+
+fn minutes(now_ms: u64) -> u16 {
+    ((now_ms / 60_000) & 0xFFFF) as u16
+}
+
+fn lfu_decay(e: &mut Entry, now: u64, decay_time: u32) {
+    if decay_time == 0 {
+        return;
+    }
+    let m = minutes(now);
+    let elapsed = m.wrapping_sub(e.ldt);
+    let periods = u32::from(elapsed) / decay_time;
+    if periods > 0 {
+        e.lfu = e.lfu.saturating_sub(periods.min(255) as u8);
+        e.ldt = m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::Str(v.as_bytes().into())
+    }
+
+    #[test]
+    fn lazy_expiry_and_accounting() {
+        let mut db = Db::new();
+        db.insert(b"a", s("1"), 1000, 0);
+        db.insert(b"b", s("22"), 0, 0);
+        assert_eq!(db.volatile_count(), 1);
+        assert!(db.get(b"a", 999).is_some());
+        assert!(db.get(b"a", 1000).is_none());
+        assert_eq!(db.volatile_count(), 0);
+        assert_eq!(db.used_memory(), 1 + 2 + ENTRY_OVERHEAD);
+        db.remove(b"b");
+        assert_eq!(db.used_memory(), 0);
+    }
+
+    #[test]
+    fn scan_returns_every_key_despite_deletions() {
+        let mut db = Db::new();
+        for i in 0..1000 {
+            db.insert(format!("k{i}").as_bytes(), s("v"), 0, 0);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut steps = 0;
+        loop {
+            let mut batch = Vec::new();
+            cursor = db.scan(cursor, 10, 0, |k, _| batch.push(k.to_vec()));
+            // Delete some keys we have already seen and some we have not, mid-scan.
+            for k in &batch {
+                if k.ends_with(b"7") {
+                    db.remove(k);
+                }
+            }
+            db.remove(format!("k{}", steps * 3).as_bytes());
+            seen.extend(batch);
+            steps += 1;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..1000 {
+            let k = format!("k{i}");
+            let deleted_midway = i % 3 == 0 && i / 3 < steps;
+            if !deleted_midway {
+                assert!(seen.contains(k.as_bytes()), "{k} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn eviction_keeps_memory_bounded() {
+        let mut db = Db::new();
+        db.maxmemory = 100_000;
+        for i in 0..10_000 {
+            db.ensure_memory(0).unwrap();
+            db.insert(format!("key{i}").as_bytes(), s("0123456789"), 0, 0);
+        }
+        assert!(db.used_memory() <= 100_000 + 200);
+        assert!(db.stats.evicted > 0);
+        db.policy = Policy::NoEviction;
+        db.insert(b"big", Value::Str(vec![0; 200_000].into()), 0, 0);
+        assert_eq!(db.ensure_memory(0), Err(OOM));
+    }
+
+    #[test]
+    fn active_expiry_collects() {
+        let mut db = Db::new();
+        for i in 0..1000 {
+            db.insert(format!("k{i}").as_bytes(), s("v"), 10, 0);
+        }
+        let mut total = 0;
+        for _ in 0..200 {
+            total += db.active_expire(11, 16);
+            if db.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(total, 1000);
+    }
+}

@@ -1,0 +1,286 @@
+//! State shared by every connection of one cache server (one per node; nothing global).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Db, Policy};
+use crate::metrics::Metrics;
+use crate::pubsub::PubSub;
+use crate::resp::Limits;
+
+/// Counters for `INFO stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused (`maxclients`).
+    pub rejected: AtomicU64,
+    /// Commands run.
+    pub commands: AtomicU64,
+    /// Bytes read from clients.
+    pub net_in: AtomicU64,
+    /// Bytes written to clients.
+    pub net_out: AtomicU64,
+    /// Connections closed for protocol errors.
+    pub protocol_errors: AtomicU64,
+}
+
+/// One connected client, as `CLIENT LIST` shows it.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Local address.
+    pub laddr: SocketAddr,
+    /// When it connected.
+    pub created: Instant,
+    /// `CLIENT SETNAME`.
+    pub name: Mutex<String>,
+    /// `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
+    pub lib: Mutex<(String, String)>,
+    /// Cancelled to disconnect the client (`CLIENT KILL`, a full pub/sub queue).
+    pub kill: CancellationToken,
+    /// Number of channel and pattern subscriptions.
+    pub subs: AtomicUsize,
+    /// RESP3.
+    pub resp3: AtomicBool,
+}
+
+/// The shared state of one cache server.
+#[derive(Debug)]
+pub struct Shared {
+    /// The keyspace.
+    pub db: Mutex<Db>,
+    /// Channel and pattern subscriptions.
+    pub pubsub: Mutex<PubSub>,
+    /// `CONFIG GET`/`SET` parameters (lowercase name -> value).
+    pub params: RwLock<BTreeMap<String, String>>,
+    /// `requirepass` (empty = none).
+    pub requirepass: RwLock<String>,
+    max_bulk: AtomicUsize,
+    /// Connected clients by id.
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    next_id: AtomicU64,
+    /// Counters.
+    pub stats: Stats,
+    /// Start time.
+    pub started: Instant,
+    /// 40 hex characters: `run_id` in INFO and the node id in `CLUSTER MYID/NODES`.
+    pub node_id: String,
+    /// The real listen address.
+    pub addr: SocketAddr,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Maximum number of clients.
+    pub maxclients: AtomicUsize,
+}
+
+/// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
+/// accepted (test harnesses set them) and have no effect on a cache.
+const PARAM_DEFAULTS: &[(&str, &str)] = &[
+    ("maxmemory", "0"),
+    ("maxmemory-policy", "allkeys-lfu"),
+    ("maxmemory-samples", "5"),
+    ("lfu-log-factor", "10"),
+    ("lfu-decay-time", "1"),
+    ("proto-max-bulk-len", "536870912"),
+    ("maxclients", "10000"),
+    ("timeout", "0"),
+    ("tcp-keepalive", "300"),
+    ("databases", "1"),
+    ("save", ""),
+    ("appendonly", "no"),
+    ("appendfsync", "everysec"),
+    ("dir", "/nonexistent"),
+    ("dbfilename", "dump.rdb"),
+    ("hz", "10"),
+    ("dynamic-hz", "yes"),
+    ("loglevel", "notice"),
+    ("notify-keyspace-events", ""),
+    ("cluster-enabled", "yes"),
+    ("io-threads", "1"),
+    ("activedefrag", "no"),
+    ("lazyfree-lazy-eviction", "no"),
+    ("lazyfree-lazy-expire", "no"),
+    ("lazyfree-lazy-server-del", "no"),
+    ("lazyfree-lazy-user-del", "no"),
+    ("lazyfree-lazy-user-flush", "no"),
+    ("hash-max-listpack-entries", "128"),
+    ("hash-max-listpack-value", "64"),
+    ("hash-max-ziplist-entries", "128"),
+    ("hash-max-ziplist-value", "64"),
+    ("list-max-listpack-size", "-2"),
+    ("list-max-ziplist-size", "-2"),
+    ("list-compress-depth", "0"),
+    ("set-max-intset-entries", "512"),
+    ("set-max-listpack-entries", "128"),
+    ("set-max-listpack-value", "64"),
+    ("zset-max-listpack-entries", "128"),
+    ("zset-max-listpack-value", "64"),
+    ("zset-max-ziplist-entries", "128"),
+    ("zset-max-ziplist-value", "64"),
+    ("slowlog-log-slower-than", "10000"),
+    ("slowlog-max-len", "128"),
+    ("latency-tracking", "yes"),
+    ("latency-monitor-threshold", "0"),
+    (
+        "client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+    ),
+    ("client-query-buffer-limit", "1073741824"),
+    ("stop-writes-on-bgsave-error", "yes"),
+    ("rdbcompression", "yes"),
+    ("rdbchecksum", "yes"),
+    ("repl-diskless-sync", "yes"),
+    ("replica-read-only", "yes"),
+    ("protected-mode", "yes"),
+    ("enable-debug-command", "no"),
+    ("lua-time-limit", "5000"),
+    ("busy-reply-threshold", "5000"),
+];
+
+impl Shared {
+    /// Shared state for a server listening on `addr`.
+    pub fn new(addr: SocketAddr, requirepass: String, metrics: Metrics) -> Self {
+        let mut params: BTreeMap<String, String> = PARAM_DEFAULTS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        params.insert("port".into(), addr.port().to_string());
+        params.insert("bind".into(), addr.ip().to_string());
+        params.insert("requirepass".into(), requirepass.clone());
+        let node_id: String = (0..40)
+            .map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)]))
+            .collect();
+        Self {
+            db: Mutex::new(Db::new()),
+            pubsub: Mutex::new(PubSub::default()),
+            params: RwLock::new(params),
+            requirepass: RwLock::new(requirepass),
+            max_bulk: AtomicUsize::new(crate::resp::DEFAULT_MAX_BULK),
+            clients: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            stats: Stats::default(),
+            started: Instant::now(),
+            node_id,
+            addr,
+            metrics,
+            maxclients: AtomicUsize::new(10000),
+        }
+    }
+
+    /// A fresh client id.
+    pub fn next_client_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Parser limits for an authenticated connection.
+    #[inline]
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_bulk: self.max_bulk.load(Ordering::Relaxed),
+            authenticated: true,
+        }
+    }
+
+    /// Whether a password is required.
+    pub fn needs_auth(&self) -> bool {
+        !self.requirepass.read().is_empty()
+    }
+
+    /// Applies `CONFIG SET name value`; `Err` with Redis's message.
+    pub fn set_param(&self, name: &str, value: &str) -> Result<(), String> {
+        let name = name.to_ascii_lowercase();
+        let name = match name.as_str() {
+            "hash-max-ziplist-entries" => "hash-max-listpack-entries".to_owned(),
+            _ => name,
+        };
+        let invalid = |why: &str| {
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
+        };
+        if !self.params.read().contains_key(&name) {
+            return Err(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            ));
+        }
+        match name.as_str() {
+            "maxmemory" => {
+                let v = parse_memory(value)
+                    .ok_or_else(|| invalid("argument must be a memory value"))?;
+                self.db.lock().maxmemory = v as usize;
+            }
+            "maxmemory-policy" => {
+                let (p, _) = Policy::parse(value).ok_or_else(|| invalid("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"))?;
+                self.db.lock().policy = p;
+            }
+            "maxmemory-samples" => {
+                let v: usize = value
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=64).contains(v))
+                    .ok_or_else(|| invalid("argument must be between 1 and 64 inclusive"))?;
+                self.db.lock().samples = v;
+            }
+            "lfu-log-factor" => {
+                let v: u32 = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.db.lock().lfu_log_factor = v;
+            }
+            "lfu-decay-time" => {
+                let v: u32 = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.db.lock().lfu_decay_time = v;
+            }
+            "proto-max-bulk-len" => {
+                let v = parse_memory(value)
+                    .filter(|v| *v >= 1024 * 1024)
+                    .ok_or_else(|| invalid("argument must be a memory value"))?;
+                self.max_bulk.store(v as usize, Ordering::Relaxed);
+            }
+            "requirepass" => {
+                *self.requirepass.write() = value.to_owned();
+            }
+            "maxclients" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.maxclients.store(v, Ordering::Relaxed);
+            }
+            "databases" if value != "1" => {
+                return Err(invalid("a cache node has exactly one database"));
+            }
+            _ => {}
+        }
+        self.params.write().insert(name, value.to_owned());
+        Ok(())
+    }
+}
+
+/// Parses a Redis memory value (`100`, `1kb`, `10mb`, `1gb`, `1k`, `1m`, `1g`).
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1_000_000,
+        "mb" => 1024 * 1024,
+        "g" => 1_000_000_000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}

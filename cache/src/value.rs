@@ -1,0 +1,261 @@
+//! The value types of the keyspace. Each collection keeps a running count of the bytes it holds,
+//! so that accounting an entry's memory after a write is O(1) whatever its size.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, VecDeque};
+
+use hashbrown::{HashMap, HashSet};
+
+/// An owned byte string (keys, values, members, fields).
+pub type Bytes = Box<[u8]>;
+
+/// Approximate bookkeeping bytes per element of a collection (table slot, pointer, allocator
+/// header); used for `maxmemory` accounting, not exact.
+pub const ELEM_OVERHEAD: usize = 32;
+
+/// A value in the keyspace.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A string (bytes).
+    Str(Bytes),
+    /// A hash of field -> value.
+    Hash(Box<HashObj>),
+    /// A list.
+    List(Box<ListObj>),
+    /// A set.
+    Set(Box<SetObj>),
+    /// A sorted set.
+    ZSet(Box<ZSet>),
+}
+
+impl Value {
+    /// The type name `TYPE` answers.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
+        }
+    }
+
+    /// Bytes held by the value (payload plus per-element overhead).
+    pub fn mem(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+            Value::Hash(h) => h.bytes + 64,
+            Value::List(l) => l.bytes + 48,
+            Value::Set(s) => s.bytes + 64,
+            Value::ZSet(z) => z.bytes + 96,
+        }
+    }
+
+    /// Whether a collection became empty (and the key must be deleted, as Redis does).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(h) => h.map.is_empty(),
+            Value::List(l) => l.items.is_empty(),
+            Value::Set(s) => s.set.is_empty(),
+            Value::ZSet(z) => z.dict.is_empty(),
+        }
+    }
+}
+
+/// A hash.
+#[derive(Debug, Default, Clone)]
+pub struct HashObj {
+    /// Field -> value.
+    pub map: HashMap<Bytes, Bytes>,
+    bytes: usize,
+}
+
+impl HashObj {
+    /// Sets a field; true if it is new.
+    pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+        if let Some(v) = self.map.get_mut(field) {
+            self.bytes = self.bytes - v.len() + value.len();
+            *v = value.into();
+            false
+        } else {
+            self.bytes += field.len() + value.len() + ELEM_OVERHEAD;
+            self.map.insert(field.into(), value.into());
+            true
+        }
+    }
+
+    /// Removes a field; true if it existed.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        if let Some((f, v)) = self.map.remove_entry(field) {
+            self.bytes -= f.len() + v.len() + ELEM_OVERHEAD;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A list.
+#[derive(Debug, Default, Clone)]
+pub struct ListObj {
+    /// The elements, head first.
+    pub items: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl ListObj {
+    /// Pushes at the head or the tail.
+    pub fn push(&mut self, v: &[u8], left: bool) {
+        self.bytes += v.len() + 16;
+        if left {
+            self.items.push_front(v.into());
+        } else {
+            self.items.push_back(v.into());
+        }
+    }
+
+    /// Pushes an owned element.
+    pub fn push_owned(&mut self, v: Bytes, left: bool) {
+        self.bytes += v.len() + 16;
+        if left {
+            self.items.push_front(v);
+        } else {
+            self.items.push_back(v);
+        }
+    }
+
+    /// Pops from the head or the tail.
+    pub fn pop(&mut self, left: bool) -> Option<Bytes> {
+        let v = if left {
+            self.items.pop_front()
+        } else {
+            self.items.pop_back()
+        }?;
+        self.bytes -= v.len() + 16;
+        Some(v)
+    }
+
+    /// Recomputes the byte count after a bulk edit (LTRIM, LREM, LSET, LINSERT).
+    pub fn recount(&mut self) {
+        self.bytes = self.items.iter().map(|v| v.len() + 16).sum();
+    }
+}
+
+/// A set.
+#[derive(Debug, Default, Clone)]
+pub struct SetObj {
+    /// The members.
+    pub set: HashSet<Bytes>,
+    bytes: usize,
+}
+
+impl SetObj {
+    /// Adds a member; true if it is new.
+    pub fn insert(&mut self, m: &[u8]) -> bool {
+        if self.set.contains(m) {
+            return false;
+        }
+        self.bytes += m.len() + ELEM_OVERHEAD;
+        self.set.insert(m.into());
+        true
+    }
+
+    /// Removes a member; true if it existed.
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        if self.set.remove(m) {
+            self.bytes -= m.len() + ELEM_OVERHEAD;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A set built from members.
+    pub fn from_members<'a>(members: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut s = Self::default();
+        for m in members {
+            s.insert(m);
+        }
+        s
+    }
+}
+
+/// A score with a total order (scores are never NaN; `-0` is stored as `0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score(pub f64);
+
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// A sorted set: member -> score, and (score, member) in order.
+///
+/// Rank lookups walk the ordered tree (O(rank)); Redis's skiplist does O(log n). Range reads
+/// from either end are O(log n + k). Good enough for leaderboards of thousands of members; an
+/// order-statistic tree is the upgrade if ranks of huge sets become hot.
+#[derive(Debug, Default, Clone)]
+pub struct ZSet {
+    /// Member -> score.
+    pub dict: HashMap<Bytes, f64>,
+    /// (score, member), ordered.
+    pub tree: BTreeSet<(Score, Bytes)>,
+    bytes: usize,
+}
+
+impl ZSet {
+    /// Inserts or updates; returns the previous score.
+    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+        let score = if score == 0.0 { 0.0 } else { score };
+        if let Some(old) = self.dict.get_mut(member) {
+            let prev = *old;
+            if prev != score {
+                *old = score;
+                let owned: Bytes = member.into();
+                self.tree.remove(&(Score(prev), owned.clone()));
+                self.tree.insert((Score(score), owned));
+            }
+            return Some(prev);
+        }
+        self.bytes += 2 * member.len() + 2 * ELEM_OVERHEAD;
+        self.dict.insert(member.into(), score);
+        self.tree.insert((Score(score), member.into()));
+        None
+    }
+
+    /// Removes a member; true if it existed.
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        if let Some((m, s)) = self.dict.remove_entry(member) {
+            self.tree.remove(&(Score(s), m));
+            self.bytes -= 2 * member.len() + 2 * ELEM_OVERHEAD;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.dict.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.dict.is_empty()
+    }
+
+    /// 0-based rank in ascending order.
+    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+        let s = *self.dict.get(member)?;
+        let key = (Score(s), Bytes::from(member));
+        Some(self.tree.range(..key).count())
+    }
+}
