@@ -152,7 +152,8 @@ impl Api {
         } else {
             format!("http://{node}")
         };
-        let base = reqwest::Url::parse(&base).with_context(|| format!("bad --node URL {node:?}"))?;
+        let base =
+            reqwest::Url::parse(&base).with_context(|| format!("bad --node URL {node:?}"))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
@@ -219,7 +220,9 @@ pub async fn run_name(cmd: NameCommand) -> Result<String> {
         NameCommand::Show { name, json, target } => {
             check_name(&name)?;
             let api = Api::new(&target.node)?;
-            let info: NameInfo = api.send(api.http.get(api.url(&["api", "names", &name])?)).await?;
+            let info: NameInfo = api
+                .send(api.http.get(api.url(&["api", "names", &name])?))
+                .await?;
             if json {
                 return Ok(serde_json::to_string_pretty(&info)? + "\n");
             }
@@ -306,7 +309,10 @@ pub async fn run_name(cmd: NameCommand) -> Result<String> {
             check_name(&name)?;
             let api = Api::new(&target.node)?;
             let info: NameInfo = api
-                .send(api.http.post(api.url(&["api", "names", &name, "rotate-key"])?))
+                .send(
+                    api.http
+                        .post(api.url(&["api", "names", &name, "rotate-key"])?),
+                )
                 .await?;
             Ok(format!(
                 "{} has a new zone key {} (zone re-signed, sequence {})\n",
@@ -341,7 +347,11 @@ fn render_info(i: &NameInfo) -> String {
         i.name,
         i.ledger,
         i.owner,
-        if i.owned_by_this_node { " (this node)" } else { "" },
+        if i.owned_by_this_node {
+            " (this node)"
+        } else {
+            ""
+        },
         i.zone_key,
         if i.zone_key_held { " (held here)" } else { "" },
         i.expires,
@@ -349,7 +359,11 @@ fn render_info(i: &NameInfo) -> String {
     );
     match &i.zone {
         Some(z) => {
-            out.push_str(&format!("zone:      sequence {}, {} records\n", z.sequence, z.records.len()));
+            out.push_str(&format!(
+                "zone:      sequence {}, {} records\n",
+                z.sequence,
+                z.records.len()
+            ));
             out.push_str(&render_records(&z.records));
         }
         None => out.push_str("zone:      none held\n"),

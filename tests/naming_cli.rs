@@ -41,12 +41,50 @@ fn register_set_show_records_rotate_transfer() {
     assert!(out.contains("registered blog.proxima"), "{out}");
 
     ok(&node, &["name", "set", "blog.proxima", "A", "192.0.2.7"]);
-    ok(&node, &["name", "set", "blog.proxima", "AAAA", "2001:db8::7", "--ttl", "60"]);
-    ok(&node, &["name", "set", "blog.proxima", "MX", "10 mail.blog.proxima"]);
-    ok(&node, &["name", "set", "blog.proxima", "TXT", "v=spf1 -all"]);
-    ok(&node, &["name", "set", "blog.proxima", "CAA", "0 issue \"letsencrypt.org\""]);
-    ok(&node, &["name", "set", "www.blog.proxima", "CNAME", "blog.proxima"]);
-    ok(&node, &["name", "set", "_sip._tcp.blog.proxima", "SRV", "10 5 5060 sip.blog.proxima"]);
+    ok(
+        &node,
+        &[
+            "name",
+            "set",
+            "blog.proxima",
+            "AAAA",
+            "2001:db8::7",
+            "--ttl",
+            "60",
+        ],
+    );
+    ok(
+        &node,
+        &["name", "set", "blog.proxima", "MX", "10 mail.blog.proxima"],
+    );
+    ok(
+        &node,
+        &["name", "set", "blog.proxima", "TXT", "v=spf1 -all"],
+    );
+    ok(
+        &node,
+        &[
+            "name",
+            "set",
+            "blog.proxima",
+            "CAA",
+            "0 issue \"letsencrypt.org\"",
+        ],
+    );
+    ok(
+        &node,
+        &["name", "set", "www.blog.proxima", "CNAME", "blog.proxima"],
+    );
+    ok(
+        &node,
+        &[
+            "name",
+            "set",
+            "_sip._tcp.blog.proxima",
+            "SRV",
+            "10 5 5060 sip.blog.proxima",
+        ],
+    );
 
     let records = ok(&node, &["name", "records", "blog.proxima"]);
     for want in [
@@ -111,8 +149,14 @@ fn register_set_show_records_rotate_transfer() {
     // Zones and keys persist across a restart.
     node.restart().expect("restart");
     let records = ok(&node, &["name", "records", "blog.proxima"]);
-    assert!(records.contains("192.0.2.8") && records.contains(&manifest), "{records}");
-    ok(&node, &["name", "set", "blog.proxima", "TXT", "after restart"]);
+    assert!(
+        records.contains("192.0.2.8") && records.contains(&manifest),
+        "{records}"
+    );
+    ok(
+        &node,
+        &["name", "set", "blog.proxima", "TXT", "after restart"],
+    );
 
     // Transfer to another key: the ledger says so; this node is no longer the owner.
     let other = "11".repeat(32);
@@ -132,7 +176,16 @@ fn register_set_show_records_rotate_transfer() {
 mod curl {
     pub(crate) fn post_json(url: &str, body: &str) -> String {
         let out = std::process::Command::new("curl")
-            .args(["-s", "-X", "POST", "-H", "content-type: application/json", "-d", body, url])
+            .args([
+                "-s",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+                url,
+            ])
             .output()
             .expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -174,7 +227,11 @@ fn eth_ledger_node_with_deployed_registry() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let address = stdout
         .split_whitespace()
         .find(|w| w.starts_with("0x") && w.len() == 42)

@@ -412,9 +412,14 @@ impl Follow {
                     e.zoneKey,
                     e.expiry,
                 ),
-                NameRegistryEvents::Renewed(e) => {
-                    (ChangeKind::Renewed, e.seq, e.name, e.owner, e.zoneKey, e.expiry)
-                }
+                NameRegistryEvents::Renewed(e) => (
+                    ChangeKind::Renewed,
+                    e.seq,
+                    e.name,
+                    e.owner,
+                    e.zoneKey,
+                    e.expiry,
+                ),
                 NameRegistryEvents::Transferred(e) => (
                     ChangeKind::Transferred,
                     e.seq,

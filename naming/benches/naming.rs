@@ -103,7 +103,12 @@ fn main() {
         let n: Name = format!("bench{i}.proxima").parse().unwrap();
         rt.block_on(ledger.register(&n, &owner, zk, 1)).unwrap();
     });
-    rows.push(Row { what: "embedded ledger: register (fsync each)", ops_s: ops, p50, p99 });
+    rows.push(Row {
+        what: "embedded ledger: register (fsync each)",
+        ops_s: ops,
+        p50,
+        p99,
+    });
     // Peer: redb durable commit per insert of a ~350-byte value.
     let db = redb::Database::create(dir.path().join("peer.redb")).unwrap();
     const T: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("t");
@@ -112,11 +117,17 @@ fn main() {
         let txn = db.begin_write().unwrap();
         {
             let mut t = txn.open_table(T).unwrap();
-            t.insert(format!("bench{i}.proxima").as_str(), value.as_slice()).unwrap();
+            t.insert(format!("bench{i}.proxima").as_str(), value.as_slice())
+                .unwrap();
         }
         txn.commit().unwrap();
     });
-    rows.push(Row { what: "peer: redb insert+commit (durable)", ops_s: ops, p50, p99 });
+    rows.push(Row {
+        what: "peer: redb insert+commit (durable)",
+        ops_s: ops,
+        p50,
+        p99,
+    });
 
     // 2. Zone verification: decode + verify of a 10-record signed zone.
     let zname: Name = "bench0.proxima".parse().unwrap();
@@ -127,13 +138,24 @@ fn main() {
         let z = SignedZone::decode(std::hint::black_box(&bytes)).unwrap();
         z.verify().unwrap();
     });
-    rows.push(Row { what: "zone decode+verify (10 records)", ops_s: ops, p50, p99 });
+    rows.push(Row {
+        what: "zone decode+verify (10 records)",
+        ops_s: ops,
+        p50,
+        p99,
+    });
     let sig = zkey.sign(&bytes);
     let vk = zkey.verifying_key();
     let (ops, p50, p99) = timed(n_ver, |_| {
-        vk.verify_strict(std::hint::black_box(&bytes), &sig).unwrap();
+        vk.verify_strict(std::hint::black_box(&bytes), &sig)
+            .unwrap();
     });
-    rows.push(Row { what: "peer: ed25519 verify_strict, same bytes", ops_s: ops, p50, p99 });
+    rows.push(Row {
+        what: "peer: ed25519 verify_strict, same bytes",
+        ops_s: ops,
+        p50,
+        p99,
+    });
 
     // 3. Lookups: 500 zones in the store, names two labels below them.
     let store = ZoneStore::open(

@@ -99,7 +99,10 @@ pub async fn expiry_and_reregistration(h: &dyn LedgerHarness) {
     let now = l.now().await.expect("now");
     let old = l.lookup(&n).await.expect("lookup").expect("still recorded");
     assert!(!old.is_live(now), "expired entry reported live");
-    assert_eq!(l.renew(&n, &a, 1).await, Err(LedgerError::Expired(n.clone())));
+    assert_eq!(
+        l.renew(&n, &a, 1).await,
+        Err(LedgerError::Expired(n.clone()))
+    );
     assert_eq!(
         l.set_zone_key(&n, &a, zone_key(3).verifying_key().to_bytes())
             .await,
@@ -124,7 +127,10 @@ pub async fn transfer(h: &dyn LedgerHarness) {
         .expect("register");
     let e = l.transfer(&n, &a, b_id).await.expect("transfer");
     assert_eq!(e.owner, b_id);
-    assert_eq!(l.lookup(&n).await.expect("lookup").map(|e| e.owner), Some(b_id));
+    assert_eq!(
+        l.lookup(&n).await.expect("lookup").map(|e| e.owner),
+        Some(b_id)
+    );
     assert_eq!(
         l.set_zone_key(&n, &a, zone_key(9).verifying_key().to_bytes())
             .await,
@@ -147,8 +153,14 @@ pub async fn non_owner_refused(h: &dyn LedgerHarness) {
         .await
         .expect("register");
     let b_id = l.owner_of(&b).expect("owner");
-    assert_eq!(l.renew(&n, &b, 1).await, Err(LedgerError::NotOwner(n.clone())));
-    assert_eq!(l.transfer(&n, &b, b_id).await, Err(LedgerError::NotOwner(n.clone())));
+    assert_eq!(
+        l.renew(&n, &b, 1).await,
+        Err(LedgerError::NotOwner(n.clone()))
+    );
+    assert_eq!(
+        l.transfer(&n, &b, b_id).await,
+        Err(LedgerError::NotOwner(n.clone()))
+    );
     assert_eq!(
         l.set_zone_key(&n, &b, zone_key(2).verifying_key().to_bytes())
             .await,
@@ -191,8 +203,8 @@ pub async fn invalid_names_refused(h: &dyn LedgerHarness) {
 /// After a zone-key rotation, zones signed by the old key are refused by the zone store.
 pub async fn zone_key_rotation(h: &dyn LedgerHarness, store_dir: &Path) {
     let l = h.ledger();
-    let store = ZoneStore::open(&store_dir.join("zones.redb"), l.clone(), h.clock())
-        .expect("zone store");
+    let store =
+        ZoneStore::open(&store_dir.join("zones.redb"), l.clone(), h.clock()).expect("zone store");
     let n = name("rotating.proxima");
     let a = h.owner(0);
     let (old, new) = (zone_key(1), zone_key(2));
@@ -222,8 +234,8 @@ pub async fn zone_key_rotation(h: &dyn LedgerHarness, store_dir: &Path) {
 /// unregistered name.
 pub async fn bad_zones_refused(h: &dyn LedgerHarness, store_dir: &Path) {
     let l = h.ledger();
-    let store = ZoneStore::open(&store_dir.join("zones.redb"), l.clone(), h.clock())
-        .expect("zone store");
+    let store =
+        ZoneStore::open(&store_dir.join("zones.redb"), l.clone(), h.clock()).expect("zone store");
     let n = name("guarded.proxima");
     let a = h.owner(0);
     let key = zone_key(5);
@@ -255,7 +267,9 @@ pub async fn bad_zones_refused(h: &dyn LedgerHarness, store_dir: &Path) {
 
     let stranger = name("stranger.proxima");
     assert_eq!(
-        store.accept(signed(&stranger, 1, &key, [192, 0, 2, 1])).await,
+        store
+            .accept(signed(&stranger, 1, &key, [192, 0, 2, 1]))
+            .await,
         Err(ZoneRejected::NotRegistered(stranger.clone()))
     );
 

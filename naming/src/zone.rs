@@ -242,12 +242,16 @@ impl RecordData {
                     preference: num16(pref, "preference")?,
                     exchange: name(exchange)?,
                 }),
-                _ => Err(err("expected \"PREFERENCE EXCHANGE\", e.g. \"10 mail.x.proxima\"")),
+                _ => Err(err(
+                    "expected \"PREFERENCE EXCHANGE\", e.g. \"10 mail.x.proxima\"",
+                )),
             },
             "CAA" => {
                 let mut it = value_t.splitn(3, char::is_whitespace);
                 let (Some(flags), Some(tag), Some(v)) = (it.next(), it.next(), it.next()) else {
-                    return Err(err("expected \"FLAGS TAG VALUE\", e.g. \"0 issue letsencrypt.org\""));
+                    return Err(err(
+                        "expected \"FLAGS TAG VALUE\", e.g. \"0 issue letsencrypt.org\"",
+                    ));
                 };
                 let v = v.trim();
                 let v = v
@@ -277,7 +281,8 @@ impl RecordData {
                     priority: num16(p, "priority")?,
                     target: name(target)?,
                     params: match params.first() {
-                        Some(h) => hex::decode(h).map_err(|_| err("params must be hex (SvcParams wire form)"))?,
+                        Some(h) => hex::decode(h)
+                            .map_err(|_| err("params must be hex (SvcParams wire form)"))?,
                         None => Vec::new(),
                     },
                 }),
@@ -285,7 +290,9 @@ impl RecordData {
             },
             "SITE" => {
                 let bytes = hex::decode(value_t).map_err(|_| err("expected 64 hex digits"))?;
-                let manifest: [u8; 32] = bytes.try_into().map_err(|_| err("expected 64 hex digits"))?;
+                let manifest: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| err("expected 64 hex digits"))?;
                 Ok(Self::Site { manifest })
             }
             other => Err(RecordParseError {

@@ -114,8 +114,7 @@ async fn reopen_keeps_everything() {
         }
     }
     let (l, report) =
-        EmbeddedLedger::open(&path, registrar, EmbeddedConfig::default(), Arc::new(clock))
-            .unwrap();
+        EmbeddedLedger::open(&path, registrar, EmbeddedConfig::default(), Arc::new(clock)).unwrap();
     assert_eq!(report.records, 20);
     assert_eq!(report.dropped_bytes, 0);
     assert_eq!(l.verify_log().unwrap(), 20);

@@ -38,7 +38,10 @@ async fn child_writer() {
     let start = ledger.len();
     for i in start..start + 100_000 {
         let name: Name = format!("crash{i}.proxima").parse().unwrap();
-        ledger.register(&name, &owner, zk, 1).await.expect("register");
+        ledger
+            .register(&name, &owner, zk, 1)
+            .await
+            .expect("register");
         writeln!(out, "ACK {name}").unwrap();
         out.flush().unwrap();
     }
@@ -53,7 +56,13 @@ async fn killed_writer_loses_nothing_acknowledged() {
     let mut torn_tails = 0;
     for round in 0..12 {
         let mut child = Command::new(&exe)
-            .args(["child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_writer",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -115,7 +124,10 @@ async fn killed_writer_loses_nothing_acknowledged() {
             .map(|i| format!("crash{i}.proxima").parse().unwrap())
             .collect();
     }
-    eprintln!("12 kills, {torn_tails} torn tails dropped, {} records", acked.len());
+    eprintln!(
+        "12 kills, {torn_tails} torn tails dropped, {} records",
+        acked.len()
+    );
 }
 
 /// A torn last frame (any prefix of it) is detected, dropped, and writing continues after it.
@@ -135,7 +147,11 @@ async fn torn_tail_is_dropped_and_log_continues() {
     let full = std::fs::read(&path).unwrap();
     let two = {
         let (l, _) = open(dir.path());
-        l.read_frames(0, 2).unwrap().iter().map(|f| f.frame.len()).sum::<usize>()
+        l.read_frames(0, 2)
+            .unwrap()
+            .iter()
+            .map(|f| f.frame.len())
+            .sum::<usize>()
     };
     for cut in [two + 1, two + 4, two + 50, full.len() - 1] {
         std::fs::write(&path, &full[..cut]).unwrap();

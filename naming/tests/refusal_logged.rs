@@ -43,7 +43,8 @@ async fn refusals_are_logged_with_the_reason() {
     )
     .unwrap();
     let ledger: Arc<dyn Ledger> = Arc::new(ledger);
-    let store = ZoneStore::open(&dir.path().join("z.redb"), ledger.clone(), Arc::new(clock)).unwrap();
+    let store =
+        ZoneStore::open(&dir.path().join("z.redb"), ledger.clone(), Arc::new(clock)).unwrap();
     let name: Name = "logged.proxima".parse().unwrap();
     let key = zone_key(1);
     let owner = OwnerKey::Ed25519(SigningKey::from_bytes(&[2; 32]));
@@ -72,6 +73,9 @@ async fn refusals_are_logged_with_the_reason() {
     );
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.contains("zone refused"), "{text}");
-    assert!(text.contains("reason=\"bad_signature\"") || text.contains("reason=bad_signature"), "{text}");
+    assert!(
+        text.contains("reason=\"bad_signature\"") || text.contains("reason=bad_signature"),
+        "{text}"
+    );
     assert!(text.contains("logged.proxima"), "{text}");
 }

@@ -32,7 +32,10 @@ fn zone(name: &Name, seq: u64, key: &SigningKey) -> SignedZone {
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -58,8 +61,14 @@ async fn store_follows_renewals_and_rotations() {
     let owner = OwnerKey::Ed25519(SigningKey::from_bytes(&[2; 32]));
     let (a, b): (Name, Name) = ("a.proxima".parse().unwrap(), "b.proxima".parse().unwrap());
     let (k1, k2) = (zone_key(1), zone_key(2));
-    let ea = ledger.register(&a, &owner, k1.verifying_key().to_bytes(), 1).await.unwrap();
-    ledger.register(&b, &owner, k1.verifying_key().to_bytes(), 1).await.unwrap();
+    let ea = ledger
+        .register(&a, &owner, k1.verifying_key().to_bytes(), 1)
+        .await
+        .unwrap();
+    ledger
+        .register(&b, &owner, k1.verifying_key().to_bytes(), 1)
+        .await
+        .unwrap();
     store.accept(zone(&a, 1, &k1)).await.unwrap();
     store.accept(zone(&b, 1, &k1)).await.unwrap();
     assert_eq!(changes.recv().await.unwrap(), a);
@@ -73,7 +82,10 @@ async fn store_follows_renewals_and_rotations() {
     assert!(store.lookup(&b).is_none(), "expired b still resolves");
 
     // Rotate a's key: the zone signed by k1 is dropped without anyone re-signing.
-    ledger.set_zone_key(&a, &owner, k2.verifying_key().to_bytes()).await.unwrap();
+    ledger
+        .set_zone_key(&a, &owner, k2.verifying_key().to_bytes())
+        .await
+        .unwrap();
     until("old-key zone dropped", || store.get(&a).is_none()).await;
     store.accept(zone(&a, 2, &k2)).await.unwrap();
 
@@ -82,13 +94,23 @@ async fn store_follows_renewals_and_rotations() {
     follower.await.unwrap();
     drop(store);
     let store = ZoneStore::open(&path, ledger.clone(), Arc::new(clock.clone())).unwrap();
-    assert_eq!(store.get(&a).unwrap().zone_key, k2.verifying_key().to_bytes());
+    assert_eq!(
+        store.get(&a).unwrap().zone_key,
+        k2.verifying_key().to_bytes()
+    );
     assert!(store.get(&b).is_some());
     assert!(store.lookup(&a).is_some());
-    assert!(store.ledger_cursor() >= 4, "cursor saved: {}", store.ledger_cursor());
+    assert!(
+        store.ledger_cursor() >= 4,
+        "cursor saved: {}",
+        store.ledger_cursor()
+    );
 }
 
-fn tokio_util_stop() -> (tokio::sync::oneshot::Sender<()>, impl std::future::Future<Output = ()>) {
+fn tokio_util_stop() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()>,
+) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     (tx, async move {
         let _ = rx.await;

@@ -40,13 +40,16 @@ fn data() -> impl Strategy<Value = RecordData> {
                 target
             }
         ),
-        (any::<u16>(), any_name(), prop::collection::vec(any::<u8>(), 0..20)).prop_map(
-            |(priority, target, params)| RecordData::Https {
+        (
+            any::<u16>(),
+            any_name(),
+            prop::collection::vec(any::<u8>(), 0..20)
+        )
+            .prop_map(|(priority, target, params)| RecordData::Https {
                 priority,
                 target,
                 params
-            }
-        ),
+            }),
         any::<[u8; 32]>().prop_map(|manifest| RecordData::Site { manifest }),
     ]
 }

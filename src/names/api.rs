@@ -35,7 +35,11 @@ impl IntoResponse for NameServiceError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
     }
 }
 
@@ -124,7 +128,11 @@ async fn set_record(State(s): Svc, Path(name): Path<String>, Json(b): Json<SetBo
         .into_response()
 }
 
-async fn remove_records(State(s): Svc, Path(name): Path<String>, Query(q): Query<RmQuery>) -> Response {
+async fn remove_records(
+    State(s): Svc,
+    Path(name): Path<String>,
+    Query(q): Query<RmQuery>,
+) -> Response {
     s.remove_records(&name, &q.rtype, q.value.as_deref())
         .await
         .map(|n| Json(serde_json::json!({ "removed": n })))
@@ -135,7 +143,11 @@ async fn renew(State(s): Svc, Path(name): Path<String>, Json(b): Json<YearsBody>
     s.renew(&name, b.years).await.map(Json).into_response()
 }
 
-async fn transfer(State(s): Svc, Path(name): Path<String>, Json(b): Json<TransferBody>) -> Response {
+async fn transfer(
+    State(s): Svc,
+    Path(name): Path<String>,
+    Json(b): Json<TransferBody>,
+) -> Response {
     s.transfer(&name, &b.new_owner)
         .await
         .map(Json)
@@ -155,7 +167,9 @@ async fn set_site(State(s): Svc, Path(name): Path<String>, Json(b): Json<SiteBod
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| {
-                NameServiceError::BadRequest("manifest must be 64 hex digits (a BLAKE3 hash)".into())
+                NameServiceError::BadRequest(
+                    "manifest must be 64 hex digits (a BLAKE3 hash)".into(),
+                )
             })?;
         let zone = s.set_site(&name, manifest).await?;
         Ok::<_, NameServiceError>(super::ZoneView::from(&*zone))

@@ -198,6 +198,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(found.to_bytes(), k2.to_bytes());
-        assert_eq!(ks.zone_key(&name).unwrap().unwrap().to_bytes(), k2.to_bytes());
+        assert_eq!(
+            ks.zone_key(&name).unwrap().unwrap().to_bytes(),
+            k2.to_bytes()
+        );
     }
 }

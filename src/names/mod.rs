@@ -20,9 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use naming::ed25519_dalek::SigningKey;
 use naming::{
-    Clock, EmbeddedConfig, EmbeddedLedger, Ledger, LedgerEntry, LedgerError, Name, Owner,
-    OwnerKey, Record, RecordData, SignedZone, SystemClock, Zone, ZoneRejected, ZoneStore,
-    check_registrable,
+    Clock, EmbeddedConfig, EmbeddedLedger, Ledger, LedgerEntry, LedgerError, Name, Owner, OwnerKey,
+    Record, RecordData, SignedZone, SystemClock, Zone, ZoneRejected, ZoneStore, check_registrable,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -79,7 +78,11 @@ impl NamingConfig {
         let single = |key: &str, v: &str| -> Result<(), (String, String, String)> {
             match Name::parse(v) {
                 Ok(n) if n.label_count() == 1 => Ok(()),
-                Ok(_) => Err((key.into(), format!("{v:?}"), "expected a single label such as \"proxima\"".into())),
+                Ok(_) => Err((
+                    key.into(),
+                    format!("{v:?}"),
+                    "expected a single label such as \"proxima\"".into(),
+                )),
                 Err(e) => Err((key.into(), format!("{v:?}"), e.to_string())),
             }
         };
@@ -286,10 +289,7 @@ impl NameService {
                         "embedded ledger recovered from a torn write"
                     );
                 }
-                (
-                    Arc::new(ledger),
-                    Some(OwnerKey::Ed25519(keys.owner_key()?)),
-                )
+                (Arc::new(ledger), Some(OwnerKey::Ed25519(keys.owner_key()?)))
             }
             LedgerKind::Eth => {
                 let rpc = config
@@ -330,7 +330,11 @@ impl NameService {
             "Naming operations by op and result",
             metrics.ops.clone(),
         );
-        sub.register("zones", "Zones held in the zone store", metrics.zones.clone());
+        sub.register(
+            "zones",
+            "Zones held in the zone store",
+            metrics.zones.clone(),
+        );
         metrics.zones.set(zones.len() as i64);
 
         let stop = shutdown.clone();
@@ -456,7 +460,11 @@ impl NameService {
         let owner = self.owner()?.clone();
         // Reuse a key we already hold for this name (a failed earlier attempt); otherwise make one
         // and store it before the ledger hears of it, so a crash cannot orphan the name.
-        let key = match self.keys.zone_key(&name).map_err(NameServiceError::Internal)? {
+        let key = match self
+            .keys
+            .zone_key(&name)
+            .map_err(NameServiceError::Internal)?
+        {
             Some(k) => k,
             None => {
                 let k = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -622,7 +630,8 @@ impl NameService {
             let zone_name = self.zone_name_for(name)?;
             let owner = name.clone();
             self.edit_zone(&zone_name, move |records| {
-                records.retain(|r| !(r.owner == owner && matches!(r.data, RecordData::Site { .. })));
+                records
+                    .retain(|r| !(r.owner == owner && matches!(r.data, RecordData::Site { .. })));
                 records.push(Record {
                     owner,
                     ttl: 60,
@@ -668,7 +677,9 @@ impl NameService {
             self.ledger
                 .set_zone_key(&name, self.owner()?, new.verifying_key().to_bytes())
                 .await?;
-            self.keys.promote(&name).map_err(NameServiceError::Internal)?;
+            self.keys
+                .promote(&name)
+                .map_err(NameServiceError::Internal)?;
             let (seq, records) = records.unwrap_or((0, Vec::new()));
             let zone = Zone {
                 name: name.clone(),
@@ -716,8 +727,8 @@ impl NameService {
             timestamp: unix_now(),
             records,
         };
-        let signed =
-            SignedZone::sign(zone, &key).map_err(|e| NameServiceError::BadRequest(e.to_string()))?;
+        let signed = SignedZone::sign(zone, &key)
+            .map_err(|e| NameServiceError::BadRequest(e.to_string()))?;
         self.zones.accept(signed).await?;
         self.zones
             .get(zone_name)
