@@ -71,6 +71,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Default log filter when `RUST_LOG` is not set (tracing env-filter syntax).
     pub log: String,
+    /// DNS: ledger TLDs, forwarding upstreams, allowed clients, rate limiting (`[dns]`).
+    pub dns: dns::DnsConfig,
     /// Naming: ledger TLD, authoritative TLDs, Ethereum account key file (`[naming]`).
     pub naming: crate::names::NamingConfig,
 }
@@ -91,6 +93,7 @@ impl Default for Config {
             eth_registry: None,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
+            dns: dns::DnsConfig::default(),
             naming: crate::names::NamingConfig::default(),
         }
     }
@@ -199,6 +202,13 @@ impl Config {
         }
         if let Err((key, value, problem)) = self.naming.validate() {
             return Err(bad(&key, value, &problem));
+        }
+        if let Err(e) = self.dns.validate() {
+            return Err(bad(
+                &format!("dns.{}", e.key),
+                format!("{:?}", e.value),
+                &e.problem,
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(bad(

@@ -17,5 +17,6 @@ pub mod identity;
 pub mod metrics;
 pub mod names;
 pub mod node;
+pub mod svc_dns;
 pub mod svc_mesh;
 pub mod telemetry;

@@ -237,6 +237,17 @@ async fn start_services(
     .await?;
     api = api.merge(crate::names::api::routes(names.clone()));
 
+    // DNS: authoritative for the ledger TLDs from the verified zone store, forwarding the rest.
+    let _dns = crate::svc_dns::start(
+        config,
+        Arc::new(dns::StoreZones::new(names.zones())),
+        &mut services,
+        &mut registry,
+        shutdown,
+        tracker,
+    )
+    .await?;
+
     // The mesh starts after the services it advertises (their addresses go into its gossip).
     let mesh = crate::svc_mesh::start(
         config,

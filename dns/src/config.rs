@@ -10,13 +10,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
-    /// Top-level domains answered authoritatively from the ledger's signed zones.
+    /// Top-level domains answered authoritatively from the ledger's signed zones. Not read
+    /// from `[dns]`: a node takes them from `[naming] tlds`, the one place they are configured.
+    #[serde(skip)]
     pub tlds: Vec<String>,
     /// Upstream resolvers for every other name (`IP` or `IP:PORT`). Empty: the nameservers of
     /// the system's `/etc/resolv.conf`, minus this node itself.
     pub upstreams: Vec<String>,
-    /// Networks (besides loopback, always allowed) whose clients may use the forwarding
-    /// resolver. Everyone else gets REFUSED for non-ledger names: never an open resolver.
+    /// Networks whose clients may use the forwarding resolver (default: loopback only).
+    /// Everyone else gets REFUSED for non-ledger names: never an open resolver.
     pub allowed_clients: Vec<IpNet>,
     /// Total time a forwarded query may take before the client gets SERVFAIL.
     #[serde(with = "humantime_serde")]
@@ -40,7 +42,13 @@ impl Default for DnsConfig {
         Self {
             tlds: vec!["proxima".to_owned()],
             upstreams: Vec::new(),
-            allowed_clients: Vec::new(),
+            allowed_clients: vec![
+                IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
             forward_timeout: Duration::from_secs(2),
             forward_cache_entries: 100_000,
             rate_limit: 200,

@@ -76,7 +76,7 @@ pub struct EngineParts {
     pub authority: Authority,
     /// Forwarding side.
     pub forwarder: Forwarder,
-    /// Networks allowed to use forwarding (loopback always is).
+    /// Networks allowed to use forwarding.
     pub allowed: Vec<IpNet>,
     /// Authoritative responses per second per client network outside `allowed`; 0: off.
     pub rate_limit: u32,
@@ -124,7 +124,7 @@ impl Engine {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        ip.is_loopback() || self.allowed.iter().any(|n| n.contains(&ip))
+        self.allowed.iter().any(|n| n.contains(&ip))
     }
 
     /// The synchronous part of answering `pkt` from `src`; a reply is written into `out`.

@@ -20,9 +20,11 @@ pub mod metrics;
 pub mod ready;
 pub mod rrl;
 pub mod server;
+pub mod store_source;
 pub mod wire;
 pub mod zones;
 
 pub use config::DnsConfig;
 pub use server::{DnsHandle, StartError, start};
+pub use store_source::StoreZones;
 pub use zones::{LocalSteering, MemoryZones, SiteSteering, ZoneSource, ZoneView};

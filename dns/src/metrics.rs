@@ -8,13 +8,13 @@
 //! - `dns_upstream_failures_total`: upstream attempts that timed out or failed.
 //! - `dns_dropped_total`: packets dropped unanswered (not a query, unparseable, queue full).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 /// Where an answer came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     /// The zone store (signed zones).
     Authoritative,
@@ -26,7 +26,7 @@ pub enum Source {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResponseLabels {
-    source: Source,
+    source: &'static str,
     rcode: &'static str,
 }
 
@@ -60,7 +60,7 @@ impl Metrics {
             "DNS responses sent, by answer source and response code",
             family.clone(),
         );
-        let sources = [Source::Authoritative, Source::Forwarded, Source::Cache];
+        let sources = ["authoritative", "forwarded", "cache"];
         let responses = sources.map(|source| {
             RCODES.map(|rcode| {
                 family

@@ -1,0 +1,47 @@
+//! Wiring of the DNS service into the node: the zone store as the source of authoritative
+//! answers, the local HTTP gateway as the default steering target, the real address in
+//! `services`, metrics under `proxima_dns_*`.
+//!
+//! Steering through the mesh directory (nearest healthy nodes holding a site) is not wired yet:
+//! until it is, site names answer with this node's HTTP address.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, ServiceInfo};
+use crate::config::Config;
+
+/// Starts DNS on `config.dns_listen`, answering ledger names from `zones`.
+pub async fn start(
+    config: &Config,
+    zones: Arc<dyn dns::ZoneSource>,
+    services: &mut BTreeMap<String, ServiceInfo>,
+    registry: &mut Registry,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<dns::DnsHandle> {
+    let http_ip = Some(config.http_listen.ip()).filter(|ip| !ip.is_unspecified());
+    let steering = Arc::new(dns::LocalSteering { http_ip });
+    let dns_config = dns::DnsConfig {
+        tlds: config.naming.tlds.clone(),
+        ..config.dns.clone()
+    };
+    let handle = dns::start(
+        &dns_config,
+        config.dns_listen,
+        zones,
+        steering,
+        registry,
+        shutdown.clone(),
+        tracker,
+    )
+    .await
+    .with_context(|| format!("cannot start DNS on dns_listen {}", config.dns_listen))?;
+    services.insert("dns".to_owned(), admin::service("dns", handle.local_addr()));
+    Ok(handle)
+}
