@@ -17,6 +17,7 @@ pub mod identity;
 pub mod metrics;
 pub mod names;
 pub mod node;
+pub mod ports;
 pub mod svc_dns;
 pub mod svc_mesh;
 pub mod telemetry;

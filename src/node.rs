@@ -205,6 +205,8 @@ async fn start_services(
     tracker: &TaskTracker,
 ) -> Result<(NodeInfo, DataDir)> {
     let started = Instant::now();
+    // Default ports already taken (another node on this machine) fall back to free ones.
+    let config = &crate::ports::free_defaults(config);
     let data_dir = DataDir::open(&config.resolved_data_dir())?;
     let identity = NodeIdentity::load_or_create(data_dir.path())?;
     let peer_id = identity.peer_id().to_string();
