@@ -75,6 +75,8 @@ pub struct Config {
     pub dns: dns::DnsConfig,
     /// Naming: ledger TLD, authoritative TLDs, Ethereum account key file (`[naming]`).
     pub naming: crate::names::NamingConfig,
+    /// CDN edge: blob store disk budget and hot tier, gateway limits (`[cdn]`).
+    pub cdn: cdn_edge::CdnConfig,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             log: "info".to_owned(),
             dns: dns::DnsConfig::default(),
             naming: crate::names::NamingConfig::default(),
+            cdn: cdn_edge::CdnConfig::default(),
         }
     }
 }
@@ -209,6 +212,9 @@ impl Config {
                 format!("{:?}", e.value),
                 &e.problem,
             ));
+        }
+        if let Err(e) = self.cdn.validate() {
+            return Err(bad(&format!("cdn.{}", e.key), e.value, e.problem));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log).is_err() {
             return Err(bad(

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod cli_name;
+pub mod cli_publish;
 pub mod client;
 pub mod config;
 pub mod datadir;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod ports;
+pub mod svc_cdn;
 pub mod svc_dns;
 pub mod svc_mesh;
 pub mod telemetry;

@@ -34,6 +34,10 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Publish a site directory at a name (hash, upload what the node lacks, sign the zone).
+    Publish(proxima::cli_publish::PublishCmd),
+    /// Fetch a blob (HASH) or a site's file (NAME/PATH) through a node, verified.
+    Get(proxima::cli_publish::GetCmd),
     /// Register names and edit their signed records (through a node).
     #[command(subcommand)]
     Name(proxima::cli_name::NameCommand),
@@ -148,6 +152,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Contracts(cmd) => {
             print!("{}", block_on(proxima::cli_name::run_contracts(cmd))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish(cmd) => {
+            print!("{}", block_on(proxima::cli_publish::run_publish(cmd))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(cmd) => {
+            print!("{}", block_on(proxima::cli_publish::run_get(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Example) => {

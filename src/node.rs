@@ -250,6 +250,20 @@ async fn start_services(
     )
     .await?;
 
+    // CDN edge: the blob store and the HTTP gateway (service `http`), blob API routes; sites
+    // resolve through the naming service's verified zones.
+    let cdn = crate::svc_cdn::start(
+        config,
+        data_dir.path(),
+        Arc::new(crate::svc_cdn::ZoneSites(names.zones())),
+        &mut services,
+        &mut registry,
+        shutdown,
+        tracker,
+    )
+    .await?;
+    api = api.merge(cdn.routes());
+
     // The mesh starts after the services it advertises (their addresses go into its gossip).
     let mesh = crate::svc_mesh::start(
         config,

@@ -86,3 +86,24 @@ mod tests {
         assert!(format!("{s}0").parse::<Hash>().is_err());
     }
 }
+
+/// Incremental hashing, for callers that verify a stream.
+#[derive(Debug, Default, Clone)]
+pub struct Hasher(blake3::Hasher);
+
+impl Hasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The hash of everything added.
+    pub fn finalize(&self) -> Hash {
+        Hash::from_blake3(self.0.finalize())
+    }
+}

@@ -8,10 +8,12 @@
 //! the network: it asks a [`gateway::SiteResolver`] for a host's manifest hash and a
 //! [`store::BlobSource`] for blobs.
 
+pub mod config;
 pub mod gateway;
 pub mod hash;
 pub mod manifest;
 pub mod publish;
 pub mod store;
 
+pub use config::CdnConfig;
 pub use hash::Hash;

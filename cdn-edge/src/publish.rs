@@ -106,8 +106,13 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalFile>, Option<PathBuf>), PublishErro
         });
     for entry in walker {
         let entry = entry.map_err(|e| PublishError::Io {
-            path: e.path().map(Path::to_owned).unwrap_or_else(|| dir.to_owned()),
-            source: e.into_io_error().unwrap_or_else(|| io::Error::other("walk failed")),
+            path: e
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| dir.to_owned()),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("walk failed")),
         })?;
         if !entry.file_type().is_file() {
             continue;
@@ -132,7 +137,9 @@ pub fn scan(dir: &Path) -> Result<(Vec<LocalFile>, Option<PathBuf>), PublishErro
         validate_path(&path).map_err(|_| PublishError::BadName(entry.path().to_owned()))?;
         let size = entry.metadata().map_err(|e| PublishError::Io {
             path: entry.path().to_owned(),
-            source: e.into_io_error().unwrap_or_else(|| io::Error::other("stat failed")),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("stat failed")),
         })?;
         files.push(LocalFile {
             path,
@@ -171,6 +178,16 @@ pub fn content_type(path: &str) -> String {
     } else {
         essence.to_owned()
     }
+}
+
+pub use rayon::ThreadPool;
+
+/// A pool of `threads` hashing threads (0: one per core), for [`hash_files`] via `install`.
+pub fn thread_pool(threads: usize) -> Result<ThreadPool, rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("hash-{i}"))
+        .build()
 }
 
 /// Hashes `files` in parallel on the current rayon pool, calling `progress(bytes)` as each file
@@ -216,7 +233,9 @@ pub fn build_manifest(
     let not_found = match &options.not_found {
         Some(p) if !entries.contains_key(p) => return Err(PublishError::MissingFile(p.clone())),
         Some(p) => Some(p.clone()),
-        None => entries.contains_key("404.html").then(|| "404.html".to_owned()),
+        None => entries
+            .contains_key("404.html")
+            .then(|| "404.html".to_owned()),
     };
     if let Some(p) = &options.spa_fallback
         && !entries.contains_key(p)
@@ -228,7 +247,10 @@ pub fn build_manifest(
         index: options.index.clone(),
         not_found,
         spa_fallback: options.spa_fallback.clone(),
-        redirects: redirects.map(parse_redirects).transpose()?.unwrap_or_default(),
+        redirects: redirects
+            .map(parse_redirects)
+            .transpose()?
+            .unwrap_or_default(),
     };
     manifest.validate()?;
     Ok(manifest)

@@ -149,7 +149,11 @@ impl Gateway {
             "HTTP responses by status code",
             m.responses.clone(),
         );
-        registry.register("body_bytes", "Response body bytes written", m.body_bytes.clone());
+        registry.register(
+            "body_bytes",
+            "Response body bytes written",
+            m.body_bytes.clone(),
+        );
         registry.register(
             "busy",
             "Requests refused with 429 at the concurrency limit",
@@ -293,7 +297,11 @@ impl Gateway {
         if let Some(rest) = raw_path.strip_prefix("/blob/") {
             let Ok(hash) = rest.trim_end_matches('/').parse::<Hash>() else {
                 return self
-                    .error_page(session, 400, "Expected /blob/ followed by a 64-digit BLAKE3 hash.")
+                    .error_page(
+                        session,
+                        400,
+                        "Expected /blob/ followed by a 64-digit BLAKE3 hash.",
+                    )
                     .await;
             };
             let Some(blob) = self.open(hash, session).await? else {
@@ -347,7 +355,11 @@ impl Gateway {
             } => {
                 let Some(blob) = self.open(entry.hash, session).await? else {
                     return self
-                        .error_page(session, 502, "A file of this site is not available on this node.")
+                        .error_page(
+                            session,
+                            502,
+                            "A file of this site is not available on this node.",
+                        )
                         .await;
                 };
                 if blob.size() != entry.size {
@@ -387,7 +399,8 @@ impl Gateway {
             }
             Err(e) => {
                 tracing::error!(%hash, error = %e, "blob store failed");
-                self.error_page(session, 500, "The blob store failed.").await?;
+                self.error_page(session, 500, "The blob store failed.")
+                    .await?;
                 Err(Abort)
             }
         }
@@ -642,7 +655,9 @@ impl HttpServerApp for Gateway {
             Ok(Ok(false)) => return None,
             Ok(Err(e)) => {
                 // Malformed or oversized header: answer once and close.
-                let code = if e.to_string().contains("larger than") || e.to_string().contains("TooManyHeaders") {
+                let code = if e.to_string().contains("larger than")
+                    || e.to_string().contains("TooManyHeaders")
+                {
                     431
                 } else if matches!(e.etype(), pingora_core::ErrorType::ReadTimedout) {
                     408
@@ -677,7 +692,9 @@ impl HttpServerApp for Gateway {
             Ok(r) => r.is_ok(),
             Err(_) => {
                 if session.response_written().is_none() {
-                    let _ = self.error_page(&mut session, 503, "The request timed out.").await;
+                    let _ = self
+                        .error_page(&mut session, 503, "The request timed out.")
+                        .await;
                 }
                 false
             }

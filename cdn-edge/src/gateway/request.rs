@@ -197,8 +197,14 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(normalize_host("Blog.Proxima:8080").as_deref(), Some("blog.proxima"));
-        assert_eq!(normalize_host("blog.proxima.").as_deref(), Some("blog.proxima"));
+        assert_eq!(
+            normalize_host("Blog.Proxima:8080").as_deref(),
+            Some("blog.proxima")
+        );
+        assert_eq!(
+            normalize_host("blog.proxima.").as_deref(),
+            Some("blog.proxima")
+        );
         assert_eq!(normalize_host("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(normalize_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(normalize_host(""), None);

@@ -55,7 +55,9 @@ async fn fixture(config: GatewayConfig) -> Fixture {
     m.redirects = parse_redirects("/old /docs/ 301\n").unwrap();
     let mut spa = m.clone();
     spa.spa_fallback = Some("index.html".into());
-    let mh = store.import_bytes(&m.encode().unwrap(), None, true).unwrap();
+    let mh = store
+        .import_bytes(&m.encode().unwrap(), None, true)
+        .unwrap();
     let sh = store
         .import_bytes(&spa.encode().unwrap(), None, true)
         .unwrap();
@@ -161,21 +163,51 @@ async fn serves_a_site_with_http_semantics() {
     assert_eq!((s, b.len()), (304, 0));
 
     // Ranges: single (across chunk groups), suffix, multiple, unsatisfiable.
-    let (s, h, b) = curl(get(&f, "site.proxima", "/big.bin", &["-H", "Range: bytes=16000-2000000"])).await;
+    let (s, h, b) = curl(get(
+        &f,
+        "site.proxima",
+        "/big.bin",
+        &["-H", "Range: bytes=16000-2000000"],
+    ))
+    .await;
     assert_eq!(s, 206);
-    assert!(h.contains(&format!("content-range: bytes 16000-2000000/{}", f.big.len())));
+    assert!(h.contains(&format!(
+        "content-range: bytes 16000-2000000/{}",
+        f.big.len()
+    )));
     assert!(b == f.big[16000..=2_000_000]);
-    let (s, _, b) = curl(get(&f, "site.proxima", "/big.bin", &["-H", "Range: bytes=-10"])).await;
+    let (s, _, b) = curl(get(
+        &f,
+        "site.proxima",
+        "/big.bin",
+        &["-H", "Range: bytes=-10"],
+    ))
+    .await;
     assert_eq!(s, 206);
     assert!(b == f.big[f.big.len() - 10..]);
-    let (s, h, b) = curl(get(&f, "site.proxima", "/big.bin", &["-H", "Range: bytes=0-9,100-109"])).await;
+    let (s, h, b) = curl(get(
+        &f,
+        "site.proxima",
+        "/big.bin",
+        &["-H", "Range: bytes=0-9,100-109"],
+    ))
+    .await;
     assert_eq!(s, 206);
-    assert!(h.contains("content-type: multipart/byteranges; boundary="), "{h}");
+    assert!(
+        h.contains("content-type: multipart/byteranges; boundary="),
+        "{h}"
+    );
     let body = String::from_utf8_lossy(&b);
     assert!(body.contains("Content-Range: bytes 0-9/5000000"));
     assert!(body.contains("Content-Range: bytes 100-109/5000000"));
     assert!(b.windows(10).any(|w| w == &f.big[100..110]));
-    let (s, h, _) = curl(get(&f, "site.proxima", "/big.bin", &["-H", "Range: bytes=9000000-"])).await;
+    let (s, h, _) = curl(get(
+        &f,
+        "site.proxima",
+        "/big.bin",
+        &["-H", "Range: bytes=9000000-"],
+    ))
+    .await;
     assert_eq!(s, 416);
     assert!(h.contains("content-range: bytes */5000000"));
 
@@ -195,7 +227,13 @@ async fn serves_a_site_with_http_semantics() {
     assert_eq!(s, 200);
     assert!(h.contains("cache-control: public, max-age=29030400, immutable"));
     assert!(b == f.big);
-    let (s, _, _) = curl(get(&f, "x", &format!("/blob/{}", Hash::of(b"nothing")), &[])).await;
+    let (s, _, _) = curl(get(
+        &f,
+        "x",
+        &format!("/blob/{}", Hash::of(b"nothing")),
+        &[],
+    ))
+    .await;
     assert_eq!(s, 404);
     let (s, _, _) = curl(get(&f, "x", "/blob/xyz", &[])).await;
     assert_eq!(s, 400);
@@ -235,7 +273,9 @@ async fn refuses_traversal_bad_encoding_and_huge_headers() {
         ),
     ];
     for (req, want) in checks {
-        let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+        let resp = tokio::task::spawn_blocking(move || raw(addr, &req))
+            .await
+            .unwrap();
         assert!(
             resp.starts_with(&format!("HTTP/1.1 {want}")),
             "want {want}, got {:?}",
