@@ -432,7 +432,7 @@ impl Drop for NodeProcess {
 fn sigkill_during_publish_leaves_only_good_blobs() {
     let data = tempfile::tempdir().unwrap();
     let site = tempfile::tempdir().unwrap();
-    for i in 0..24 {
+    for i in 0..8 {
         write(
             site.path(),
             &format!("f{i:02}.bin"),
@@ -443,54 +443,106 @@ fn sigkill_during_publish_leaves_only_good_blobs() {
     let node = NodeProcess::start(data.path()).unwrap();
     let admin = node.admin.clone();
     cli(&["name", "register", "kill6.proxima", "--node", &admin]).unwrap();
-    let mut publish = Command::new(BIN)
+    let site_str = site.path().to_str().unwrap();
+    cli(&[
+        "publish",
+        site_str,
+        "--name",
+        "kill6.proxima",
+        "--node",
+        &admin,
+    ])
+    .unwrap();
+    let stored = json(&format!("{admin}/api/blobs"))["count"]
+        .as_u64()
+        .unwrap();
+
+    // A second publish is in flight: one large blob is being uploaded slowly (a publisher on a
+    // slow link), so the node is mid-write when it is killed.
+    let big = noise(20 * 1024 * 1024, 999);
+    let big_hash = cdn_edge::Hash::of(&big).to_hex();
+    write(site.path(), "late/big.bin", &big);
+    let big_path = site.path().join("late/big.bin");
+    let url = format!("{admin}/api/blobs/{big_hash}?pin=true");
+    let mut upload = Command::new("curl")
         .args([
-            "publish",
-            site.path().to_str().unwrap(),
-            "--name",
-            "kill6.proxima",
-            "--node",
-            &admin,
+            "-s",
+            "-T",
+            big_path.to_str().unwrap(),
+            "--limit-rate",
+            "2M",
+            &url,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill the node once a few blobs are in, while the upload is still going.
-    wait_for(Duration::from_secs(60), || {
-        http_get(&format!("{admin}/api/blobs"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["count"].as_u64())
-            .is_some_and(|n| n >= 3)
-    })
-    .unwrap();
+    let tmp_dir = data.path().join("blobs/tmp");
+    let partial = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(Duration::from_secs(30), || partial(&tmp_dir) > 1024 * 1024).unwrap();
     node.sigkill();
-    let _ = publish.wait();
+    let _ = upload.wait();
 
     let node = NodeProcess::start(data.path()).unwrap();
     let verify = curl(&["-X", "POST", &format!("{}/api/blobs/verify", node.admin)]).unwrap();
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
-    assert!(report["ok"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(report["ok"].as_u64().unwrap(), stored, "{report}");
     assert_eq!(
         report["dropped"],
         serde_json::json!([]),
         "a blob failed its hash after SIGKILL"
     );
-    let tmp: Vec<PathBuf> = std::fs::read_dir(data.path().join("blobs/tmp"))
+    let tmp: Vec<PathBuf> = std::fs::read_dir(&tmp_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert!(tmp.is_empty(), "temporary files left: {tmp:?}");
+    let missing: serde_json::Value = serde_json::from_slice(
+        &curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &format!("{{\"hashes\":[\"{big_hash}\"]}}"),
+            &format!("{}/api/blobs/missing", node.admin),
+        ])
+        .unwrap()
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        missing["hashes"][0], big_hash,
+        "a half-written blob is visible"
+    );
     // Publishing again completes, sending only what is missing.
     let out = cli(&[
         "publish",
-        site.path().to_str().unwrap(),
+        site_str,
         "--name",
         "kill6.proxima",
         "--node",
         &node.admin,
     ])
     .unwrap();
-    assert!(out.contains("published"), "{out}");
+    assert!(out.contains("2 new blobs"), "{out}");
+    let (s, _, body) = get(
+        &json(&format!("{}/health", node.admin))["services"]["http"]["listen"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        "kill6.proxima",
+        "/late/big.bin",
+        &[],
+    );
+    assert_eq!(s, 200);
+    assert!(body == big);
 }
