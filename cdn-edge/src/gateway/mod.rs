@@ -455,19 +455,18 @@ impl Gateway {
             let _ = h.insert_header("X-Content-Type-Options", "nosniff");
             Ok(h)
         };
-        if status == 200 {
-            if let Some(inm) = session
+        if status == 200
+            && let Some(inm) = session
                 .get_header(http::header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok())
-                && if_none_match(inm, &etag)
-            {
-                let h = header(304, 0)?;
-                self.count(304);
-                return session
-                    .write_response_header(Box::new(h))
-                    .await
-                    .map_err(|_| Abort);
-            }
+            && if_none_match(inm, &etag)
+        {
+            let h = header(304, 0)?;
+            self.count(304);
+            return session
+                .write_response_header(Box::new(h))
+                .await
+                .map_err(|_| Abort);
         }
         let mut range = if status == 200 {
             parse_range(
