@@ -411,3 +411,115 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     }
     ctx.run(cmd, args);
 }
+
+/// A connection without a socket: feed request bytes, get reply bytes. Runs exactly the code a
+/// network connection runs (parsing, dispatch, the keyspace), minus blocking waits; used by
+/// unit tests and the fuzz targets.
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+    conn: ConnState,
+    inbuf: BytesMut,
+    out: Reply,
+    _rx: mpsc::Receiver<PubMsg>,
+}
+
+impl Session {
+    /// A session on a fresh, empty server.
+    pub fn new() -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], 6379).into();
+        let shared = Arc::new(Shared::new(
+            addr,
+            String::new(),
+            crate::metrics::Metrics::default(),
+        ));
+        Self::on(shared)
+    }
+
+    /// Another session on the same server.
+    pub fn on(shared: Arc<Shared>) -> Self {
+        let id = shared.next_client_id();
+        let kill = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let info = Arc::new(ClientInfo {
+            id,
+            addr: shared.addr,
+            laddr: shared.addr,
+            created: std::time::Instant::now(),
+            name: Default::default(),
+            lib: Default::default(),
+            kill: kill.clone(),
+            subs: Default::default(),
+            resp3: Default::default(),
+        });
+        let conn = ConnState {
+            id,
+            info,
+            authenticated: !shared.needs_auth(),
+            multi: None,
+            multi_failed: false,
+            watched: Vec::new(),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            sub: Subscriber { id, tx, kill },
+            close: false,
+            block: None,
+            waiter: Arc::new(Notify::new()),
+        };
+        Self {
+            shared,
+            conn,
+            inbuf: BytesMut::new(),
+            out: Reply::new(),
+            _rx: rx,
+        }
+    }
+
+    /// The server this session talks to.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Feeds bytes; returns the replies produced so far. A blocking command that would wait
+    /// answers as if its timeout had passed.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        if self.conn.close {
+            return Vec::new();
+        }
+        self.inbuf.extend_from_slice(bytes);
+        loop {
+            let (consumed, _) = process(&self.shared, &mut self.conn, &self.inbuf, &mut self.out);
+            self.inbuf.advance(consumed);
+            match self.conn.block.take() {
+                Some(b) => {
+                    self.shared.db.lock().unblock(&b.keys, &self.conn.waiter);
+                    run_owned(&self.shared, &mut self.conn, &mut self.out, &b.args, false);
+                }
+                None => break,
+            }
+        }
+        let out = self.out.buf.to_vec();
+        self.out.buf.clear();
+        out
+    }
+
+    /// Runs one command given as arguments and returns its reply.
+    pub fn cmd(&mut self, args: &[&str]) -> String {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        String::from_utf8_lossy(&self.feed(&req)).into_owned()
+    }
+
+    /// Whether the server closed this session (QUIT or a protocol error).
+    pub fn closed(&self) -> bool {
+        self.conn.close
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
