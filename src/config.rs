@@ -75,6 +75,8 @@ pub struct Config {
     pub dns: dns::DnsConfig,
     /// Naming: ledger TLD, authoritative TLDs, Ethereum account key file (`[naming]`).
     pub naming: crate::names::NamingConfig,
+    /// Cache: `maxmemory`, eviction policy, `requirepass`, client and request bounds (`[cache]`).
+    pub cache: cache::Config,
     /// CDN edge: blob store disk budget and hot tier, gateway limits (`[cdn]`).
     pub cdn: cdn_edge::CdnConfig,
 }
@@ -97,6 +99,7 @@ impl Default for Config {
             log: "info".to_owned(),
             dns: dns::DnsConfig::default(),
             naming: crate::names::NamingConfig::default(),
+            cache: cache::Config::default(),
             cdn: cdn_edge::CdnConfig::default(),
         }
     }

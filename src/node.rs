@@ -264,6 +264,10 @@ async fn start_services(
     .await?;
     api = api.merge(cdn.routes());
 
+    // Cache: the Redis protocol on redis_listen (service `redis`).
+    let _cache =
+        crate::svc_cache::start(config, &mut services, &mut registry, shutdown, tracker).await?;
+
     // The mesh starts after the services it advertises (their addresses go into its gossip).
     let mesh = crate::svc_mesh::start(
         config,
