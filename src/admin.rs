@@ -67,7 +67,11 @@ impl AdminState {
             uptime_secs: self.started.elapsed().as_secs_f64(),
             data_dir: self.data_dir.clone(),
             services: (*self.services).clone(),
-            members: self.mesh.as_ref().map(mesh::Mesh::status).unwrap_or_default(),
+            members: self
+                .mesh
+                .as_ref()
+                .map(mesh::Mesh::status)
+                .unwrap_or_default(),
         }
     }
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::identity::{Keypair, PeerId};
 use libp2p::kad::{self, store::MemoryStore};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, StreamProtocol, identify, mdns, noise, ping, tcp, yamux};
-use libp2p::identity::{Keypair, PeerId};
 use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -100,7 +100,10 @@ struct Behaviour {
 
 enum Command {
     Publish(String, Bytes, oneshot::Sender<Result<(), ControlError>>),
-    Subscribe(String, oneshot::Sender<Result<broadcast::Receiver<(PeerId, Bytes)>, ControlError>>),
+    Subscribe(
+        String,
+        oneshot::Sender<Result<broadcast::Receiver<(PeerId, Bytes)>, ControlError>>,
+    ),
     PutRecord(Vec<u8>, Vec<u8>, oneshot::Sender<Result<(), ControlError>>),
     GetRecord(Vec<u8>, oneshot::Sender<Result<Vec<u8>, ControlError>>),
     Provide(Vec<u8>, oneshot::Sender<Result<(), ControlError>>),
@@ -136,7 +139,11 @@ impl ControlPlane {
         let mdns_on = config.mdns;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .map_err(|e| setup(&e))?
             .with_quic()
             .with_behaviour(|key| {
@@ -145,11 +152,7 @@ impl ControlPlane {
                 // Records peers push to us go through the validator first.
                 kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
                 kad_config.set_max_packet_size(2 * MAX_RECORD);
-                let mut kad = kad::Behaviour::with_config(
-                    peer,
-                    MemoryStore::new(peer),
-                    kad_config,
-                );
+                let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), kad_config);
                 kad.set_mode(Some(kad::Mode::Server));
                 let gossip_config = gossipsub::ConfigBuilder::default()
                     .max_transmit_size(MAX_GOSSIP)
@@ -176,7 +179,10 @@ impl ControlPlane {
                     gossipsub,
                     mdns: mdns.into(),
                     hello: request_response::json::Behaviour::new(
-                        [(StreamProtocol::new("/proxima/hello/1"), ProtocolSupport::Full)],
+                        [(
+                            StreamProtocol::new("/proxima/hello/1"),
+                            ProtocolSupport::Full,
+                        )],
                         request_response::Config::default(),
                     ),
                 })
@@ -307,6 +313,12 @@ impl ControlPlane {
     }
 }
 
+/// Providers found so far, and where to send them when the query ends.
+type ProviderQuery = (
+    HashSet<PeerId>,
+    oneshot::Sender<Result<Vec<PeerId>, ControlError>>,
+);
+
 struct SwarmTask {
     swarm: libp2p::Swarm<Behaviour>,
     membership: Membership,
@@ -316,7 +328,7 @@ struct SwarmTask {
     hello_sent: HashSet<PeerId>,
     get_queries: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<u8>, ControlError>>>,
     put_queries: HashMap<kad::QueryId, oneshot::Sender<Result<(), ControlError>>>,
-    provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Result<Vec<PeerId>, ControlError>>)>,
+    provider_queries: HashMap<kad::QueryId, ProviderQuery>,
 }
 
 impl SwarmTask {
@@ -395,7 +407,9 @@ impl SwarmTask {
 
     async fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -407,10 +421,17 @@ impl SwarmTask {
                     let hello = Hello {
                         member: self.membership.local().clone(),
                     };
-                    self.swarm.behaviour_mut().hello.send_request(&peer_id, hello);
+                    self.swarm
+                        .behaviour_mut()
+                        .hello
+                        .send_request(&peer_id, hello);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
                 self.hello_sent.remove(&peer_id);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Hello(request_response::Event::Message {
@@ -418,11 +439,17 @@ impl SwarmTask {
                 message,
                 ..
             })) => match message {
-                request_response::Message::Request { request, channel, .. } => {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
                     let reply = Hello {
                         member: self.membership.local().clone(),
                     };
-                    let _ = self.swarm.behaviour_mut().hello.send_response(channel, reply);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .hello
+                        .send_response(channel, reply);
                     self.introduce(peer, request.member).await;
                 }
                 request_response::Message::Response { response, .. } => {
@@ -440,7 +467,10 @@ impl SwarmTask {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 for (peer, addr) in list.into_iter().take(64) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     let _ = self.swarm.dial(addr);
                 }
             }
@@ -472,7 +502,11 @@ impl SwarmTask {
     fn kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest {
-                request: kad::InboundRequest::PutRecord { record: Some(record), .. },
+                request:
+                    kad::InboundRequest::PutRecord {
+                        record: Some(record),
+                        ..
+                    },
             } => {
                 let ok = record.value.len() <= MAX_RECORD
                     && self
@@ -488,12 +522,22 @@ impl SwarmTask {
                 }
             }
             kad::Event::InboundRequest {
-                request: kad::InboundRequest::AddProvider { record: Some(record) },
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
             } => {
                 use kad::store::RecordStore;
-                let _ = self.swarm.behaviour_mut().kad.store_mut().add_provider(record);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .add_provider(record);
             }
-            kad::Event::OutboundQueryProgressed { id, result, step, .. } => match result {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
                 kad::QueryResult::GetRecord(Ok(kad::GetRecordOk::FoundRecord(r))) => {
                     let valid = r.record.value.len() <= MAX_RECORD
                         && self

@@ -186,7 +186,7 @@ impl<K: Hash + Eq + Clone> Vivaldi<K> {
     /// Feeds one RTT sample (ms) to `peer`, whose coordinate is `other`. Returns `false` and
     /// changes nothing when the sample or the peer's coordinate is unusable.
     pub fn observe(&mut self, peer: &K, other: &Coordinate, rtt_ms: f64) -> bool {
-        if !(rtt_ms.is_finite() && rtt_ms > 0.0) || !self.coord.is_compatible(other) {
+        if !(rtt_ms.is_finite() && rtt_ms > 0.0 && self.coord.is_compatible(other)) {
             return false;
         }
         let rtt = self.filtered(peer, rtt_ms);

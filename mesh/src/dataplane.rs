@@ -29,7 +29,8 @@ pub const MAX_ALPN_LEN: usize = 64;
 const SERVER_NAME: &str = "proxima";
 
 /// Handles one authenticated incoming connection of a registered protocol.
-pub type ConnectionHandler = Arc<dyn Fn(PeerId, Connection) -> BoxFuture<'static, ()> + Send + Sync>;
+pub type ConnectionHandler =
+    Arc<dyn Fn(PeerId, Connection) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Tuning of the data plane.
 #[derive(Debug, Clone)]
@@ -89,8 +90,11 @@ pub enum DataPlaneError {
         /// The expected peer.
         peer: PeerId,
         /// Why.
-        source: quinn::ConnectionError,
+        source: Box<quinn::ConnectionError>,
     },
+    /// The peer is not a member this node knows (no address to dial).
+    #[error("{0} is not a known member")]
+    UnknownPeer(PeerId),
     /// The handshake took longer than the configured bound.
     #[error("connecting to {peer} at {addr} timed out")]
     Timeout {
@@ -156,9 +160,13 @@ impl DataPlane {
             ))
             .keep_alive_interval(Some(config.keep_alive));
         let transport = Arc::new(transport);
-        let endpoint =
-            quinn::Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, udp, runtime)
-                .map_err(bind_err)?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            None,
+            udp,
+            runtime,
+        )
+        .map_err(bind_err)?;
         let local_peer = keypair.public().to_peer_id();
         let inner = Arc::new(Inner {
             endpoint,
@@ -232,7 +240,8 @@ impl DataPlane {
             .keys()
             .cloned()
             .collect();
-        let crypto = QuicServerConfig::try_from(tls).map_err(|e| DataPlaneError::Tls(e.to_string()))?;
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| DataPlaneError::Tls(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(self.inner.transport.clone());
         self.inner.endpoint.set_server_config(Some(server));
@@ -269,7 +278,8 @@ impl DataPlane {
         let mut tls = libp2p::tls::make_client_config(&self.inner.keypair, Some(peer))
             .map_err(|e| DataPlaneError::Tls(e.to_string()))?;
         tls.alpn_protocols = vec![alpn.to_vec()];
-        let crypto = QuicClientConfig::try_from(tls).map_err(|e| DataPlaneError::Tls(e.to_string()))?;
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| DataPlaneError::Tls(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(self.inner.transport.clone());
         let connecting = self
@@ -280,7 +290,10 @@ impl DataPlane {
         let conn = tokio::time::timeout(self.inner.config.connect_timeout, connecting)
             .await
             .map_err(|_| DataPlaneError::Timeout { peer, addr })?
-            .map_err(|source| DataPlaneError::Connection { peer, source })?;
+            .map_err(|source| DataPlaneError::Connection {
+                peer,
+                source: Box::new(source),
+            })?;
         self.track(peer, conn.clone());
         *guard = Some(conn.clone());
         Ok(conn)
@@ -301,7 +314,10 @@ impl DataPlane {
                 let conn = self.connect(peer, addr, alpn).await?;
                 conn.open_bi()
                     .await
-                    .map_err(|source| DataPlaneError::Connection { peer, source })
+                    .map_err(|source| DataPlaneError::Connection {
+                        peer,
+                        source: Box::new(source),
+                    })
             }
         }
     }
@@ -320,7 +336,10 @@ impl DataPlane {
                 let conn = self.connect(peer, addr, alpn).await?;
                 conn.open_uni()
                     .await
-                    .map_err(|source| DataPlaneError::Connection { peer, source })
+                    .map_err(|source| DataPlaneError::Connection {
+                        peer,
+                        source: Box::new(source),
+                    })
             }
         }
     }
@@ -328,7 +347,11 @@ impl DataPlane {
     /// Closes and forgets the cached outgoing connections to `peer` (it restarted or died: a
     /// connection to its previous process would only swallow packets until it times out).
     pub fn forget(&self, peer: &PeerId) {
-        let mut out = self.inner.outgoing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = self
+            .inner
+            .outgoing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         out.retain(|(p, _), slot| {
             if p != peer {
                 return true;

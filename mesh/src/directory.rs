@@ -98,7 +98,11 @@ pub fn rank(candidates: Vec<CandidateInfo>) -> Vec<Ranked> {
                 _ => (UNKNOWN_RTT_MS, RttSource::Unknown),
             };
             let load = f64::from(c.load.clamp(0.0, 1.0));
-            let health = if c.state == Some(MemberState::Suspect) { 4.0 } else { 1.0 };
+            let health = if c.state == Some(MemberState::Suspect) {
+                4.0
+            } else {
+                1.0
+            };
             let score = rtt.max(0.0) * (1.0 + load) * health * (1.0 + f64::from(c.strikes));
             Ranked {
                 peer: c.peer,
@@ -187,7 +191,10 @@ mod tests {
             local.clone(),
         ]);
         let peers: Vec<_> = order.iter().map(|r| r.peer).collect();
-        assert_eq!(peers, vec![local.peer, estimated_near.peer, measured_far.peer]);
+        assert_eq!(
+            peers,
+            vec![local.peer, estimated_near.peer, measured_far.peer]
+        );
         assert_eq!(order[2].source, RttSource::Measured);
         assert_eq!(order[2].expected_rtt_ms, 80.0);
     }

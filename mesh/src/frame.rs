@@ -122,7 +122,10 @@ impl FrameDecoder {
 }
 
 /// Writes one frame to a stream.
-pub async fn write<W: AsyncWrite + Unpin>(writer: &mut W, payload: &[u8]) -> Result<(), FrameError> {
+pub async fn write<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    payload: &[u8],
+) -> Result<(), FrameError> {
     let frame = encode(payload)?;
     writer.write_all(&frame).await?;
     Ok(())
@@ -184,7 +187,10 @@ mod tests {
         assert_eq!(dec.read(&mut whole).await.unwrap().unwrap(), &b"hello"[..]);
         assert!(dec.read(&mut whole).await.unwrap().is_none());
         let mut cut: &[u8] = &frame[..7];
-        assert!(matches!(dec.read(&mut cut).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            dec.read(&mut cut).await,
+            Err(FrameError::Truncated)
+        ));
         let mut huge: &[u8] = &[FRAME_VERSION, 0x7f, 0, 0, 0];
         assert!(matches!(
             dec.read(&mut huge).await,

@@ -50,8 +50,8 @@ pub use control::{ControlConfig, ControlError, ControlPlane, RecordValidator};
 pub use coords::{NetCoord, PharosConfig};
 pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, RecvStream, SendStream};
 pub use directory::{Ranked, RttSource};
-pub use membership::{MemberId, MemberMeta, MemberState, MemberView, MembershipConfig};
 pub use libp2p::Multiaddr;
+pub use membership::{MemberId, MemberMeta, MemberState, MemberView, MembershipConfig};
 pub use wan::WanEmulator;
 
 /// The libp2p keypair of a node from its 32-byte Ed25519 seed (the node key file).
@@ -92,7 +92,11 @@ impl MeshConfig {
         Self {
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             control: ControlConfig {
-                listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid multiaddr")],
+                listen: vec![
+                    "/ip4/127.0.0.1/udp/0/quic-v1"
+                        .parse()
+                        .expect("valid multiaddr"),
+                ],
                 bootstrap: Vec::new(),
                 mdns: false,
                 validator: None,
@@ -211,9 +215,13 @@ impl Mesh {
             config.pharos.clone(),
             shutdown.clone(),
         )?;
-        let control =
-            ControlPlane::start(keypair, config.control.clone(), membership.clone(), shutdown.clone())
-                .await?;
+        let control = ControlPlane::start(
+            keypair,
+            config.control.clone(),
+            membership.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         registry.register(
             "invalid_records",
             "DHT records refused by the validator or the size bound",
@@ -290,8 +298,7 @@ impl Mesh {
             .into_iter()
             .find(|m| m.id.peer == peer)
             .map(|m| m.id.quic)
-            .ok_or(DataPlaneError::BadAlpn)
-            .or_else(|_| Err(DataPlaneError::Tls(format!("{peer} is not a known member"))))?;
+            .ok_or(DataPlaneError::UnknownPeer(peer))?;
         self.plane.open_bi(peer, addr, alpn).await
     }
 
@@ -441,6 +448,9 @@ async fn probe(plane: &DataPlane, peer: PeerId, addr: SocketAddr) -> Option<Dura
     let start = Instant::now();
     frame::write(&mut send, b"ping").await.ok()?;
     send.finish().ok()?;
-    frame::FrameDecoder::new(MAX_PING).read(&mut recv).await.ok()??;
+    frame::FrameDecoder::new(MAX_PING)
+        .read(&mut recv)
+        .await
+        .ok()??;
     Some(start.elapsed())
 }

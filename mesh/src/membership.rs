@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
-use libp2p::identity::PeerId;
 use foca_rand::SeedableRng;
+use libp2p::identity::PeerId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -176,12 +176,15 @@ impl MembershipConfig {
     }
 
     fn foca(&self) -> foca::Config {
-        let mut c = foca::Config::new_lan(NonZeroU32::new(self.cluster_size_hint.max(1)).unwrap_or(NonZeroU32::MIN));
+        let mut c = foca::Config::new_lan(
+            NonZeroU32::new(self.cluster_size_hint.max(1)).unwrap_or(NonZeroU32::MIN),
+        );
         c.probe_period = self.probe_period;
         c.probe_rtt = self.probe_rtt;
         c.suspect_to_down_after = self.suspect_to_down_after;
         c.remove_down_after = Some(self.remove_down_after);
-        c.max_packet_size = std::num::NonZeroUsize::new(MAX_SWIM_FRAME - MAX_META - 2).unwrap_or(std::num::NonZeroUsize::MIN);
+        c.max_packet_size = std::num::NonZeroUsize::new(MAX_SWIM_FRAME - MAX_META - 2)
+            .unwrap_or(std::num::NonZeroUsize::MIN);
         c
     }
 }
@@ -216,7 +219,9 @@ pub struct Membership {
 
 impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Membership").field("local", &self.local).finish()
+        f.debug_struct("Membership")
+            .field("local", &self.local)
+            .finish()
     }
 }
 
@@ -243,11 +248,12 @@ impl Membership {
                 Box::pin(receive_swim(peer, conn, inbox))
             }),
         )?;
-        let seed = local.generation ^ u64::from_le_bytes(
-            local.peer.to_bytes()[local.peer.to_bytes().len() - 8..]
-                .try_into()
-                .unwrap_or([7; 8]),
-        );
+        let seed = local.generation
+            ^ u64::from_le_bytes(
+                local.peer.to_bytes()[local.peer.to_bytes().len() - 8..]
+                    .try_into()
+                    .unwrap_or([7; 8]),
+            );
         let foca = Foca::new(
             local.clone(),
             config.foca(),
@@ -457,7 +463,10 @@ impl Task {
             for id in gone {
                 self.left.insert(id.clone());
                 let down = foca::Member::new(id, foca::Incarnation::MAX, foca::State::Down);
-                if let Err(e) = self.foca.apply_many(std::iter::once(down), true, &mut self.runtime) {
+                if let Err(e) = self
+                    .foca
+                    .apply_many(std::iter::once(down), true, &mut self.runtime)
+                {
                     tracing::debug!(%peer, error = %e, "cannot apply a departure");
                 }
             }
@@ -477,7 +486,10 @@ impl Task {
     }
 
     /// Carries out what foca asked for; returns handles of the sends just started.
-    fn drain(&mut self, timers: &mpsc::Sender<Timer<MemberId>>) -> Vec<tokio::task::JoinHandle<()>> {
+    fn drain(
+        &mut self,
+        timers: &mpsc::Sender<Timer<MemberId>>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut started = Vec::new();
         while let Some((dst, data)) = self.runtime.to_send() {
             started.extend(self.send(dst, &data, self.own.leaving));
@@ -512,12 +524,19 @@ impl Task {
                         generation: self.local.generation + 1,
                         ..self.local.clone()
                     };
-                    if self.foca.change_identity(renewed.clone(), &mut self.runtime).is_ok() {
+                    if self
+                        .foca
+                        .change_identity(renewed.clone(), &mut self.runtime)
+                        .is_ok()
+                    {
                         self.local = renewed;
                     }
                 }
                 OwnedNotification::Rejoin(id) => {
-                    tracing::info!(generation = id.generation, "declared down; rejoined with a new generation");
+                    tracing::info!(
+                        generation = id.generation,
+                        "declared down; rejoined with a new generation"
+                    );
                     self.local = id;
                 }
                 other => tracing::debug!(?other, "membership"),
@@ -604,4 +623,3 @@ pub fn generation_now() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(1)
 }
-

@@ -118,10 +118,21 @@ impl WanEmulator {
         if s.cut.contains(&(a, b)) {
             return None;
         }
-        if s.loss > 0.0 && self.rng.lock().unwrap_or_else(|e| e.into_inner()).r#gen::<f64>() < s.loss {
+        if s.loss > 0.0
+            && self
+                .rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .r#gen::<f64>()
+                < s.loss
+        {
             return None;
         }
-        let rtt = if a < s.n && b < s.n { s.rtt_ms[a * s.n + b] } else { 0.0 };
+        let rtt = if a < s.n && b < s.n {
+            s.rtt_ms[a * s.n + b]
+        } else {
+            0.0
+        };
         Some(Duration::from_secs_f64(rtt / 2000.0))
     }
 
@@ -210,7 +221,9 @@ struct DelayedSocket {
 
 impl fmt::Debug for DelayedSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DelayedSocket").field("local", &self.local).finish()
+        f.debug_struct("DelayedSocket")
+            .field("local", &self.local)
+            .finish()
     }
 }
 

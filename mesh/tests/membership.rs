@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mesh::{Mesh, MeshConfig, MemberState};
+use mesh::{MemberState, Mesh, MeshConfig};
 use prometheus_client::registry::Registry;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -27,9 +27,13 @@ impl Node {
         let mesh = rt.block_on(async {
             let mut config = MeshConfig::local();
             config.control.bootstrap = bootstrap;
-            Mesh::start(mesh::keypair_from_seed(seed), config, &mut Registry::default())
-                .await
-                .unwrap()
+            Mesh::start(
+                mesh::keypair_from_seed(seed),
+                config,
+                &mut Registry::default(),
+            )
+            .await
+            .unwrap()
         });
         Node {
             rt: Some(rt),
@@ -99,12 +103,19 @@ fn join_crash_restart_leave() {
     for s in &seeds[1..] {
         nodes.push(Node::start(*s, vec![boot.clone()]));
     }
-    wait_for(Duration::from_secs(15), || nodes.iter().all(|n| n.alive_peers() == 3))
-        .expect("all see all");
+    wait_for(Duration::from_secs(15), || {
+        nodes.iter().all(|n| n.alive_peers() == 3)
+    })
+    .expect("all see all");
 
     // Members advertise their QUIC address and coordinates travel with the gossip.
     let views = nodes[0].mesh.status();
-    assert!(views.iter().filter(|m| !m.is_self).all(|m| m.addrs.contains_key("quic")));
+    assert!(
+        views
+            .iter()
+            .filter(|m| !m.is_self)
+            .all(|m| m.addrs.contains_key("quic"))
+    );
 
     // Crash node 3: every other node declares it dead within the bound.
     let victim = nodes[3].mesh.local_member();
@@ -121,10 +132,15 @@ fn join_crash_restart_leave() {
     // Restart with the same key: it rejoins with a higher generation.
     let seed = nodes[3].keypair_seed;
     nodes[3] = Node::start(seed, vec![boot.clone()]);
-    if let Err(e) = wait_for(Duration::from_secs(15), || nodes.iter().all(|n| n.alive_peers() == 3)) {
+    if let Err(e) = wait_for(Duration::from_secs(15), || {
+        nodes.iter().all(|n| n.alive_peers() == 3)
+    }) {
         for (i, n) in nodes.iter().enumerate() {
             for m in n.mesh.members() {
-                eprintln!("node {i}: {} gen {} {:?} self={}", m.id.peer, m.id.generation, m.state, m.is_self);
+                eprintln!(
+                    "node {i}: {} gen {} {:?} self={}",
+                    m.id.peer, m.id.generation, m.state, m.is_self
+                );
             }
         }
         panic!("restarted node rejoins: {e}");
@@ -140,9 +156,14 @@ fn join_crash_restart_leave() {
     })
     .unwrap_or_else(|e| {
         for (i, n) in nodes.iter().enumerate() {
-            if n.rt.is_none() { continue; }
+            if n.rt.is_none() {
+                continue;
+            }
             for m in n.mesh.members() {
-                eprintln!("node {i}: {} gen {} {:?} self={}", m.id.peer, m.id.generation, m.state, m.is_self);
+                eprintln!(
+                    "node {i}: {} gen {} {:?} self={}",
+                    m.id.peer, m.id.generation, m.state, m.is_self
+                );
             }
         }
         panic!("graceful leave seen as a departure at once: {e}")
