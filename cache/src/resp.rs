@@ -139,25 +139,72 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// A `*N` or `$N` header line at `buf[at]` (the byte after the type char).
+enum Len {
+    /// The value and the index just past its CRLF.
+    Ok(i64, usize),
+    /// The line has not fully arrived.
+    Incomplete,
+    /// Not a canonical small non-negative number: take the general path.
+    Slow,
+}
+
+/// The fast path for header lines: canonical non-negative numbers of up to 18 digits, read
+/// byte by byte (most lines are 4 or 5 bytes long; a `memchr` call costs more than the scan).
+#[inline(always)]
+fn read_len(buf: &[u8], at: usize) -> Len {
+    let mut i = at;
+    let mut v: i64 = 0;
+    while i < buf.len() && i - at < 18 {
+        let c = buf[i];
+        if c.is_ascii_digit() {
+            if i > at && v == 0 {
+                return Len::Slow; // leading zero
+            }
+            v = v * 10 + i64::from(c - b'0');
+            i += 1;
+        } else if c == b'\r' && i > at {
+            return match buf.get(i + 1) {
+                Some(b'\n') => Len::Ok(v, i + 2),
+                Some(_) => Len::Slow,
+                None => Len::Incomplete,
+            };
+        } else {
+            return Len::Slow;
+        }
+    }
+    if i >= buf.len() {
+        Len::Incomplete
+    } else {
+        Len::Slow
+    }
+}
+
 fn parse_multibulk<'a>(
     buf: &'a [u8],
     argv: &mut Vec<&'a [u8]>,
     limits: Limits,
 ) -> Result<Parsed, ProtocolError> {
-    let Some(eol) = find_crlf(buf, 1) else {
-        if buf.len() > MAX_INLINE {
-            return Err(ProtocolError::TooBigMbulkCount);
+    let (count, mut pos) = match read_len(buf, 1) {
+        Len::Ok(v, next) => (v, next),
+        Len::Incomplete => return Ok(Parsed::Incomplete { need: None }),
+        Len::Slow => {
+            let Some(eol) = find_crlf(buf, 1) else {
+                if buf.len() > MAX_INLINE {
+                    return Err(ProtocolError::TooBigMbulkCount);
+                }
+                return Ok(Parsed::Incomplete { need: None });
+            };
+            let v = parse_i64(&buf[1..eol]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+            (v, eol + 2)
         }
-        return Ok(Parsed::Incomplete { need: None });
     };
-    let count = parse_i64(&buf[1..eol]).ok_or(ProtocolError::InvalidMultibulkLength)?;
     if count > MAX_MULTIBULK {
         return Err(ProtocolError::InvalidMultibulkLength);
     }
     if count > MAX_MULTIBULK_UNAUTH && !limits.authenticated {
         return Err(ProtocolError::UnauthMultibulkLength);
     }
-    let mut pos = eol + 2;
     if count <= 0 {
         return Ok(Parsed::Multibulk { consumed: pos });
     }
@@ -167,23 +214,34 @@ fn parse_multibulk<'a>(
         if pos >= buf.len() {
             return Ok(Parsed::Incomplete { need: None });
         }
-        let Some(eol) = find_crlf(buf, pos + 1) else {
-            if buf.len() - pos > MAX_INLINE {
-                return Err(ProtocolError::TooBigBulkCount);
-            }
-            return Ok(Parsed::Incomplete { need: None });
+        let fast = if buf[pos] == b'$' {
+            read_len(buf, pos + 1)
+        } else {
+            Len::Slow
         };
-        if buf[pos] != b'$' {
-            return Err(ProtocolError::ExpectedDollar(char::from(buf[pos])));
-        }
-        let len = parse_i64(&buf[pos + 1..eol]).ok_or(ProtocolError::InvalidBulkLength)?;
+        let (len, start) = match fast {
+            Len::Ok(v, next) => (v, next),
+            Len::Incomplete => return Ok(Parsed::Incomplete { need: None }),
+            Len::Slow => {
+                let Some(eol) = find_crlf(buf, pos + 1) else {
+                    if buf.len() - pos > MAX_INLINE {
+                        return Err(ProtocolError::TooBigBulkCount);
+                    }
+                    return Ok(Parsed::Incomplete { need: None });
+                };
+                if buf[pos] != b'$' {
+                    return Err(ProtocolError::ExpectedDollar(char::from(buf[pos])));
+                }
+                let v = parse_i64(&buf[pos + 1..eol]).ok_or(ProtocolError::InvalidBulkLength)?;
+                (v, eol + 2)
+            }
+        };
         if len < 0 || len as u64 > limits.max_bulk as u64 {
             return Err(ProtocolError::InvalidBulkLength);
         }
         if len > MAX_BULK_UNAUTH && !limits.authenticated {
             return Err(ProtocolError::UnauthBulkLength);
         }
-        let start = eol + 2;
         let end = start + len as usize;
         if end + 2 > buf.len() {
             return Ok(Parsed::Incomplete {
