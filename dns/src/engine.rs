@@ -137,15 +137,17 @@ impl Engine {
     ) -> Step {
         let allowed = self.is_allowed(src.ip());
         // 1. Fast path.
-        let mut key = Vec::new();
+        let mut keybuf = [0u8; wire::MAX_KEY];
+        let mut key: &[u8] = &[];
         let plain = wire::parse_plain_query(pkt);
         if let Some(q) = &plain {
-            wire::cache_key(pkt, q, &mut key);
+            let n = wire::cache_key(pkt, q, &mut keybuf);
+            key = &keybuf[..n];
             let limit = match transport {
                 Transport::Udp => q.udp_limit(),
                 Transport::Tcp => usize::from(u16::MAX),
             };
-            let hit = self.ready.with(&key, limit, Instant::now(), |cached| {
+            let hit = self.ready.with(key, limit, Instant::now(), |cached| {
                 wire::patch_cached(cached, pkt, q, allowed, out);
             });
             if hit {
@@ -203,7 +205,7 @@ impl Engine {
             if plain.is_some() {
                 // Kept for every client whatever its size limit; the fast path checks the size.
                 let expires = Instant::now() + answer.max_age;
-                self.ready.insert(&key, &full, answer.anchor, expires);
+                self.ready.insert(key, &full, answer.anchor, expires);
             }
             fit(&resp, full, limit, out);
             return self.finish_authoritative(src, transport, allowed, out);

@@ -131,14 +131,21 @@ pub fn parse_plain_query(pkt: &[u8]) -> Option<PlainQuery> {
     })
 }
 
-/// Writes the cache key of a plain query into `key`: the lowercased name, type, class and the
-/// EDNS presence and DO bit (the only query properties a cached answer depends on).
-pub fn cache_key(pkt: &[u8], q: &PlainQuery, key: &mut Vec<u8>) {
-    key.clear();
-    key.extend(q.name(pkt).iter().map(u8::to_ascii_lowercase));
-    key.extend_from_slice(&q.qtype.to_be_bytes());
-    key.extend_from_slice(&q.qclass.to_be_bytes());
-    key.push(match q.edns {
+/// Longest cache key: a name, type, class and the EDNS byte.
+pub const MAX_KEY: usize = MAX_NAME_LEN + 5;
+
+/// Writes the cache key of a plain query into `key` and returns its length: the lowercased
+/// name, type, class and the EDNS presence and DO bit (the only query properties a cached
+/// answer depends on). A fixed buffer: the fast path allocates nothing.
+pub fn cache_key(pkt: &[u8], q: &PlainQuery, key: &mut [u8; MAX_KEY]) -> usize {
+    let name = q.name(pkt);
+    let n = name.len();
+    for (k, b) in key.iter_mut().zip(name) {
+        *k = b.to_ascii_lowercase();
+    }
+    key[n..n + 2].copy_from_slice(&q.qtype.to_be_bytes());
+    key[n + 2..n + 4].copy_from_slice(&q.qclass.to_be_bytes());
+    key[n + 4] = match q.edns {
         None => 0,
         Some(EdnsInfo {
             dnssec_ok: false, ..
@@ -146,7 +153,8 @@ pub fn cache_key(pkt: &[u8], q: &PlainQuery, key: &mut Vec<u8>) {
         Some(EdnsInfo {
             dnssec_ok: true, ..
         }) => 2,
-    });
+    };
+    n + 5
 }
 
 /// Turns a cached response (built for the lowercased question) into the response to `q`:
@@ -235,19 +243,23 @@ mod tests {
             })
         );
         assert_eq!(q.udp_limit(), 1232);
-        let mut k1 = Vec::new();
-        cache_key(&pkt, &q, &mut k1);
+        let mut k1 = [0u8; MAX_KEY];
+        let l1 = cache_key(&pkt, &q, &mut k1);
         let pkt2 = query("bars4.proxima.", Some((4096, true)));
         let q2 = parse_plain_query(&pkt2).unwrap();
-        let mut k2 = Vec::new();
-        cache_key(&pkt2, &q2, &mut k2);
-        assert_eq!(k1, k2, "case and payload size do not change the key");
+        let mut k2 = [0u8; MAX_KEY];
+        let l2 = cache_key(&pkt2, &q2, &mut k2);
+        assert_eq!(
+            k1[..l1],
+            k2[..l2],
+            "case and payload size do not change the key"
+        );
         let pkt3 = query("bars4.proxima.", None);
         let q3 = parse_plain_query(&pkt3).unwrap();
         assert_eq!(q3.udp_limit(), 512);
-        let mut k3 = Vec::new();
-        cache_key(&pkt3, &q3, &mut k3);
-        assert_ne!(k1, k3);
+        let mut k3 = [0u8; MAX_KEY];
+        let l3 = cache_key(&pkt3, &q3, &mut k3);
+        assert_ne!(k1[..l1], k3[..l3]);
     }
 
     #[test]
@@ -279,8 +291,9 @@ mod tests {
         #[test]
         fn never_panics(pkt in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Some(q) = parse_plain_query(&pkt) {
-                let mut key = Vec::new();
-                cache_key(&pkt, &q, &mut key);
+                let mut key = [0u8; MAX_KEY];
+                let n = cache_key(&pkt, &q, &mut key);
+                prop_assert!(n <= MAX_KEY);
                 let mut out = Vec::new();
                 patch_cached(&pkt, &pkt, &q, false, &mut out);
                 prop_assert_eq!(out.len(), pkt.len());
