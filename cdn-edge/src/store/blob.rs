@@ -10,7 +10,7 @@ use bao_tree::io::sync::{DecodeResponseIter, encode_ranges};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
 use bytes::{Bytes, BytesMut};
 
-use super::{BLOCK_SIZE, Store};
+use super::{BLOCK_SIZE, Inner, Store};
 use crate::Hash;
 
 /// A failed read.
@@ -55,7 +55,8 @@ pub struct FileBlob {
     size: u64,
     file: File,
     outboard: PostOrderMemOutboard,
-    store: Store,
+    /// Weak: the store caches open blobs, which must not keep the store alive.
+    store: std::sync::Weak<Inner>,
 }
 
 impl Blob {
@@ -63,7 +64,13 @@ impl Blob {
         Self::Memory { hash, bytes }
     }
 
-    pub(crate) fn file(hash: Hash, size: u64, file: File, outboard: Vec<u8>, store: Store) -> Self {
+    pub(crate) fn file(
+        hash: Hash,
+        size: u64,
+        file: File,
+        outboard: Vec<u8>,
+        store: &Store,
+    ) -> Self {
         let outboard = PostOrderMemOutboard {
             root: hash.to_blake3(),
             tree: BaoTree::new(size, BLOCK_SIZE),
@@ -74,7 +81,7 @@ impl Blob {
             size,
             file,
             outboard,
-            store,
+            store: Arc::downgrade(&store.inner),
         }))
     }
 
@@ -110,6 +117,12 @@ impl Blob {
 }
 
 impl FileBlob {
+    fn drop_corrupt(&self) {
+        if let Some(inner) = self.store.upgrade() {
+            Store { inner }.drop_corrupt(self.hash);
+        }
+    }
+
     fn read_verified(&self, offset: u64, len: u64) -> Result<Bytes, ReadError> {
         let end = offset.saturating_add(len).min(self.size);
         if offset >= end {
@@ -129,7 +142,7 @@ impl FileBlob {
                 let e = io::Error::from(e);
                 if e.kind() == io::ErrorKind::UnexpectedEof {
                     // The file shrank under us: treat as corruption.
-                    self.store.drop_corrupt(self.hash);
+                    self.drop_corrupt();
                     return Err(ReadError::Corrupt(self.hash));
                 }
                 return Err(e.into());
@@ -157,13 +170,13 @@ impl FileBlob {
                     }
                 }
                 Err(_) => {
-                    self.store.drop_corrupt(self.hash);
+                    self.drop_corrupt();
                     return Err(ReadError::Corrupt(self.hash));
                 }
             }
         }
         if out.len() as u64 != end - offset {
-            self.store.drop_corrupt(self.hash);
+            self.drop_corrupt();
             return Err(ReadError::Corrupt(self.hash));
         }
         Ok(out.freeze())

@@ -159,6 +159,9 @@ struct Inner {
     dir: PathBuf,
     db: redb::Database,
     hot: moka::sync::Cache<Hash, Bytes>,
+    /// Large blobs already opened (file handle and outboard in memory), so a request does not
+    /// reopen the file and re-read the outboard.
+    open_files: moka::sync::Cache<Hash, Blob>,
     config: StoreConfig,
     entries: Mutex<HashMap<Hash, Entry>>,
     clock: AtomicU64,
@@ -253,6 +256,7 @@ impl Store {
                 dir,
                 db,
                 hot,
+                open_files: moka::sync::Cache::new(1024),
                 config,
                 entries: Mutex::new(HashMap::new()),
                 clock: AtomicU64::new(1),
@@ -611,12 +615,12 @@ impl Store {
         // Bounded: each round removes one blob or stops.
         loop {
             let victim = {
-                let entries = self.lock();
-                let total: u64 = entries.values().map(|e| e.size).sum();
+                // The running total (kept with every insert and removal), not a scan.
+                let total = self.inner.metrics.disk_bytes.get().max(0) as u64;
                 if total <= self.inner.config.disk_budget {
                     return Ok(());
                 }
-                entries
+                self.lock()
                     .iter()
                     .filter(|(_, e)| !e.pinned)
                     .min_by_key(|(_, e)| e.last_access)
@@ -642,6 +646,7 @@ impl Store {
         }
         txn.commit().map_err(dberr)?;
         self.inner.hot.invalidate(&hash);
+        self.inner.open_files.invalidate(&hash);
         if let Some(e) = self.lock().remove(&hash) {
             self.inner.metrics.disk_bytes.dec_by(e.size as i64);
         }
@@ -682,6 +687,9 @@ impl Store {
                 None => return Ok(None),
             }
         };
+        if let Some(blob) = self.inner.open_files.get(&hash) {
+            return Ok(Some(blob));
+        }
         self.inner.metrics.disk_opens.inc();
         if entry.size <= INLINE_MAX {
             let txn = self.inner.db.begin_read().map_err(dberr)?;
@@ -716,7 +724,7 @@ impl Store {
             self.drop_corrupt(hash);
             return Err(StoreError::Corrupt(hash));
         }
-        let blob = Blob::file(hash, entry.size, file, outboard, self.clone());
+        let blob = Blob::file(hash, entry.size, file, outboard, self);
         if entry.size <= self.inner.config.hot_max_blob {
             // Verify the whole blob once and keep it in memory.
             let data = match blob.read_verified(0, entry.size) {
@@ -727,6 +735,7 @@ impl Store {
             self.inner.hot.insert(hash, data.clone());
             return Ok(Some(Blob::memory(hash, data)));
         }
+        self.inner.open_files.insert(hash, blob.clone());
         Ok(Some(blob))
     }
 
@@ -735,6 +744,7 @@ impl Store {
         let mut report = VerifyReport::default();
         for hash in self.hashes() {
             self.inner.hot.invalidate(&hash);
+            self.inner.open_files.invalidate(&hash);
             let verified = match self.get(hash) {
                 Ok(Some(Blob::Memory { .. })) => true,
                 Ok(Some(blob)) => {
@@ -776,6 +786,7 @@ impl Store {
     /// Forgets a blob's hot copy (tests use it to force a read from disk).
     pub fn evict_hot(&self, hash: Hash) {
         self.inner.hot.invalidate(&hash);
+        self.inner.open_files.invalidate(&hash);
     }
 }
 
