@@ -546,3 +546,26 @@ fn sigkill_during_publish_leaves_only_good_blobs() {
     assert_eq!(s, 200);
     assert!(body == big);
 }
+
+#[test]
+fn kill_and_shutdown_close_the_gateway() {
+    let closed = |addr: &str| {
+        wait_for(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(addr).is_err()
+        })
+    };
+    let mut node = TestNode::start(|_| {}).unwrap();
+    let http = node.addr("http").unwrap();
+    let (s, _, _) = get(&http, "x.proxima", "/", &[]);
+    assert_eq!(s, 404);
+    // A keep-alive connection stays open across the kill; the listener must not.
+    let _held = std::net::TcpStream::connect(&http).unwrap();
+    node.kill();
+    closed(&http).expect("gateway still listening after kill()");
+    node.restart().unwrap();
+    let http = node.addr("http").unwrap();
+    let (s, _, _) = get(&http, "x.proxima", "/", &[]);
+    assert_eq!(s, 404);
+    node.shutdown();
+    closed(&http).expect("gateway still listening after shutdown()");
+}
