@@ -24,10 +24,15 @@ fn report(name: &str, start: Instant, ops: usize) {
     println!("{name:<40} {ns:>8.1} ns/op  ({:.2} Mops/s)", 1000.0 / ns);
 }
 
+#[allow(clippy::borrowed_box)] // moka's weigher signature
+fn weigh(k: &Box<[u8]>, v: &Box<[u8]>) -> u32 {
+    (k.len() + v.len() + 64) as u32
+}
+
 fn bench_moka(keys: &[Vec<u8>]) {
     let cache: moka::sync::Cache<Box<[u8]>, Box<[u8]>> = moka::sync::Cache::builder()
         .max_capacity(1 << 30)
-        .weigher(|k: &Box<[u8]>, v: &Box<[u8]>| (k.len() + v.len() + 64) as u32)
+        .weigher(weigh)
         .time_to_live(Duration::from_secs(3600))
         .build();
     let start = Instant::now();

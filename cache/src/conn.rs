@@ -58,6 +58,9 @@ pub struct ConnState {
     pub block: Option<BlockRequest>,
     /// The waiter registered with the keyspace while blocked.
     pub waiter: Arc<Notify>,
+    /// While a woken blocking command runs again: its original deadline, so that losing the
+    /// race for an element does not extend the wait.
+    pub retry_deadline: Option<u64>,
 }
 
 impl ConnState {
@@ -120,6 +123,7 @@ pub async fn serve(
         close: false,
         block: None,
         waiter: Arc::new(Notify::new()),
+        retry_deadline: None,
     };
     let span = tracing::debug_span!("redis_conn", id, %peer);
     let _e = span.enter();
@@ -179,7 +183,9 @@ async fn run(
                 _ = sleep_until_ms(block.deadline) => true,
             };
             shared.db.lock().unblock(&block.keys, &conn.waiter);
+            conn.retry_deadline = Some(block.deadline);
             run_owned(shared, conn, &mut out, &block.args, !timed_out);
+            conn.retry_deadline = None;
             if conn.block.is_none() {
                 // Answered: continue with the requests pipelined after it.
                 let (consumed, _) = process(shared, conn, &inbuf, &mut out);
@@ -465,6 +471,7 @@ impl Session {
             close: false,
             block: None,
             waiter: Arc::new(Notify::new()),
+            retry_deadline: None,
         };
         Self {
             shared,

@@ -234,7 +234,7 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
             db.active_expire(now, 16);
             (db.stats.clone(), db.len(), db.used_memory())
         };
-        if n % 10 == 0 {
+        if n.is_multiple_of(10) {
             let m = &shared.metrics;
             m.keys.set(keys as i64);
             m.used_memory_bytes.set(used as i64);

@@ -46,7 +46,7 @@ fn existing_mut<'d>(
 
 /// HSET / HMSET key field value [field value ...]
 pub fn hset(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return Err(arity_error(
             &String::from_utf8_lossy(args[0]).to_ascii_lowercase(),
         ));

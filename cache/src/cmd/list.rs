@@ -443,7 +443,7 @@ pub fn lmpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         return Err("ERR numkeys should be greater than 0".into());
     }
     let numkeys = numkeys as usize;
-    if base + 1 + numkeys >= args.len() + 1 || base + 1 + numkeys > args.len() - 1 {
+    if base + 1 + numkeys > args.len() - 1 {
         return Err(SYNTAX.into());
     }
     let keys = &args[base + 1..base + 1 + numkeys];

@@ -143,10 +143,10 @@ impl<'a> Ctx<'a> {
         if !self.may_block {
             return false;
         }
-        let deadline = if timeout_ms == 0 {
-            0
-        } else {
-            self.now + timeout_ms
+        let deadline = match self.conn.retry_deadline {
+            Some(d) => d,
+            None if timeout_ms == 0 => 0,
+            None => self.now + timeout_ms,
         };
         let waiter = self.conn.waiter.clone();
         self.db().block_on(&keys, &waiter);

@@ -241,7 +241,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         "client|setinfo" => {
             let v = String::from_utf8_lossy(args[3]).into_owned();
-            if v.contains(|c: char| c == ' ' || c == '\n') {
+            if v.contains([' ', '\n']) {
                 return Err(
                     "ERR lib-name cannot contain spaces, newlines or special characters.".into(),
                 );
@@ -549,7 +549,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
         }
         "config|set" => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 return Err(arity_error("config|set"));
             }
             ctx.release();

@@ -224,7 +224,7 @@ pub fn mget(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// MSET key value [key value ...]
 pub fn mset(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(arity_error("mset"));
     }
     let (db, out, now) = ctx.split();
@@ -237,7 +237,7 @@ pub fn mset(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// MSETNX key value [key value ...]
 pub fn msetnx(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(arity_error("msetnx"));
     }
     let (db, out, now) = ctx.split();

@@ -77,13 +77,13 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         i += 1;
     }
     let pairs = &args[i..];
-    if pairs.is_empty() || pairs.len() % 2 != 0 {
+    if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(SYNTAX.into());
     }
     if nx && xx {
         return Err("ERR XX and NX options at the same time are not compatible".into());
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return Err("ERR GT, LT, and/or NX options at the same time are not compatible".into());
     }
     if incr && pairs.len() > 2 {
@@ -363,6 +363,7 @@ enum RangeKind {
 pub fn zrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let name = String::from_utf8_lossy(args[0]).to_ascii_lowercase();
     let store = name == "zrangestore";
+    #[allow(clippy::type_complexity)]
     let (dst, src, a, b, opts_at): (Option<&[u8]>, &[u8], &[u8], &[u8], usize) = if store {
         (Some(args[1]), args[2], args[3], args[4], 5)
     } else {
