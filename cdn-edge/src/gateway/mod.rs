@@ -11,6 +11,7 @@
 //! shutdown stops accepting on the node's cancellation token. Bodies are written chunk by chunk
 //! as they are verified, never buffered whole (pingora's `ServeHttp` would buffer).
 
+mod conn;
 pub mod request;
 
 use std::net::SocketAddr;
@@ -197,7 +198,7 @@ impl Gateway {
             tokio::spawn(async move {
                 app.metrics.connections.inc();
                 let stream: pingora_core::protocols::Stream =
-                    Box::new(pingora_core::protocols::l4::stream::Stream::from(tcp));
+                    Box::new(conn::BufferedConn::new(tcp));
                 let _ = app.process_new(stream, &watch).await;
                 app.metrics.connections.dec();
                 drop(permit);
