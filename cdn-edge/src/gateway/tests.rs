@@ -337,3 +337,34 @@ async fn concurrency_limit_answers_429_and_shutdown_closes_the_listener() {
     }
     assert!(closed, "listener still open after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_are_cut_at_the_request_timeout() {
+    let config = GatewayConfig {
+        request_timeout: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    };
+    let f = fixture(config).await;
+    let addr = f.addr;
+    let closed_after = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // A header that never ends (slowloris).
+        s.write_all(b"GET / HTTP/1.1\r\nHost: site.proxima\r\n")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        (started.elapsed(), buf)
+    })
+    .await
+    .unwrap();
+    let (elapsed, buf) = closed_after;
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "connection held for {elapsed:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    f.stop.cancel();
+}
