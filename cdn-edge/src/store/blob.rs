@@ -4,9 +4,10 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
-use bao_tree::io::BaoContentItem;
+use std::os::unix::fs::FileExt;
+
 use bao_tree::io::outboard::PostOrderMemOutboard;
-use bao_tree::io::sync::{DecodeResponseIter, encode_ranges};
+use bao_tree::io::sync::{ReadAt, valid_ranges};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges};
 use bytes::{Bytes, BytesMut};
 
@@ -132,53 +133,62 @@ impl FileBlob {
         let group = BLOCK_SIZE.bytes() as u64;
         let g_start = offset / group * group;
         let g_end = end.div_ceil(group).saturating_mul(group).min(self.size);
-        let ranges = ChunkRanges::from(ChunkNum::full_chunks(g_start)..ChunkNum::chunks(g_end));
-        // Encode (parents + data, unverified) and decode against the root: every leaf that comes
-        // out has been hashed and checked up the tree to the blob's hash.
-        let mut encoded = Vec::with_capacity((g_end - g_start) as usize + 4096);
-        match encode_ranges(&self.file, &self.outboard, &ranges, &mut encoded) {
-            Ok(()) => {}
-            Err(e) => {
-                let e = io::Error::from(e);
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    // The file shrank under us: treat as corruption.
-                    self.drop_corrupt();
-                    return Err(ReadError::Corrupt(self.hash));
-                }
-                return Err(e.into());
+        let mut buf = BytesMut::zeroed((g_end - g_start) as usize);
+        // One read into memory; verification then checks exactly these bytes (never the file
+        // again), so what we return is what was hashed.
+        if let Err(e) = FileExt::read_exact_at(&self.file, &mut buf, g_start) {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                // The file shrank under us.
+                self.drop_corrupt();
+                return Err(ReadError::Corrupt(self.hash));
             }
+            return Err(e.into());
         }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        let decoder = DecodeResponseIter::new(
-            self.outboard.root,
-            self.outboard.tree,
-            io::Cursor::new(&encoded),
-            &ranges,
-        );
-        for item in decoder {
-            match item {
-                Ok(BaoContentItem::Parent(_)) => {}
-                Ok(BaoContentItem::Leaf(leaf)) => {
-                    let l_start = leaf.offset;
-                    let l_end = l_start + leaf.data.len() as u64;
-                    let s = offset.max(l_start);
-                    let e = end.min(l_end);
-                    if s < e {
-                        out.extend_from_slice(
-                            &leaf.data[(s - l_start) as usize..(e - l_start) as usize],
-                        );
-                    }
-                }
-                Err(_) => {
-                    self.drop_corrupt();
-                    return Err(ReadError::Corrupt(self.hash));
-                }
+        let first = ChunkNum::full_chunks(g_start);
+        let last = ChunkNum::chunks(g_end);
+        let ranges = ChunkRanges::from(first..last);
+        let window = Window {
+            start: g_start,
+            data: &buf,
+        };
+        // Each valid range comes out in order; together they must cover the whole window.
+        let mut covered = first;
+        for range in valid_ranges(&self.outboard, window, &ranges) {
+            let range = range?;
+            if range.start > covered {
+                break;
             }
+            covered = covered.max(range.end);
         }
-        if out.len() as u64 != end - offset {
+        if covered < last {
             self.drop_corrupt();
             return Err(ReadError::Corrupt(self.hash));
         }
-        Ok(out.freeze())
+        let skip = (offset - g_start) as usize;
+        let mut out = buf.freeze();
+        Ok(out.split_off(skip).split_to((end - offset) as usize))
+    }
+}
+
+/// Bytes read from `start` of a blob, seen by the validator at their offsets in the blob.
+struct Window<'a> {
+    start: u64,
+    data: &'a [u8],
+}
+
+impl ReadAt for Window<'_> {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(off) = pos.checked_sub(self.start) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read before the window",
+            ));
+        };
+        let off = usize::try_from(off)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        let n = buf.len().min(self.data.len() - off);
+        buf[..n].copy_from_slice(&self.data[off..off + n]);
+        Ok(n)
     }
 }

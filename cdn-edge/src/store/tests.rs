@@ -134,3 +134,25 @@ fn unpinned_blobs_are_evicted_under_the_budget_pinned_never() {
     assert!(s.contains(b) && s.contains(pinned));
     assert!(!s.contains(c2));
 }
+
+#[test]
+fn any_range_reads_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let size = 5 * 16384 * 3 + 1234;
+    let large = data(size, 12);
+    let h = s.import_bytes(&large, None, true).unwrap();
+    let b = s.get(h).unwrap().unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for _ in 0..300 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let off = x % (size as u64 + 10);
+        let len = (x >> 20) % 70_000;
+        let got = b.read_verified(off, len).unwrap();
+        let s0 = (off as usize).min(size);
+        let e0 = (off + len).min(size as u64) as usize;
+        assert_eq!(got, &large[s0..e0], "offset {off} len {len}");
+    }
+}
