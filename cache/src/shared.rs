@@ -261,7 +261,14 @@ impl Shared {
             }
             _ => {}
         }
-        self.params.write().insert(name, value.to_owned());
+        // Sizes read back in bytes, as Redis shows them.
+        let stored = match name.as_str() {
+            "maxmemory" | "proto-max-bulk-len" | "client-query-buffer-limit" => {
+                parse_memory(value).map_or_else(|| value.to_owned(), |v| v.to_string())
+            }
+            _ => value.to_owned(),
+        };
+        self.params.write().insert(name, stored);
         Ok(())
     }
 }
