@@ -207,12 +207,34 @@ impl Mesh {
             coord: None,
             leaving: false,
         };
+        let metrics = membership::MembershipMetrics::default();
+        registry.register(
+            "members_alive",
+            "Members currently alive (self excluded)",
+            metrics.alive.clone(),
+        );
+        registry.register(
+            "members_suspect",
+            "Members currently suspected",
+            metrics.suspect.clone(),
+        );
+        registry.register(
+            "members_declared_down",
+            "Members declared down (crashed or unreachable)",
+            metrics.declared_down.clone(),
+        );
+        registry.register(
+            "swim_refused_packets",
+            "SWIM packets refused (bad frame, bad envelope, refused by foca)",
+            metrics.refused_packets.clone(),
+        );
         let membership = membership::Membership::start(
             plane.clone(),
             local,
             meta,
             config.membership.clone(),
             config.pharos.clone(),
+            metrics.clone(),
             shutdown.clone(),
         )?;
         let control = ControlPlane::start(

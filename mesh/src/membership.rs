@@ -195,6 +195,19 @@ impl Default for MembershipConfig {
     }
 }
 
+/// Membership metrics (registered by [`crate::Mesh::start`] under the mesh prefix).
+#[derive(Debug, Clone, Default)]
+pub struct MembershipMetrics {
+    /// Members currently alive (self excluded).
+    pub alive: prometheus_client::metrics::gauge::Gauge,
+    /// Members currently suspected.
+    pub suspect: prometheus_client::metrics::gauge::Gauge,
+    /// Members declared down so far.
+    pub declared_down: prometheus_client::metrics::counter::Counter,
+    /// SWIM packets refused (bad frame, bad envelope, or refused by foca).
+    pub refused_packets: prometheus_client::metrics::counter::Counter,
+}
+
 enum Command {
     Announce(MemberId),
     Leave(oneshot::Sender<()>),
@@ -233,6 +246,7 @@ impl Membership {
         meta: MemberMeta,
         config: MembershipConfig,
         pharos: PharosConfig,
+        metrics: MembershipMetrics,
         shutdown: CancellationToken,
     ) -> Result<Self, crate::dataplane::DataPlaneError> {
         let (inbox_tx, inbox_rx) = mpsc::channel::<(PeerId, Bytes)>(INBOX);
@@ -241,11 +255,12 @@ impl Membership {
             local_threshold_ms: pharos.local_threshold_ms,
             ..Shared::default()
         }));
+        let refused = metrics.refused_packets.clone();
         plane.serve(
             SWIM_ALPN,
             Arc::new(move |peer, conn: Connection| {
                 let inbox = inbox_tx.clone();
-                Box::pin(receive_swim(peer, conn, inbox))
+                Box::pin(receive_swim(peer, conn, inbox, refused.clone()))
             }),
         )?;
         let seed = local.generation
@@ -271,6 +286,8 @@ impl Membership {
             shared: shared.clone(),
             sends: Arc::new(tokio::sync::Semaphore::new(MAX_SENDS_IN_FLIGHT)),
             local: local.clone(),
+            metrics,
+            push_cursor: 0,
         };
         tokio::spawn(task.run(inbox_rx, cmd_rx, shutdown));
         Ok(Self {
@@ -332,10 +349,16 @@ impl Membership {
 }
 
 /// Reads SWIM frames from every unidirectional stream of an authenticated connection.
-async fn receive_swim(peer: PeerId, conn: Connection, inbox: mpsc::Sender<(PeerId, Bytes)>) {
+async fn receive_swim(
+    peer: PeerId,
+    conn: Connection,
+    inbox: mpsc::Sender<(PeerId, Bytes)>,
+    refused: prometheus_client::metrics::counter::Counter,
+) {
     let decoder = FrameDecoder::new(MAX_SWIM_FRAME);
     while let Ok(mut recv) = conn.accept_uni().await {
         let inbox = inbox.clone();
+        let refused = refused.clone();
         tokio::spawn(async move {
             match decoder.read(&mut recv).await {
                 Ok(Some(packet)) => {
@@ -343,7 +366,10 @@ async fn receive_swim(peer: PeerId, conn: Connection, inbox: mpsc::Sender<(PeerI
                     let _ = inbox.try_send((peer, packet));
                 }
                 Ok(None) => {}
-                Err(e) => tracing::debug!(%peer, error = %e, "bad SWIM frame refused"),
+                Err(e) => {
+                    refused.inc();
+                    tracing::debug!(%peer, error = %e, "bad SWIM frame refused");
+                }
             }
         });
     }
@@ -384,6 +410,9 @@ struct Task {
     shared: Arc<RwLock<Shared>>,
     sends: Arc<tokio::sync::Semaphore>,
     local: MemberId,
+    metrics: MembershipMetrics,
+    /// Round-robin position of [`Task::push_meta`].
+    push_cursor: usize,
 }
 
 impl Task {
@@ -433,7 +462,10 @@ impl Task {
                         return;
                     }
                 },
-                _ = rtt_tick.tick() => self.feed_rtts(),
+                _ = rtt_tick.tick() => {
+                    self.feed_rtts();
+                    self.push_meta();
+                }
             }
             self.drain(&timer_tx);
             self.publish();
@@ -442,6 +474,7 @@ impl Task {
 
     fn handle_packet(&mut self, peer: PeerId, payload: &[u8]) {
         let Some((meta, packet)) = decode_envelope(payload) else {
+            self.metrics.refused_packets.inc();
             tracing::debug!(%peer, "malformed SWIM envelope refused");
             return;
         };
@@ -450,6 +483,7 @@ impl Task {
         if !packet.is_empty()
             && let Err(e) = self.foca.handle_data(packet, &mut self.runtime)
         {
+            self.metrics.refused_packets.inc();
             tracing::debug!(%peer, error = %e, "foca refused a packet");
         }
         if leaving {
@@ -506,8 +540,11 @@ impl Task {
                 OwnedNotification::MemberUp(id) => {
                     self.left.remove(&id);
                     tracing::info!(peer = %id.peer, quic = %id.quic, "member up");
+                    // Introduce ourselves at once: our metadata travels only in our packets.
+                    started.extend(self.send(id, &[], false));
                 }
                 OwnedNotification::MemberDown(id) => {
+                    self.metrics.declared_down.inc();
                     self.coords.forget(&id.peer);
                     self.plane.forget(&id.peer);
                     tracing::info!(peer = %id.peer, "member down");
@@ -545,7 +582,21 @@ impl Task {
         started
     }
 
-    /// Sends one foca packet (empty: a bare goodbye) in an envelope with our metadata.
+    /// Sends our metadata (an envelope without a foca packet) to the next two active members
+    /// in turn, so coordinates and load stay fresh everywhere without waiting for probes.
+    fn push_meta(&mut self) {
+        let active: Vec<MemberId> = self.foca.iter_members().map(|m| m.id().clone()).collect();
+        if active.is_empty() {
+            return;
+        }
+        for _ in 0..2.min(active.len()) {
+            self.push_cursor = (self.push_cursor + 1) % active.len();
+            let _ = self.send(active[self.push_cursor].clone(), &[], false);
+        }
+    }
+
+    /// Sends one foca packet (empty: metadata only, or a goodbye when leaving) in an envelope
+    /// with our metadata.
     /// With `wait_ack`, the task ends only once the peer has the packet (for goodbyes, which
     /// must land before the endpoint closes).
     fn send(
@@ -594,6 +645,14 @@ impl Task {
                 is_self: false,
             });
         }
+        let count = |s: MemberState| {
+            members
+                .iter()
+                .filter(|m| !m.is_self && m.state == s)
+                .count() as i64
+        };
+        self.metrics.alive.set(count(MemberState::Alive));
+        self.metrics.suspect.set(count(MemberState::Suspect));
         let mut shared = self.shared.write().unwrap_or_else(|e| e.into_inner());
         shared.members = members;
         shared.coord = self.own.coord.clone();
