@@ -222,7 +222,7 @@ fn upstream_failure_is_servfail_within_the_timeout() {
     let took = started.elapsed();
     assert_eq!(status(&out), "SERVFAIL", "{out}");
     assert!(
-        took < timeout + Duration::from_millis(700),
+        took < timeout + Duration::from_millis(1500),
         "SERVFAIL took {took:?}"
     );
     let mut buf = [0u8; 512];
