@@ -29,7 +29,15 @@ pub async fn start(
         },
     )
     .await
-    .with_context(|| format!("cannot start the cache on redis_listen {}", config.redis_listen))?;
-    services.insert("redis".to_owned(), admin::service("redis", handle.local_addr()));
+    .with_context(|| {
+        format!(
+            "cannot start the cache on redis_listen {}",
+            config.redis_listen
+        )
+    })?;
+    services.insert(
+        "redis".to_owned(),
+        admin::service("redis", handle.local_addr()),
+    );
     Ok(handle)
 }
