@@ -312,11 +312,11 @@ async fn get_blob(
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(Response::builder()
+    Response::builder()
         .header("Content-Type", "application/octet-stream")
         .header("Content-Length", size)
         .body(Body::from_stream(stream))
-        .map_err(internal)?)
+        .map_err(internal)
 }
 
 async fn verify(State(cdn): State<Cdn>) -> Result<Json<serde_json::Value>, ApiError> {

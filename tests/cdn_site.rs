@@ -535,10 +535,9 @@ fn sigkill_during_publish_leaves_only_good_blobs() {
     .unwrap();
     assert!(out.contains("2 new blobs"), "{out}");
     let (s, _, body) = get(
-        &json(&format!("{}/health", node.admin))["services"]["http"]["listen"]
+        json(&format!("{}/health", node.admin))["services"]["http"]["listen"]
             .as_str()
-            .unwrap()
-            .to_owned(),
+            .unwrap(),
         "kill6.proxima",
         "/late/big.bin",
         &[],
