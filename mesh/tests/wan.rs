@@ -12,11 +12,10 @@ use rand::{Rng, SeedableRng};
 const NODES: usize = 20;
 
 fn planetlab() -> Vec<Vec<f64>> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/latency/planetlab-490.tsv"
-    );
-    let text = std::fs::read_to_string(path).expect("the shared latency data is beside the repo");
+    // A copy of ../shared/data/latency/planetlab-490.tsv (MIT, see testdata/LICENSE), vendored
+    // so the test runs from any clone.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/planetlab-490.tsv");
+    let text = std::fs::read_to_string(path).expect("mesh/testdata/planetlab-490.tsv");
     text.lines()
         .map(|l| l.split('\t').map(|v| v.parse().unwrap()).collect())
         .collect()
