@@ -187,6 +187,17 @@ impl Api {
         }
         serde_json::from_str(&body).with_context(|| format!("unexpected answer: {body}"))
     }
+
+    /// `POST /api/names/{name}/{action}` with a JSON body: renew, transfer, rotate-key.
+    async fn name_action(
+        &self,
+        name: &str,
+        action: &str,
+        body: serde_json::Value,
+    ) -> Result<NameInfo> {
+        let url = self.url(&["api", "names", name, action])?;
+        self.send(self.http.post(url).json(&body)).await
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -280,12 +291,8 @@ pub async fn run_name(cmd: NameCommand) -> Result<String> {
         } => {
             check_name(&name)?;
             let api = Api::new(&target.node)?;
-            let info: NameInfo = api
-                .send(
-                    api.http
-                        .post(api.url(&["api", "names", &name, "renew"])?)
-                        .json(&json!({ "years": years })),
-                )
+            let info = api
+                .name_action(&name, "renew", json!({ "years": years }))
                 .await?;
             Ok(format!("{} renewed until {}\n", info.name, info.expires))
         }
@@ -296,24 +303,15 @@ pub async fn run_name(cmd: NameCommand) -> Result<String> {
         } => {
             check_name(&name)?;
             let api = Api::new(&target.node)?;
-            let info: NameInfo = api
-                .send(
-                    api.http
-                        .post(api.url(&["api", "names", &name, "transfer"])?)
-                        .json(&json!({ "new_owner": new_owner })),
-                )
+            let info = api
+                .name_action(&name, "transfer", json!({ "new_owner": new_owner }))
                 .await?;
             Ok(format!("{} now belongs to {}\n", info.name, info.owner))
         }
         NameCommand::RotateKey { name, target } => {
             check_name(&name)?;
             let api = Api::new(&target.node)?;
-            let info: NameInfo = api
-                .send(
-                    api.http
-                        .post(api.url(&["api", "names", &name, "rotate-key"])?),
-                )
-                .await?;
+            let info = api.name_action(&name, "rotate-key", json!({})).await?;
             Ok(format!(
                 "{} has a new zone key {} (zone re-signed, sequence {})\n",
                 info.name,
