@@ -118,7 +118,10 @@ async fn killed_writer_loses_nothing_acknowledged() {
             .map(|i| format!("crash{i}.proxima").parse().unwrap())
             .collect();
     }
-    assert!(!acked.is_empty(), "the child writer never acknowledged a registration");
+    assert!(
+        !acked.is_empty(),
+        "the child writer never acknowledged a registration"
+    );
     eprintln!(
         "12 kills, {torn_tails} torn tails dropped, {} records",
         acked.len()
