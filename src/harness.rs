@@ -34,24 +34,38 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
 pub struct TestNode {
     handle: Option<NodeHandle>,
     config: Config,
+    options: NodeOptions,
     dir: tempfile::TempDir,
+}
+
+/// Runtime options of a test node: two worker threads, no emulated WAN.
+pub fn test_options() -> NodeOptions {
+    NodeOptions {
+        worker_threads: Some(2),
+        ..NodeOptions::default()
+    }
 }
 
 impl TestNode {
     /// Starts a node with [`test_config`] adjusted by `tweak`.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> Result<Self> {
+        Self::start_with_options(tweak, test_options())
+    }
+
+    /// Starts a node with [`test_config`] adjusted by `tweak`, and runtime `options` (for
+    /// example a place on an emulated WAN).
+    pub fn start_with_options(
+        tweak: impl FnOnce(&mut Config),
+        options: NodeOptions,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("proxima-test-").tempdir()?;
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        let handle = NodeHandle::start(
-            config.clone(),
-            NodeOptions {
-                worker_threads: Some(2),
-            },
-        )?;
+        let handle = NodeHandle::start(config.clone(), options.clone())?;
         let node = Self {
             handle: Some(handle),
             config,
+            options,
             dir,
         };
         node.wait_healthy(Duration::from_secs(20))?;
@@ -107,12 +121,7 @@ impl TestNode {
     /// Starts the node again on the same data directory and configuration (same identity).
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        let handle = NodeHandle::start(
-            self.config.clone(),
-            NodeOptions {
-                worker_threads: Some(2),
-            },
-        )?;
+        let handle = NodeHandle::start(self.config.clone(), self.options.clone())?;
         self.handle = Some(handle);
         self.wait_healthy(Duration::from_secs(20))
     }
@@ -152,6 +161,50 @@ impl Cluster {
         Ok(Self { nodes })
     }
 
+    /// Starts `n` nodes that form one mesh: node 0 first, every other node bootstrapping from
+    /// it, then waits until every node sees all `n` members alive. `options(i)` gives node `i`'s
+    /// runtime options (for example its place on an emulated WAN, see [`wan_options`]).
+    pub fn start_meshed(
+        n: usize,
+        tweak: impl Fn(usize, &mut Config),
+        options: impl Fn(usize) -> NodeOptions,
+        deadline: Duration,
+    ) -> Result<Self> {
+        let mut nodes: Vec<TestNode> = Vec::with_capacity(n);
+        for i in 0..n {
+            let bootstrap = match nodes.first() {
+                Some(first) => vec![first.addr("p2p").context("node 0 has no p2p address")?],
+                None => Vec::new(),
+            };
+            nodes.push(TestNode::start_with_options(
+                |c| {
+                    c.bootstrap = bootstrap;
+                    tweak(i, c);
+                },
+                options(i),
+            )?);
+        }
+        let cluster = Self { nodes };
+        cluster.wait_all_alive(n, deadline)?;
+        Ok(cluster)
+    }
+
+    /// Waits until every running node sees `n` members alive (itself included).
+    pub fn wait_all_alive(&self, n: usize, deadline: Duration) -> Result<()> {
+        wait_for(deadline, || {
+            self.nodes.iter().filter(|t| t.handle().is_some()).all(|t| {
+                t.health().is_ok_and(|h| {
+                    h.members
+                        .iter()
+                        .filter(|m| m.state == mesh::MemberState::Alive)
+                        .count()
+                        >= n
+                })
+            })
+        })
+        .with_context(|| format!("the {n} nodes did not all see each other alive"))
+    }
+
     /// Node `i`.
     pub fn node(&self, i: usize) -> &TestNode {
         &self.nodes[i]
@@ -160,6 +213,17 @@ impl Cluster {
     /// Node `i`, mutably (to kill or restart it).
     pub fn node_mut(&mut self, i: usize) -> &mut TestNode {
         &mut self.nodes[i]
+    }
+}
+
+/// Runtime options that put a test node at position `index` of an emulated WAN.
+pub fn wan_options(emulator: &std::sync::Arc<mesh::WanEmulator>, index: usize) -> NodeOptions {
+    NodeOptions {
+        wan: Some(crate::node::WanPlacement {
+            emulator: emulator.clone(),
+            index,
+        }),
+        ..test_options()
     }
 }
 

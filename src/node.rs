@@ -29,6 +29,17 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 pub struct NodeOptions {
     /// Worker threads of the node's runtime; default: one per core.
     pub worker_threads: Option<usize>,
+    /// Put the node's data plane on an emulated WAN (tests, benchmarks and scenarios only).
+    pub wan: Option<WanPlacement>,
+}
+
+/// Where a node sits on an emulated WAN: its position in the emulator's latency matrix.
+#[derive(Debug, Clone)]
+pub struct WanPlacement {
+    /// The emulated network shared by every node of the run.
+    pub emulator: Arc<mesh::WanEmulator>,
+    /// This node's row/column in the matrix.
+    pub index: usize,
 }
 
 /// What a started node tells its owner.
@@ -164,7 +175,7 @@ fn run_node_thread(
         }
     };
     let tracker = TaskTracker::new();
-    let started = runtime.block_on(start_services(&config, &graceful, &tracker));
+    let started = runtime.block_on(start_services(&config, &options, &graceful, &tracker));
     let (info, _data_dir) = match started {
         Ok(v) => v,
         Err(e) => {
@@ -201,6 +212,7 @@ fn run_node_thread(
 /// Opens the data directory, loads the identity, binds every listener and spawns the services.
 async fn start_services(
     config: &Config,
+    options: &NodeOptions,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<(NodeInfo, DataDir)> {
@@ -226,12 +238,27 @@ async fn start_services(
     // its own prefix (`registry.sub_registry_with_prefix(..)`), its real address in `services`,
     // its admin API routes in `api`, and its tasks on `tracker` so shutdown can wait for them.
 
-    // Naming first: the ledger, the verified zone store and the keystore. DNS and the CDN take
-    // the zone store from here (`names.zones()`); its admin routes are under /api/names.
+    // The mesh first: every service below uses it (the directory, the data plane, gossip and
+    // the DHT). It starts with the admin address only; the other service addresses are
+    // advertised once they listen (`mesh.advertise` below).
+    let mesh = crate::svc_mesh::start(
+        config,
+        &identity,
+        options.wan.as_ref(),
+        &mut services,
+        &mut registry,
+        shutdown,
+        tracker,
+    )
+    .await?;
+
+    // Naming: the ledger, the verified zone store and the keystore. DNS and the CDN take the
+    // zone store from here (`names.zones()`); its admin routes are under /api/names.
     let names = crate::names::NameService::start(
         config,
         data_dir.path(),
         &identity,
+        &mesh,
         &mut registry,
         shutdown,
         tracker,
@@ -243,6 +270,7 @@ async fn start_services(
     let _dns = crate::svc_dns::start(
         config,
         Arc::new(dns::StoreZones::new(names.zones())),
+        &mesh,
         &mut services,
         &mut registry,
         shutdown,
@@ -256,6 +284,7 @@ async fn start_services(
         config,
         data_dir.path(),
         Arc::new(crate::svc_cdn::ZoneSites(names.zones())),
+        &mesh,
         &mut services,
         &mut registry,
         shutdown,
@@ -265,19 +294,18 @@ async fn start_services(
     api = api.merge(cdn.routes());
 
     // Cache: the Redis protocol on redis_listen (service `redis`).
-    let _cache =
-        crate::svc_cache::start(config, &mut services, &mut registry, shutdown, tracker).await?;
-
-    // The mesh starts after the services it advertises (their addresses go into its gossip).
-    let mesh = crate::svc_mesh::start(
+    let _cache = crate::svc_cache::start(
         config,
-        &identity,
+        &mesh,
         &mut services,
         &mut registry,
         shutdown,
         tracker,
     )
     .await?;
+
+    // Every service listens now: tell the members where.
+    mesh.advertise(crate::svc_mesh::advertised(&services)).await;
 
     let services = Arc::new(services);
     let state = AdminState {

@@ -14,6 +14,7 @@ use crate::config::Config;
 /// Starts the cache server on `config.redis_listen`.
 pub async fn start(
     config: &Config,
+    _mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,

@@ -79,10 +79,13 @@ impl SiteResolver for ZoneSites {
 }
 
 /// Starts the store and the gateway on `config.http_listen`.
+// Each argument is a distinct dependency the node hands over; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     config: &Config,
     data_dir: &Path,
     resolver: Arc<dyn SiteResolver>,
+    _mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,

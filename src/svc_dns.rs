@@ -20,6 +20,7 @@ use crate::config::Config;
 pub async fn start(
     config: &Config,
     zones: Arc<dyn dns::ZoneSource>,
+    _mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,

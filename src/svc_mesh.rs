@@ -17,10 +17,19 @@ use crate::identity::NodeIdentity;
 /// Time a graceful leave may take (within the node's shutdown grace).
 const LEAVE_DEADLINE: Duration = Duration::from_millis(500);
 
+/// The service addresses a node advertises to members: every service's real listen address.
+pub fn advertised(services: &BTreeMap<String, ServiceInfo>) -> BTreeMap<String, String> {
+    services
+        .iter()
+        .map(|(name, s)| (name.clone(), s.listen.clone()))
+        .collect()
+}
+
 /// Starts the mesh; registers `quic` and `p2p` in `services`.
 pub async fn start(
     config: &Config,
     identity: &NodeIdentity,
+    wan: Option<&crate::node::WanPlacement>,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
@@ -38,18 +47,18 @@ pub async fn start(
     mc.quic_listen = config.quic_listen;
     mc.control.listen = parse("p2p_listen", &config.p2p_listen)?;
     mc.control.bootstrap = parse("bootstrap", &config.bootstrap)?;
-    mc.services = services
-        .iter()
-        .filter(|(name, _)| name.as_str() != "admin")
-        .map(|(name, s)| (name.clone(), s.listen.clone()))
-        .collect();
-    if let Some(admin) = services.get("admin") {
-        mc.services.insert("admin".into(), admin.listen.clone());
+    mc.services = advertised(services);
+    if let Some(w) = wan {
+        mc.wan = Some(w.emulator.clone());
+        mc.membership = mesh::MembershipConfig::wan();
     }
     let keypair = mesh::keypair_from_seed(identity.signing_key().to_bytes());
     let m = mesh::Mesh::start(keypair, mc, registry.sub_registry_with_prefix("mesh"))
         .await
         .context("cannot start the mesh")?;
+    if let Some(w) = wan {
+        w.emulator.place(m.quic_addr(), w.index);
+    }
     services.insert(
         "quic".into(),
         crate::admin::service("quic (data plane)", m.quic_addr()),

@@ -8,6 +8,15 @@ use std::str::FromStr;
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
+    /// The mesh DHT key under which nodes holding this blob announce themselves as providers
+    /// (`/proxima/blob/` followed by the 32 hash bytes). DNS steering asks for the providers of
+    /// a site's manifest under this key; the fetcher asks for a blob's.
+    pub fn provider_key(&self) -> Vec<u8> {
+        let mut key = b"/proxima/blob/".to_vec();
+        key.extend_from_slice(&self.0);
+        key
+    }
+
     /// The hash of `data`.
     pub fn of(data: &[u8]) -> Self {
         Self(*blake3::hash(data).as_bytes())

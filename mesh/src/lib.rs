@@ -298,6 +298,13 @@ impl Mesh {
         self.membership.set_load(load).await;
     }
 
+    /// Replaces the service addresses this node advertises (`dns`, `http`, `redis`, ...; `quic`
+    /// is always added). Services that start after the mesh call this once they listen.
+    pub async fn advertise(&self, mut services: BTreeMap<String, String>) {
+        services.insert("quic".into(), self.quic_addr().to_string());
+        self.membership.set_services(services).await;
+    }
+
     /// Every member this node knows of, itself included.
     pub fn members(&self) -> Vec<MemberView> {
         self.membership.members()

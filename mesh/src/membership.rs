@@ -212,6 +212,7 @@ enum Command {
     Announce(MemberId),
     Leave(oneshot::Sender<()>),
     SetLoad(f32),
+    SetServices(BTreeMap<String, String>),
 }
 
 /// Shared, read-mostly state other parts of the mesh look at.
@@ -310,6 +311,11 @@ impl Membership {
     /// Sets the load this node advertises (0 = idle, 1 = saturated).
     pub async fn set_load(&self, load: f32) {
         let _ = self.commands.send(Command::SetLoad(load)).await;
+    }
+
+    /// Replaces the service addresses this node advertises (they travel with the next gossip).
+    pub async fn set_services(&self, services: BTreeMap<String, String>) {
+        let _ = self.commands.send(Command::SetServices(services)).await;
     }
 
     /// Leaves gracefully: tells members, then returns once the goodbyes are on the wire
@@ -444,6 +450,7 @@ impl Task {
                             }
                     }
                     Command::SetLoad(load) => self.own.load = load.clamp(0.0, 1.0),
+                    Command::SetServices(services) => self.own.services = services,
                     Command::Leave(done) => {
                         self.own.leaving = true;
                         // foca tells only a few members (and forgets the rest as it leaves);

@@ -257,6 +257,7 @@ impl NameService {
         config: &Config,
         data_dir: &Path,
         identity: &NodeIdentity,
+        _mesh: &mesh::Mesh,
         registry: &mut Registry,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
