@@ -48,6 +48,8 @@ pub async fn start(
     mc.control.listen = parse("p2p_listen", &config.p2p_listen)?;
     mc.control.bootstrap = parse("bootstrap", &config.bootstrap)?;
     mc.services = advertised(services);
+    // Zone records pushed to us must decode and carry a valid signature.
+    mc.control.validator = Some(crate::names::spread::dht_validator());
     if let Some(w) = wan {
         mc.wan = Some(w.emulator.clone());
         mc.membership = mesh::MembershipConfig::wan();

@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libp2p::identity::{Keypair, PeerId};
+use libp2p::identity::Keypair;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,15 @@ pub use coords::{NetCoord, PharosConfig};
 pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, RecvStream, SendStream};
 pub use directory::{Ranked, RttSource};
 pub use libp2p::Multiaddr;
+pub use libp2p::identity::PeerId;
+
+/// The Ed25519 public key an Ed25519 peer id carries (every Proxima node's id does), e.g. to
+/// check signatures made with the node key.
+pub fn peer_ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
+    let mh: &libp2p::multihash::Multihash<64> = peer.as_ref();
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    Some(pk.try_into_ed25519().ok()?.to_bytes())
+}
 pub use membership::{MemberId, MemberMeta, MemberState, MemberView, MembershipConfig};
 pub use wan::WanEmulator;
 

@@ -97,7 +97,7 @@ struct Inner {
     path: PathBuf,
     config: EmbeddedConfig,
     clock: Arc<dyn Clock>,
-    registrar: SigningKey,
+    role: Role,
     state: Mutex<State>,
     /// Number of changes so far; wakes change streams.
     count_tx: watch::Sender<u64>,
@@ -113,14 +113,53 @@ struct State {
     poisoned: bool,
 }
 
-/// One decoded transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Op {
-    Register { zone_key: [u8; 32], periods: u32 },
-    Renew { periods: u32 },
-    Transfer { new_owner: Owner },
-    SetZoneKey { zone_key: [u8; 32] },
+/// Whether this node keeps the log (signs records) or follows a registrar's log.
+enum Role {
+    /// Signs and appends records.
+    Registrar(SigningKey),
+    /// Appends only records signed by this registrar (replicated over the mesh).
+    Follower(VerifyingKey),
 }
+
+impl Role {
+    fn key(&self) -> VerifyingKey {
+        match self {
+            Self::Registrar(k) => k.verifying_key(),
+            Self::Follower(k) => *k,
+        }
+    }
+}
+
+/// One ledger transaction, as an owner signs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tx {
+    /// Register (or re-register after expiry) with a zone key, for `periods` terms.
+    Register {
+        /// The zone key.
+        zone_key: [u8; 32],
+        /// Terms bought.
+        periods: u32,
+    },
+    /// Extend by `periods` terms.
+    Renew {
+        /// Terms bought.
+        periods: u32,
+    },
+    /// Give the name away.
+    Transfer {
+        /// The new owner.
+        new_owner: Owner,
+    },
+    /// Replace the zone key.
+    SetZoneKey {
+        /// The new zone key.
+        zone_key: [u8; 32],
+    },
+}
+use Tx as Op;
+
+/// Seconds a forwarded transaction's timestamp may differ from the registrar's clock.
+pub const MAX_CLOCK_SKEW: u64 = 120;
 
 /// What one verified log record says.
 #[derive(Debug, Clone)]
@@ -151,6 +190,30 @@ impl EmbeddedLedger {
         config: EmbeddedConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, OpenReport), LedgerError> {
+        Self::open_role(dir, Role::Registrar(registrar), config, clock)
+    }
+
+    /// Opens (or creates) a read-only replica in `dir` of the log kept by the registrar whose
+    /// public key is `registrar`. Local transactions are refused ([`LedgerError::Refused`]);
+    /// records arrive through [`EmbeddedLedger::append_replicated`]. On open every record's
+    /// signatures are checked against `registrar`, and the log is cut at the first that fails.
+    pub fn open_follower(
+        dir: &Path,
+        registrar: [u8; 32],
+        config: EmbeddedConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, OpenReport), LedgerError> {
+        let key = VerifyingKey::from_bytes(&registrar)
+            .map_err(|_| LedgerError::Storage("invalid registrar key".into()))?;
+        Self::open_role(dir, Role::Follower(key), config, clock)
+    }
+
+    fn open_role(
+        dir: &Path,
+        role: Role,
+        config: EmbeddedConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, OpenReport), LedgerError> {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let path = dir.join(LOG_FILE);
         let existed = path.exists();
@@ -168,7 +231,17 @@ impl EmbeddedLedger {
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(storage)?;
-        let (records, good_len) = scan(&bytes);
+        let (mut records, mut good_len) = scan(&bytes);
+        if let Role::Follower(key) = &role {
+            // A replica trusts nothing it cannot verify, not even its own file.
+            if let Some(bad) = records
+                .iter()
+                .position(|r| r.verify_signatures(key).is_err())
+            {
+                good_len = records[..bad].iter().map(|r| r.frame.len()).sum();
+                records.truncate(bad);
+            }
+        }
         let dropped = bytes.len() - good_len;
         if dropped > 0 {
             tracing::warn!(
@@ -206,7 +279,7 @@ impl EmbeddedLedger {
                     path,
                     config,
                     clock,
-                    registrar,
+                    role,
                     state: Mutex::new(state),
                     count_tx,
                 }),
@@ -228,7 +301,71 @@ impl EmbeddedLedger {
 
     /// The registrar's public key (followers pin it).
     pub fn registrar_key(&self) -> [u8; 32] {
-        self.inner.registrar.verifying_key().to_bytes()
+        self.inner.role.key().to_bytes()
+    }
+
+    /// True if this is a read-only replica of another node's log.
+    pub fn is_follower(&self) -> bool {
+        matches!(self.inner.role, Role::Follower(_))
+    }
+
+    /// Watches the number of records (changes whenever one is appended or replicated).
+    pub fn watch_len(&self) -> watch::Receiver<u64> {
+        self.inner.count_tx.subscribe()
+    }
+
+    /// Builds and owner-signs transaction `tx` for `name` as the next record of this replica
+    /// (its sequence, previous hash and clock), for a registrar to seal with
+    /// [`EmbeddedLedger::submit_signed`]. Rules are checked by the registrar.
+    pub fn owner_tx(&self, name: &Name, owner: &OwnerKey, tx: Tx) -> Result<Vec<u8>, LedgerError> {
+        let OwnerKey::Ed25519(owner_key) = owner else {
+            return Err(LedgerError::WrongKeyKind(
+                "the embedded ledger needs an Ed25519 owner key",
+            ));
+        };
+        check_registrable(name, &self.inner.config.tld)?;
+        let state = self
+            .inner
+            .state
+            .lock()
+            .map_err(|_| LedgerError::Storage("ledger lock poisoned".into()))?;
+        let seq = state.changes.len() as u64;
+        let mut b = encode_owner_part(
+            seq,
+            &state.last_hash,
+            self.inner.clock.now(),
+            name,
+            &owner_key.verifying_key(),
+            &tx,
+        );
+        let sig = owner_key.sign(&[OWNER_CONTEXT, &b].concat());
+        b.extend_from_slice(&sig.to_bytes());
+        Ok(b)
+    }
+
+    /// Registrar side of a forwarded transaction: checks the owner's signature, that it was
+    /// built on this log's current tip ([`LedgerError::OutOfStep`] otherwise, so the sender
+    /// catches up and retries), that its timestamp is within [`MAX_CLOCK_SKEW`] of this clock,
+    /// and the same rules as a local transaction; then seals and appends it.
+    pub async fn submit_signed(&self, tx: &[u8]) -> Result<LedgerEntry, LedgerError> {
+        let inner = self.inner.clone();
+        let tx = tx.to_vec();
+        tokio::task::spawn_blocking(move || inner.append_signed(&tx))
+            .await
+            .map_err(|e| LedgerError::Storage(format!("ledger task failed: {e}")))?
+    }
+
+    /// Follower side of replication: appends `frames` (raw log frames as
+    /// [`EmbeddedLedger::read_frames`] returns them, concatenated) if every one continues the
+    /// chain and carries valid owner and registrar signatures; otherwise appends nothing and
+    /// returns the reason. Frames this replica already holds are skipped. Returns the new
+    /// number of records.
+    pub async fn append_replicated(&self, frames: &[u8]) -> Result<u64, LedgerError> {
+        let inner = self.inner.clone();
+        let frames = frames.to_vec();
+        tokio::task::spawn_blocking(move || inner.append_replicated(&frames))
+            .await
+            .map_err(|e| LedgerError::Storage(format!("ledger task failed: {e}")))?
     }
 
     /// Number of records in the log.
@@ -261,7 +398,7 @@ impl EmbeddedLedger {
                 bytes.len() - good
             )));
         }
-        let registrar = self.inner.registrar.verifying_key();
+        let registrar = self.inner.role.key();
         for rec in &records {
             rec.verify_signatures(&registrar)
                 .map_err(|e| LedgerError::Storage(format!("record {}: {e}", rec.seq)))?;
@@ -291,6 +428,12 @@ impl EmbeddedLedger {
         owner: &OwnerKey,
         op: Op,
     ) -> Result<LedgerEntry, LedgerError> {
+        if self.is_follower() {
+            return Err(LedgerError::Refused(format!(
+                "this ledger is a replica; send transactions to registrar {}",
+                hex::encode(self.registrar_key())
+            )));
+        }
         let OwnerKey::Ed25519(owner_key) = owner else {
             return Err(LedgerError::WrongKeyKind(
                 "the embedded ledger needs an Ed25519 owner key",
@@ -314,78 +457,40 @@ impl Inner {
         owner_key: &SigningKey,
         op: Op,
     ) -> Result<LedgerEntry, LedgerError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| LedgerError::Storage("ledger lock poisoned".into()))?;
-        if state.poisoned {
-            return Err(LedgerError::Storage(
-                "an earlier write failed; reopen the ledger".into(),
-            ));
-        }
+        let mut state = self.lock()?;
         let now = self.clock.now();
         let signer = Owner::Ed25519(owner_key.verifying_key().to_bytes());
-        let current = state.entries.get(name);
-        let term = self.config.term.as_secs();
-        let check_periods = |p: u32| {
-            if p == 0 || p > MAX_PERIODS {
-                Err(LedgerError::InvalidTerm(format!(
-                    "{p} periods; 1..={MAX_PERIODS} allowed"
-                )))
-            } else {
-                Ok(())
-            }
+        check_rules(&state, name, signer, &op, now, self.config.term)?;
+        let Role::Registrar(registrar) = &self.role else {
+            return Err(LedgerError::Refused("this ledger is a replica".into()));
         };
-        // The owner-only operations share their checks.
-        let owned = |current: Option<&LedgerEntry>| match current {
-            None => Err(LedgerError::NotRegistered(name.clone())),
-            Some(e) if !e.is_live(now) => Err(LedgerError::Expired(name.clone())),
-            Some(e) if e.owner != signer => Err(LedgerError::NotOwner(name.clone())),
-            Some(_) => Ok(()),
-        };
-        match &op {
-            Op::Register { zone_key, periods } => {
-                check_periods(*periods)?;
-                check_zone_key(zone_key)?;
-                if let Some(e) = current
-                    && e.is_live(now)
-                {
-                    return Err(LedgerError::Taken(name.clone()));
-                }
-            }
-            Op::Renew { periods } => {
-                check_periods(*periods)?;
-                owned(current)?;
-                let new_expiry = current.map_or(0, |e| e.expiry) + u64::from(*periods) * term;
-                if new_expiry > now + u64::from(MAX_PERIODS) * term {
-                    return Err(LedgerError::InvalidTerm(format!(
-                        "would expire more than {MAX_PERIODS} periods from now"
-                    )));
-                }
-            }
-            Op::Transfer { new_owner } => {
-                owned(current)?;
-                if !matches!(new_owner, Owner::Ed25519(_)) {
-                    return Err(LedgerError::WrongKeyKind(
-                        "the embedded ledger's owners are Ed25519 keys",
-                    ));
-                }
-            }
-            Op::SetZoneKey { zone_key } => {
-                owned(current)?;
-                check_zone_key(zone_key)?;
-            }
-        }
         let seq = state.changes.len() as u64;
-        let body = encode_body(
+        let mut body = encode_owner_part(
             seq,
             &state.last_hash,
             now,
             name,
-            owner_key,
+            &owner_key.verifying_key(),
             &op,
-            &self.registrar,
         );
+        let owner_sig = owner_key.sign(&[OWNER_CONTEXT, &body].concat());
+        body.extend_from_slice(&owner_sig.to_bytes());
+        seal(&mut body, registrar);
+        self.commit(&mut state, body, seq, now, name, signer, op)
+    }
+
+    /// Writes, syncs and applies one sealed record body.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        state: &mut State,
+        body: Vec<u8>,
+        seq: u64,
+        now: u64,
+        name: &Name,
+        signer: Owner,
+        op: Op,
+    ) -> Result<LedgerEntry, LedgerError> {
         let hash = *blake3::hash(&body).as_bytes();
         let mut frame = Vec::with_capacity(4 + body.len() + 32);
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -410,7 +515,7 @@ impl Inner {
             frame,
             body_len: body.len(),
         };
-        apply(&mut state, &rec, self.config.term);
+        apply(state, &rec, self.config.term);
         state.last_hash = hash;
         let entry = state
             .changes
@@ -418,10 +523,202 @@ impl Inner {
             .map(|c| c.entry.clone())
             .ok_or_else(|| LedgerError::Storage("change not recorded".into()))?;
         let count = state.changes.len() as u64;
-        drop(state);
         self.count_tx.send_replace(count);
         Ok(entry)
     }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, LedgerError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| LedgerError::Storage("ledger lock poisoned".into()))?;
+        if state.poisoned {
+            return Err(LedgerError::Storage(
+                "an earlier write failed; reopen the ledger".into(),
+            ));
+        }
+        Ok(state)
+    }
+
+    fn append_signed(&self, tx: &[u8]) -> Result<LedgerEntry, LedgerError> {
+        let Role::Registrar(registrar) = &self.role else {
+            return Err(LedgerError::Refused(
+                "this node is not the registrar".into(),
+            ));
+        };
+        let bad = |why: &str| LedgerError::Refused(format!("bad transaction: {why}"));
+        // The sealed record must still fit a frame.
+        if tx.len() + 32 + 64 > MAX_FRAME {
+            return Err(bad("too large"));
+        }
+        let mut r = tx;
+        let fields = decode_fields(&mut r).ok_or_else(|| bad("undecodable"))?;
+        if r.len() != 64 {
+            return Err(bad("undecodable"));
+        }
+        let owner_sig_at = tx.len() - 64;
+        let Owner::Ed25519(owner) = fields.signer else {
+            return Err(bad("owner is not an Ed25519 key"));
+        };
+        let owner = VerifyingKey::from_bytes(&owner).map_err(|_| bad("bad owner key"))?;
+        let sig = Signature::from_slice(&tx[owner_sig_at..]).map_err(|_| bad("bad signature"))?;
+        owner
+            .verify_strict(&[OWNER_CONTEXT, &tx[..owner_sig_at]].concat(), &sig)
+            .map_err(|_| bad("owner signature does not verify"))?;
+        check_registrable(&fields.name, &self.config.tld)?;
+        let mut state = self.lock()?;
+        let len = state.changes.len() as u64;
+        if fields.seq != len || fields.prev != state.last_hash {
+            return Err(LedgerError::OutOfStep(len));
+        }
+        let now = self.clock.now();
+        if fields.timestamp.abs_diff(now) > MAX_CLOCK_SKEW {
+            return Err(bad(&format!(
+                "timestamp {} is more than {MAX_CLOCK_SKEW} s from the registrar's clock {now}",
+                fields.timestamp
+            )));
+        }
+        check_rules(
+            &state,
+            &fields.name,
+            fields.signer,
+            &fields.op,
+            fields.timestamp,
+            self.config.term,
+        )?;
+        let mut body = tx.to_vec();
+        seal(&mut body, registrar);
+        self.commit(
+            &mut state,
+            body,
+            fields.seq,
+            fields.timestamp,
+            &fields.name,
+            fields.signer,
+            fields.op,
+        )
+    }
+
+    fn append_replicated(&self, frames: &[u8]) -> Result<u64, LedgerError> {
+        let Role::Follower(registrar) = &self.role else {
+            return Err(LedgerError::Refused(
+                "the registrar does not take replicated records".into(),
+            ));
+        };
+        let mut state = self.lock()?;
+        let have = state.changes.len() as u64;
+        // Skip frames already held (a resumed stream may repeat the tip).
+        let mut at = 0usize;
+        let mut first_seq = None;
+        while frames.len() - at >= 4 + 9 {
+            let len =
+                u32::from_be_bytes(frames[at..at + 4].try_into().unwrap_or([0xff; 4])) as usize;
+            let seq = u64::from_be_bytes(frames[at + 5..at + 13].try_into().unwrap_or([0; 8]));
+            if seq >= have || len > MAX_FRAME {
+                first_seq = Some(seq);
+                break;
+            }
+            at = at.saturating_add(4 + len + 32).min(frames.len());
+        }
+        let rest = &frames[at..];
+        if rest.is_empty() {
+            return Ok(have);
+        }
+        if first_seq != Some(have) {
+            return Err(LedgerError::Refused(format!(
+                "replicated records start at {first_seq:?}, this replica holds {have}"
+            )));
+        }
+        let (records, good) = scan_from(rest, have, state.last_hash);
+        if good != rest.len() {
+            return Err(LedgerError::Refused(format!(
+                "replicated record {} breaks the chain or is malformed",
+                have + records.len() as u64
+            )));
+        }
+        for rec in &records {
+            rec.verify_signatures(registrar)
+                .map_err(|e| LedgerError::Refused(format!("replicated record {}: {e}", rec.seq)))?;
+        }
+        let written = state
+            .file
+            .write_all(rest)
+            .and_then(|()| state.file.sync_data());
+        if let Err(e) = written {
+            state.poisoned = true;
+            return Err(storage(e));
+        }
+        for rec in &records {
+            apply(&mut state, rec, self.config.term);
+            state.last_hash = rec.hash;
+        }
+        let count = state.changes.len() as u64;
+        self.count_tx.send_replace(count);
+        Ok(count)
+    }
+}
+
+/// The rules every transaction must pass against the current index, at time `now`.
+fn check_rules(
+    state: &State,
+    name: &Name,
+    signer: Owner,
+    op: &Op,
+    now: u64,
+    term: Duration,
+) -> Result<(), LedgerError> {
+    let current = state.entries.get(name);
+    let term = term.as_secs();
+    let check_periods = |p: u32| {
+        if p == 0 || p > MAX_PERIODS {
+            Err(LedgerError::InvalidTerm(format!(
+                "{p} periods; 1..={MAX_PERIODS} allowed"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    // The owner-only operations share their checks.
+    let owned = |current: Option<&LedgerEntry>| match current {
+        None => Err(LedgerError::NotRegistered(name.clone())),
+        Some(e) if !e.is_live(now) => Err(LedgerError::Expired(name.clone())),
+        Some(e) if e.owner != signer => Err(LedgerError::NotOwner(name.clone())),
+        Some(_) => Ok(()),
+    };
+    match op {
+        Op::Register { zone_key, periods } => {
+            check_periods(*periods)?;
+            check_zone_key(zone_key)?;
+            if let Some(e) = current
+                && e.is_live(now)
+            {
+                return Err(LedgerError::Taken(name.clone()));
+            }
+        }
+        Op::Renew { periods } => {
+            check_periods(*periods)?;
+            owned(current)?;
+            let new_expiry = current.map_or(0, |e| e.expiry) + u64::from(*periods) * term;
+            if new_expiry > now + u64::from(MAX_PERIODS) * term {
+                return Err(LedgerError::InvalidTerm(format!(
+                    "would expire more than {MAX_PERIODS} periods from now"
+                )));
+            }
+        }
+        Op::Transfer { new_owner } => {
+            owned(current)?;
+            if !matches!(new_owner, Owner::Ed25519(_)) {
+                return Err(LedgerError::WrongKeyKind(
+                    "the embedded ledger's owners are Ed25519 keys",
+                ));
+            }
+        }
+        Op::SetZoneKey { zone_key } => {
+            owned(current)?;
+            check_zone_key(zone_key)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_zone_key(key: &[u8; 32]) -> Result<(), LedgerError> {
@@ -483,14 +780,14 @@ fn apply(state: &mut State, rec: &Decoded, term: Duration) {
     });
 }
 
-fn encode_body(
+/// Everything the owner signs: the record up to the owner signature.
+fn encode_owner_part(
     seq: u64,
     prev: &[u8; 32],
     timestamp: u64,
     name: &Name,
-    owner_key: &SigningKey,
+    owner: &VerifyingKey,
     op: &Op,
-    registrar: &SigningKey,
 ) -> Vec<u8> {
     let mut b = Vec::with_capacity(400);
     b.push(LOG_VERSION);
@@ -501,14 +798,16 @@ fn encode_body(
     b.push(code);
     b.push(name.as_str().len() as u8);
     b.extend_from_slice(name.as_str().as_bytes());
-    b.extend_from_slice(owner_key.verifying_key().as_bytes());
+    b.extend_from_slice(owner.as_bytes());
     b.extend_from_slice(&fields);
-    let owner_sig = owner_key.sign(&[OWNER_CONTEXT, &b].concat());
-    b.extend_from_slice(&owner_sig.to_bytes());
-    b.extend_from_slice(registrar.verifying_key().as_bytes());
-    let reg_sig = registrar.sign(&[REGISTRAR_CONTEXT, &b].concat());
-    b.extend_from_slice(&reg_sig.to_bytes());
     b
+}
+
+/// Appends the registrar's key and signature to an owner-signed record.
+fn seal(b: &mut Vec<u8>, registrar: &SigningKey) {
+    b.extend_from_slice(registrar.verifying_key().as_bytes());
+    let reg_sig = registrar.sign(&[REGISTRAR_CONTEXT, b.as_slice()].concat());
+    b.extend_from_slice(&reg_sig.to_bytes());
 }
 
 fn op_fields(op: &Op) -> (u8, Vec<u8>) {
@@ -574,9 +873,14 @@ impl Decoded {
 
 /// Parses frames from the start; returns the valid prefix and its length in bytes.
 fn scan(bytes: &[u8]) -> (Vec<Decoded>, usize) {
+    scan_from(bytes, 0, [0; 32])
+}
+
+/// Parses frames that continue a log holding `first_seq` records whose last hash is `prev`.
+fn scan_from(bytes: &[u8], first_seq: u64, prev: [u8; 32]) -> (Vec<Decoded>, usize) {
     let mut out = Vec::new();
     let mut at = 0usize;
-    let mut prev = [0u8; 32];
+    let mut prev = prev;
     loop {
         let rest = &bytes[at..];
         if rest.len() < 4 {
@@ -594,7 +898,7 @@ fn scan(bytes: &[u8]) -> (Vec<Decoded>, usize) {
         let Some(rec) = decode_body(body, hash, &rest[..4 + len + 32]) else {
             break;
         };
-        if rec.seq != out.len() as u64 || rec.prev != prev {
+        if rec.seq != first_seq + out.len() as u64 || rec.prev != prev {
             break;
         }
         prev = hash;
@@ -604,14 +908,24 @@ fn scan(bytes: &[u8]) -> (Vec<Decoded>, usize) {
     (out, at)
 }
 
-fn decode_body(body: &[u8], hash: [u8; 32], frame: &[u8]) -> Option<Decoded> {
-    let mut r = body;
+/// The fields of a record up to (not including) the owner signature.
+struct Fields {
+    seq: u64,
+    prev: [u8; 32],
+    timestamp: u64,
+    name: Name,
+    signer: Owner,
+    op: Op,
+}
+
+/// Reads the fields off the front of `r` (bounded by its length; never panics).
+fn decode_fields(r: &mut &[u8]) -> Option<Fields> {
     let mut take = |n: usize| -> Option<&[u8]> {
         if r.len() < n {
             return None;
         }
         let (h, t) = r.split_at(n);
-        r = t;
+        *r = t;
         Some(h)
     };
     if take(1)?[0] != LOG_VERSION {
@@ -646,18 +960,31 @@ fn decode_body(body: &[u8], hash: [u8; 32], frame: &[u8]) -> Option<Decoded> {
         },
         _ => return None,
     };
-    take(64 + 32 + 64)?;
-    if !r.is_empty() {
-        return None;
-    }
-    Some(Decoded {
+    Some(Fields {
         seq,
-        hash,
         prev,
         timestamp,
         name,
         signer,
         op,
+    })
+}
+
+fn decode_body(body: &[u8], hash: [u8; 32], frame: &[u8]) -> Option<Decoded> {
+    let mut r = body;
+    let f = decode_fields(&mut r)?;
+    // Owner signature, registrar key, registrar signature, and nothing more.
+    if r.len() != 64 + 32 + 64 {
+        return None;
+    }
+    Some(Decoded {
+        seq: f.seq,
+        hash,
+        prev: f.prev,
+        timestamp: f.timestamp,
+        name: f.name,
+        signer: f.signer,
+        op: f.op,
         frame: frame.to_vec(),
         body_len: body.len(),
     })

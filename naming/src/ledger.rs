@@ -176,6 +176,10 @@ pub enum LedgerError {
     /// Local storage failed (I/O, corruption).
     #[error("ledger storage: {0}")]
     Storage(String),
+    /// A transaction forwarded to the embedded ledger's registrar was built on an older copy
+    /// of its log; the registrar holds this many records (catch up and retry).
+    #[error("out of step with the registrar, which holds {0} records")]
+    OutOfStep(u64),
 }
 
 /// A ledger: the authority on who controls a name.

@@ -22,7 +22,7 @@ pub mod name;
 pub mod store;
 pub mod zone;
 
-pub use embedded::{EmbeddedConfig, EmbeddedLedger};
+pub use embedded::{EmbeddedConfig, EmbeddedLedger, Tx};
 pub use ledger::{
     ChangeKind, Clock, Ledger, LedgerChange, LedgerEntry, LedgerError, ManualClock, Owner,
     OwnerKey, SystemClock, check_registrable,

@@ -124,6 +124,8 @@ pub struct ZoneStore {
     /// Serializes accepts so the sequence check and the write are atomic.
     write: Mutex<()>,
     changed: broadcast::Sender<Name>,
+    /// Told the names that [`ZoneStore::lookup`] found no zone for (to fetch them elsewhere).
+    misses: std::sync::OnceLock<tokio::sync::mpsc::Sender<Name>>,
 }
 
 impl std::fmt::Debug for ZoneStore {
@@ -192,6 +194,7 @@ impl ZoneStore {
             held: RwLock::new(held),
             write: Mutex::new(()),
             changed,
+            misses: std::sync::OnceLock::new(),
         })
     }
 
@@ -286,7 +289,8 @@ impl ZoneStore {
     }
 
     /// The zone that answers for `name`: the zone of `name` or of its nearest ancestor that has
-    /// one, if that name has not expired.
+    /// one, if that name has not expired. A miss is reported to the [`ZoneStore::on_miss`]
+    /// channel without waiting (a full channel drops it).
     pub fn lookup(&self, name: &Name) -> Option<Arc<SignedZone>> {
         let now = self.clock.now();
         let held = self.held.read().ok()?;
@@ -297,8 +301,24 @@ impl ZoneStore {
             if let Some(h) = held.get(&s[at..]) {
                 return (now < h.expiry).then(|| h.zone.clone());
             }
-            at += s[at..].find('.')? + 1;
+            match s[at..].find('.') {
+                Some(dot) => at += dot + 1,
+                None => {
+                    drop(held);
+                    if let Some(tx) = self.misses.get() {
+                        let _ = tx.try_send(name.clone());
+                    }
+                    return None;
+                }
+            }
         }
+    }
+
+    /// Sends every name that [`ZoneStore::lookup`] finds no zone for to `tx` (best effort,
+    /// never blocking the lookup), so the node can fetch the zone from its peers. Only the
+    /// first call takes effect.
+    pub fn on_miss(&self, tx: tokio::sync::mpsc::Sender<Name>) {
+        let _ = self.misses.set(tx);
     }
 
     /// The zone stored for exactly `name`, expired or not (for the owner's tools).

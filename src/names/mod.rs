@@ -12,6 +12,8 @@
 
 pub mod api;
 pub mod keystore;
+pub mod ledger_sync;
+pub mod spread;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use naming::ed25519_dalek::SigningKey;
 use naming::{
-    Clock, EmbeddedConfig, EmbeddedLedger, Ledger, LedgerEntry, LedgerError, Name, Owner, OwnerKey,
-    Record, RecordData, SignedZone, SystemClock, Zone, ZoneRejected, ZoneStore, check_registrable,
+    Clock, EmbeddedConfig, Ledger, LedgerEntry, LedgerError, Name, Owner, OwnerKey, Record,
+    RecordData, SignedZone, SystemClock, Zone, ZoneRejected, ZoneStore, check_registrable,
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -58,6 +60,19 @@ pub struct NamingConfig {
     pub eth_poll_interval: Duration,
     /// First block to scan for registry events (the deployment block).
     pub eth_from_block: u64,
+    /// Embedded ledger: `"self"` to keep the ledger here, or the peer id of the registrar to
+    /// follow. Unset: a node without bootstrap peers is its own registrar; one with bootstrap
+    /// peers follows the registrar they follow (see `src/names/ledger_sync.rs`).
+    pub registrar: Option<String>,
+    /// How long a node with bootstrap peers waits to learn the registrar at its first start.
+    #[serde(with = "humantime_serde")]
+    pub registrar_wait: Duration,
+    /// How often every held zone is put in the DHT again.
+    #[serde(with = "humantime_serde")]
+    pub zone_republish: Duration,
+    /// How often zones are pulled from a random live member (anti-entropy).
+    #[serde(with = "humantime_serde")]
+    pub zone_sync: Duration,
 }
 
 impl Default for NamingConfig {
@@ -68,6 +83,10 @@ impl Default for NamingConfig {
             eth_key_file: None,
             eth_poll_interval: Duration::from_secs(2),
             eth_from_block: 0,
+            registrar: None,
+            registrar_wait: Duration::from_secs(20),
+            zone_republish: Duration::from_secs(600),
+            zone_sync: Duration::from_secs(60),
         }
     }
 }
@@ -87,6 +106,24 @@ impl NamingConfig {
             }
         };
         single("naming.ledger_tld", &self.ledger_tld)?;
+        if let Some(r) = &self.registrar
+            && r != "self"
+            && r.parse::<mesh::PeerId>().is_err()
+        {
+            return Err((
+                "naming.registrar".into(),
+                format!("{r:?}"),
+                "expected \"self\" or a peer id".into(),
+            ));
+        }
+        for (key, d) in [
+            ("naming.zone_republish", self.zone_republish),
+            ("naming.zone_sync", self.zone_sync),
+        ] {
+            if d.is_zero() {
+                return Err((key.into(), "0s".into(), "must be more than zero".into()));
+            }
+        }
         for (i, t) in self.tlds.iter().enumerate() {
             single(&format!("naming.tlds[{i}]"), t)?;
         }
@@ -226,6 +263,10 @@ struct Metrics {
     ops: Family<Vec<(String, String)>, Counter>,
     /// Zones held in the zone store.
     zones: Gauge,
+    /// Ledger replication.
+    sync: ledger_sync::SyncMetrics,
+    /// Zone spreading.
+    spread: spread::SpreadMetrics,
 }
 
 /// The naming service of one node.
@@ -257,7 +298,7 @@ impl NameService {
         config: &Config,
         data_dir: &Path,
         identity: &NodeIdentity,
-        _mesh: &mesh::Mesh,
+        mesh: &mesh::Mesh,
         registry: &mut Registry,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
@@ -272,25 +313,33 @@ impl NameService {
             .context("naming.tlds")?;
         let keys = Keystore::open(data_dir)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let metrics = Metrics::default();
         let (ledger, owner): (Arc<dyn Ledger>, Option<OwnerKey>) = match config.ledger {
             LedgerKind::Embedded => {
-                let (ledger, report) = EmbeddedLedger::open(
-                    &data_dir.join("ledger"),
-                    identity.signing_key().clone(),
+                let ledger_dir = data_dir.join("ledger");
+                let role = ledger_sync::choose_role(
+                    naming_cfg.registrar.as_deref(),
+                    !config.bootstrap.is_empty(),
+                    naming_cfg.registrar_wait,
+                    mesh,
+                    &ledger_dir,
+                )
+                .await?;
+                let (ledger, _local) = ledger_sync::open(
+                    role,
+                    &ledger_dir,
+                    identity,
                     EmbeddedConfig {
                         tld: tld.clone(),
                         ..EmbeddedConfig::default()
                     },
                     clock.clone(),
-                )
-                .context("cannot open the embedded ledger")?;
-                if report.dropped_bytes > 0 {
-                    tracing::warn!(
-                        dropped = report.dropped_bytes,
-                        "embedded ledger recovered from a torn write"
-                    );
-                }
-                (Arc::new(ledger), Some(OwnerKey::Ed25519(keys.owner_key()?)))
+                    mesh,
+                    &metrics.sync,
+                    shutdown,
+                    tracker,
+                )?;
+                (ledger, Some(OwnerKey::Ed25519(keys.owner_key()?)))
             }
             LedgerKind::Eth => {
                 let rpc = config
@@ -324,7 +373,6 @@ impl NameService {
                 .context("cannot open the zone store")?,
         );
 
-        let metrics = Metrics::default();
         let sub = registry.sub_registry_with_prefix("naming");
         sub.register(
             "operations",
@@ -337,6 +385,35 @@ impl NameService {
             metrics.zones.clone(),
         );
         metrics.zones.set(zones.len() as i64);
+        sub.register(
+            "ledger_records",
+            "Records in this node's embedded ledger log (registrar or replica)",
+            metrics.sync.records.clone(),
+        );
+        sub.register(
+            "ledger_refused",
+            "Replicated ledger batches refused because they did not verify",
+            metrics.sync.refused.clone(),
+        );
+        sub.register(
+            "ledger_forwarded",
+            "Ledger transactions forwarded to the registrar",
+            metrics.sync.forwarded.clone(),
+        );
+        metrics.spread.register(sub);
+        spread::Spreader::start(
+            zones.clone(),
+            mesh.clone(),
+            spread::SpreadConfig {
+                republish: naming_cfg.zone_republish,
+                sync: naming_cfg.zone_sync,
+            },
+            metrics.spread.clone(),
+            shutdown,
+            tracker,
+        )
+        .await
+        .context("cannot start zone spreading")?;
 
         let stop = shutdown.clone();
         tracker.spawn(zones.clone().follow_ledger(async move {

@@ -1,0 +1,668 @@
+//! The embedded ledger across the mesh: one node is the registrar (it keeps and signs the
+//! hash-chained log); every other node keeps a verified replica and forwards its owners'
+//! transactions to the registrar.
+//!
+//! # Who is the registrar (zero configuration)
+//!
+//! In this order: `[naming] registrar = "self"` or `"<peer id>"` if set; else the choice saved
+//! in `<data>/ledger/registrar` by an earlier start; else a node started without bootstrap peers
+//! is its own registrar; else the node asks the first live members it meets (its bootstrap peers)
+//! whom they follow, and follows the same registrar. The choice is saved, so a restart does not
+//! depend on who happens to be up.
+//!
+//! # Protocol (`proxima/ledger/1` on the QUIC data plane)
+//!
+//! One JSON request frame per stream, replies as JSON frames (bounded by [`MAX_MESSAGE`]):
+//! - `hello` -> `{registrar, records}`: whom the answering node follows (itself if registrar).
+//! - `follow {from}` -> a stream of `frames` batches (raw log frames, hex) from record `from` on,
+//!   new records as they are appended, and an empty batch every [`HEARTBEAT`] while idle.
+//! - `submit {tx}` -> `submitted {records}` or `failed {error}`: an owner-signed transaction
+//!   (see [`EmbeddedLedger::owner_tx`]) for the registrar to check, seal and append.
+//!
+//! A replica appends only records that continue its chain and carry valid owner and registrar
+//! signatures ([`EmbeddedLedger::append_replicated`]); anything else is refused, counted in
+//! `proxima_naming_ledger_refused_total`, and the stream is dropped.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use mesh::PeerId;
+use naming::{
+    EmbeddedLedger, Ledger, LedgerChange, LedgerEntry, LedgerError, Name, Owner, OwnerKey, Tx,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// ALPN of the ledger replication protocol.
+pub const LEDGER_ALPN: &[u8] = b"proxima/ledger/1";
+/// Largest request or reply frame.
+pub const MAX_MESSAGE: usize = 256 * 1024;
+/// Records per `frames` batch (a record is at most 1 KiB, twice that in hex).
+const BATCH: usize = 64;
+/// An idle follow stream carries an empty batch this often.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A follower that hears nothing for this long reconnects.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a forwarded transaction may take end to end.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// File (in the ledger directory) that keeps the registrar choice.
+const REGISTRAR_FILE: &str = "registrar";
+
+/// This node's part in the embedded ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This node keeps the log.
+    Registrar,
+    /// This node replicates the log of that peer.
+    Follower(PeerId),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Request {
+    Hello,
+    Follow { from: u64 },
+    Submit { tx: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+enum Reply {
+    Hello { registrar: String, records: u64 },
+    Frames { frames: String },
+    Submitted { records: u64 },
+    Failed { error: WireError },
+}
+
+/// A [`LedgerError`] on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireError {
+    kind: String,
+    name: Option<String>,
+    records: Option<u64>,
+    message: String,
+}
+
+impl From<&LedgerError> for WireError {
+    fn from(e: &LedgerError) -> Self {
+        let (kind, name, records) = match e {
+            LedgerError::Taken(n) => ("taken", Some(n.to_string()), None),
+            LedgerError::Expired(n) => ("expired", Some(n.to_string()), None),
+            LedgerError::NotRegistered(n) => ("not_registered", Some(n.to_string()), None),
+            LedgerError::NotOwner(n) => ("not_owner", Some(n.to_string()), None),
+            LedgerError::InvalidTerm(_) => ("invalid_term", None, None),
+            LedgerError::InvalidZoneKey => ("invalid_zone_key", None, None),
+            LedgerError::OutOfStep(n) => ("out_of_step", None, Some(*n)),
+            _ => ("refused", None, None),
+        };
+        Self {
+            kind: kind.into(),
+            name,
+            records,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl WireError {
+    fn into_error(self) -> LedgerError {
+        let name = self.name.as_deref().and_then(|n| Name::parse(n).ok());
+        match (self.kind.as_str(), name, self.records) {
+            ("taken", Some(n), _) => LedgerError::Taken(n),
+            ("expired", Some(n), _) => LedgerError::Expired(n),
+            ("not_registered", Some(n), _) => LedgerError::NotRegistered(n),
+            ("not_owner", Some(n), _) => LedgerError::NotOwner(n),
+            ("invalid_term", _, _) => LedgerError::InvalidTerm(self.message),
+            ("invalid_zone_key", _, _) => LedgerError::InvalidZoneKey,
+            ("out_of_step", _, Some(n)) => LedgerError::OutOfStep(n),
+            _ => LedgerError::Refused(format!("registrar: {}", self.message)),
+        }
+    }
+}
+
+/// Metrics of replication (registered by the naming service).
+#[derive(Clone, Default)]
+pub struct SyncMetrics {
+    /// Records in the local log (replica or registrar).
+    pub records: Gauge,
+    /// Replicated batches refused because they did not verify.
+    pub refused: Counter,
+    /// Transactions forwarded to the registrar.
+    pub forwarded: Counter,
+}
+
+/// The registrar's log key is its node key, carried in its peer id.
+use mesh::peer_ed25519_key;
+
+fn parse_role(s: &str, me: PeerId) -> Result<Role> {
+    let s = s.trim();
+    if s == "self" {
+        return Ok(Role::Registrar);
+    }
+    let peer: PeerId = s
+        .parse()
+        .with_context(|| format!("{s:?} is neither \"self\" nor a peer id"))?;
+    if peer_ed25519_key(&peer).is_none() {
+        anyhow::bail!("peer id {peer} does not carry an Ed25519 key");
+    }
+    Ok(if peer == me {
+        Role::Registrar
+    } else {
+        Role::Follower(peer)
+    })
+}
+
+/// Decides this node's [`Role`] (see the module docs) and saves it in `ledger_dir`.
+pub async fn choose_role(
+    configured: Option<&str>,
+    has_bootstrap: bool,
+    wait: Duration,
+    mesh: &mesh::Mesh,
+    ledger_dir: &Path,
+) -> Result<Role> {
+    let me = mesh.peer_id();
+    let file = ledger_dir.join(REGISTRAR_FILE);
+    let role = if let Some(c) = configured {
+        parse_role(c, me).context("naming.registrar")?
+    } else if let Ok(saved) = std::fs::read_to_string(&file) {
+        parse_role(&saved, me).with_context(|| format!("{}", file.display()))?
+    } else if !has_bootstrap {
+        Role::Registrar
+    } else {
+        discover(mesh, wait).await?
+    };
+    std::fs::create_dir_all(ledger_dir)?;
+    let text = match role {
+        Role::Registrar => "self".to_owned(),
+        Role::Follower(p) => p.to_string(),
+    };
+    // Write-then-rename so a crash never leaves a half-written choice.
+    let tmp = ledger_dir.join(format!("{REGISTRAR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{text}\n"))?;
+    std::fs::rename(&tmp, &file)?;
+    Ok(role)
+}
+
+/// Asks live members whom they follow, until one answers or `wait` passes.
+async fn discover(mesh: &mesh::Mesh, wait: Duration) -> Result<Role> {
+    let me = mesh.peer_id();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let peers: Vec<PeerId> = mesh
+            .members()
+            .into_iter()
+            .filter(|m| !m.is_self && m.state == mesh::MemberState::Alive)
+            .map(|m| m.id.peer)
+            .collect();
+        for peer in peers {
+            let asked = tokio::time::timeout(Duration::from_secs(2), hello(mesh, peer)).await;
+            match asked {
+                Ok(Ok(registrar)) => {
+                    tracing::info!(%peer, %registrar, "learned the ledger registrar from a peer");
+                    return Ok(if registrar == me {
+                        Role::Registrar
+                    } else {
+                        Role::Follower(registrar)
+                    });
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "hello failed"),
+                Err(_) => tracing::debug!(%peer, "hello timed out"),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "cannot learn the embedded ledger's registrar from the bootstrap peers within {wait:?}; \
+                 set [naming] registrar = \"<peer id>\" (or \"self\" to keep a ledger of its own)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn request(
+    mesh: &mesh::Mesh,
+    peer: PeerId,
+    req: &Request,
+) -> Result<(mesh::SendStream, mesh::RecvStream)> {
+    let (mut send, recv) = mesh.open_bi(peer, LEDGER_ALPN).await?;
+    mesh::frame::write(&mut send, &serde_json::to_vec(req)?).await?;
+    Ok((send, recv))
+}
+
+async fn read_reply(recv: &mut mesh::RecvStream) -> Result<Reply> {
+    let bytes = mesh::frame::FrameDecoder::new(MAX_MESSAGE)
+        .read(recv)
+        .await?
+        .context("stream ended")?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+async fn hello(mesh: &mesh::Mesh, peer: PeerId) -> Result<PeerId> {
+    let (mut send, mut recv) = request(mesh, peer, &Request::Hello).await?;
+    let _ = send.finish();
+    match read_reply(&mut recv).await? {
+        Reply::Hello { registrar, .. } => Ok(registrar.parse()?),
+        other => anyhow::bail!("unexpected reply {other:?}"),
+    }
+}
+
+/// Serves [`LEDGER_ALPN`] for `ledger`, whose registrar is `registrar`.
+pub fn serve(mesh: &mesh::Mesh, ledger: EmbeddedLedger, registrar: PeerId) -> Result<()> {
+    mesh.dataplane()
+        .serve_streams(LEDGER_ALPN, move |peer, send, recv| {
+            let ledger = ledger.clone();
+            Box::pin(async move {
+                if let Err(e) = handle(ledger, registrar, send, recv).await {
+                    tracing::debug!(%peer, error = %e, "ledger stream ended");
+                }
+            })
+        })
+        .context("cannot serve the ledger protocol")
+}
+
+async fn write_reply(send: &mut mesh::SendStream, reply: &Reply) -> Result<()> {
+    mesh::frame::write(send, &serde_json::to_vec(reply)?).await?;
+    Ok(())
+}
+
+async fn handle(
+    ledger: EmbeddedLedger,
+    registrar: PeerId,
+    mut send: mesh::SendStream,
+    mut recv: mesh::RecvStream,
+) -> Result<()> {
+    let bytes = mesh::frame::FrameDecoder::new(MAX_MESSAGE)
+        .read(&mut recv)
+        .await?
+        .context("no request")?;
+    match serde_json::from_slice::<Request>(&bytes)? {
+        Request::Hello => {
+            let reply = Reply::Hello {
+                registrar: registrar.to_string(),
+                records: ledger.len(),
+            };
+            write_reply(&mut send, &reply).await?;
+            let _ = send.finish();
+        }
+        Request::Submit { tx } => {
+            let reply = match hex::decode(&tx) {
+                Err(_) => Reply::Failed {
+                    error: (&LedgerError::Refused("transaction is not hex".into())).into(),
+                },
+                Ok(tx) => match ledger.submit_signed(&tx).await {
+                    Ok(_) => Reply::Submitted {
+                        records: ledger.len(),
+                    },
+                    Err(e) => Reply::Failed { error: (&e).into() },
+                },
+            };
+            write_reply(&mut send, &reply).await?;
+            let _ = send.finish();
+        }
+        Request::Follow { mut from } => {
+            let mut len = ledger.watch_len();
+            loop {
+                if from < *len.borrow_and_update() {
+                    let l = ledger.clone();
+                    let records =
+                        tokio::task::spawn_blocking(move || l.read_frames(from, BATCH)).await??;
+                    if records.is_empty() {
+                        anyhow::bail!("log shorter than its count");
+                    }
+                    from += records.len() as u64;
+                    let frames: Vec<u8> = records.into_iter().flat_map(|r| r.frame).collect();
+                    write_reply(
+                        &mut send,
+                        &Reply::Frames {
+                            frames: hex::encode(frames),
+                        },
+                    )
+                    .await?;
+                    continue;
+                }
+                match tokio::time::timeout(HEARTBEAT, len.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => {
+                        write_reply(
+                            &mut send,
+                            &Reply::Frames {
+                                frames: String::new(),
+                            },
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keeps `ledger` (a replica) in step with `registrar` until `stop`: follows its log,
+/// reconnecting with backoff whenever the stream breaks (registrar restart, network).
+pub fn spawn_follower(
+    mesh: mesh::Mesh,
+    ledger: EmbeddedLedger,
+    registrar: PeerId,
+    metrics: SyncMetrics,
+    stop: CancellationToken,
+    tracker: &TaskTracker,
+) {
+    tracker.spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            let run = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = follow_once(&mesh, &ledger, registrar, &metrics) => r,
+            };
+            match run {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    failures += 1;
+                    // Quiet while the registrar restarts; loud if it stays away.
+                    if failures % 20 == 1 {
+                        tracing::warn!(%registrar, error = %e, failures, "ledger follow stream failed; retrying");
+                    } else {
+                        tracing::debug!(%registrar, error = %e, "ledger follow stream failed");
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    });
+}
+
+async fn follow_once(
+    mesh: &mesh::Mesh,
+    ledger: &EmbeddedLedger,
+    registrar: PeerId,
+    metrics: &SyncMetrics,
+) -> Result<()> {
+    let (_send, mut recv) =
+        request(mesh, registrar, &Request::Follow { from: ledger.len() }).await?;
+    loop {
+        let reply = tokio::time::timeout(READ_TIMEOUT, read_reply(&mut recv))
+            .await
+            .context("registrar silent")??;
+        let Reply::Frames { frames } = reply else {
+            anyhow::bail!("unexpected reply {reply:?}");
+        };
+        if frames.is_empty() {
+            continue;
+        }
+        let bytes = hex::decode(frames).context("frames are not hex")?;
+        match ledger.append_replicated(&bytes).await {
+            Ok(n) => {
+                metrics.records.set(n as i64);
+                tracing::debug!(records = n, "ledger replica advanced");
+            }
+            Err(e) => {
+                metrics.refused.inc();
+                tracing::warn!(%registrar, error = %e, "replicated ledger records refused");
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+/// The ledger of a follower: reads from the verified local replica, transactions forwarded to
+/// the registrar (signed here by the owner's key, sealed there).
+pub struct FollowerLedger {
+    local: EmbeddedLedger,
+    mesh: mesh::Mesh,
+    registrar: PeerId,
+    metrics: SyncMetrics,
+}
+
+impl FollowerLedger {
+    /// A follower ledger over the replica `local` of `registrar`'s log.
+    pub fn new(
+        local: EmbeddedLedger,
+        mesh: mesh::Mesh,
+        registrar: PeerId,
+        metrics: SyncMetrics,
+    ) -> Self {
+        Self {
+            local,
+            mesh,
+            registrar,
+            metrics,
+        }
+    }
+
+    /// Where to tell a user to go when the registrar cannot be reached.
+    fn registrar_admin(&self) -> String {
+        self.mesh
+            .members()
+            .into_iter()
+            .find(|m| m.id.peer == self.registrar)
+            .and_then(|m| m.meta.and_then(|meta| meta.services.get("admin").cloned()))
+            .map_or_else(|| "unknown".into(), |a| format!("http://{a}"))
+    }
+
+    async fn submit_once(&self, tx: &[u8]) -> Result<u64, LedgerError> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            LedgerError::Unreachable(format!(
+                "the ledger registrar {} (admin {}) cannot be reached: {e}",
+                self.registrar,
+                self.registrar_admin()
+            ))
+        };
+        let exchange = async {
+            let (mut send, mut recv) = request(
+                &self.mesh,
+                self.registrar,
+                &Request::Submit {
+                    tx: hex::encode(tx),
+                },
+            )
+            .await?;
+            let _ = send.finish();
+            read_reply(&mut recv).await
+        };
+        let reply = tokio::time::timeout(SUBMIT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unreachable(&"timed out"))?
+            .map_err(|e| unreachable(&e))?;
+        match reply {
+            Reply::Submitted { records } => Ok(records),
+            Reply::Failed { error } => Err(error.into_error()),
+            other => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Waits until the replica holds `records` records.
+    async fn caught_up(&self, records: u64) -> Result<(), LedgerError> {
+        let mut len = self.local.watch_len();
+        let wait = len.wait_for(|n| *n >= records);
+        match tokio::time::timeout(SUBMIT_TIMEOUT, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(LedgerError::Unreachable(format!(
+                "the registrar {} accepted the transaction but this replica has not received it yet",
+                self.registrar
+            ))),
+        }
+    }
+
+    async fn forward(
+        &self,
+        name: &Name,
+        owner: &OwnerKey,
+        tx: Tx,
+    ) -> Result<LedgerEntry, LedgerError> {
+        self.metrics.forwarded.inc();
+        let mut attempts = 0;
+        loop {
+            let signed = self.local.owner_tx(name, owner, tx.clone())?;
+            match self.submit_once(&signed).await {
+                Ok(records) => {
+                    self.caught_up(records).await?;
+                    return self
+                        .local
+                        .lookup(name)
+                        .await?
+                        .ok_or_else(|| LedgerError::NotRegistered(name.clone()));
+                }
+                // Built on an old tip: catch up and sign again (someone else wrote first).
+                Err(LedgerError::OutOfStep(n)) if attempts < 5 => {
+                    attempts += 1;
+                    self.caught_up(n).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Ledger for FollowerLedger {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+    fn tld(&self) -> &Name {
+        self.local.tld()
+    }
+    fn term(&self) -> Duration {
+        self.local.term()
+    }
+    async fn now(&self) -> Result<u64, LedgerError> {
+        self.local.now().await
+    }
+    fn owner_of(&self, key: &OwnerKey) -> Result<Owner, LedgerError> {
+        self.local.owner_of(key)
+    }
+    async fn lookup(&self, name: &Name) -> Result<Option<LedgerEntry>, LedgerError> {
+        self.local.lookup(name).await
+    }
+    async fn register(
+        &self,
+        name: &Name,
+        owner: &OwnerKey,
+        zone_key: [u8; 32],
+        periods: u32,
+    ) -> Result<LedgerEntry, LedgerError> {
+        self.forward(name, owner, Tx::Register { zone_key, periods })
+            .await
+    }
+    async fn renew(
+        &self,
+        name: &Name,
+        owner: &OwnerKey,
+        periods: u32,
+    ) -> Result<LedgerEntry, LedgerError> {
+        self.forward(name, owner, Tx::Renew { periods }).await
+    }
+    async fn transfer(
+        &self,
+        name: &Name,
+        owner: &OwnerKey,
+        new_owner: Owner,
+    ) -> Result<LedgerEntry, LedgerError> {
+        self.forward(name, owner, Tx::Transfer { new_owner }).await
+    }
+    async fn set_zone_key(
+        &self,
+        name: &Name,
+        owner: &OwnerKey,
+        zone_key: [u8; 32],
+    ) -> Result<LedgerEntry, LedgerError> {
+        self.forward(name, owner, Tx::SetZoneKey { zone_key }).await
+    }
+    fn changes(&self, from: u64) -> BoxStream<'static, Result<LedgerChange, LedgerError>> {
+        self.local.changes(from)
+    }
+}
+
+/// Opens the embedded ledger for `role` under `ledger_dir` and wires replication: the
+/// registrar serves its log; a follower opens its replica (`ledger_dir/follow-<peer>`),
+/// serves it too (for `hello`), and follows the registrar.
+#[allow(clippy::too_many_arguments)]
+pub fn open(
+    role: Role,
+    ledger_dir: &Path,
+    identity: &crate::identity::NodeIdentity,
+    config: naming::EmbeddedConfig,
+    clock: Arc<dyn naming::Clock>,
+    mesh: &mesh::Mesh,
+    metrics: &SyncMetrics,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(Arc<dyn Ledger>, EmbeddedLedger)> {
+    match role {
+        Role::Registrar => {
+            let (ledger, report) =
+                EmbeddedLedger::open(ledger_dir, identity.signing_key().clone(), config, clock)
+                    .context("cannot open the embedded ledger")?;
+            if report.dropped_bytes > 0 {
+                tracing::warn!(
+                    dropped = report.dropped_bytes,
+                    "embedded ledger recovered from a torn write"
+                );
+            }
+            metrics.records.set(ledger.len() as i64);
+            let gauge = metrics.records.clone();
+            let mut len = ledger.watch_len();
+            let stop = shutdown.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = len.changed() => {
+                            if r.is_err() { return; }
+                            gauge.set(*len.borrow() as i64);
+                        }
+                    }
+                }
+            });
+            serve(mesh, ledger.clone(), mesh.peer_id())?;
+            tracing::info!("this node is the embedded ledger's registrar");
+            Ok((Arc::new(ledger.clone()), ledger))
+        }
+        Role::Follower(registrar) => {
+            let key = peer_ed25519_key(&registrar)
+                .with_context(|| format!("registrar {registrar} has no Ed25519 key"))?;
+            let dir = ledger_dir.join(format!("follow-{registrar}"));
+            let (ledger, report) = EmbeddedLedger::open_follower(&dir, key, config, clock)
+                .context("cannot open the ledger replica")?;
+            if report.dropped_bytes > 0 {
+                tracing::warn!(
+                    dropped = report.dropped_bytes,
+                    "ledger replica had records that do not verify; dropped them"
+                );
+            }
+            metrics.records.set(ledger.len() as i64);
+            serve(mesh, ledger.clone(), registrar)?;
+            spawn_follower(
+                mesh.clone(),
+                ledger.clone(),
+                registrar,
+                metrics.clone(),
+                shutdown.clone(),
+                tracker,
+            );
+            tracing::info!(%registrar, records = ledger.len(), "following the embedded ledger's registrar");
+            Ok((
+                Arc::new(FollowerLedger::new(
+                    ledger.clone(),
+                    mesh.clone(),
+                    registrar,
+                    metrics.clone(),
+                )),
+                ledger,
+            ))
+        }
+    }
+}
