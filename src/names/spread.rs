@@ -494,12 +494,18 @@ impl Spreader {
     }
 
     fn serve_sync(self: &Arc<Self>) -> anyhow::Result<()> {
-        let zones = self.zones.clone();
+        // Weak: the data plane outlives nothing it serves, and a strong reference here would
+        // close a cycle (store -> follower ledger -> mesh -> handler -> store) that keeps the
+        // store's database locked after the node stops.
+        let zones = Arc::downgrade(&self.zones);
         self.mesh
             .dataplane()
             .serve_streams(ZONES_ALPN, move |peer, mut send, mut recv| {
                 let zones = zones.clone();
                 Box::pin(async move {
+                    let Some(zones) = zones.upgrade() else {
+                        return;
+                    };
                     // The request is a version marker for now (room for a "since" later).
                     let req = mesh::frame::FrameDecoder::new(MAX_SYNC_REQUEST)
                         .read(&mut recv)
