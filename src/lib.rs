@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod ports;
+pub mod steering;
 pub mod svc_cache;
 pub mod svc_cdn;
 pub mod svc_dns;

@@ -53,6 +53,8 @@ pub struct NodeInfo {
     pub services: BTreeMap<String, ServiceInfo>,
     /// The admin endpoint's real address.
     pub admin_addr: SocketAddr,
+    /// The node's mesh (for in-process tests and tools that act as another service would).
+    pub mesh: mesh::Mesh,
 }
 
 /// Handle to a running node. Dropping it shuts the node down gracefully.
@@ -315,7 +317,7 @@ async fn start_services(
         services: services.clone(),
         registry: Arc::new(registry),
         metrics: node_metrics,
-        mesh: Some(mesh),
+        mesh: Some(mesh.clone()),
     };
     let app = admin::router(state, api);
     let stop = shutdown.clone();
@@ -333,6 +335,7 @@ async fn start_services(
         data_dir: data_dir.path().to_path_buf(),
         services: (*services).clone(),
         admin_addr,
+        mesh,
     };
     Ok((info, data_dir))
 }

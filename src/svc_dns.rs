@@ -1,9 +1,6 @@
 //! Wiring of the DNS service into the node: the zone store as the source of authoritative
-//! answers, the local HTTP gateway as the default steering target, the real address in
+//! answers, steering of site names through the mesh ([`crate::steering`]), the real address in
 //! `services`, metrics under `proxima_dns_*`.
-//!
-//! Steering through the mesh directory (nearest healthy nodes holding a site) is not wired yet:
-//! until it is, site names answer with this node's HTTP address.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,14 +17,19 @@ use crate::config::Config;
 pub async fn start(
     config: &Config,
     zones: Arc<dyn dns::ZoneSource>,
-    _mesh: &mesh::Mesh,
+    mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<dns::DnsHandle> {
     let http_ip = Some(config.http_listen.ip()).filter(|ip| !ip.is_unspecified());
-    let steering = Arc::new(dns::LocalSteering { http_ip });
+    let steering = Arc::new(crate::steering::MeshSteering::start(
+        mesh.clone(),
+        http_ip,
+        shutdown.clone(),
+        tracker,
+    ));
     let dns_config = dns::DnsConfig {
         tlds: config.naming.tlds.clone(),
         ..config.dns.clone()

@@ -19,6 +19,10 @@ const MAX_CNAME_HOPS: usize = 8;
 /// A ready answer may be served from the fast path for at most this long without a zone
 /// change notification, so that expiry of a name is noticed even if nobody announces it.
 pub const MAX_READY_AGE: Duration = Duration::from_secs(30);
+/// A steered answer (A/AAAA synthesized for a site name) is rebuilt from the steering at least
+/// this often, so that a change of the nearest holders reaches clients within a second, whatever
+/// the TTL handed to them.
+pub const STEERED_READY_AGE: Duration = Duration::from_secs(1);
 
 /// One ledger TLD and its synthesized apex records.
 #[derive(Debug, Clone)]
@@ -176,7 +180,7 @@ impl Authority {
                     );
                 } else if let Some(steered) = self.steer(&zone, &cur, RecordType::A, steering) {
                     answers.extend(steered);
-                    max_age = max_age.min(Duration::from_secs(self.steering_ttl.into()));
+                    max_age = max_age.min(self.steered_age());
                 }
                 break;
             }
@@ -189,7 +193,7 @@ impl Authority {
                 && let Some(steered) = self.steer(&zone, &cur, qtype, steering)
             {
                 answers.extend(steered);
-                max_age = max_age.min(Duration::from_secs(self.steering_ttl.into()));
+                max_age = max_age.min(self.steered_age());
             }
             answers.extend(matching);
             break;
@@ -244,6 +248,11 @@ impl Authority {
                 })
                 .collect(),
         )
+    }
+
+    /// How long a steered answer may be served as is.
+    fn steered_age(&self) -> Duration {
+        Duration::from_secs(self.steering_ttl.into()).min(STEERED_READY_AGE)
     }
 
     /// TTL of negative answers.

@@ -1,0 +1,290 @@
+//! Steering of site names through the mesh: which nodes a visitor of a site is sent to.
+//!
+//! A name whose zone holds a site record answers A/AAAA with the nearest healthy nodes that hold
+//! the site and serve HTTP ([`MeshSteering`], the node's [`dns::SiteSteering`]):
+//!
+//! - holders are the DHT providers of the site's manifest (`cdn_edge::Hash::provider_key`, under
+//!   which the CDN announces what it holds); when nobody announces it (or no holder serves HTTP),
+//!   every live member serving HTTP is a candidate, since any gateway can fetch a published site;
+//! - candidates are ordered by the mesh directory (`Mesh::rank`: measured RTT, coordinates,
+//!   health, load, standing), the local node first when it serves HTTP and holds the site;
+//! - each is mapped to the IP of the `http` service it advertises (its QUIC address's IP when it
+//!   listens on an unspecified address), at most [`MAX_ADDRESSES`] of them.
+//!
+//! The DNS request path never waits for the DHT: [`dns::SiteSteering::nodes_for_site`] only
+//! reads a small table. A background task looks up the providers of every site asked for
+//! recently ([`LOOKUP_EVERY`], or [`LOOKUP_EVERY_UNHELD`] while none is known), ranks them again every [`RERANK_EVERY`] (cheap, local), and
+//! forgets sites nobody asked for in [`IDLE`]. The first question for a site is answered from
+//! membership alone, and wakes the task.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mesh::{MemberState, MemberView, Mesh, PeerId};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Most addresses in one steering answer (enough for a client to fail over).
+pub const MAX_ADDRESSES: usize = 4;
+/// Provider lists are looked up again this often for sites still asked for.
+pub const LOOKUP_EVERY: Duration = Duration::from_secs(15);
+/// Until some holder is found, a site is looked up this often (it was probably just published).
+pub const LOOKUP_EVERY_UNHELD: Duration = Duration::from_secs(3);
+/// A DHT lookup taking longer than this is abandoned (the old list stays).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Answers are ranked again this often (RTTs, liveness and load change).
+pub const RERANK_EVERY: Duration = Duration::from_secs(1);
+/// A site nobody asked for in this long is forgotten.
+pub const IDLE: Duration = Duration::from_secs(600);
+/// Most sites tracked at once; beyond this, new sites are answered from membership alone.
+pub const MAX_SITES: usize = 4096;
+/// DHT lookups running at once.
+const MAX_LOOKUPS: usize = 16;
+
+/// What is known about one site.
+#[derive(Debug)]
+struct Site {
+    /// Its holders from the last lookup (`None`: not looked up yet).
+    providers: Option<Vec<PeerId>>,
+    /// When the last lookup started.
+    looked_up: Option<Instant>,
+    /// A lookup is running.
+    in_flight: bool,
+    /// The current answer.
+    answer: Arc<[IpAddr]>,
+    /// When DNS last asked.
+    last_asked: Instant,
+}
+
+/// The mesh-backed [`dns::SiteSteering`] of a node. Cheap to clone.
+#[derive(Clone)]
+pub struct MeshSteering {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mesh: Mesh,
+    /// This node's HTTP IP from its configuration (used until its own advertisement is seen).
+    local_http: Option<IpAddr>,
+    sites: Mutex<HashMap<[u8; 32], Site>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for MeshSteering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshSteering")
+            .field("sites", &self.inner.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeshSteering {
+    /// Steering over `mesh`; `local_http` is this node's HTTP IP if it serves HTTP on a
+    /// specific address. The refresh task runs on the current runtime until `shutdown`.
+    pub fn start(
+        mesh: Mesh,
+        local_http: Option<IpAddr>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
+        let steering = Self {
+            inner: Arc::new(Inner {
+                mesh,
+                local_http,
+                sites: Mutex::default(),
+                wake: Notify::new(),
+            }),
+        };
+        let s = steering.clone();
+        let inner_tracker = tracker.clone();
+        tracker.spawn(async move { s.refresh_loop(shutdown, inner_tracker).await });
+        steering
+    }
+
+    async fn refresh_loop(self, shutdown: CancellationToken, tracker: TaskTracker) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(RERANK_EVERY) => {}
+            }
+            let now = Instant::now();
+            let due = self.due_lookups(now);
+            for manifest in due {
+                let s = self.clone();
+                tracker.spawn(async move { s.lookup(manifest).await });
+            }
+            self.rerank();
+        }
+    }
+
+    /// Forgets idle sites and marks the ones whose provider list is due for a lookup.
+    fn due_lookups(&self, now: Instant) -> Vec<[u8; 32]> {
+        let mut sites = self.inner.lock();
+        sites.retain(|_, s| now.duration_since(s.last_asked) < IDLE);
+        let running = sites.values().filter(|s| s.in_flight).count();
+        let mut due = Vec::new();
+        for (m, s) in sites.iter_mut() {
+            if running + due.len() >= MAX_LOOKUPS {
+                break;
+            }
+            let every = match &s.providers {
+                Some(p) if !p.is_empty() => LOOKUP_EVERY,
+                _ => LOOKUP_EVERY_UNHELD,
+            };
+            let stale = s.looked_up.is_none_or(|t| now.duration_since(t) >= every);
+            if stale && !s.in_flight {
+                s.in_flight = true;
+                s.looked_up = Some(now);
+                due.push(*m);
+            }
+        }
+        due
+    }
+
+    /// Asks the DHT who provides `manifest`, then ranks it again with the result.
+    async fn lookup(self, manifest: [u8; 32]) {
+        let key = cdn_edge::Hash(manifest).provider_key();
+        let found =
+            tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.mesh.control().providers(key)).await;
+        let providers = match found {
+            Ok(Ok(p)) => Some(p),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "site provider lookup failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("site provider lookup timed out");
+                None
+            }
+        };
+        let answer = providers.as_ref().map(|p| self.rank(p));
+        let mut sites = self.inner.lock();
+        if let Some(s) = sites.get_mut(&manifest) {
+            s.in_flight = false;
+            if let (Some(p), Some(a)) = (providers, answer) {
+                tracing::debug!(providers = p.len(), answer = ?a, "site providers looked up");
+                s.providers = Some(p);
+                s.answer = a.into();
+            }
+        }
+    }
+
+    /// Ranks every tracked site again from its last provider list.
+    fn rerank(&self) {
+        let lists: Vec<([u8; 32], Vec<PeerId>)> = self
+            .inner
+            .lock()
+            .iter()
+            .map(|(m, s)| (*m, s.providers.clone().unwrap_or_default()))
+            .collect();
+        if lists.is_empty() {
+            return;
+        }
+        let answers: Vec<([u8; 32], Vec<IpAddr>)> =
+            lists.into_iter().map(|(m, p)| (m, self.rank(&p))).collect();
+        let mut sites = self.inner.lock();
+        for (m, a) in answers {
+            if let Some(s) = sites.get_mut(&m)
+                && *s.answer != *a
+            {
+                s.answer = a.into();
+            }
+        }
+    }
+
+    /// The addresses to send visitors of a site held by `providers` to, best first.
+    fn rank(&self, providers: &[PeerId]) -> Vec<IpAddr> {
+        let mesh = &self.inner.mesh;
+        let members = mesh.members();
+        let me = mesh.peer_id();
+        let http: HashMap<PeerId, IpAddr> = members
+            .iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .filter_map(|m| Some((m.id.peer, self.http_ip(m)?)))
+            .collect();
+        let mut candidates: Vec<PeerId> = providers
+            .iter()
+            .filter(|p| http.contains_key(p))
+            .copied()
+            .collect();
+        if candidates.is_empty() {
+            // Nobody serving HTTP announced it: every gateway can fetch a published site.
+            candidates = http.keys().copied().collect();
+        }
+        let local_has = candidates.contains(&me);
+        let mut out: Vec<IpAddr> = Vec::with_capacity(MAX_ADDRESSES);
+        for r in mesh.rank(&candidates, local_has) {
+            if let Some(ip) = http.get(&r.peer)
+                && !out.contains(ip)
+            {
+                out.push(*ip);
+                if out.len() == MAX_ADDRESSES {
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            // No membership view yet (the node is starting): this node, if it serves HTTP.
+            out.extend(self.inner.local_http);
+        }
+        out
+    }
+
+    /// The IP a member's HTTP gateway is reached at, if it serves HTTP.
+    fn http_ip(&self, m: &MemberView) -> Option<IpAddr> {
+        let advertised = m
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.services.get("http"))
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+            .map(|a| a.ip());
+        let ip = match advertised {
+            Some(ip) if !ip.is_unspecified() => ip,
+            // Listening on every address: the one its data plane is reached at.
+            Some(_) if !m.id.quic.ip().is_unspecified() => m.id.quic.ip(),
+            Some(_) => return None,
+            // Not advertised yet: only this node knows its own.
+            None if m.is_self => self.inner.local_http?,
+            None => return None,
+        };
+        Some(ip)
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], Site>> {
+        self.sites.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl dns::SiteSteering for MeshSteering {
+    fn nodes_for_site(&self, manifest: &[u8; 32]) -> Vec<IpAddr> {
+        let now = Instant::now();
+        {
+            let mut sites = self.inner.lock();
+            if let Some(s) = sites.get_mut(manifest) {
+                s.last_asked = now;
+                return s.answer.to_vec();
+            }
+        }
+        // First question for this site: answer from membership alone (no DHT), start tracking.
+        let answer = self.rank(&[]);
+        let mut sites = self.inner.lock();
+        if sites.len() < MAX_SITES {
+            sites.entry(*manifest).or_insert_with(|| Site {
+                providers: None,
+                looked_up: None,
+                in_flight: false,
+                answer: answer.clone().into(),
+                last_asked: now,
+            });
+            drop(sites);
+            self.inner.wake.notify_one();
+        }
+        answer
+    }
+}

@@ -1,0 +1,157 @@
+//! Steering answers through the mesh: four nodes on an emulated WAN (real PlanetLab RTTs), each
+//! serving HTTP on its own loopback address, so that the A records of a site name say which
+//! nodes DNS sends a visitor to. Asked at node 0, with `dig`:
+//!
+//! - nobody announces the site: every node serving HTTP, node 0 first, then nearest first;
+//! - two nodes announce its manifest (the DHT provider key the CDN announces under): only
+//!   those two, the nearest first (node 0 does not hold it);
+//! - the nearest holder dies: it leaves the answer;
+//! - an explicit A record in the zone wins over steering.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+use std::time::Duration;
+
+use proxima::harness::{Cluster, TestNode, dig, wait_for, wan_options};
+
+/// Rows of mesh/testdata/planetlab-490.tsv: from the first, the others are 8, 50 and 140 ms away.
+const ROWS: [usize; 4] = [0, 133, 378, 485];
+
+fn planetlab() -> Vec<Vec<f64>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/mesh/testdata/planetlab-490.tsv"
+    );
+    let text = std::fs::read_to_string(path).expect("mesh/testdata/planetlab-490.tsv");
+    text.lines()
+        .map(|l| l.split('\t').map(|v| v.parse().unwrap()).collect())
+        .collect()
+}
+
+fn proxima(node: &TestNode, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_proxima"))
+        .args(args)
+        .args(["--node", &node.admin_url()])
+        .output()
+        .expect("the CLI runs");
+    assert!(
+        out.status.success(),
+        "proxima {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The A records `dig` gets for `name` from `node`, in answer order.
+fn a_records(node: &TestNode, name: &str) -> Vec<IpAddr> {
+    let addr: SocketAddr = node.addr("dns").expect("dns service").parse().unwrap();
+    dig(addr, &["+short", name, "A"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn http_ip(i: usize) -> IpAddr {
+    IpAddr::from([127, 0, 0, u8::try_from(i + 1).unwrap()])
+}
+
+/// Waits until node 0 answers `want` for `name`, or fails with the last answer.
+fn expect_answer(cluster: &Cluster, name: &str, want: &[IpAddr], deadline: Duration, why: &str) {
+    let mut last = Vec::new();
+    let ok = wait_for(deadline, || {
+        last = a_records(cluster.node(0), name);
+        last == want
+    });
+    assert!(
+        ok.is_ok(),
+        "{why}: wanted {want:?}, node 0 answers {last:?}"
+    );
+}
+
+#[test]
+fn site_names_answer_with_the_nearest_healthy_holders() {
+    let full = planetlab();
+    let rtt = |a: usize, b: usize| {
+        if a == b { 0.0 } else { full[ROWS[a]][ROWS[b]] }
+    };
+    let wan = mesh::WanEmulator::new(ROWS.len(), rtt, 5);
+    let mut cluster = Cluster::start_meshed(
+        ROWS.len(),
+        |i, c| c.http_listen = SocketAddr::new(http_ip(i), 0),
+        |i| wan_options(&wan, i),
+        Duration::from_secs(60),
+    )
+    .expect("four nodes on the emulated WAN see each other");
+
+    // A site record whose manifest nobody announces yet.
+    let manifest = cdn_edge::Hash::of(b"the bars.proxima site manifest");
+    let node0 = cluster.node(0);
+    proxima(node0, &["name", "register", "bars.proxima"]);
+    proxima(
+        node0,
+        &["name", "set", "bars.proxima", "SITE", &manifest.to_hex()],
+    );
+    let everyone: Vec<IpAddr> = (0..ROWS.len()).map(http_ip).collect();
+    expect_answer(
+        &cluster,
+        "bars.proxima",
+        &everyone,
+        Duration::from_secs(30),
+        "unannounced site: every HTTP node, local first, then by RTT (8, 50, 140 ms)",
+    );
+
+    // Nodes 2 (50 ms away) and 3 (140 ms) hold it and announce it, as the CDN does.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in [3, 2] {
+        let mesh = cluster.node(i).handle().unwrap().info().mesh.clone();
+        rt.block_on(mesh.control().start_providing(manifest.provider_key()))
+            .expect("announce the manifest");
+    }
+    expect_answer(
+        &cluster,
+        "bars.proxima",
+        &[http_ip(2), http_ip(3)],
+        Duration::from_secs(30),
+        "announced by nodes 2 and 3: only they, nearest first",
+    );
+    // AAAA: no holder has an IPv6 address, so NOERROR without records rather than a wrong one.
+    let addr: SocketAddr = cluster.node(0).addr("dns").unwrap().parse().unwrap();
+    let aaaa = dig(addr, &["bars.proxima", "AAAA"]).unwrap();
+    assert!(aaaa.contains("status: NOERROR"), "{aaaa}");
+    assert!(aaaa.contains("ANSWER: 0"), "{aaaa}");
+    // A short TTL: the steering TTL, not the zone's.
+    let full_answer = dig(addr, &["+noall", "+answer", "bars.proxima", "A"]).unwrap();
+    let ttl: u32 = full_answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+        .expect("a TTL in the answer");
+    assert!(ttl <= 30, "steering TTL {ttl}: {full_answer}");
+
+    // The nearest holder dies: the other one is left.
+    cluster.node_mut(2).kill();
+    expect_answer(
+        &cluster,
+        "bars.proxima",
+        &[http_ip(3)],
+        Duration::from_secs(30),
+        "node 2 died: only node 3",
+    );
+
+    // Explicit addresses in the zone win over steering.
+    proxima(
+        cluster.node(0),
+        &["name", "set", "bars.proxima", "A", "192.0.2.7"],
+    );
+    expect_answer(
+        &cluster,
+        "bars.proxima",
+        &["192.0.2.7".parse().unwrap()],
+        Duration::from_secs(10),
+        "explicit A record",
+    );
+}
