@@ -112,10 +112,27 @@ struct NodeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     eth_registry: Option<String>,
+    /// Acknowledge cache writes only once the slot's live replicas applied them
+    /// (`[cache] sync_replication`).
+    #[arg(long)]
+    #[serde(
+        rename = "cache",
+        skip_serializing_if = "std::ops::Not::not",
+        serialize_with = "cache_sync_flag"
+    )]
+    cache_sync_replication: bool,
     /// Log format.
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_format: Option<LogFormat>,
+}
+
+/// `--cache-sync-replication` as the `[cache]` table `{ sync_replication = true }`.
+fn cache_sync_flag<S: serde::Serializer>(on: &bool, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(1))?;
+    m.serialize_entry("sync_replication", on)?;
+    m.end()
 }
 
 impl NodeArgs {

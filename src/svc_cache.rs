@@ -1,7 +1,9 @@
 //! Wiring of the Redis-compatible cache into the node: `[cache]` configuration, the real
-//! address as service `redis`, metrics under `proxima_cache_*`.
+//! address as service `redis`, metrics under `proxima_cache_*`, and the mesh the keyspace is
+//! spread over (slots, replication and proxying live in `cache::cluster`).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use prometheus_client::registry::Registry;
@@ -11,15 +13,35 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, ServiceInfo};
 use crate::config::Config;
 
-/// Starts the cache server on `config.redis_listen`.
+/// How long a node that has bootstrap peers waits to see another cache member before it
+/// computes its first slot map (so that it pulls its ranges instead of serving them empty).
+const JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts the cache server on `config.redis_listen`, spread over `mesh`.
 pub async fn start(
     config: &Config,
-    _mesh: &mesh::Mesh,
+    mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<cache::CacheHandle> {
+    if !config.bootstrap.is_empty() {
+        // Our own `redis` address is advertised only after this returns, so no member routes
+        // to this node before its first map exists.
+        let start = Instant::now();
+        while start.elapsed() < JOIN_WAIT
+            && !mesh.members().iter().any(|m| {
+                !m.is_self
+                    && m.state == mesh::MemberState::Alive
+                    && m.meta
+                        .as_ref()
+                        .is_some_and(|x| x.services.contains_key("redis"))
+            })
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let handle = cache::start(
         &config.cache,
         config.redis_listen,
@@ -27,6 +49,7 @@ pub async fn start(
             registry: registry.sub_registry_with_prefix("cache"),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
+            mesh: Some(mesh.clone()),
         },
     )
     .await

@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
                 registry: &mut registry,
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
+                mesh: None,
             },
         )
         .await?;

@@ -20,6 +20,12 @@ pub struct Config {
     pub maxclients: usize,
     /// Largest bulk string a client may send (`proto-max-bulk-len`), e.g. `"512mb"`.
     pub proto_max_bulk_len: String,
+    /// Copies of every slot across the mesh (the primary included); 1 = no replicas.
+    pub replication_factor: usize,
+    /// Acknowledge a write only once every live replica of its slot has applied it
+    /// (`--cache-sync-replication`). Off: replicas are updated asynchronously, in order, right
+    /// after the reply, so a primary that dies may lose its last writes.
+    pub sync_replication: bool,
 }
 
 impl Default for Config {
@@ -31,6 +37,8 @@ impl Default for Config {
             allow_remote_without_password: false,
             maxclients: 10_000,
             proto_max_bulk_len: "512mb".into(),
+            replication_factor: 2,
+            sync_replication: false,
         }
     }
 }

@@ -61,9 +61,47 @@ pub struct ConnState {
     /// While a woken blocking command runs again: its original deadline, so that losing the
     /// race for an element does not extend the wait.
     pub retry_deadline: Option<u64>,
+    /// Cluster routing state (MOVED or proxying, READONLY, forwards of this batch).
+    pub cl: crate::cluster::ConnCluster,
 }
 
 impl ConnState {
+    /// A connection state without a client socket (a peer's proxied session, a replication
+    /// link); the receiver is its pub/sub queue.
+    pub fn detached(shared: &Shared) -> (Self, mpsc::Receiver<PubMsg>) {
+        let id = shared.next_client_id();
+        let kill = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let info = Arc::new(ClientInfo {
+            id,
+            addr: shared.addr,
+            laddr: shared.addr,
+            created: std::time::Instant::now(),
+            name: Default::default(),
+            lib: Default::default(),
+            kill: kill.clone(),
+            subs: Default::default(),
+            resp3: Default::default(),
+        });
+        let conn = Self {
+            id,
+            info,
+            authenticated: true,
+            multi: None,
+            multi_failed: false,
+            watched: Vec::new(),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            sub: Subscriber { id, tx, kill },
+            close: false,
+            block: None,
+            waiter: Arc::new(Notify::new()),
+            retry_deadline: None,
+            cl: Default::default(),
+        };
+        (conn, rx)
+    }
+
     /// Subscriptions (channels + patterns).
     pub fn sub_count(&self) -> usize {
         self.channels.len() + self.patterns.len()
@@ -124,6 +162,7 @@ pub async fn serve(
         block: None,
         waiter: Arc::new(Notify::new()),
         retry_deadline: None,
+        cl: Default::default(),
     };
     let span = tracing::debug_span!("redis_conn", id, %peer);
     let _e = span.enter();
@@ -136,7 +175,8 @@ pub async fn serve(
     shared.metrics.connected_clients.dec();
 }
 
-fn cleanup(shared: &Shared, conn: &mut ConnState) {
+/// Releases what a connection holds (subscriptions, watches, a blocked wait).
+pub fn cleanup(shared: &Shared, conn: &mut ConnState) {
     shared.clients.lock().remove(&conn.id);
     if conn.sub_count() > 0 {
         let mut ps = shared.pubsub.lock();
@@ -172,7 +212,7 @@ async fn run(
         inbuf.advance(consumed);
         while let Some(block) = conn.block.take() {
             // Write what came before the blocking command first.
-            flush(shared, stream, &mut out).await?;
+            flush(shared, stream, conn, &mut out).await?;
             let timed_out = tokio::select! {
                 biased;
                 _ = &mut killed => {
@@ -192,7 +232,7 @@ async fn run(
                 inbuf.advance(consumed);
             }
         }
-        flush(shared, stream, &mut out).await?;
+        flush(shared, stream, conn, &mut out).await?;
         if conn.close {
             return Ok(());
         }
@@ -235,7 +275,13 @@ async fn run(
     }
 }
 
-async fn flush(shared: &Shared, stream: &mut TcpStream, out: &mut Reply) -> std::io::Result<()> {
+async fn flush(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    conn: &mut ConnState,
+    out: &mut Reply,
+) -> std::io::Result<()> {
+    finish_batch(shared, conn, out).await;
     if out.buf.is_empty() {
         return Ok(());
     }
@@ -250,6 +296,23 @@ async fn flush(shared: &Shared, stream: &mut TcpStream, out: &mut Reply) -> std:
         out.buf.clear();
     }
     Ok(())
+}
+
+/// Completes a batch in a cluster: sends its forwarded commands and splices their replies in
+/// place, then waits for the replication acknowledgements its writes need (sync mode).
+pub async fn finish_batch(shared: &Shared, conn: &mut ConnState, out: &mut Reply) {
+    let Some(cl) = shared.cluster.get() else {
+        return;
+    };
+    if !conn.cl.pending.is_empty() {
+        let offsets: Vec<usize> = conn.cl.pending.iter().map(|p| p.offset).collect();
+        let replies = crate::cluster::forward::run_pending(shared, cl, &mut conn.cl, out.resp3).await;
+        crate::cluster::forward::splice(&mut out.buf, &offsets, replies);
+    }
+    if !conn.cl.waits.is_empty() {
+        let waits = std::mem::take(&mut conn.cl.waits);
+        cl.wait_acks(waits).await;
+    }
 }
 
 async fn sleep_until_ms(deadline: u64) {
@@ -403,6 +466,12 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         ctx.out.error(&format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name));
         return;
     }
+    if !ctx.routed
+        && let Some(cl) = ctx.shared.cluster.get()
+        && route(ctx, cl, cmd, args)
+    {
+        return;
+    }
     if ctx.conn.multi.is_some()
         && !matches!(
             cmd.name,
@@ -416,6 +485,171 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         return;
     }
     ctx.run(cmd, args);
+}
+
+/// Cluster routing before dispatch; true if the command was answered (an error, `MOVED`) or
+/// queued for forwarding.
+fn route(
+    ctx: &mut Ctx<'_>,
+    cl: &crate::cluster::Cluster,
+    cmd: &'static Command,
+    args: &[&[u8]],
+) -> bool {
+    use crate::cluster::Decision;
+    let asking = std::mem::replace(&mut ctx.conn.cl.asking, false);
+    let in_multi = ctx.conn.multi.is_some();
+    if in_multi && !matches!(cmd.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+        // A plain client's transaction is routed as a whole at EXEC; a cluster-aware one is
+        // told at queue time, as Redis does.
+        if !ctx.conn.cl.aware {
+            return false;
+        }
+    }
+    let decision = if cmd.name == "exec" && in_multi && !ctx.conn.cl.aware {
+        match exec_slot(ctx) {
+            Ok(None) => Decision::Local,
+            Ok(Some(_)) if ctx.conn.multi_failed => Decision::Local,
+            Ok(Some(slot)) => {
+                // Route as a read of the slot's first queued key would be, but as a write.
+                let q = ctx.conn.multi.as_ref().map(|q| q[0].clone()).unwrap_or_default();
+                let v: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
+                let c = lower(v[0], &mut [0u8; 32]).and_then(table::lookup);
+                match c {
+                    Some(c) => match cl.route(&ctx.conn.cl, c, &v) {
+                        Decision::Error(e) if e.starts_with("MOVED") => Decision::Local,
+                        d => d,
+                    },
+                    None => {
+                        let _ = slot;
+                        Decision::Local
+                    }
+                }
+            }
+            Err(e) => Decision::Error(e.into()),
+        }
+    } else {
+        let mut d = cl.route(&ctx.conn.cl, cmd, args);
+        if asking && let Decision::Error(e) = &d
+            && e.starts_with("MOVED")
+        {
+            d = Decision::Local;
+        }
+        d
+    };
+    match decision {
+        Decision::Local => false,
+        Decision::Error(e) => {
+            if in_multi && cmd.name != "exec" {
+                ctx.conn.multi_failed = true;
+            }
+            if cmd.name == "exec" {
+                ctx.conn.multi = None;
+                ctx.conn.multi_failed = false;
+            }
+            ctx.out.error(&e);
+            true
+        }
+        Decision::Forward {
+            peer,
+            exec,
+            hops,
+            slot,
+        } => {
+            let mut req = BytesMut::new();
+            let (ncmds, take_last) = if cmd.name == "exec" {
+                let queued = ctx.conn.multi.take().unwrap_or_default();
+                crate::cluster::proto::command(&mut req, &[b"MULTI"]);
+                for q in &queued {
+                    let v: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
+                    crate::cluster::proto::command(&mut req, &v);
+                }
+                crate::cluster::proto::command(&mut req, &[b"EXEC"]);
+                let watched = std::mem::take(&mut ctx.conn.watched);
+                let id = ctx.conn.id;
+                ctx.db().unwatch(id, &watched);
+                (queued.len() + 2, true)
+            } else {
+                crate::cluster::proto::command(&mut req, args);
+                (1, false)
+            };
+            let offset = ctx.out.buf.len();
+            ctx.conn.cl.pending.push(crate::cluster::forward::Pending {
+                offset,
+                peer,
+                exec,
+                hops,
+                slot,
+                req,
+                ncmds,
+                take_last,
+            });
+            true
+        }
+    }
+}
+
+/// The one slot a queued transaction addresses (`None`: no keys).
+fn exec_slot(ctx: &Ctx<'_>) -> Result<Option<u16>, &'static str> {
+    let mut slot = None;
+    for q in ctx.conn.multi.iter().flatten() {
+        let v: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
+        let Some(c) = lower(v[0], &mut [0u8; 32]).and_then(table::lookup) else {
+            continue;
+        };
+        match (crate::cluster::command_slot(c, &v)?, slot) {
+            (Some(s), None) => slot = Some(s),
+            (Some(s), Some(x)) if s != x => {
+                return Err("CROSSSLOT Keys in request don't hash to the same slot");
+            }
+            _ => {}
+        }
+    }
+    Ok(slot)
+}
+
+/// Runs the requests in `buf` one by one (each under its own keyspace lock), for peers'
+/// requests. Returns, per command, the span of its reply in `out` and the number of pending
+/// forwards after it (a command that was queued for forwarding has an empty span).
+pub fn run_each(
+    shared: &Shared,
+    conn: &mut ConnState,
+    buf: &[u8],
+    out: &mut Reply,
+) -> Vec<(usize, usize, usize)> {
+    let limits = shared.limits();
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(16);
+    let mut pos = 0;
+    let mut segs = Vec::new();
+    while pos < buf.len() && !conn.close {
+        let start = out.buf.len();
+        match resp::parse(&buf[pos..], &mut argv, limits) {
+            Ok(Parsed::Multibulk { consumed }) => {
+                pos += consumed;
+                if !argv.is_empty() {
+                    let mut ctx = Ctx::new(shared, conn, out, now_ms());
+                    ctx.may_block = false;
+                    execute(&mut ctx, &argv);
+                }
+            }
+            Ok(Parsed::Inline { consumed, args }) => {
+                pos += consumed;
+                if !args.is_empty() {
+                    let v: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    let mut ctx = Ctx::new(shared, conn, out, now_ms());
+                    ctx.may_block = false;
+                    execute(&mut ctx, &v);
+                }
+            }
+            Ok(Parsed::Incomplete { .. }) | Err(_) => {
+                out.error("ERR Protocol error: bad request from a peer");
+                segs.push((start, out.buf.len(), conn.cl.pending.len()));
+                break;
+            }
+        }
+        conn.block = None;
+        segs.push((start, out.buf.len(), conn.cl.pending.len()));
+    }
+    segs
 }
 
 /// A connection without a socket: feed request bytes, get reply bytes. Runs exactly the code a
@@ -472,6 +706,7 @@ impl Session {
             block: None,
             waiter: Arc::new(Notify::new()),
             retry_deadline: None,
+            cl: Default::default(),
         };
         Self {
             shared,

@@ -18,6 +18,7 @@
 //! Nothing here is global: every server has its own [`shared::Shared`], so one process can run
 //! many nodes.
 
+pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod conn;
@@ -72,6 +73,9 @@ pub enum Error {
         "refusing to listen on {0} (beyond loopback) without cache.requirepass; set a password or cache.allow_remote_without_password = true"
     )]
     RemoteWithoutPassword(SocketAddr),
+    /// The cache protocol could not be registered on the mesh.
+    #[error("cannot serve the cache protocol on the mesh: {0}")]
+    Mesh(String),
 }
 
 /// What the node passes in.
@@ -83,6 +87,8 @@ pub struct Deps<'a> {
     pub shutdown: CancellationToken,
     /// Where the server's tasks are tracked, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The mesh to spread the keyspace over; `None` serves every slot alone.
+    pub mesh: Option<mesh::Mesh>,
 }
 
 /// A running cache server.
@@ -172,6 +178,25 @@ pub async fn start(
         })?;
     }
 
+    if let Some(mesh) = deps.mesh.clone() {
+        let cl = Arc::new(cluster::Cluster::new(
+            mesh.clone(),
+            addr,
+            config.replication_factor.max(1),
+            config.sync_replication,
+            deps.shutdown.child_token(),
+        ));
+        let _ = shared.cluster.set(cl.clone());
+        let (s, c) = (shared.clone(), cl.clone());
+        mesh.dataplane()
+            .serve_streams(cluster::proto::ALPN, move |peer, send, recv| {
+                Box::pin(cluster::serve::handle(s.clone(), c.clone(), peer, send, recv))
+            })
+            .map_err(|e| Error::Mesh(e.to_string()))?;
+        cl.install_first(&shared);
+        deps.tracker
+            .spawn(cluster::membership::run(cl, shared.clone()));
+    }
     let tracker = deps.tracker.clone();
     let shutdown = deps.shutdown.clone();
     let s = shared.clone();

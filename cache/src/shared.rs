@@ -81,6 +81,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Maximum number of clients.
     pub maxclients: AtomicUsize,
+    /// The cluster layer, when the server runs on a mesh.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -174,6 +176,7 @@ impl Shared {
             addr,
             metrics,
             maxclients: AtomicUsize::new(10000),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 

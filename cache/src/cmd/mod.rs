@@ -85,6 +85,8 @@ pub struct Ctx<'a> {
     pub conn: &'a mut ConnState,
     /// Whether a blocking command may block (false inside MULTI and after its deadline).
     pub may_block: bool,
+    /// Routing was decided already (commands run by EXEC): run here.
+    pub routed: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -97,6 +99,7 @@ impl<'a> Ctx<'a> {
             now,
             conn,
             may_block: true,
+            routed: false,
         }
     }
 
@@ -134,6 +137,14 @@ impl<'a> Ctx<'a> {
                 CmdError::Static(s) => self.out.error(s),
                 CmdError::Owned(s) => self.out.error(&s),
             }
+        }
+        if let Some(cl) = self.shared.cluster.get()
+            && !self.conn.cl.apply
+            && cmd.flags.contains(&"write")
+        {
+            let (now, shared) = (self.now, self.shared);
+            let db = self.guard.get_or_insert_with(|| shared.db.lock());
+            cl.capture(db, now, cmd, args, &mut self.conn.cl.waits);
         }
     }
 

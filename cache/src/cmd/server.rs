@@ -780,8 +780,19 @@ pub fn role(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// READONLY / READWRITE (accepted; a one-node cluster serves everything itself)
-pub fn readonly(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
+/// READONLY / READWRITE: whether replicas may answer this connection's reads. Either marks
+/// the client as cluster-aware (it gets `MOVED` instead of being proxied).
+pub fn readonly(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    ctx.conn.cl.readonly = eq_ic(args[0], "readonly");
+    ctx.conn.cl.aware = true;
+    ctx.out.ok();
+    Ok(())
+}
+
+/// ASKING: the next command runs here even if this node would redirect it.
+pub fn asking(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
+    ctx.conn.cl.asking = true;
+    ctx.conn.cl.aware = true;
     ctx.out.ok();
     Ok(())
 }
@@ -852,6 +863,35 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let s = sub(args, "cluster")?;
     let port = i64::from(ctx.shared.addr.port());
     let id = ctx.shared.node_id.clone();
+    if let Some(cl) = ctx.shared.cluster.get() {
+        let v = cl.view();
+        match s.name {
+            "cluster|info" => {
+                ctx.out.verbatim(v.info_text().as_bytes());
+                return Ok(());
+            }
+            "cluster|myid" => {
+                ctx.out.bulk(v.me().id.as_bytes());
+                return Ok(());
+            }
+            "cluster|slots" => {
+                ctx.conn.cl.aware = true;
+                v.write_slots(ctx.out);
+                return Ok(());
+            }
+            "cluster|shards" => {
+                ctx.conn.cl.aware = true;
+                v.write_shards(ctx.out);
+                return Ok(());
+            }
+            "cluster|nodes" => {
+                ctx.conn.cl.aware = true;
+                ctx.out.verbatim(v.nodes_text().as_bytes());
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
     match s.name {
         "cluster|info" => {
             let t = "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n";
@@ -1060,6 +1100,18 @@ pub fn subscribe(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// PUBLISH channel message
 pub fn publish(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let n = ctx.shared.pubsub.lock().publish(args[1], args[2]);
+    // Every other member delivers it to its own subscribers, in order per publisher; the
+    // count is this node's receivers, as Redis Cluster answers.
+    if let Some(cl) = ctx.shared.cluster.get()
+        && !ctx.conn.cl.apply
+    {
+        let mut b = bytes::BytesMut::new();
+        crate::cluster::proto::command(&mut b, &[b"PUBLISH", args[1], args[2]]);
+        let rec = crate::cluster::proto::Record::Publish(b.freeze());
+        for l in cl.all_links() {
+            l.push(rec.clone());
+        }
+    }
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -1137,11 +1189,13 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
     }
     ctx.out.array(queued.len());
     let may_block = std::mem::replace(&mut ctx.may_block, false);
+    let routed = std::mem::replace(&mut ctx.routed, true);
     for q in &queued {
         let v: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
         crate::conn::execute(ctx, &v);
     }
     ctx.may_block = may_block;
+    ctx.routed = routed;
     Ok(())
 }
 

@@ -805,6 +805,7 @@ pub static COMMANDS: &[Command] = &[
     c("lastsave", 1, &["loading", "stale", "fast"], 0, 0, 0, &["@fast", "@admin", "@dangerous"], server::lastsave, "server", "Returns the Unix timestamp of the last successful save to disk."),
     c("role", 1, &["noscript", "loading", "stale", "fast"], 0, 0, 0, &["@admin", "@fast", "@dangerous"], server::role, "server", "Returns the replication role."),
     c("readonly", 1, &["loading", "stale", "fast"], 0, 0, 0, A_CONN, server::readonly, "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    c("asking", 1, &["fast"], 0, 0, 0, A_CONN, server::asking, "cluster", "Signals that a cluster client is following an -ASK redirect."),
     c("readwrite", 1, &["loading", "stale", "fast"], 0, 0, 0, A_CONN, server::readonly, "cluster", "Enables read-write queries for a connection to a Reids Cluster replica node."),
     c("save", 1, &["admin", "noscript", "no_async_loading", "no_multi"], 0, 0, 0, A_ADMIN, server::save, "server", "Synchronously saves the database(s) to disk."),
     c("bgsave", -1, &["admin", "noscript", "no_async_loading"], 0, 0, 0, A_ADMIN, server::save, "server", "Asynchronously saves the database(s) to disk."),

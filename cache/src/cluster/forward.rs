@@ -1,0 +1,227 @@
+//! Proxying a client's commands to the node that owns their slot.
+//!
+//! The commands of one pipelined batch that go elsewhere are grouped per peer and sent as one
+//! frame each, to all peers at once, on a stream the client connection keeps per peer (so
+//! `WATCH`/`MULTI` state lives on the remote side for the connection's lifetime). If a peer
+//! does not answer within [`FORWARD_TIMEOUT`], it is suspected and the commands go to the next
+//! holder of their slot, which runs them whatever its view says.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mesh::PeerId;
+
+use super::proto::{self, F_EXEC, F_READONLY, F_RESP3, KIND_SESSION, MAX_FRAME};
+use super::{Cluster, ConnCluster};
+use crate::shared::Shared;
+
+/// How long a forwarded batch may take before the peer is suspected.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A command (or a `MULTI ... EXEC` group) to forward.
+#[derive(Debug)]
+pub struct Pending {
+    /// Where its reply goes in the batch's output.
+    pub offset: usize,
+    /// The peer.
+    pub peer: PeerId,
+    /// Run there regardless of the peer's view.
+    pub exec: bool,
+    /// Forwards the peer may still make.
+    pub hops: u8,
+    /// The slot (for fallbacks).
+    pub slot: u16,
+    /// The command(s), RESP-encoded.
+    pub req: BytesMut,
+    /// Number of commands in `req`.
+    pub ncmds: usize,
+    /// Answer with the last reply only (a transaction's `EXEC`).
+    pub take_last: bool,
+}
+
+/// An open proxy stream to one peer.
+#[derive(Debug)]
+pub struct PeerSession {
+    send: mesh::SendStream,
+    recv: mesh::RecvStream,
+}
+
+impl PeerSession {
+    async fn open(mesh: &mesh::Mesh, peer: PeerId) -> Option<Self> {
+        let (mut send, recv) = mesh.open_bi(peer, proto::ALPN).await.ok()?;
+        mesh::frame::write(&mut send, &[KIND_SESSION]).await.ok()?;
+        Some(Self { send, recv })
+    }
+
+    async fn call(&mut self, flags: u8, hops: u8, req: &[u8], n: usize) -> Option<Vec<Bytes>> {
+        let mut f = Vec::with_capacity(2 + req.len());
+        f.push(flags);
+        f.push(hops);
+        f.extend_from_slice(req);
+        mesh::frame::write(&mut self.send, &f).await.ok()?;
+        let ans = mesh::frame::FrameDecoder::new(MAX_FRAME)
+            .read(&mut self.recv)
+            .await
+            .ok()??;
+        proto::decode_replies(&ans, n).ok()
+    }
+}
+
+fn finish_reply(replies: Vec<Bytes>, take_last: bool) -> Bytes {
+    if take_last {
+        return replies.into_iter().last().unwrap_or_default();
+    }
+    if replies.len() == 1 {
+        return replies.into_iter().next().unwrap_or_default();
+    }
+    let mut b = BytesMut::new();
+    for r in replies {
+        b.extend_from_slice(&r);
+    }
+    b.freeze()
+}
+
+/// Sends the batch's pending commands and returns one reply per pending entry, in order.
+pub async fn run_pending(
+    shared: &Shared,
+    cl: &Cluster,
+    cc: &mut ConnCluster,
+    resp3: bool,
+) -> Vec<Bytes> {
+    let pend = std::mem::take(&mut cc.pending);
+    let base = if cc.internal.map_or(cc.readonly, |i| i.readonly) {
+        F_READONLY
+    } else {
+        0
+    } | if resp3 { F_RESP3 } else { 0 };
+    // Groups of consecutive-or-not pendings with the same (peer, exec, hops), in first-seen order.
+    let mut groups: Vec<(PeerId, u8, u8, Vec<usize>)> = Vec::new();
+    for (i, p) in pend.iter().enumerate() {
+        let flags = base | if p.exec { F_EXEC } else { 0 };
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == p.peer && g.1 == flags && g.2 == p.hops)
+        {
+            Some(g) => g.3.push(i),
+            None => groups.push((p.peer, flags, p.hops, vec![i])),
+        }
+    }
+    let mut per_peer: HashMap<PeerId, Vec<usize>> = HashMap::new();
+    for (gi, g) in groups.iter().enumerate() {
+        per_peer.entry(g.0).or_default().push(gi);
+    }
+    let mut sessions: Vec<(PeerId, Option<PeerSession>, Vec<usize>)> = per_peer
+        .into_iter()
+        .map(|(p, gs)| (p, cc.sessions.remove(&p), gs))
+        .collect();
+    let groups_ref = &groups;
+    let pend_ref = &pend;
+    let futs = sessions.iter_mut().map(|(peer, sess, gs)| async move {
+        let mut results: Vec<(usize, Option<Vec<Bytes>>)> = Vec::new();
+        for &gi in gs.iter() {
+            let (_, flags, hops, ref members) = groups_ref[gi];
+            let mut req = BytesMut::new();
+            let mut n = 0;
+            for &i in members {
+                req.extend_from_slice(&pend_ref[i].req);
+                n += pend_ref[i].ncmds;
+            }
+            let res = tokio::time::timeout(FORWARD_TIMEOUT, async {
+                if sess.is_none() {
+                    *sess = PeerSession::open(&cl.mesh, *peer).await;
+                }
+                match sess.as_mut() {
+                    Some(s) => s.call(flags, hops, &req, n).await,
+                    None => None,
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            if res.is_none() {
+                *sess = None;
+            }
+            results.push((gi, res));
+        }
+        results
+    });
+    let outcomes = futures::future::join_all(futs).await;
+    for (peer, sess, _) in sessions {
+        if let Some(s) = sess {
+            cc.sessions.insert(peer, s);
+        }
+    }
+    let mut replies: Vec<Option<Bytes>> = vec![None; pend.len()];
+    let mut failed: Vec<usize> = Vec::new();
+    for (gi, res) in outcomes.into_iter().flatten() {
+        let members = &groups[gi].3;
+        match res {
+            Some(all) => {
+                let mut it = all.into_iter();
+                for &i in members {
+                    let mine: Vec<Bytes> = it.by_ref().take(pend[i].ncmds).collect();
+                    replies[i] = Some(finish_reply(mine, pend[i].take_last));
+                }
+            }
+            None => {
+                cl.suspect(groups[gi].0);
+                failed.extend(members.iter().copied());
+            }
+        }
+    }
+    failed.sort_unstable();
+    // Fallbacks, one by one, in order: the next holder runs them regardless of its view.
+    for i in failed {
+        let p = &pend[i];
+        let flags = base | F_EXEC;
+        let res = match cl.fallback(p.slot, p.peer) {
+            None => Some(super::serve::exec_here(shared, cl, &p.req, resp3).await),
+            Some(next) => {
+                let mut s = cc.sessions.remove(&next);
+                let r = tokio::time::timeout(FORWARD_TIMEOUT, async {
+                    if s.is_none() {
+                        s = PeerSession::open(&cl.mesh, next).await;
+                    }
+                    match s.as_mut() {
+                        Some(s) => s.call(flags, 0, &p.req, p.ncmds).await,
+                        None => None,
+                    }
+                })
+                .await
+                .ok()
+                .flatten();
+                match (r.is_some(), s) {
+                    (true, Some(s)) => {
+                        cc.sessions.insert(next, s);
+                    }
+                    (false, _) => cl.suspect(next),
+                    _ => {}
+                }
+                r
+            }
+        };
+        replies[i] = Some(match res {
+            Some(r) => finish_reply(r, p.take_last),
+            None => Bytes::from_static(b"-TRYAGAIN the owner of this slot is unreachable\r\n"),
+        });
+    }
+    replies
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Bytes::from_static(b"-TRYAGAIN no reply\r\n")))
+        .collect()
+}
+
+/// Inserts each reply at its pending offset of `buf` (offsets ascending, stable).
+pub fn splice(buf: &mut BytesMut, offsets: &[usize], replies: Vec<Bytes>) {
+    let extra: usize = replies.iter().map(Bytes::len).sum();
+    let mut out = BytesMut::with_capacity(buf.len() + extra);
+    let mut last = 0;
+    for (off, r) in offsets.iter().zip(replies) {
+        out.extend_from_slice(&buf[last..*off]);
+        out.extend_from_slice(&r);
+        last = *off;
+    }
+    out.extend_from_slice(&buf[last..]);
+    *buf = out;
+}

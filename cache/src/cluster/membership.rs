@@ -1,0 +1,327 @@
+//! Following the mesh membership: a new view when the set of members serving `redis`
+//! changes, and the hand-over of ranges this node gained.
+//!
+//! A range this node gains is first emptied here (stale keys from an earlier ownership must not
+//! come back), marked importing, and pulled from the first other member of its rendezvous order
+//! that serves it (for a joining node that is the range's previous primary; after a death, the
+//! surviving copy). While importing, requests for it are forwarded to that member, which runs
+//! them and replicates their effects here after the snapshot; the range is served from here
+//! once the snapshot's `Done` arrived.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mesh::PeerId;
+
+use super::proto::{self, KIND_PULL};
+use super::view::{GROUP_SLOTS, GROUPS, Node, View};
+use super::{Cluster, IMPORTING, Import, NOT_OWNED, SERVING, group_of};
+use crate::shared::Shared;
+use crate::slot::key_slot;
+
+/// How often the membership is read.
+const POLL: Duration = Duration::from_millis(200);
+/// How often the nearness order of replicas is refreshed.
+const NEARNESS_EVERY: Duration = Duration::from_secs(5);
+/// How long a pull may take before the next source is tried.
+const PULL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pull attempts per range before it is served as it is.
+const MAX_ATTEMPTS: usize = 50;
+
+/// The members serving the cache (alive or suspected), this node included.
+pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
+    let mut nodes = vec![Node::new(cl.me, redis)];
+    for m in cl.mesh.members() {
+        if m.is_self
+            || !matches!(
+                m.state,
+                mesh::MemberState::Alive | mesh::MemberState::Suspect
+            )
+        {
+            continue;
+        }
+        if m.state == mesh::MemberState::Suspect {
+            cl.suspects.lock().entry(m.id.peer).or_insert_with(Instant::now);
+        }
+        let addr = m
+            .meta
+            .as_ref()
+            .and_then(|x| x.services.get("redis"))
+            .and_then(|a| a.parse().ok());
+        if let Some(addr) = addr {
+            nodes.push(Node::new(m.id.peer, addr));
+        }
+    }
+    nodes
+}
+
+fn same_members(v: &View, nodes: &[Node]) -> bool {
+    v.nodes.len() == nodes.len()
+        && nodes
+            .iter()
+            .all(|n| v.nodes.iter().any(|m| m.peer == n.peer && m.redis == n.redis))
+}
+
+impl Cluster {
+    fn with_nearness(&self, mut v: View) -> View {
+        let peers: Vec<PeerId> = v.nodes.iter().map(|n| n.peer).collect();
+        let mut order: Vec<usize> = vec![v.me];
+        for r in self.mesh.rank(&peers, true) {
+            if let Some(i) = v.nodes.iter().position(|n| n.peer == r.peer)
+                && !order.contains(&i)
+            {
+                order.push(i);
+            }
+        }
+        for i in 0..v.nodes.len() {
+            if !order.contains(&i) {
+                order.push(i);
+            }
+        }
+        v.set_nearness(order);
+        v
+    }
+
+    /// Installs the first view (at start): ranges with another holder are pulled before they
+    /// are served.
+    pub fn install_first(&self, shared: &Shared) {
+        let nodes = cache_nodes(self, shared.addr);
+        let v = self.with_nearness(View::new(nodes, self.me, self.rf, 1));
+        for s in &self.state {
+            s.store(NOT_OWNED, Ordering::Release);
+        }
+        self.apply_view(shared, v);
+    }
+
+    /// Reads the membership; installs a new view if it changed.
+    pub fn refresh(&self, shared: &Shared, force_nearness: bool) {
+        let nodes = cache_nodes(self, shared.addr);
+        let cur = self.view();
+        let same = same_members(&cur, &nodes);
+        if same && !force_nearness {
+            return;
+        }
+        let epoch = if same { cur.epoch } else { cur.epoch + 1 };
+        let v = self.with_nearness(View::new(nodes, self.me, self.rf, epoch));
+        if same {
+            *self.view.write() = Arc::new(v);
+            return;
+        }
+        tracing::info!(
+            members = v.nodes.len(),
+            epoch,
+            "cache: membership changed, new slot map"
+        );
+        self.apply_view(shared, v);
+    }
+
+    fn apply_view(&self, shared: &Shared, v: View) {
+        let v = Arc::new(v);
+        let mut gained: Vec<u16> = Vec::new();
+        {
+            let mut imports = self.imports.lock();
+            for g in 0..GROUPS as u16 {
+                let slot = g * GROUP_SLOTS;
+                let state = &self.state[usize::from(g)];
+                if !v.is_owner(slot) {
+                    state.store(NOT_OWNED, Ordering::Release);
+                    imports.remove(&g);
+                    continue;
+                }
+                let cur = state.load(Ordering::Acquire);
+                if cur == SERVING {
+                    continue;
+                }
+                let sources: Vec<PeerId> = v
+                    .order(slot)
+                    .iter()
+                    .map(|&i| v.nodes[usize::from(i)].peer)
+                    .filter(|p| *p != self.me)
+                    .take(self.rf + 1)
+                    .collect();
+                if cur == IMPORTING {
+                    if let Some(imp) = imports.get_mut(&g) {
+                        imp.sources = sources;
+                        imp.next = 0;
+                    }
+                    continue;
+                }
+                if sources.is_empty() {
+                    state.store(SERVING, Ordering::Release);
+                } else {
+                    state.store(IMPORTING, Ordering::Release);
+                    imports.insert(
+                        g,
+                        Import {
+                            sources,
+                            next: 0,
+                            asked: None,
+                        },
+                    );
+                    gained.push(g);
+                }
+            }
+        }
+        if !gained.is_empty() {
+            // Empty the gained ranges first: stale keys from an earlier ownership must not
+            // survive the pull.
+            let mut want = [false; GROUPS];
+            for g in &gained {
+                want[usize::from(*g)] = true;
+            }
+            let now = crate::conn::now_ms();
+            let mut db = shared.db.lock();
+            let mut stale: Vec<Bytes> = Vec::new();
+            db.for_each_key(now, |k| {
+                if want[usize::from(group_of(key_slot(k)))] {
+                    stale.push(Bytes::copy_from_slice(k));
+                }
+            });
+            for k in &stale {
+                db.remove(k);
+            }
+        }
+        // Links to members that left.
+        {
+            let mut links = self.links.lock();
+            links.retain(|p, l| {
+                let keep = v.nodes.iter().any(|n| n.peer == *p);
+                if !keep {
+                    l.close();
+                }
+                keep
+            });
+        }
+        *self.view.write() = v;
+        if !gained.is_empty() {
+            tracing::info!(ranges = gained.len(), "cache: pulling gained ranges");
+            self.kick.notify_one();
+        }
+    }
+
+    /// A `Done` arrived from `peer` for `groups`: serve those it was pulling from `peer`.
+    pub fn import_done(&self, peer: PeerId, groups: &[u16]) {
+        let mut imports = self.imports.lock();
+        for g in groups {
+            let from_peer = imports
+                .get(g)
+                .is_some_and(|i| i.asked.is_some_and(|(p, _)| p == peer));
+            if from_peer && self.group_state(*g) == IMPORTING {
+                imports.remove(g);
+                self.state[usize::from(*g)].store(SERVING, Ordering::Release);
+            }
+        }
+        if imports.is_empty() {
+            tracing::info!("cache: every owned range is served");
+        }
+    }
+
+    fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
+        let mut imports = self.imports.lock();
+        for g in groups {
+            if let Some(imp) = imports.get_mut(g)
+                && imp.asked.is_some_and(|(p, _)| p == peer)
+            {
+                imp.asked = None;
+                imp.next += 1;
+            }
+        }
+    }
+
+    /// Which ranges to ask from which source now.
+    fn due_pulls(&self) -> HashMap<PeerId, Vec<u16>> {
+        let mut due: HashMap<PeerId, Vec<u16>> = HashMap::new();
+        let mut give_up = Vec::new();
+        let mut imports = self.imports.lock();
+        for (g, imp) in imports.iter_mut() {
+            match imp.asked {
+                Some((_, t)) if t.elapsed() < PULL_TIMEOUT => continue,
+                Some(_) => {
+                    imp.asked = None;
+                    imp.next += 1;
+                }
+                None => {}
+            }
+            let n = imp.sources.len().max(1);
+            let mut src = None;
+            while imp.next < MAX_ATTEMPTS {
+                let p = imp.sources[imp.next % n];
+                if !self.is_suspect(&p) {
+                    src = Some(p);
+                    break;
+                }
+                imp.next += 1;
+            }
+            match src {
+                Some(p) => {
+                    imp.asked = Some((p, Instant::now()));
+                    due.entry(p).or_default().push(*g);
+                }
+                None => give_up.push(*g),
+            }
+        }
+        for g in give_up {
+            tracing::warn!(range = g, "cache: no member could hand this range over; serving it as it is");
+            imports.remove(&g);
+            self.state[usize::from(g)].store(SERVING, Ordering::Release);
+        }
+        due
+    }
+}
+
+/// Follows the membership and runs the pulls, until shutdown.
+pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut near = Instant::now();
+    loop {
+        tokio::select! {
+            _ = cl.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = cl.kick.notified() => {}
+        }
+        let force = near.elapsed() > NEARNESS_EVERY;
+        if force {
+            near = Instant::now();
+        }
+        cl.refresh(&shared, force);
+        for (src, groups) in cl.due_pulls() {
+            let cl = cl.clone();
+            tokio::spawn(async move {
+                if !ask(&cl, src, &groups).await {
+                    cl.pull_failed(src, &groups);
+                }
+            });
+        }
+    }
+}
+
+/// Asks `src` for `groups`; false if it refused some or could not be asked (those are retried).
+async fn ask(cl: &Cluster, src: PeerId, groups: &[u16]) -> bool {
+    let res = tokio::time::timeout(Duration::from_secs(5), async {
+        let (mut send, mut recv) = cl.mesh.open_bi(src, proto::ALPN).await.ok()?;
+        let mut hello = vec![KIND_PULL];
+        hello.extend_from_slice(&proto::encode_ranges(groups));
+        mesh::frame::write(&mut send, &hello).await.ok()?;
+        let _ = send.finish();
+        let ans = mesh::frame::FrameDecoder::new(2 + 2 * GROUPS)
+            .read(&mut recv)
+            .await
+            .ok()??;
+        proto::decode_ranges(&ans).ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    match res {
+        Some(refused) if refused.is_empty() => true,
+        Some(refused) => {
+            cl.pull_failed(src, &refused);
+            true
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,468 @@
+//! The cache spread over the mesh: slot ownership, routing, replication, range hand-over.
+//!
+//! - [`view`]: who owns which slot (rendezvous hashing over the live members) and the
+//!   `CLUSTER` maps.
+//! - Routing ([`Cluster::route`]) runs before a command is dispatched: a command whose slot
+//!   this node serves runs here; a cluster-aware client (one that asked for the map, or sent
+//!   `READONLY`/`ASKING`) gets `MOVED`; any other client is proxied to the owner over the
+//!   mesh ([`forward`]), transparently.
+//! - Replication ([`link`]): after a write, the primary ships the state of the keys it touched
+//!   ([`dump`]) to the slot's other owners over one ordered QUIC stream per peer. With
+//!   `sync_replication` the reply waits until every live replica has applied it; otherwise it
+//!   does not wait (a primary that dies may lose the writes of its last moments).
+//! - Hand-over ([`membership`]): when the view changes, a node that gained a range pulls its
+//!   keys from a node that holds it before serving it, and forwards the range's requests to that
+//!   node meanwhile, so there is no window of false misses.
+//!
+//! Consistency is Redis Cluster's: asynchronous replicas may lag, reads from replicas
+//! (`READONLY`) may be stale, and a write is lost only if every node that had it dies.
+
+pub mod dump;
+pub mod forward;
+pub mod link;
+pub mod membership;
+pub mod proto;
+pub mod serve;
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mesh::PeerId;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::table::{self, Command};
+use crate::slot::key_slot;
+use link::Link;
+use view::{GROUP_SLOTS, GROUPS, View};
+
+/// A range this node does not hold.
+pub const NOT_OWNED: u8 = 0;
+/// A range this node holds and serves.
+pub const SERVING: u8 = 1;
+/// A range this node owns but is still pulling.
+pub const IMPORTING: u8 = 2;
+
+/// How long a peer that failed a request is avoided (until membership decides).
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+/// How long a write waits for a replica's acknowledgement before giving up on that replica.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an importer keeps receiving a range's writes without being its owner yet.
+const IMPORTER_TTL: Duration = Duration::from_secs(60);
+
+/// Per-connection cluster state.
+#[derive(Debug, Default)]
+pub struct ConnCluster {
+    /// The client asked for the map (or sent READONLY/ASKING): it gets MOVED, not proxying.
+    pub aware: bool,
+    /// `READONLY`: replicas may answer reads.
+    pub readonly: bool,
+    /// `ASKING` before this command.
+    pub asking: bool,
+    /// Set on sessions proxied from a peer.
+    pub internal: Option<Internal>,
+    /// Replication apply session: no routing, no replication.
+    pub apply: bool,
+    /// Commands of the current batch to forward.
+    pub pending: Vec<forward::Pending>,
+    /// Replication acknowledgements the batch's replies wait for (sync mode).
+    pub waits: Vec<(Arc<Link>, u64)>,
+    /// Open proxy streams to peers, one per peer.
+    pub sessions: HashMap<PeerId, forward::PeerSession>,
+}
+
+/// How a peer asked this node to run a proxied request.
+#[derive(Debug, Clone, Copy)]
+pub struct Internal {
+    /// Run here whatever the view says.
+    pub exec: bool,
+    /// The client sent READONLY.
+    pub readonly: bool,
+    /// Further forwards allowed.
+    pub hops: u8,
+}
+
+/// Where a command goes.
+#[derive(Debug)]
+pub enum Decision {
+    /// Run it here.
+    Local,
+    /// Answer with this error (`MOVED ...`, `CROSSSLOT ...`).
+    Error(String),
+    /// Proxy it to a peer.
+    Forward {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the peer must run it regardless of its view.
+        exec: bool,
+        /// Forwards the peer may still make.
+        hops: u8,
+        /// The slot (for fallbacks).
+        slot: u16,
+    },
+}
+
+#[derive(Debug)]
+struct Import {
+    sources: Vec<PeerId>,
+    next: usize,
+    asked: Option<(PeerId, Instant)>,
+}
+
+/// The cluster layer of one cache server.
+pub struct Cluster {
+    /// The mesh.
+    pub mesh: mesh::Mesh,
+    me: PeerId,
+    /// The current view.
+    view: RwLock<Arc<View>>,
+    /// Replication factor.
+    pub rf: usize,
+    /// Synchronous replication.
+    pub sync: bool,
+    state: Box<[AtomicU8]>,
+    imports: Mutex<HashMap<u16, Import>>,
+    importers: Mutex<HashMap<u16, Vec<(PeerId, Instant)>>>,
+    links: Mutex<HashMap<PeerId, Arc<Link>>>,
+    suspects: Mutex<HashMap<PeerId, Instant>>,
+    /// Wakes the importer.
+    pub(crate) kick: Notify,
+    /// Cancelled at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("me", &self.me)
+            .field("rf", &self.rf)
+            .field("sync", &self.sync)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The range of a slot.
+#[inline]
+pub fn group_of(slot: u16) -> u16 {
+    slot / GROUP_SLOTS
+}
+
+impl Cluster {
+    /// A cluster layer whose first view holds only this node.
+    pub fn new(
+        mesh: mesh::Mesh,
+        redis: std::net::SocketAddr,
+        rf: usize,
+        sync: bool,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let me = mesh.peer_id();
+        let view = View::new(vec![view::Node::new(me, redis)], me, rf, 1);
+        Self {
+            mesh,
+            me,
+            view: RwLock::new(Arc::new(view)),
+            rf,
+            sync,
+            state: (0..GROUPS).map(|_| AtomicU8::new(SERVING)).collect(),
+            imports: Mutex::default(),
+            importers: Mutex::default(),
+            links: Mutex::default(),
+            suspects: Mutex::default(),
+            kick: Notify::new(),
+            shutdown,
+        }
+    }
+
+    /// This node's peer id.
+    pub fn me(&self) -> PeerId {
+        self.me
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().clone()
+    }
+
+    /// The local state of a range.
+    pub fn group_state(&self, g: u16) -> u8 {
+        self.state[usize::from(g)].load(Ordering::Acquire)
+    }
+
+    /// Number of ranges being pulled.
+    pub fn importing(&self) -> usize {
+        self.state
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) == IMPORTING)
+            .count()
+    }
+
+    /// Marks `peer` as failing: routing avoids it for a while.
+    pub fn suspect(&self, peer: PeerId) {
+        if peer != self.me {
+            self.suspects.lock().insert(peer, Instant::now());
+            self.mesh.report_failure(peer);
+        }
+    }
+
+    fn is_suspect(&self, peer: &PeerId) -> bool {
+        let mut s = self.suspects.lock();
+        match s.get(peer) {
+            Some(t) if t.elapsed() < SUSPECT_FOR => true,
+            Some(_) => {
+                s.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The owners of `slot` that are not suspected, in order (all owners if every one is).
+    fn live_owners(&self, v: &View, slot: u16) -> Vec<usize> {
+        let owners: Vec<usize> = v.owners(slot).iter().map(|&i| usize::from(i)).collect();
+        let live: Vec<usize> = owners
+            .iter()
+            .copied()
+            .filter(|&i| i == v.me || !self.is_suspect(&v.nodes[i].peer))
+            .collect();
+        if live.is_empty() { owners } else { live }
+    }
+
+    /// The next holder of `slot` after `failed`, skipping suspects: `None` means this node.
+    pub fn fallback(&self, slot: u16, failed: PeerId) -> Option<PeerId> {
+        let v = self.view();
+        for &i in v.order(slot) {
+            let p = v.nodes[usize::from(i)].peer;
+            if p == failed || self.is_suspect(&p) {
+                continue;
+            }
+            return if p == self.me { None } else { Some(p) };
+        }
+        None
+    }
+
+    fn import_source(&self, g: u16) -> Option<PeerId> {
+        let imports = self.imports.lock();
+        let imp = imports.get(&g)?;
+        imp.sources.get(imp.next).copied()
+    }
+
+    /// Decides where a command runs (see the module docs).
+    pub fn route(&self, cc: &ConnCluster, cmd: &Command, args: &[&[u8]]) -> Decision {
+        if cc.apply {
+            return Decision::Local;
+        }
+        if let Some(i) = cc.internal
+            && i.exec
+        {
+            return Decision::Local;
+        }
+        let slot = match command_slot(cmd, args) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Decision::Local,
+            Err(e) => return Decision::Error(e.into()),
+        };
+        let v = self.view();
+        let g = group_of(slot);
+        let owners = self.live_owners(&v, slot);
+        let primary = owners[0];
+        let readonly = cmd.flags.contains(&"readonly");
+        let serving = self.group_state(g) == SERVING;
+        let mine = v.is_owner(slot);
+        let peer_of = |i: usize| v.nodes[i].peer;
+        if primary == v.me {
+            if serving {
+                return Decision::Local;
+            }
+            return match self.import_source(g) {
+                Some(src) => Decision::Forward {
+                    peer: src,
+                    exec: true,
+                    hops: 0,
+                    slot,
+                },
+                None => Decision::Local,
+            };
+        }
+        let client_readonly = cc.internal.map_or(cc.readonly, |i| i.readonly);
+        if client_readonly && readonly && mine && serving {
+            return Decision::Local;
+        }
+        match cc.internal {
+            Some(i) if i.hops == 0 => Decision::Local,
+            Some(i) => Decision::Forward {
+                peer: peer_of(primary),
+                exec: false,
+                hops: i.hops - 1,
+                slot,
+            },
+            None if cc.aware && !cc.asking => {
+                let a = v.nodes[primary].redis;
+                Decision::Error(format!("MOVED {slot} {a}"))
+            }
+            None => {
+                let target = if client_readonly && readonly {
+                    // The nearest owner: the view lists nodes by nearness.
+                    v.map_nearest(&owners)
+                } else {
+                    primary
+                };
+                Decision::Forward {
+                    peer: peer_of(target),
+                    exec: false,
+                    hops: 2,
+                    slot,
+                }
+            }
+        }
+    }
+
+    /// The links a write to `slot` must reach: its other owners and any node pulling it.
+    pub fn repl_targets(&self, slot: u16) -> Vec<Arc<Link>> {
+        let v = self.view();
+        let mut peers: Vec<PeerId> = v
+            .owners(slot)
+            .iter()
+            .map(|&i| v.nodes[usize::from(i)].peer)
+            .filter(|p| *p != self.me)
+            .collect();
+        {
+            let mut imp = self.importers.lock();
+            if let Some(list) = imp.get_mut(&group_of(slot)) {
+                list.retain(|(_, t)| t.elapsed() < IMPORTER_TTL);
+                for (p, _) in list.iter() {
+                    if !peers.contains(p) {
+                        peers.push(*p);
+                    }
+                }
+            }
+        }
+        peers.into_iter().map(|p| self.link(p)).collect()
+    }
+
+    /// Links to every other member (for `PUBLISH`).
+    pub fn all_links(&self) -> Vec<Arc<Link>> {
+        let v = self.view();
+        v.nodes
+            .iter()
+            .filter(|n| n.peer != self.me)
+            .map(|n| self.link(n.peer))
+            .collect()
+    }
+
+    /// The ordered link to `peer`, started on first use.
+    pub fn link(&self, peer: PeerId) -> Arc<Link> {
+        let mut links = self.links.lock();
+        if let Some(l) = links.get(&peer)
+            && !l.is_closed()
+        {
+            return l.clone();
+        }
+        let l = Link::start(self.mesh.clone(), peer, self.shutdown.child_token());
+        links.insert(peer, l.clone());
+        l
+    }
+
+    /// Records the key states a write left behind and queues them on the replication links.
+    pub fn capture(
+        &self,
+        db: &crate::db::Db,
+        now: u64,
+        cmd: &Command,
+        args: &[&[u8]],
+        waits: &mut Vec<(Arc<Link>, u64)>,
+    ) {
+        let Some(keys) = table::keys_of(cmd, args) else {
+            return;
+        };
+        let Some(first) = keys.first() else {
+            return;
+        };
+        let targets = self.repl_targets(key_slot(first));
+        if targets.is_empty() {
+            return;
+        }
+        let mut buf = BytesMut::new();
+        for k in &keys {
+            dump::dump_key(db, k, now, &mut buf);
+        }
+        let rec = proto::Record::Ops(buf.freeze());
+        for l in targets {
+            let seq = l.push(rec.clone());
+            if self.sync {
+                waits.push((l, seq));
+            }
+        }
+    }
+
+    /// Waits until every link acknowledged its sequence number, or gave up on the peer.
+    pub async fn wait_acks(&self, waits: Vec<(Arc<Link>, u64)>) {
+        let mut best: HashMap<PeerId, (Arc<Link>, u64)> = HashMap::new();
+        for (l, s) in waits {
+            let e = best.entry(l.peer).or_insert((l, s));
+            e.1 = e.1.max(s);
+        }
+        let futs = best.into_values().map(|(l, s)| async move {
+            if self.is_suspect(&l.peer) {
+                return;
+            }
+            if !l.wait(s, ACK_TIMEOUT).await {
+                tracing::warn!(peer = %l.peer, "replica did not acknowledge in time");
+                self.suspect(l.peer);
+            }
+        });
+        futures::future::join_all(futs).await;
+    }
+
+    /// Registers `peer` as pulling ranges `groups` (it receives their writes from now on).
+    pub fn add_importer(&self, peer: PeerId, groups: &[u16]) {
+        let mut imp = self.importers.lock();
+        let now = Instant::now();
+        for g in groups {
+            let list = imp.entry(*g).or_default();
+            list.retain(|(p, _)| *p != peer);
+            list.push((peer, now));
+        }
+    }
+}
+
+impl View {
+    /// The owner among `owners` nearest to this node.
+    pub fn map_nearest(&self, owners: &[usize]) -> usize {
+        *owners
+            .iter()
+            .min_by_key(|i| self.nearness_rank(**i))
+            .unwrap_or(&owners[0])
+    }
+}
+
+/// The slot a command addresses: `Ok(None)` for keyless commands, `Err` for keys in several
+/// slots.
+pub fn command_slot(cmd: &Command, args: &[&[u8]]) -> Result<Option<u16>, &'static str> {
+    let keys = match cmd.name {
+        // Keys of the container's subcommand are not keys of the container.
+        "cluster" | "pubsub" | "command" | "config" | "client" => return Ok(None),
+        "object" | "memory" => match args.get(2) {
+            Some(k) if !crate::cmd::eq_ic(args[1], "stats") => vec![*k],
+            _ => return Ok(None),
+        },
+        _ => table::keys_of(cmd, args).unwrap_or_default(),
+    };
+    let mut slot = None;
+    for k in keys {
+        let s = key_slot(k);
+        match slot {
+            None => slot = Some(s),
+            Some(x) if x != s => {
+                return Err("CROSSSLOT Keys in request don't hash to the same slot");
+            }
+            _ => {}
+        }
+    }
+    Ok(slot)
+}

@@ -1,0 +1,217 @@
+//! The cache's protocol between nodes, inside the mesh's bounded frames (ALPN
+//! [`ALPN`]). Every decoder here bounds what it reads by the frame it was given.
+//!
+//! A stream starts with a one-frame hello naming its kind:
+//! - [`KIND_SESSION`]: a proxied client session. Requests are `[flags][hops]` followed by RESP
+//!   commands; each answer frame holds one `[u32 length][RESP reply]` per command, in order.
+//!   The remote keeps one connection state per stream (`WATCH`, `MULTI` and `SELECT` live
+//!   there).
+//! - [`KIND_LINK`]: an ordered replication link from a primary to one peer. Frames are
+//!   `[u64 seq]` followed by records `[type][u32 length][body]` ([`Record`]); the peer answers
+//!   with `[u64 seq]` once it has applied everything up to `seq`.
+//! - [`KIND_PULL`]: a joining or new owner asks for ranges: `[u16 count][u16 range]...`; the
+//!   answer lists the ranges refused (the asked node does not hold them yet). The keys then
+//!   arrive on the link from the asked node, followed by a [`Record::Done`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// ALPN of the cache protocol on the mesh data plane.
+pub const ALPN: &[u8] = b"proxima/cache/1";
+/// Largest frame (a forwarded batch, a batch of replicated keys).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Stream kind: proxied session.
+pub const KIND_SESSION: u8 = 1;
+/// Stream kind: replication link.
+pub const KIND_LINK: u8 = 2;
+/// Stream kind: range pull.
+pub const KIND_PULL: u8 = 3;
+
+/// Session request flag: execute here, whatever this node's view says.
+pub const F_EXEC: u8 = 1;
+/// Session request flag: the client sent `READONLY` (a replica may answer reads).
+pub const F_READONLY: u8 = 2;
+/// Session request flag: the client speaks RESP3.
+pub const F_RESP3: u8 = 4;
+
+/// A malformed message from a peer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed cache peer message: {0}")]
+pub struct ProtoError(pub &'static str);
+
+/// One record of a link frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// RESP commands that set keys to the primary's state.
+    Ops(Bytes),
+    /// The ranges a pull asked for are complete.
+    Done(Vec<u16>),
+    /// A `PUBLISH`/`SPUBLISH` to deliver to local subscribers (RESP command).
+    Publish(Bytes),
+}
+
+const R_OPS: u8 = 0;
+const R_DONE: u8 = 1;
+const R_PUBLISH: u8 = 2;
+
+impl Record {
+    /// Appends the encoded record to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let (t, body): (u8, &[u8]) = match self {
+            Record::Ops(b) => (R_OPS, b),
+            Record::Publish(b) => (R_PUBLISH, b),
+            Record::Done(ranges) => {
+                out.put_u8(R_DONE);
+                out.put_u32(2 + 2 * ranges.len() as u32);
+                out.put_slice(&encode_ranges(ranges));
+                return;
+            }
+        };
+        out.put_u8(t);
+        out.put_u32(body.len() as u32);
+        out.put_slice(body);
+    }
+
+    /// Encoded length.
+    pub fn len(&self) -> usize {
+        5 + match self {
+            Record::Ops(b) | Record::Publish(b) => b.len(),
+            Record::Done(r) => 2 + 2 * r.len(),
+        }
+    }
+
+    /// Whether the record carries nothing.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Decodes a link frame: its sequence number and records.
+pub fn decode_link(frame: &Bytes) -> Result<(u64, Vec<Record>), ProtoError> {
+    if frame.len() < 8 {
+        return Err(ProtoError("short link frame"));
+    }
+    let seq = u64::from_be_bytes(frame[..8].try_into().map_err(|_| ProtoError("seq"))?);
+    let mut pos = 8;
+    let mut out = Vec::new();
+    while pos < frame.len() {
+        if frame.len() - pos < 5 {
+            return Err(ProtoError("short record header"));
+        }
+        let t = frame[pos];
+        let len = u32::from_be_bytes(
+            frame[pos + 1..pos + 5]
+                .try_into()
+                .map_err(|_| ProtoError("len"))?,
+        ) as usize;
+        pos += 5;
+        if len > frame.len() - pos {
+            return Err(ProtoError("record longer than its frame"));
+        }
+        let body = frame.slice(pos..pos + len);
+        pos += len;
+        out.push(match t {
+            R_OPS => Record::Ops(body),
+            R_PUBLISH => Record::Publish(body),
+            R_DONE => Record::Done(decode_ranges(&body)?),
+            _ => return Err(ProtoError("unknown record type")),
+        });
+    }
+    Ok((seq, out))
+}
+
+/// `[u16 count][u16 range]...`
+pub fn encode_ranges(ranges: &[u16]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(2 + 2 * ranges.len());
+    v.extend_from_slice(&(ranges.len() as u16).to_be_bytes());
+    for r in ranges {
+        v.extend_from_slice(&r.to_be_bytes());
+    }
+    v
+}
+
+/// Decodes a range list; every range must be below [`super::view::GROUPS`].
+pub fn decode_ranges(b: &[u8]) -> Result<Vec<u16>, ProtoError> {
+    if b.len() < 2 {
+        return Err(ProtoError("short range list"));
+    }
+    let n = usize::from(u16::from_be_bytes([b[0], b[1]]));
+    if b.len() != 2 + 2 * n {
+        return Err(ProtoError("range list length mismatch"));
+    }
+    let v: Vec<u16> = b[2..]
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    if v.iter().any(|&g| usize::from(g) >= super::view::GROUPS) {
+        return Err(ProtoError("range out of bounds"));
+    }
+    Ok(v)
+}
+
+/// Splits a session answer into one reply per command; exactly `expected` replies.
+pub fn decode_replies(frame: &Bytes, expected: usize) -> Result<Vec<Bytes>, ProtoError> {
+    let mut out = Vec::with_capacity(expected.min(frame.len() / 4 + 1));
+    let mut pos = 0;
+    while pos < frame.len() {
+        if frame.len() - pos < 4 {
+            return Err(ProtoError("short reply header"));
+        }
+        let len = u32::from_be_bytes(
+            frame[pos..pos + 4]
+                .try_into()
+                .map_err(|_| ProtoError("len"))?,
+        ) as usize;
+        pos += 4;
+        if len > frame.len() - pos {
+            return Err(ProtoError("reply longer than its frame"));
+        }
+        out.push(frame.slice(pos..pos + len));
+        pos += len;
+        if out.len() > expected {
+            return Err(ProtoError("more replies than commands"));
+        }
+    }
+    if out.len() != expected {
+        return Err(ProtoError("fewer replies than commands"));
+    }
+    Ok(out)
+}
+
+/// Appends one RESP command to `out`.
+pub fn command(out: &mut BytesMut, args: &[&[u8]]) {
+    out.put_u8(b'*');
+    out.put_slice(itoa::Buffer::new().format(args.len()).as_bytes());
+    out.put_slice(b"\r\n");
+    for a in args {
+        out.put_u8(b'$');
+        out.put_slice(itoa::Buffer::new().format(a.len()).as_bytes());
+        out.put_slice(b"\r\n");
+        out.put_slice(a);
+        out.put_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_frames_round_trip_and_refuse_garbage() {
+        let mut b = BytesMut::new();
+        b.put_u64(7);
+        let recs = vec![
+            Record::Ops(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n")),
+            Record::Done(vec![1, 255]),
+            Record::Publish(Bytes::from_static(b"x")),
+        ];
+        for r in &recs {
+            r.encode(&mut b);
+        }
+        let f = b.freeze();
+        assert_eq!(decode_link(&f).unwrap(), (7, recs));
+        assert!(decode_link(&f.slice(..f.len() - 1)).is_err());
+        assert!(decode_ranges(&[0, 1, 1, 0]).is_err());
+        assert!(decode_replies(&Bytes::from_static(&[0, 0, 0, 9, 1]), 1).is_err());
+    }
+}

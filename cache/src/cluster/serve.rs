@@ -1,0 +1,211 @@
+//! The receiving side of the cache protocol: proxied sessions, replication links, range pulls.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mesh::PeerId;
+
+use super::proto::{
+    self, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_PULL, KIND_SESSION, MAX_FRAME, Record,
+};
+use super::{Cluster, Internal, SERVING, group_of};
+use crate::conn::{self, ConnState};
+use crate::reply::Reply;
+use crate::shared::Shared;
+use crate::slot::key_slot;
+
+/// Bytes of key states per queued record when a range is pulled.
+const PULL_CHUNK: usize = 256 * 1024;
+
+/// Serves one incoming stream.
+pub async fn handle(
+    shared: Arc<Shared>,
+    cl: Arc<Cluster>,
+    peer: PeerId,
+    mut send: mesh::SendStream,
+    mut recv: mesh::RecvStream,
+) {
+    let hello = match mesh::frame::FrameDecoder::new(1024).read(&mut recv).await {
+        Ok(Some(h)) if !h.is_empty() => h,
+        _ => return,
+    };
+    match hello[0] {
+        KIND_SESSION => session(&shared, &cl, &mut send, &mut recv).await,
+        KIND_LINK => link(&shared, &cl, peer, &mut send, &mut recv).await,
+        KIND_PULL => {
+            let refused = match proto::decode_ranges(&hello[1..]) {
+                Ok(groups) => pull(&shared, &cl, peer, &groups),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "bad pull request");
+                    return;
+                }
+            };
+            let _ = mesh::frame::write(&mut send, &proto::encode_ranges(&refused)).await;
+            let _ = send.finish();
+        }
+        _ => tracing::debug!(%peer, "unknown cache stream kind"),
+    }
+}
+
+/// Runs the commands of one request on `conn` and returns one reply per command, after the
+/// forwards they needed and the replication acknowledgements they wait for.
+pub async fn run_frame(
+    shared: &Shared,
+    cl: &Cluster,
+    conn: &mut ConnState,
+    req: &[u8],
+    resp3: bool,
+) -> Vec<Bytes> {
+    let mut out = Reply::new();
+    out.resp3 = resp3;
+    let segs = conn::run_each(shared, conn, req, &mut out);
+    let forwarded = if conn.cl.pending.is_empty() {
+        Vec::new()
+    } else {
+        super::forward::run_pending(shared, cl, &mut conn.cl, resp3).await
+    };
+    let waits = std::mem::take(&mut conn.cl.waits);
+    if !waits.is_empty() {
+        cl.wait_acks(waits).await;
+    }
+    let buf = out.buf.freeze();
+    let mut fw = forwarded.into_iter();
+    let mut before = 0;
+    segs.into_iter()
+        .map(|(a, b, pending_after)| {
+            let r = if pending_after > before {
+                fw.next().unwrap_or_default()
+            } else {
+                buf.slice(a..b)
+            };
+            before = pending_after;
+            r
+        })
+        .collect()
+}
+
+/// Runs RESP commands here whatever the view says (a fallback after a failed forward).
+pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -> Vec<Bytes> {
+    let (mut conn, _rx) = ConnState::detached(shared);
+    conn.cl.internal = Some(Internal {
+        exec: true,
+        readonly: false,
+        hops: 0,
+    });
+    let mut out = Reply::new();
+    out.resp3 = resp3;
+    let segs = conn::run_each(shared, &mut conn, req, &mut out);
+    let waits = std::mem::take(&mut conn.cl.waits);
+    if !waits.is_empty() {
+        cl.wait_acks(waits).await;
+    }
+    conn::cleanup(shared, &mut conn);
+    let buf = out.buf.freeze();
+    segs.into_iter().map(|(a, b, _)| buf.slice(a..b)).collect()
+}
+
+async fn session(
+    shared: &Shared,
+    cl: &Cluster,
+    send: &mut mesh::SendStream,
+    recv: &mut mesh::RecvStream,
+) {
+    let (mut conn, _rx) = ConnState::detached(shared);
+    let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
+    while let Ok(Some(f)) = dec.read(recv).await {
+        if f.len() < 2 {
+            break;
+        }
+        let (flags, hops) = (f[0], f[1]);
+        conn.cl.internal = Some(Internal {
+            exec: flags & F_EXEC != 0,
+            readonly: flags & F_READONLY != 0,
+            hops,
+        });
+        let replies = run_frame(shared, cl, &mut conn, &f[2..], flags & F_RESP3 != 0).await;
+        let mut ans = BytesMut::with_capacity(replies.iter().map(|r| r.len() + 4).sum());
+        for r in &replies {
+            ans.put_u32(r.len() as u32);
+            ans.put_slice(r);
+        }
+        if mesh::frame::write(send, &ans).await.is_err() {
+            break;
+        }
+    }
+    conn::cleanup(shared, &mut conn);
+}
+
+async fn link(
+    shared: &Shared,
+    cl: &Cluster,
+    peer: PeerId,
+    send: &mut mesh::SendStream,
+    recv: &mut mesh::RecvStream,
+) {
+    let (mut conn, _rx) = ConnState::detached(shared);
+    conn.cl.apply = true;
+    let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
+    let mut out = Reply::new();
+    while let Ok(Some(f)) = dec.read(recv).await {
+        let (seq, records) = match proto::decode_link(&f) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "bad replication frame; closing the link");
+                break;
+            }
+        };
+        for r in records {
+            match r {
+                Record::Ops(b) | Record::Publish(b) => {
+                    conn::run_each(shared, &mut conn, &b, &mut out);
+                    out.buf.clear();
+                }
+                Record::Done(groups) => cl.import_done(peer, &groups),
+            }
+        }
+        if mesh::frame::write(send, &seq.to_be_bytes()).await.is_err() {
+            break;
+        }
+    }
+    conn::cleanup(shared, &mut conn);
+}
+
+/// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
+/// `Done` on the link to it, all under the keyspace lock so no write falls in between.
+/// Returns the ranges refused (not served here yet).
+fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16]) -> Vec<u16> {
+    let (ok, refused): (Vec<u16>, Vec<u16>) =
+        groups.iter().partition(|g| cl.group_state(**g) == SERVING);
+    if ok.is_empty() {
+        return refused;
+    }
+    cl.add_importer(peer, &ok);
+    let link = cl.link(peer);
+    let now = conn::now_ms();
+    let mut want = [false; super::view::GROUPS];
+    for g in &ok {
+        want[usize::from(*g)] = true;
+    }
+    let mut db = shared.db.lock();
+    let mut keys: Vec<Bytes> = Vec::new();
+    db.for_each_key(now, |k| {
+        if want[usize::from(group_of(key_slot(k)))] {
+            keys.push(Bytes::copy_from_slice(k));
+        }
+    });
+    let mut buf = BytesMut::new();
+    for k in &keys {
+        super::dump::dump_key(&db, k, now, &mut buf);
+        if buf.len() >= PULL_CHUNK {
+            link.push(Record::Ops(buf.split().freeze()));
+        }
+    }
+    if !buf.is_empty() {
+        link.push(Record::Ops(buf.freeze()));
+    }
+    link.push(Record::Done(ok.clone()));
+    drop(db);
+    tracing::info!(%peer, ranges = ok.len(), keys = keys.len(), "cache: ranges handed over");
+    let _ = KIND_LINK;
+    refused
+}
