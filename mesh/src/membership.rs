@@ -485,6 +485,24 @@ impl Task {
             tracing::debug!(%peer, "malformed SWIM envelope refused");
             return;
         };
+        // The SWIM identity a packet claims must be the peer its QUIC connection authenticated
+        // (foca always puts the sender in the header, forwarded probes included): otherwise any
+        // peer could speak for, suspect or refute another member.
+        if !packet.is_empty() {
+            match foca::Codec::<MemberId>::decode_header(&mut PostcardCodec, packet) {
+                Ok(header) if header.src.peer == peer => {}
+                Ok(header) => {
+                    self.metrics.refused_packets.inc();
+                    tracing::warn!(%peer, claimed = %header.src.peer, "SWIM packet claiming another identity refused");
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.refused_packets.inc();
+                    tracing::debug!(%peer, error = %e, "undecodable SWIM header refused");
+                    return;
+                }
+            }
+        }
         let leaving = meta.leaving;
         self.metas.insert(peer, meta);
         if !packet.is_empty()
