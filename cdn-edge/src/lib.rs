@@ -14,6 +14,7 @@ pub mod hash;
 pub mod manifest;
 pub mod publish;
 pub mod store;
+pub mod transfer;
 
 pub use config::CdnConfig;
 pub use hash::Hash;

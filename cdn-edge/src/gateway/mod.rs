@@ -623,7 +623,7 @@ impl Gateway {
 async fn read(blob: &Blob, offset: u64, len: u64) -> Result<Bytes, ()> {
     match blob {
         Blob::Memory { .. } => blob.read_verified(offset, len).map_err(|_| ()),
-        Blob::File(_) => {
+        Blob::File(_) | Blob::Arriving(_) => {
             let b = blob.clone();
             tokio::task::spawn_blocking(move || b.read_verified(offset, len))
                 .await

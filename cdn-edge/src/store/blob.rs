@@ -24,6 +24,21 @@ pub enum ReadError {
     /// Disk I/O failed.
     #[error("reading a blob: {0}")]
     Io(#[from] io::Error),
+    /// A blob still arriving from peers could not be completed (every provider failed, or
+    /// the wait timed out).
+    #[error("blob {0} could not be fetched: {1}")]
+    Unavailable(Hash, String),
+}
+
+/// A blob still arriving from peers: reads wait until the chunk groups they cover have been
+/// verified (see `crate::fetch`).
+pub trait Arriving: Send + Sync + 'static {
+    /// The blob's hash.
+    fn hash(&self) -> Hash;
+    /// Its size (proven before the blob is handed out).
+    fn size(&self) -> u64;
+    /// Verified bytes `offset..offset+len` (clamped), waiting for them. Blocking.
+    fn read_verified(&self, offset: u64, len: u64) -> Result<Bytes, ReadError>;
 }
 
 /// A blob ready to be read. `Memory` holds bytes already verified; `File` verifies every chunk
@@ -39,6 +54,8 @@ pub enum Blob {
     },
     /// A large blob on disk.
     File(Arc<FileBlob>),
+    /// A blob being fetched: served as its groups are verified.
+    Arriving(Arc<dyn Arriving>),
 }
 
 impl std::fmt::Debug for Blob {
@@ -46,6 +63,7 @@ impl std::fmt::Debug for Blob {
         match self {
             Self::Memory { hash, bytes } => write!(f, "Blob::Memory({hash}, {} B)", bytes.len()),
             Self::File(b) => write!(f, "Blob::File({}, {} B)", b.hash, b.size),
+            Self::Arriving(b) => write!(f, "Blob::Arriving({}, {} B)", b.hash(), b.size()),
         }
     }
 }
@@ -91,6 +109,7 @@ impl Blob {
         match self {
             Self::Memory { hash, .. } => *hash,
             Self::File(b) => b.hash,
+            Self::Arriving(b) => b.hash(),
         }
     }
 
@@ -99,6 +118,19 @@ impl Blob {
         match self {
             Self::Memory { bytes, .. } => bytes.len() as u64,
             Self::File(b) => b.size,
+            Self::Arriving(b) => b.size(),
+        }
+    }
+
+    /// The hash pair of an outboard node (`None` for in-memory blobs, which keep none).
+    pub(crate) fn load_parent(
+        &self,
+        node: bao_tree::TreeNode,
+    ) -> io::Result<Option<(blake3::Hash, blake3::Hash)>> {
+        use bao_tree::io::sync::Outboard;
+        match self {
+            Self::Memory { .. } | Self::Arriving(_) => Ok(None),
+            Self::File(b) => b.outboard.load(node),
         }
     }
 
@@ -113,6 +145,7 @@ impl Blob {
                 Ok(bytes.slice(start..end))
             }
             Self::File(b) => b.read_verified(offset, len),
+            Self::Arriving(b) => b.read_verified(offset, len),
         }
     }
 }

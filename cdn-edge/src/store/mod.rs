@@ -37,7 +37,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use blob::{Blob, ReadError};
+pub use blob::{Arriving, Blob, ReadError};
 
 use crate::Hash;
 
@@ -731,6 +731,7 @@ impl Store {
                 Ok(d) => d,
                 Err(ReadError::Corrupt(_)) => return Err(StoreError::Corrupt(hash)),
                 Err(ReadError::Io(e)) => return Err(e.into()),
+                Err(e @ ReadError::Unavailable(..)) => return Err(io::Error::other(e).into()),
             };
             self.inner.hot.insert(hash, data.clone());
             return Ok(Some(Blob::memory(hash, data)));
@@ -760,6 +761,9 @@ impl Store {
                                 break;
                             }
                             Err(ReadError::Io(e)) => return Err(e.into()),
+                            Err(e @ ReadError::Unavailable(..)) => {
+                                return Err(io::Error::other(e).into());
+                            }
                         }
                     }
                     ok
