@@ -1,0 +1,399 @@
+//! churn: under a steady web and cache load, a fraction of the nodes is killed (abruptly) and
+//! restarted one after another, then a group of nodes is cut off by a partition that heals.
+//! Reports failed requests, time until every live node declares a killed node not alive, cache
+//! writes acknowledged but lost, page views that failed while a node holding the site was alive
+//! and reachable, and zones that still differ between nodes after the heal.
+//!
+//! Node 0 (the ledger's registrar, where the cache writer connects) is never killed or cut off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use super::Params;
+use super::browse::{self, Outcome, holders_of};
+use super::cache_near::connect;
+use super::net::Net;
+use super::report::{Report, Table, percentile};
+
+/// One fault and what it caused.
+#[derive(Debug, Clone)]
+struct Fault {
+    what: String,
+    at_s: f64,
+    detect_s: Option<f64>,
+    recovered_s: Option<f64>,
+}
+
+fn wait(deadline: Duration, mut f: impl FnMut() -> bool) -> Option<f64> {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if f() {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Kills and restarts `victims` one after another, then partitions `group` for
+/// `p.partition_secs`, on the schedule the run's duration gives. Blocking.
+fn inject(net: &Net, p: &Params, victims: &[usize], group: &[usize], t0: Instant) -> Vec<Fault> {
+    let total = Duration::from_secs(p.duration_secs);
+    let mut faults = Vec::new();
+    let slot = total.mul_f64(0.5) / u32::try_from(victims.len().max(1)).unwrap_or(1);
+    for (k, &v) in victims.iter().enumerate() {
+        let at = total.mul_f64(0.05) + slot * u32::try_from(k).unwrap_or(0);
+        std::thread::sleep(at.saturating_sub(t0.elapsed()));
+        let Some(peer) = net.peer_id(v) else { continue };
+        let killed = Instant::now();
+        net.kill(v);
+        let observers = net.live();
+        let detect = wait(Duration::from_secs(30), || {
+            net.all_see(&observers, &peer, false)
+        });
+        std::thread::sleep(Duration::from_secs(p.down_secs).saturating_sub(killed.elapsed()));
+        let restarted = net.restart(v).is_ok();
+        let back = Instant::now();
+        let recovered = restarted
+            .then(|| {
+                wait(Duration::from_secs(30), || {
+                    net.all_see(&net.live(), &peer, true)
+                })
+            })
+            .flatten()
+            .map(|s| s + back.duration_since(killed).as_secs_f64());
+        faults.push(Fault {
+            what: format!("kill + restart node {v}"),
+            at_s: killed.duration_since(t0).as_secs_f64(),
+            detect_s: detect,
+            recovered_s: recovered,
+        });
+    }
+    if !group.is_empty() {
+        let at = total.mul_f64(0.6);
+        std::thread::sleep(at.saturating_sub(t0.elapsed()));
+        let cut_at = Instant::now();
+        net.partition(group, true);
+        let majority: Vec<usize> = net
+            .live()
+            .into_iter()
+            .filter(|i| !group.contains(i))
+            .collect();
+        let peers: Vec<String> = group.iter().filter_map(|&g| net.peer_id(g)).collect();
+        let detect = wait(Duration::from_secs(p.partition_secs), || {
+            peers.iter().all(|peer| net.all_see(&majority, peer, false))
+        });
+        std::thread::sleep(Duration::from_secs(p.partition_secs).saturating_sub(cut_at.elapsed()));
+        net.partition(group, false);
+        let healed = Instant::now();
+        let recovered = wait(Duration::from_secs(60), || {
+            peers
+                .iter()
+                .all(|peer| net.all_see(&net.live(), peer, true))
+        })
+        .map(|s| s + healed.duration_since(cut_at).as_secs_f64());
+        faults.push(Fault {
+            what: format!("partition of nodes {group:?} for {} s", p.partition_secs),
+            at_s: cut_at.duration_since(t0).as_secs_f64(),
+            detect_s: detect,
+            recovered_s: recovered,
+        });
+    }
+    faults
+}
+
+/// Runs the scenario.
+pub fn run(p: &Params, report: &mut Report) -> Result<()> {
+    let net = Arc::new(Net::start(p, 0, 0, |_, _| {})?);
+    report.metric("mesh_formed_s", net.formed_in.as_secs_f64());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (sites, spread) = rt.block_on(browse::publish_and_spread(&net, p))?;
+    report.metric(
+        "zones_spread_s",
+        spread.map_or(f64::NAN, |d| d.as_secs_f64()),
+    );
+    let sites = Arc::new(sites);
+    let holders = holders_of(&sites);
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
+    let mut others: Vec<usize> = (1..net.n).collect();
+    others.shuffle(&mut rng);
+    let kills = ((net.n as f64 * p.kill_fraction).round() as usize).min(others.len());
+    let victims: Vec<usize> = others[..kills].to_vec();
+    let cut = ((net.n as f64 * p.partition_fraction).round() as usize).min(net.n - 1);
+    let group: Vec<usize> = (net.n - cut..net.n).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    // Web load: a view every 100 ms from a random live node.
+    let web = {
+        let (net, sites, holders, stop) =
+            (net.clone(), sites.clone(), holders.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+            let mut out: Vec<(f64, usize, bool, Outcome)> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let live = net.live();
+                let c = live[rng.gen_range(0..live.len())];
+                let s = rng.gen_range(0..sites.len());
+                let o = browse::view(&net, c, &sites[s], s, &holders).await;
+                // A view whose own client node died meanwhile says nothing about the site.
+                let client_alive = net.alive(c);
+                out.push((t0.elapsed().as_secs_f64(), s, client_alive, o));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            out
+        })
+    };
+    // Cache load: SET through node 0, every acknowledged write remembered; reads of earlier ones.
+    let cache = {
+        let (net, stop) = (net.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut acked: Vec<usize> = Vec::new();
+            let (mut failed_writes, mut failed_reads, mut reads) = (0usize, 0usize, 0usize);
+            let mut con = None;
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                if con.is_none() {
+                    con = connect(net.addrs(0).expect("node 0 runs").redis).await.ok();
+                }
+                let Some(c) = con.as_mut() else { continue };
+                let set = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    redis::cmd("SET")
+                        .arg(format!("churn:{i}"))
+                        .arg(format!("v{i}"))
+                        .query_async::<()>(c),
+                )
+                .await;
+                match set {
+                    Ok(Ok(())) => acked.push(i),
+                    _ => failed_writes += 1,
+                }
+                i += 1;
+                if let Some(&k) = acked.get(i % acked.len().max(1)) {
+                    reads += 1;
+                    let got = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        redis::cmd("GET")
+                            .arg(format!("churn:{k}"))
+                            .query_async::<Option<String>>(c),
+                    )
+                    .await;
+                    if !matches!(got, Ok(Ok(Some(ref v))) if *v == format!("v{k}")) {
+                        failed_reads += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acked, failed_writes, failed_reads, reads)
+        })
+    };
+    let faults = {
+        let (net, p2, victims, group) = (net.clone(), p.clone(), victims.clone(), group.clone());
+        std::thread::spawn(move || inject(&net, &p2, &victims, &group, t0))
+            .join()
+            .map_err(|_| anyhow::anyhow!("fault injection panicked"))?
+    };
+    std::thread::sleep(Duration::from_secs(p.duration_secs).saturating_sub(t0.elapsed()));
+    stop.store(true, Ordering::Relaxed);
+    let views = rt.block_on(web)?;
+    let (acked, failed_writes, failed_reads, reads) = rt.block_on(cache)?;
+
+    // After the heal: every acknowledged write must be readable, from node 0 and another node.
+    let all_back = wait(Duration::from_secs(60), || {
+        (0..net.n).all(|i| {
+            net.peer_id(i)
+                .is_some_and(|peer| net.all_see(&net.live(), &peer, true))
+        })
+    });
+    report.metric("all_alive_after_s", all_back.unwrap_or(f64::NAN));
+    let lost = rt.block_on(async {
+        let mut lost = Vec::new();
+        let reader = net.live().into_iter().find(|&i| i != 0).unwrap_or(0);
+        for at in [0, reader] {
+            let mut con = connect(net.addrs(at).context("reader node")?.redis).await?;
+            for &k in &acked {
+                let mut ok = false;
+                for _ in 0..3 {
+                    let got: redis::RedisResult<Option<String>> = redis::cmd("GET")
+                        .arg(format!("churn:{k}"))
+                        .query_async(&mut con)
+                        .await;
+                    match got {
+                        Ok(v) => {
+                            ok = v.as_deref() == Some(format!("v{k}").as_str());
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+                if !ok && !lost.contains(&k) {
+                    lost.push(k);
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(lost)
+    })?;
+
+    // Zones after the heal: every node must hold the same zone for every site.
+    let zone_of = |i: usize, name: &str| -> Option<Vec<u8>> {
+        let a = net.addrs(i)?;
+        let out =
+            proxima::harness::curl(&["-sf", &format!("{}/api/names/{name}/zone", a.admin)]).ok()?;
+        out.status.success().then_some(out.stdout)
+    };
+    let diverging = || -> usize {
+        sites
+            .iter()
+            .filter(|s| {
+                let zones: Vec<Option<Vec<u8>>> =
+                    net.live().iter().map(|&i| zone_of(i, &s.name)).collect();
+                zones.iter().any(|z| z.is_none() || *z != zones[0])
+            })
+            .count()
+    };
+    let converged = wait(Duration::from_secs(30), || diverging() == 0);
+    let diverging_now = diverging();
+
+    // Views that failed while a holder of the site was alive and reachable from the client.
+    let failed: Vec<&(f64, usize, bool, Outcome)> =
+        views.iter().filter(|v| v.3.error.is_some()).collect();
+    let unavailable: Vec<&&(f64, usize, bool, Outcome)> = failed
+        .iter()
+        .filter(|v| v.2 && v.3.holder_reachable)
+        .collect();
+    let mut unavailable_sites: Vec<usize> = unavailable.iter().map(|v| v.1).collect();
+    unavailable_sites.sort_unstable();
+    unavailable_sites.dedup();
+
+    let kill_detect: Vec<f64> = faults
+        .iter()
+        .filter(|f| f.what.starts_with("kill"))
+        .filter_map(|f| f.detect_s)
+        .collect();
+    report.metric("kills", victims.len() as f64);
+    report.metric("kill_detected", kill_detect.len() as f64);
+    report.metric("detect_p50_s", percentile(&kill_detect, 50.0));
+    report.metric(
+        "detect_max_s",
+        kill_detect.iter().copied().fold(f64::NAN, f64::max),
+    );
+    if let Some(part) = faults.iter().find(|f| f.what.starts_with("partition")) {
+        report.metric("partition_detect_s", part.detect_s.unwrap_or(f64::NAN));
+        report.metric("partition_rejoined_s", part.recovered_s.unwrap_or(f64::NAN));
+    }
+    report.metric("views", views.len() as f64);
+    report.metric("failed_views", failed.len() as f64);
+    report.metric(
+        "unavailable_views_while_holder_lived",
+        unavailable.len() as f64,
+    );
+    report.metric(
+        "sites_unavailable_while_holder_lived",
+        unavailable_sites.len() as f64,
+    );
+    report.metric(
+        "unverified_files",
+        views.iter().map(|v| v.3.unverified as f64).sum(),
+    );
+    report.metric("cache_writes_acked", acked.len() as f64);
+    report.metric("cache_writes_failed", failed_writes as f64);
+    report.metric("cache_reads", reads as f64);
+    report.metric("cache_reads_failed", failed_reads as f64);
+    report.metric("acked_writes_lost", lost.len() as f64);
+    report.metric("zones_diverging_after_heal", diverging_now as f64);
+    report.metric("zones_converged_s", converged.unwrap_or(f64::NAN));
+
+    report.tables.push(Table {
+        title: "Faults".into(),
+        header: [
+            "fault",
+            "at s",
+            "detected after s",
+            "back in the mesh after s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: faults
+            .iter()
+            .map(|f| {
+                let s = |v: Option<f64>| {
+                    v.map_or("not within the deadline".into(), |v| format!("{v:.1}"))
+                };
+                vec![
+                    f.what.clone(),
+                    format!("{:.1}", f.at_s),
+                    s(f.detect_s),
+                    s(f.recovered_s),
+                ]
+            })
+            .collect(),
+    });
+    report.tables.push(Table {
+        title: "Requests under churn".into(),
+        header: ["load", "requests", "failed", "must be 0"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![
+            vec![
+                "page views".into(),
+                views.len().to_string(),
+                failed.len().to_string(),
+                format!(
+                    "{} while a holder lived ({} sites)",
+                    unavailable.len(),
+                    unavailable_sites.len()
+                ),
+            ],
+            vec![
+                "cache SET (sync replication)".into(),
+                (acked.len() + failed_writes).to_string(),
+                failed_writes.to_string(),
+                format!("{} acknowledged writes lost", lost.len()),
+            ],
+            vec![
+                "cache GET".into(),
+                reads.to_string(),
+                failed_reads.to_string(),
+                "-".into(),
+            ],
+            vec![
+                "zones after heal".into(),
+                sites.len().to_string(),
+                diverging_now.to_string(),
+                format!("{diverging_now} diverging"),
+            ],
+        ],
+    });
+    let mut errors: Vec<String> = failed.iter().filter_map(|v| v.3.error.clone()).collect();
+    errors.sort();
+    errors.dedup();
+    for e in errors.into_iter().take(5) {
+        report.notes.push(format!("failed view: {e}"));
+    }
+    report.notes.push(
+        "The partition cuts the QUIC data plane only (membership probes, transfers, cache \
+         links); gossip and Kademlia still cross it, so zones can spread during it."
+            .into(),
+    );
+    let mut views_ok: Vec<f64> = views
+        .iter()
+        .filter(|v| v.3.error.is_none())
+        .map(|v| v.3.full_ms)
+        .collect();
+    views_ok.sort_by(f64::total_cmp);
+    let mut lat = Report::latency_table("Page views under churn (client RTT included)");
+    report.latency("page_under_churn", &views_ok, &mut lat);
+    report.tables.push(lat);
+    net.stop();
+    Ok(())
+}
