@@ -42,7 +42,14 @@ fn wait(deadline: Duration, mut f: impl FnMut() -> bool) -> Option<f64> {
 
 /// Kills and restarts `victims` one after another, then partitions `group` for
 /// `p.partition_secs`, on the schedule the run's duration gives. Blocking.
-fn inject(net: &Net, p: &Params, victims: &[usize], group: &[usize], t0: Instant) -> Vec<Fault> {
+fn inject(
+    net: &Net,
+    p: &Params,
+    victims: &[usize],
+    group: &[usize],
+    updates: &[(usize, String)],
+    t0: Instant,
+) -> Vec<Fault> {
     let total = Duration::from_secs(p.duration_secs);
     let mut faults = Vec::new();
     let slot = total.mul_f64(0.5) / u32::try_from(victims.len().max(1)).unwrap_or(1);
@@ -85,6 +92,23 @@ fn inject(net: &Net, p: &Params, victims: &[usize], group: &[usize], t0: Instant
             .filter(|i| !group.contains(i))
             .collect();
         let peers: Vec<String> = group.iter().filter_map(|&g| net.peer_id(g)).collect();
+        // Zones change on both sides while they are apart (the owners edit their records).
+        for (owner, name) in updates {
+            let Some(a) = net.addrs(*owner) else { continue };
+            let body =
+                format!(r#"{{"type":"TXT","value":"changed during the partition","ttl":60}}"#);
+            let url = format!("{}/api/names/{name}/records", a.admin);
+            let _ = proxima::harness::curl(&[
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body,
+                &url,
+            ]);
+        }
         let detect = wait(Duration::from_secs(p.partition_secs), || {
             peers.iter().all(|peer| net.all_see(&majority, peer, false))
         });
@@ -157,7 +181,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
     let cache = {
         let (net, stop) = (net.clone(), stop.clone());
         rt.spawn(async move {
-            let mut acked: Vec<usize> = Vec::new();
+            let mut acked: Vec<(usize, f64)> = Vec::new();
             let (mut failed_writes, mut failed_reads, mut reads) = (0usize, 0usize, 0usize);
             let mut con = None;
             let mut i = 0usize;
@@ -175,11 +199,11 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
                 )
                 .await;
                 match set {
-                    Ok(Ok(())) => acked.push(i),
+                    Ok(Ok(())) => acked.push((i, t0.elapsed().as_secs_f64())),
                     _ => failed_writes += 1,
                 }
                 i += 1;
-                if let Some(&k) = acked.get(i % acked.len().max(1)) {
+                if let Some(&(k, _)) = acked.get(i % acked.len().max(1)) {
                     reads += 1;
                     let got = tokio::time::timeout(
                         Duration::from_secs(5),
@@ -197,9 +221,18 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
             (acked, failed_writes, failed_reads, reads)
         })
     };
+    // One site owned inside the cut-off group and one outside it change during the partition.
+    let updates: Vec<(usize, String)> = [
+        sites.iter().find(|s| group.contains(&s.publisher)),
+        sites.iter().find(|s| !group.contains(&s.publisher)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|s| (s.publisher, s.name.clone()))
+    .collect();
     let faults = {
         let (net, p2, victims, group) = (net.clone(), p.clone(), victims.clone(), group.clone());
-        std::thread::spawn(move || inject(&net, &p2, &victims, &group, t0))
+        std::thread::spawn(move || inject(&net, &p2, &victims, &group, &updates, t0))
             .join()
             .map_err(|_| anyhow::anyhow!("fault injection panicked"))?
     };
@@ -221,7 +254,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         let reader = net.live().into_iter().find(|&i| i != 0).unwrap_or(0);
         for at in [0, reader] {
             let mut con = connect(net.addrs(at).context("reader node")?.redis).await?;
-            for &k in &acked {
+            for &(k, at) in &acked {
                 let mut ok = false;
                 for _ in 0..3 {
                     let got: redis::RedisResult<Option<String>> = redis::cmd("GET")
@@ -236,8 +269,8 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
                         Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                     }
                 }
-                if !ok && !lost.contains(&k) {
-                    lost.push(k);
+                if !ok && !lost.iter().any(|l: &(usize, f64)| l.0 == k) {
+                    lost.push((k, at));
                 }
             }
         }
@@ -374,6 +407,11 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
             ],
         ],
     });
+    for (k, at) in lost.iter().take(5) {
+        report.notes.push(format!(
+            "acknowledged write churn:{k} (acked at {at:.1} s) was lost"
+        ));
+    }
     let mut errors: Vec<String> = failed.iter().filter_map(|v| v.3.error.clone()).collect();
     errors.sort();
     errors.dedup();
