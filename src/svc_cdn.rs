@@ -13,6 +13,13 @@
 //! - `GET  /api/blobs/{hash}`: the raw bytes, verified as they are read.
 //! - `POST /api/blobs/verify`: re-verify every blob, dropping those that fail.
 //! - `GET  /api/sites/{host}` -> `{host, manifest}`: the manifest hash the gateway would use.
+//! - `GET  /api/blobs/fetches`: the recent fetches from peers (providers ranked and used,
+//!   groups per provider, failures, time to first group and to completion).
+//!
+//! Blobs this node lacks are fetched from the nearest providers over the mesh
+//! ([`cdn_edge::fetch`]); this node serves what it holds to its peers on
+//! [`cdn_edge::transfer::ALPN`] and announces every blob it stores (uploaded, pinned or
+//! fetched) as a provider.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +34,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cdn_edge::fetch::{FetchConfig, Fetcher};
 use cdn_edge::gateway::{Gateway, SiteResolver};
 use cdn_edge::store::{BlobSource, Store, StoreError};
 use cdn_edge::{Hash, gateway};
@@ -50,6 +58,8 @@ pub struct Cdn {
     pub store: Store,
     /// The gateway's real address.
     pub http_addr: SocketAddr,
+    /// The networked blob source (store first, then providers on the mesh).
+    pub fetcher: Fetcher,
     resolver: Arc<dyn SiteResolver>,
     max_upload: u64,
 }
@@ -85,7 +95,7 @@ pub async fn start(
     config: &Config,
     data_dir: &Path,
     resolver: Arc<dyn SiteResolver>,
-    _mesh: &mesh::Mesh,
+    mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
@@ -102,10 +112,20 @@ pub async fn start(
         .context("cannot open the blob store")?;
     let cdn_registry = registry.sub_registry_with_prefix("cdn");
     store.register_metrics(cdn_registry.sub_registry_with_prefix("store"));
+    // Serve what this node holds to its peers, and fetch what it lacks from them.
+    let server = cdn_edge::transfer::Server::new(Arc::new(store.clone()), 64);
+    server.register_metrics(cdn_registry.sub_registry_with_prefix("transfer"));
+    server
+        .serve_on(mesh.dataplane())
+        .context("cannot serve the blob transfer protocol")?;
+    let fetcher = Fetcher::new(store.clone(), mesh.clone(), FetchConfig::default());
+    fetcher.register_metrics(cdn_registry.sub_registry_with_prefix("fetch"));
+    tracker.spawn(fetcher.clone().run_announcer(shutdown.clone()));
+    tracker.spawn(fetcher.clone().run_gossip(shutdown.clone()));
     let gw = Gateway::new(
         config.cdn.gateway(),
         resolver.clone(),
-        Arc::new(store.clone()) as Arc<dyn BlobSource>,
+        Arc::new(fetcher.clone()) as Arc<dyn BlobSource>,
     );
     gw.register_metrics(cdn_registry.sub_registry_with_prefix("gateway"));
     let listener = gateway::bind(config.http_listen)
@@ -116,6 +136,7 @@ pub async fn start(
     services.insert("http".to_owned(), admin::service("http", http_addr));
     Ok(Cdn {
         store,
+        fetcher,
         http_addr,
         resolver,
         max_upload: config.cdn.max_upload_bytes,
@@ -133,6 +154,7 @@ impl Cdn {
             .route("/api/blobs/missing", post(missing))
             .route("/api/blobs/pin", post(pin))
             .route("/api/blobs/verify", post(verify))
+            .route("/api/blobs/fetches", get(fetches))
             .route("/api/sites/{host}", get(site))
             .merge(blob_routes)
             .with_state(self.clone())
@@ -219,6 +241,14 @@ async fn pin(
     .await
     .map_err(internal)?
     .map_err(internal)?;
+    let missing_set: std::collections::HashSet<&String> = missing.iter().collect();
+    for h in &list.hashes {
+        if !missing_set.contains(h)
+            && let Ok(h) = h.parse::<Hash>()
+        {
+            cdn.fetcher.announce(h);
+        }
+    }
     Ok(Json(
         serde_json::json!({ "pinned": pinned, "missing": missing }),
     ))
@@ -272,6 +302,7 @@ async fn put_blob(
         .map_err(internal)?;
     match imported {
         Ok(_) => {
+            cdn.fetcher.announce(hash);
             let status = if existed {
                 StatusCode::OK
             } else {
@@ -290,7 +321,7 @@ async fn get_blob(
     UrlPath(hash): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     let hash = parse_hash(&hash)?;
-    let blob = match cdn.store.blob(hash).await {
+    let blob = match cdn.fetcher.blob(hash).await {
         Ok(Some(b)) => b,
         Ok(None) => return Err(ApiError(StatusCode::NOT_FOUND, "no such blob".into())),
         Err(e @ StoreError::Corrupt(_)) => {
@@ -320,6 +351,10 @@ async fn get_blob(
         .header("Content-Length", size)
         .body(Body::from_stream(stream))
         .map_err(internal)
+}
+
+async fn fetches(State(cdn): State<Cdn>) -> Json<Vec<cdn_edge::fetch::FetchRecord>> {
+    Json(cdn.fetcher.records())
 }
 
 async fn verify(State(cdn): State<Cdn>) -> Result<Json<serde_json::Value>, ApiError> {

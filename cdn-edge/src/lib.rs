@@ -9,6 +9,7 @@
 //! [`store::BlobSource`] for blobs.
 
 pub mod config;
+pub mod fetch;
 pub mod gateway;
 pub mod hash;
 pub mod manifest;

@@ -517,6 +517,58 @@ impl Store {
         Ok(hash)
     }
 
+    /// Stores a large blob received from a peer: `path` (in the temporary directory) holds
+    /// bytes whose every chunk group was verified against `hash` on arrival, and `outboard` the
+    /// verified parent pairs of that transfer. Checks that the outboard's root pair hashes to
+    /// `hash` and has the right length, then moves both into place without hashing the data
+    /// again.
+    pub fn import_verified(
+        &self,
+        path: &Path,
+        hash: Hash,
+        size: u64,
+        outboard: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let result = (|| {
+            let tree = BaoTree::new(size, BLOCK_SIZE);
+            let root_ok = size > INLINE_MAX
+                && outboard.len() as u64 == tree.outboard_size()
+                && outboard.len() >= 64
+                && {
+                    // Post-order: the root pair is the last one.
+                    let pair = &outboard[outboard.len() - 64..];
+                    let (l, r) = pair.split_at(32);
+                    let l: [u8; 32] = l.try_into().unwrap_or_default();
+                    let r: [u8; 32] = r.try_into().unwrap_or_default();
+                    blake3::hazmat::merge_subtrees_root(&l, &r, blake3::hazmat::Mode::Hash)
+                        == hash.to_blake3()
+                };
+            if !root_ok || fs::metadata(path)?.len() != size {
+                return Err(StoreError::Corrupt(hash));
+            }
+            if self.already_have(hash, false)? {
+                return Ok(());
+            }
+            File::open(path)?.sync_all()?;
+            let ob_tmp = self.temp_path();
+            {
+                let mut f = File::create(&ob_tmp)?;
+                f.write_all(&outboard)?;
+                f.sync_all()?;
+            }
+            let shard = self.shard_dir(hash);
+            fs::create_dir_all(&shard)?;
+            fs::rename(&ob_tmp, self.outboard_path(hash))?;
+            fs::rename(path, self.data_path(hash))?;
+            File::open(&shard)?.sync_all()?;
+            self.commit_row(hash, size, false, None)
+        })();
+        if path.exists() {
+            let _ = fs::remove_file(path);
+        }
+        result
+    }
+
     /// If the blob is present, pins it when asked and returns true.
     fn already_have(&self, hash: Hash, pin: bool) -> Result<bool, StoreError> {
         let present = self.lock().get(&hash).map(|e| e.pinned);
