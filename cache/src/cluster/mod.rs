@@ -265,7 +265,14 @@ impl Cluster {
         let slot = match command_slot(cmd, args) {
             Ok(Some(s)) => s,
             Ok(None) => return Decision::Local,
-            Err(e) => return Decision::Error(e.into()),
+            Err(e) => {
+                // Keys in several slots run only where every one of them is served.
+                return if self.all_local(cmd, args) {
+                    Decision::Local
+                } else {
+                    Decision::Error(e.into())
+                };
+            }
         };
         let v = self.view();
         let g = group_of(slot);
@@ -320,6 +327,14 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    fn all_local(&self, cmd: &Command, args: &[&[u8]]) -> bool {
+        let v = self.view();
+        table::keys_of(cmd, args).unwrap_or_default().iter().all(|k| {
+            let s = key_slot(k);
+            self.live_owners(&v, s)[0] == v.me && self.group_state(group_of(s)) == SERVING
+        })
     }
 
     /// The links a write to `slot` must reach: its other owners and any node pulling it.
