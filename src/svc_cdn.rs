@@ -13,6 +13,8 @@
 //! - `GET  /api/blobs/{hash}`: the raw bytes, verified as they are read.
 //! - `POST /api/blobs/verify`: re-verify every blob, dropping those that fail.
 //! - `GET  /api/sites/{host}` -> `{host, manifest}`: the manifest hash the gateway would use.
+//! - `GET  /api/blobs/{hash}/providers`: the providers of a blob this node knows (DHT and
+//!   gossip), as the directory ranks them.
 //! - `GET  /api/blobs/fetches`: the recent fetches from peers (providers ranked and used,
 //!   groups per provider, failures, time to first group and to completion).
 //!
@@ -155,6 +157,7 @@ impl Cdn {
             .route("/api/blobs/pin", post(pin))
             .route("/api/blobs/verify", post(verify))
             .route("/api/blobs/fetches", get(fetches))
+            .route("/api/blobs/{hash}/providers", get(providers))
             .route("/api/sites/{host}", get(site))
             .merge(blob_routes)
             .with_state(self.clone())
@@ -351,6 +354,18 @@ async fn get_blob(
         .header("Content-Length", size)
         .body(Body::from_stream(stream))
         .map_err(internal)
+}
+
+async fn providers(
+    State(cdn): State<Cdn>,
+    UrlPath(hash): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let hash = parse_hash(&hash)?;
+    let peers = cdn.fetcher.providers(hash).await;
+    let ranked = cdn.fetcher.rank(&peers);
+    Ok(Json(
+        serde_json::json!({ "hash": hash.to_hex(), "providers": ranked }),
+    ))
 }
 
 async fn fetches(State(cdn): State<Cdn>) -> Json<Vec<cdn_edge::fetch::FetchRecord>> {

@@ -552,7 +552,7 @@ impl Fetcher {
     }
 
     /// Providers of `hash` known from gossip and the DHT that are live members (not self).
-    async fn providers(&self, hash: Hash) -> Vec<PeerId> {
+    pub async fn providers(&self, hash: Hash) -> Vec<PeerId> {
         let mut found: Vec<PeerId> = self
             .inner
             .gossip
@@ -587,6 +587,11 @@ impl Fetcher {
         let mut seen = HashSet::new();
         found.retain(|p| *p != me && members.contains(p) && seen.insert(*p));
         found
+    }
+
+    /// `peers` as the mesh directory ranks them for a fetch (best first).
+    pub fn rank(&self, peers: &[PeerId]) -> Vec<mesh::Ranked> {
+        self.inner.mesh.rank(peers, false)
     }
 
     /// The fetch of `hash`, joining one already running.

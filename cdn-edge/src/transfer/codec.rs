@@ -436,12 +436,12 @@ impl Source {
 
     /// A source that serves `data` with the outboard of `honest` (the bytes `hash` really
     /// addresses), without checking `data`: for tests and tools that play a misbehaving peer.
-    pub fn unchecked(honest: &[u8], data: Bytes) -> Self {
+    pub fn unchecked(honest: &[u8], data: impl Into<Bytes>) -> Self {
         let ob = PostOrderMemOutboard::create(honest, BLOCK_SIZE);
         Self {
             hash: Hash::from_blake3(ob.root),
             size: honest.len() as u64,
-            data: SourceData::Unchecked(data, ob),
+            data: SourceData::Unchecked(data.into(), ob),
         }
     }
 
@@ -563,8 +563,7 @@ pub fn encode(
                     frame.put_slice(&window.1[off..off + size]);
                 }
             }
-            if frame.len() > TARGET_FRAME + mesh::frame::HEADER_LEN
-                && !flush(&mut frame, &mut emit)
+            if frame.len() > TARGET_FRAME + mesh::frame::HEADER_LEN && !flush(&mut frame, &mut emit)
             {
                 return Err(EncodeError::Closed);
             }
