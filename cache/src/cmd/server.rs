@@ -727,7 +727,19 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         t.push_str("# Errorstats\r\n\r\n");
     }
     if want("cluster") {
-        t.push_str("# Cluster\r\ncluster_enabled:1\r\n\r\n");
+        t.push_str("# Cluster\r\ncluster_enabled:1\r\n");
+        if let Some(cl) = ctx.shared.cluster.get() {
+            let v = cl.view();
+            let _ = write!(
+                t,
+                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\n",
+                v.nodes.len(),
+                v.rf,
+                u8::from(cl.sync),
+                cl.importing()
+            );
+        }
+        t.push_str("\r\n");
     }
     if want("keyspace") {
         t.push_str("# Keyspace\r\n");
