@@ -39,15 +39,28 @@ struct ReadResult {
     ms: f64,
     ok: bool,
     local: bool,
+    /// What a wrong read returned: `key -> value` at which node.
+    wrong: Option<String>,
 }
 
-async fn read_primary(con: &mut MultiplexedConnection, key: &str, want: &str) -> ReadResult {
+fn wrong(key: &str, got: &redis::RedisResult<Option<String>>, at: usize) -> Option<String> {
+    Some(format!("GET {key} at node {at} -> {got:?}"))
+}
+
+async fn read_primary(
+    con: &mut MultiplexedConnection,
+    at: usize,
+    key: &str,
+    want: &str,
+) -> ReadResult {
     let started = Instant::now();
     let got: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(key).query_async(con).await;
+    let ok = matches!(got, Ok(Some(ref v)) if v == want);
     ReadResult {
         ms: ms(started.elapsed()),
-        ok: matches!(got, Ok(Some(ref v)) if v == want),
+        ok,
         local: false,
+        wrong: if ok { None } else { wrong(key, &got, at) },
     }
 }
 
@@ -78,10 +91,12 @@ impl ReadonlyClient {
             .await;
         let e = match got {
             Ok(v) => {
+                let ok = v.as_deref() == Some(want);
                 return Ok(ReadResult {
                     ms: ms(started.elapsed()),
-                    ok: v.as_deref() == Some(want),
+                    ok,
                     local: true,
+                    wrong: if ok { None } else { wrong(key, &Ok(v), self.me) },
                 });
             }
             Err(e) => e,
@@ -101,10 +116,16 @@ impl ReadonlyClient {
         }
         let (node, con) = self.others.get_mut(&host).expect("inserted");
         let got: Option<String> = redis::cmd("GET").arg(key).query_async(con).await?;
+        let ok = got.as_deref() == Some(want);
         Ok(ReadResult {
             ms: ms(started.elapsed()) + net.rtt(self.me, *node),
-            ok: got.as_deref() == Some(want),
+            ok,
             local: false,
+            wrong: if ok {
+                None
+            } else {
+                wrong(key, &Ok(got), *node).map(|w| format!("{w} (after MOVED from node {})", self.me))
+            },
         })
     }
 }
@@ -167,7 +188,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
                         let (key, want) = (format!("near:{i}"), value(seed, i));
                         let r = match ro.as_mut() {
                             Some(ro) => ro.read(&net, &key, &want).await,
-                            None => Ok(read_primary(&mut plain, &key, &want).await),
+                            None => Ok(read_primary(&mut plain, c, &key, &want).await),
                         };
                         match r {
                             Ok(r) => out.push(r),
@@ -205,6 +226,9 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         let v: Vec<f64> = reads.iter().map(|r| r.ms).collect();
         report.latency(label, &v, &mut lat);
         let wrong = reads.iter().filter(|r| !r.ok).count();
+        for w in reads.iter().filter_map(|r| r.wrong.as_ref()).take(3) {
+            report.notes.push(format!("{label} read returned a wrong value: {w}"));
+        }
         let local = reads.iter().filter(|r| r.local).count();
         report.metric(&format!("{label}_errors"), *errors as f64);
         report.metric(&format!("{label}_wrong_values"), wrong as f64);

@@ -304,9 +304,24 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         .iter()
         .filter(|v| v.2 && v.3.holder_reachable)
         .collect();
-    let mut unavailable_sites: Vec<usize> = unavailable.iter().map(|v| v.1).collect();
-    unavailable_sites.sort_unstable();
-    unavailable_sites.dedup();
+    // A site is unavailable when its views keep failing, while a holder lives, for longer than
+    // the failure detector needs to notice a death (a failed view inside that window is a
+    // failed request, counted above, not an unavailable site).
+    let grace = p.grace_secs as f64;
+    let mut longest = vec![0.0f64; sites.len()];
+    let mut streak: Vec<Option<f64>> = vec![None; sites.len()];
+    for (t, s, client_alive, o) in &views {
+        match (&o.error, *client_alive && o.holder_reachable) {
+            (None, _) => streak[*s] = None,
+            (Some(_), true) => {
+                let start = *streak[*s].get_or_insert(*t);
+                longest[*s] = longest[*s].max(t - start);
+            }
+            (Some(_), false) => {}
+        }
+    }
+    let unavailable_sites: Vec<usize> = (0..sites.len()).filter(|&s| longest[s] > grace).collect();
+    report.metric("longest_site_outage_s", longest.iter().copied().fold(0.0, f64::max));
 
     let kill_detect: Vec<f64> = faults
         .iter()

@@ -81,6 +81,9 @@ pub struct Params {
     pub partition_fraction: f64,
     /// How long the partition lasts (churn).
     pub partition_secs: u64,
+    /// Failed views of a site while a holder lives are tolerated for this long (the failure
+    /// detector's bound plus the steering refresh), then the site counts as unavailable (churn).
+    pub grace_secs: u64,
     /// Cache copies per slot.
     pub replication_factor: usize,
     /// Cache writes acknowledged only once replicated.
@@ -105,6 +108,7 @@ impl Default for Params {
             down_secs: 5,
             partition_fraction: 0.25,
             partition_secs: 8,
+            grace_secs: 10,
             replication_factor: 2,
             sync_replication: true,
             mesh_deadline_secs: 60,
