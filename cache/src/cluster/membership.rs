@@ -245,9 +245,9 @@ impl Cluster {
                 }
                 None => {}
             }
-            let n = imp.sources.len().max(1);
+            let n = imp.sources.len();
             let mut src = None;
-            while imp.next < MAX_ATTEMPTS {
+            while n > 0 && imp.next < MAX_ATTEMPTS {
                 let p = imp.sources[imp.next % n];
                 if !self.is_suspect(&p) {
                     src = Some(p);

@@ -249,17 +249,20 @@ impl Cluster {
     fn import_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g)?;
-        imp.sources.get(imp.next).copied()
+        if let Some((p, _)) = imp.asked {
+            return Some(p);
+        }
+        let n = imp.sources.len();
+        (n > 0).then(|| imp.sources[imp.next % n])
+    }
+
+    fn asked_source(&self, g: u16) -> Option<PeerId> {
+        self.imports.lock().get(&g)?.asked.map(|(p, _)| p)
     }
 
     /// Decides where a command runs (see the module docs).
     pub fn route(&self, cc: &ConnCluster, cmd: &Command, args: &[&[u8]]) -> Decision {
         if cc.apply {
-            return Decision::Local;
-        }
-        if let Some(i) = cc.internal
-            && i.exec
-        {
             return Decision::Local;
         }
         let slot = match command_slot(cmd, args) {
@@ -274,8 +277,25 @@ impl Cluster {
                 };
             }
         };
-        let v = self.view();
         let g = group_of(slot);
+        if let Some(i) = cc.internal
+            && i.exec
+        {
+            // Run here, unless this node is still pulling the range: then its source runs it.
+            if self.group_state(g) == IMPORTING
+                && i.hops > 0
+                && let Some(src) = self.asked_source(g)
+            {
+                return Decision::Forward {
+                    peer: src,
+                    exec: true,
+                    hops: i.hops - 1,
+                    slot,
+                };
+            }
+            return Decision::Local;
+        }
+        let v = self.view();
         let owners = self.live_owners(&v, slot);
         let primary = owners[0];
         let readonly = cmd.flags.contains(&"readonly");
@@ -290,7 +310,7 @@ impl Cluster {
                 Some(src) => Decision::Forward {
                     peer: src,
                     exec: true,
-                    hops: 0,
+                    hops: 1,
                     slot,
                 },
                 None => Decision::Local,
@@ -301,7 +321,14 @@ impl Cluster {
             return Decision::Local;
         }
         match cc.internal {
-            Some(i) if i.hops == 0 => Decision::Local,
+            Some(_) if mine && serving => Decision::Local,
+            // Out of hops (views disagree for a moment): the primary runs it, whatever its view.
+            Some(i) if i.hops == 0 => Decision::Forward {
+                peer: peer_of(primary),
+                exec: true,
+                hops: 1,
+                slot,
+            },
             Some(i) => Decision::Forward {
                 peer: peer_of(primary),
                 exec: false,
