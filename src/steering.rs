@@ -71,6 +71,8 @@ struct Inner {
     local_http: Option<IpAddr>,
     sites: Mutex<HashMap<[u8; 32], Site>>,
     wake: Notify,
+    /// Stops the refresh task and any lookup in flight (a shutdown does not wait for the DHT).
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for MeshSteering {
@@ -96,6 +98,7 @@ impl MeshSteering {
                 local_http,
                 sites: Mutex::default(),
                 wake: Notify::new(),
+                shutdown: shutdown.clone(),
             }),
         };
         let s = steering.clone();
@@ -148,8 +151,11 @@ impl MeshSteering {
     /// Asks the DHT who provides `manifest`, then ranks it again with the result.
     async fn lookup(self, manifest: [u8; 32]) {
         let key = cdn_edge::Hash(manifest).provider_key();
-        let found =
-            tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.mesh.control().providers(key)).await;
+        let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.mesh.control().providers(key));
+        let found = tokio::select! {
+            () = self.inner.shutdown.cancelled() => return,
+            found = lookup => found,
+        };
         let providers = match found {
             Ok(Ok(p)) => Some(p),
             Ok(Err(e)) => {
