@@ -12,7 +12,10 @@ use std::time::Duration;
 use proxima::harness::{Cluster, TestNode, redis_cli, test_options, wait_for};
 
 fn redis_addr(n: &TestNode) -> SocketAddr {
-    n.addr("redis").expect("redis address").parse().expect("addr")
+    n.addr("redis")
+        .expect("redis address")
+        .parse()
+        .expect("addr")
 }
 
 fn url(a: SocketAddr) -> String {
@@ -79,7 +82,10 @@ fn aware_request(a: SocketAddr, req: &str) -> String {
 
 /// The primary of `slot` according to `CLUSTER SLOTS` from `a`.
 fn primary_of(a: SocketAddr, slot: i64) -> SocketAddr {
-    let mut con = redis::Client::open(url(a)).unwrap().get_connection().unwrap();
+    let mut con = redis::Client::open(url(a))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let v: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
     for r in v {
         let redis::Value::Array(r) = r else { panic!() };
@@ -99,7 +105,10 @@ fn primary_of(a: SocketAddr, slot: i64) -> SocketAddr {
 }
 
 fn slots_cover_everything(a: SocketAddr, members: &[SocketAddr]) {
-    let mut con = redis::Client::open(url(a)).unwrap().get_connection().unwrap();
+    let mut con = redis::Client::open(url(a))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     let v: Vec<(i64, i64, Vec<redis::Value>)> = redis::cmd("CLUSTER")
         .arg("SLOTS")
         .query::<Vec<redis::Value>>(&mut con)
@@ -130,7 +139,10 @@ fn slots_cover_everything(a: SocketAddr, members: &[SocketAddr]) {
     }
     assert_eq!(next, 16384);
     let nodes = redis_cli(a, &["cluster", "nodes"]).unwrap();
-    assert_eq!(nodes.lines().filter(|l| l.contains("master")).count(), members.len());
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains("master")).count(),
+        members.len()
+    );
     let myid = redis_cli(a, &["cluster", "myid"]).unwrap();
     let mine = nodes.lines().find(|l| l.contains("myself")).unwrap();
     assert!(mine.starts_with(myid.trim()), "{mine} vs {myid}");
@@ -156,8 +168,17 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     for a in &addrs {
         slots_cover_everything(*a, &addrs);
     }
-    for (k, s) in [("foo", "12182"), ("{user1000}.following", "3443"), ("123456789", "12739")] {
-        assert_eq!(redis_cli(addrs[1], &["cluster", "keyslot", k]).unwrap().trim(), s);
+    for (k, s) in [
+        ("foo", "12182"),
+        ("{user1000}.following", "3443"),
+        ("123456789", "12739"),
+    ] {
+        assert_eq!(
+            redis_cli(addrs[1], &["cluster", "keyslot", k])
+                .unwrap()
+                .trim(),
+            s
+        );
     }
 
     // redis-cli -c writes through node 0 and reads through node 2.
@@ -169,7 +190,13 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 
     // A cluster-aware connection gets MOVED to the primary; redis-cli -c follows it.
-    let slot = |k: &str| -> i64 { redis_cli(addrs[0], &["cluster", "keyslot", k]).unwrap().trim().parse().unwrap() };
+    let slot = |k: &str| -> i64 {
+        redis_cli(addrs[0], &["cluster", "keyslot", k])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
     let remote = (0..300)
         .map(|i| format!("cli:{i}"))
         .find(|k| primary_of(addrs[0], slot(k)) != addrs[0])
@@ -181,17 +208,40 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
         &["-c", "-p", &addrs[0].port().to_string()],
         &format!("READWRITE\nGET {remote}\n"),
     );
-    assert!(followed.contains(&format!("v{}", &remote[4..])), "{followed}");
+    assert!(
+        followed.contains(&format!("v{}", &remote[4..])),
+        "{followed}"
+    );
 
     // A plain client on node 1 is proxied transparently, transactions included.
-    let mut plain = redis::Client::open(url(addrs[1])).unwrap().get_connection().unwrap();
+    let mut plain = redis::Client::open(url(addrs[1]))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     for i in 0..100 {
-        let _: () = redis::cmd("SET").arg(format!("plain:{i}")).arg(i).query(&mut plain).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("plain:{i}"))
+            .arg(i)
+            .query(&mut plain)
+            .unwrap();
     }
-    let n: i64 = redis::cmd("INCRBY").arg("plain:7").arg(10).query(&mut plain).unwrap();
+    let n: i64 = redis::cmd("INCRBY")
+        .arg("plain:7")
+        .arg(10)
+        .query(&mut plain)
+        .unwrap();
     assert_eq!(n, 17);
-    let _: () = redis::cmd("HSET").arg("user:42").arg("name").arg("Ada").query(&mut plain).unwrap();
-    let _: () = redis::cmd("EXPIRE").arg("user:42").arg(100).query(&mut plain).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("user:42")
+        .arg("name")
+        .arg("Ada")
+        .query(&mut plain)
+        .unwrap();
+    let _: () = redis::cmd("EXPIRE")
+        .arg("user:42")
+        .arg(100)
+        .query(&mut plain)
+        .unwrap();
     let ttl: i64 = redis::cmd("TTL").arg("user:42").query(&mut plain).unwrap();
     assert!((90..=100).contains(&ttl));
     let (a, b): (i64, i64) = redis::pipe()
@@ -230,15 +280,25 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     );
 
     // The Rust cluster client, with reads from replicas too.
-    let client = redis::cluster::ClusterClient::new(addrs.iter().map(|a| url(*a)).collect::<Vec<_>>())
-        .unwrap();
+    let client =
+        redis::cluster::ClusterClient::new(addrs.iter().map(|a| url(*a)).collect::<Vec<_>>())
+            .unwrap();
     let mut cc = client.get_connection().unwrap();
     for i in 0..300 {
-        let _: () = redis::cmd("SET").arg(format!("rs:{i}")).arg(i).query(&mut cc).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("rs:{i}"))
+            .arg(i)
+            .query(&mut cc)
+            .unwrap();
     }
     let v: i64 = redis::cmd("GET").arg("rs:123").query(&mut cc).unwrap();
     assert_eq!(v, 123);
-    let _: () = redis::cmd("RPUSH").arg("{q}jobs").arg("a").arg("b").query(&mut cc).unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("{q}jobs")
+        .arg("a")
+        .arg("b")
+        .query(&mut cc)
+        .unwrap();
     let moved: () = redis::cmd("LMOVE")
         .arg("{q}jobs")
         .arg("{q}done")
@@ -248,29 +308,56 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
         .map(|_: String| ())
         .unwrap();
     let _ = moved;
-    let done: Vec<String> = redis::cmd("LRANGE").arg("{q}done").arg(0).arg(-1).query(&mut cc).unwrap();
-    assert_eq!(done, vec!["a"]);
-    let replicas = redis::cluster::ClusterClientBuilder::new(addrs.iter().map(|a| url(*a)).collect::<Vec<_>>())
-        .read_from_replicas()
-        .build()
+    let done: Vec<String> = redis::cmd("LRANGE")
+        .arg("{q}done")
+        .arg(0)
+        .arg(-1)
+        .query(&mut cc)
         .unwrap();
+    assert_eq!(done, vec!["a"]);
+    let replicas = redis::cluster::ClusterClientBuilder::new(
+        addrs.iter().map(|a| url(*a)).collect::<Vec<_>>(),
+    )
+    .read_from_replicas()
+    .build()
+    .unwrap();
     let mut rc = replicas.get_connection().unwrap();
     for i in (0..300).step_by(7) {
-        let v: i64 = redis::cmd("GET").arg(format!("rs:{i}")).query(&mut rc).unwrap();
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("rs:{i}"))
+            .query(&mut rc)
+            .unwrap();
         assert_eq!(v, i);
     }
 
     // Pub/Sub across nodes: subscribe on node 2, publish on node 0.
-    let mut sub = redis::Client::open(url(addrs[2])).unwrap().get_connection().unwrap();
+    let mut sub = redis::Client::open(url(addrs[2]))
+        .unwrap()
+        .get_connection()
+        .unwrap();
     sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut ps = sub.as_pubsub();
     ps.subscribe("invalidate").unwrap();
     ps.psubscribe("page:*").unwrap();
-    let mut publisher = redis::Client::open(url(addrs[0])).unwrap().get_connection().unwrap();
-    let _: i64 = redis::cmd("PUBLISH").arg("invalidate").arg("user:42").query(&mut publisher).unwrap();
-    let _: i64 = redis::cmd("PUBLISH").arg("page:/home").arg("stale").query(&mut publisher).unwrap();
+    let mut publisher = redis::Client::open(url(addrs[0]))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("invalidate")
+        .arg("user:42")
+        .query(&mut publisher)
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("page:/home")
+        .arg("stale")
+        .query(&mut publisher)
+        .unwrap();
     let m = ps.get_message().unwrap();
-    assert_eq!((m.get_channel_name(), m.get_payload::<String>().unwrap()), ("invalidate", "user:42".into()));
+    assert_eq!(
+        (m.get_channel_name(), m.get_payload::<String>().unwrap()),
+        ("invalidate", "user:42".into())
+    );
     let m = ps.get_message().unwrap();
     assert_eq!(m.get_channel_name(), "page:/home");
     assert_eq!(m.get_pattern::<String>().unwrap(), "page:*");
@@ -288,7 +375,10 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     wait_converged(&addrs, 4, Duration::from_secs(30));
     slots_cover_everything(addrs[3], &addrs);
     for i in 0..300 {
-        let v: i64 = redis::cmd("GET").arg(format!("rs:{i}")).query(&mut cc).unwrap();
+        let v: i64 = redis::cmd("GET")
+            .arg(format!("rs:{i}"))
+            .query(&mut cc)
+            .unwrap();
         assert_eq!(v, i, "the cluster client reads rs:{i} after the join");
     }
     let out = redis_cli_stdin(&["-c", "-p", &addrs[3].port().to_string()], &gets);
@@ -298,5 +388,8 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
         .find(|k| primary_of(addrs[0], slot(k)) == addrs[3])
         .expect("the new node is primary of some keys");
     let moved = aware_request(addrs[0], &format!("GET {now_remote}"));
-    assert_eq!(moved.trim(), format!("-MOVED {} {}", slot(&now_remote), addrs[3]));
+    assert_eq!(
+        moved.trim(),
+        format!("-MOVED {} {}", slot(&now_remote), addrs[3])
+    );
 }

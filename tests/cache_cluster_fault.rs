@@ -87,9 +87,8 @@ fn run(sync: bool) {
         Duration::from_secs(30),
     )
     .expect("5 nodes");
-    let addr = |c: &Cluster, i: usize| -> SocketAddr {
-        c.node(i).addr("redis").unwrap().parse().unwrap()
-    };
+    let addr =
+        |c: &Cluster, i: usize| -> SocketAddr { c.node(i).addr("redis").unwrap().parse().unwrap() };
     let all: Vec<SocketAddr> = (0..5).map(|i| addr(&cluster, i)).collect();
     wait_for(Duration::from_secs(20), || converged(&all, 5)).expect("5 nodes converge");
 
@@ -115,7 +114,9 @@ fn run(sync: bool) {
     wait_for(bound + Duration::from_secs(5), || converged(&live, 4))
         .expect("the view converges within the detection bound");
     let converge = killed.elapsed();
-    eprintln!("sync={sync}: view converged {converge:?} after the kill (detection bound {bound:?})");
+    eprintln!(
+        "sync={sync}: view converged {converge:?} after the kill (detection bound {bound:?})"
+    );
 
     let lost = missing(&mut con, "k:", 0..KEYS);
     eprintln!("sync={sync}: {lost} of {acked} acknowledged keys lost after the kill");
@@ -145,14 +146,20 @@ fn run(sync: bool) {
             })
         })
         .collect();
-    cluster.node_mut(VICTIM).restart().expect("the victim restarts");
+    cluster
+        .node_mut(VICTIM)
+        .restart()
+        .expect("the victim restarts");
     let back = addr(&cluster, VICTIM);
     let mut all_again = live.clone();
     all_again.push(back);
     wait_for(Duration::from_secs(30), || converged(&all_again, 5)).expect("5 nodes again");
     // A few more rounds once it serves its ranges.
     let r = rounds.load(Ordering::Relaxed);
-    wait_for(Duration::from_secs(10), || rounds.load(Ordering::Relaxed) >= r + 4).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        rounds.load(Ordering::Relaxed) >= r + 4
+    })
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     for r in readers {
         r.join().unwrap();
@@ -162,7 +169,10 @@ fn run(sync: bool) {
         "sync={sync}: {fm} false misses in {} read rounds of 5000 keys during the rejoin",
         rounds.load(Ordering::Relaxed)
     );
-    assert_eq!(fm, 0, "no false miss while the victim takes its ranges back");
+    assert_eq!(
+        fm, 0,
+        "no false miss while the victim takes its ranges back"
+    );
     // Through the rejoined node, everything that survived the kill is there.
     let mut c = connect(back);
     assert_eq!(missing(&mut c, "after:", 0..5000), 0);

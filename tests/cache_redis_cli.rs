@@ -73,7 +73,7 @@ fn one_node_cluster_answers() {
     );
     assert_eq!(cli(a, &["cluster", "keyslot", "123456789"]), "12739");
     let slots = cli(a, &["cluster", "slots"]);
-    assert!(slots.starts_with("0\n16383\n\n"), "{slots}");
+    assert!(slots.starts_with("0\n16383\n127.0.0.1\n"), "{slots}");
     assert!(slots.contains(&a.port().to_string()));
     let info = cli(a, &["cluster", "info"]);
     assert!(info.contains("cluster_state:ok"), "{info}");

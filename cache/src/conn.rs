@@ -306,7 +306,8 @@ pub async fn finish_batch(shared: &Shared, conn: &mut ConnState, out: &mut Reply
     };
     if !conn.cl.pending.is_empty() {
         let offsets: Vec<usize> = conn.cl.pending.iter().map(|p| p.offset).collect();
-        let replies = crate::cluster::forward::run_pending(shared, cl, &mut conn.cl, out.resp3).await;
+        let replies =
+            crate::cluster::forward::run_pending(shared, cl, &mut conn.cl, out.resp3).await;
         crate::cluster::forward::splice(&mut out.buf, &offsets, replies);
     }
     if !conn.cl.waits.is_empty() {
@@ -498,7 +499,12 @@ fn route(
     use crate::cluster::Decision;
     let asking = std::mem::replace(&mut ctx.conn.cl.asking, false);
     let in_multi = ctx.conn.multi.is_some();
-    if in_multi && !matches!(cmd.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+    if in_multi
+        && !matches!(
+            cmd.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    {
         // A plain client's transaction is routed as a whole at EXEC; a cluster-aware one is
         // told at queue time, as Redis does.
         if !ctx.conn.cl.aware {
@@ -511,7 +517,12 @@ fn route(
             Ok(Some(_)) if ctx.conn.multi_failed => Decision::Local,
             Ok(Some(slot)) => {
                 // Route as a read of the slot's first queued key would be, but as a write.
-                let q = ctx.conn.multi.as_ref().map(|q| q[0].clone()).unwrap_or_default();
+                let q = ctx
+                    .conn
+                    .multi
+                    .as_ref()
+                    .map(|q| q[0].clone())
+                    .unwrap_or_default();
                 let v: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
                 let c = lower(v[0], &mut [0u8; 32]).and_then(table::lookup);
                 match c {
@@ -529,7 +540,8 @@ fn route(
         }
     } else {
         let mut d = cl.route(&ctx.conn.cl, cmd, args);
-        if asking && let Decision::Error(e) = &d
+        if asking
+            && let Decision::Error(e) = &d
             && e.starts_with("MOVED")
         {
             d = Decision::Local;

@@ -190,7 +190,13 @@ pub async fn start(
         let (s, c) = (shared.clone(), cl.clone());
         mesh.dataplane()
             .serve_streams(cluster::proto::ALPN, move |peer, send, recv| {
-                Box::pin(cluster::serve::handle(s.clone(), c.clone(), peer, send, recv))
+                Box::pin(cluster::serve::handle(
+                    s.clone(),
+                    c.clone(),
+                    peer,
+                    send,
+                    recv,
+                ))
             })
             .map_err(|e| Error::Mesh(e.to_string()))?;
         cl.install_first(&shared);

@@ -63,11 +63,8 @@ pub fn dump_key(db: &Db, key: &[u8], now: u64, out: &mut BytesMut) {
         }
         Value::ZSet(z) => {
             command(out, &[b"DEL", key]);
-            let items: Vec<(String, &[u8])> = z
-                .dict
-                .iter()
-                .map(|(m, s)| (score_text(*s), &**m))
-                .collect();
+            let items: Vec<(String, &[u8])> =
+                z.dict.iter().map(|(m, s)| (score_text(*s), &**m)).collect();
             for chunk in items.chunks(CHUNK) {
                 let mut args: Vec<&[u8]> = vec![b"ZADD", key];
                 for (s, m) in chunk {

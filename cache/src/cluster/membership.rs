@@ -44,7 +44,10 @@ pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
             continue;
         }
         if m.state == mesh::MemberState::Suspect {
-            cl.suspects.lock().entry(m.id.peer).or_insert_with(Instant::now);
+            cl.suspects
+                .lock()
+                .entry(m.id.peer)
+                .or_insert_with(Instant::now);
         }
         let addr = m
             .meta
@@ -60,9 +63,11 @@ pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
 
 fn same_members(v: &View, nodes: &[Node]) -> bool {
     v.nodes.len() == nodes.len()
-        && nodes
-            .iter()
-            .all(|n| v.nodes.iter().any(|m| m.peer == n.peer && m.redis == n.redis))
+        && nodes.iter().all(|n| {
+            v.nodes
+                .iter()
+                .any(|m| m.peer == n.peer && m.redis == n.redis)
+        })
 }
 
 impl Cluster {
@@ -264,7 +269,10 @@ impl Cluster {
             }
         }
         for g in give_up {
-            tracing::warn!(range = g, "cache: no member could hand this range over; serving it as it is");
+            tracing::warn!(
+                range = g,
+                "cache: no member could hand this range over; serving it as it is"
+            );
             imports.remove(&g);
             self.state[usize::from(g)].store(SERVING, Ordering::Release);
         }

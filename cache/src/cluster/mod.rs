@@ -358,10 +358,13 @@ impl Cluster {
 
     fn all_local(&self, cmd: &Command, args: &[&[u8]]) -> bool {
         let v = self.view();
-        table::keys_of(cmd, args).unwrap_or_default().iter().all(|k| {
-            let s = key_slot(k);
-            self.live_owners(&v, s)[0] == v.me && self.group_state(group_of(s)) == SERVING
-        })
+        table::keys_of(cmd, args)
+            .unwrap_or_default()
+            .iter()
+            .all(|k| {
+                let s = key_slot(k);
+                self.live_owners(&v, s)[0] == v.me && self.group_state(group_of(s)) == SERVING
+            })
     }
 
     /// The links a write to `slot` must reach: its other owners and any node pulling it.

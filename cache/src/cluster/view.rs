@@ -75,6 +75,9 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A shard of `CLUSTER SHARDS`: owners (primary first) and slot ranges.
+type Shard = (Vec<usize>, Vec<(u16, u16)>);
+
 /// One node's view of the cluster: the members, and for every range its owners in rendezvous
 /// order (primary first).
 #[derive(Debug, Clone)]
@@ -165,7 +168,12 @@ impl View {
     fn map_owners(&self, group: usize) -> Vec<usize> {
         let owners = self.owners(group as u16 * GROUP_SLOTS);
         let mut reps: Vec<usize> = owners[1..].iter().map(|&i| usize::from(i)).collect();
-        reps.sort_by_key(|i| self.nearness.iter().position(|n| n == i).unwrap_or(usize::MAX));
+        reps.sort_by_key(|i| {
+            self.nearness
+                .iter()
+                .position(|n| n == i)
+                .unwrap_or(usize::MAX)
+        });
         let mut v = vec![usize::from(owners[0])];
         v.extend(reps);
         v
@@ -211,7 +219,7 @@ impl View {
 
     /// `CLUSTER SHARDS`: one shard per distinct owner list (primary and its replicas).
     pub fn write_shards(&self, out: &mut Reply) {
-        let mut shards: Vec<(Vec<usize>, Vec<(u16, u16)>)> = Vec::new();
+        let mut shards: Vec<Shard> = Vec::new();
         for (a, b, owners) in self.ranges() {
             match shards.iter_mut().find(|s| s.0 == owners) {
                 Some(s) => s.1.push((a, b)),
@@ -343,11 +351,18 @@ mod tests {
         let peer_of = |v: &View, i: u16| v.nodes[usize::from(i)].peer;
         for s in (0..SLOTS).step_by(64) {
             let before: Vec<PeerId> = full.owners(s).iter().map(|&i| peer_of(&full, i)).collect();
-            let now: Vec<PeerId> = after.owners(s).iter().map(|&i| peer_of(&after, i)).collect();
+            let now: Vec<PeerId> = after
+                .owners(s)
+                .iter()
+                .map(|&i| peer_of(&after, i))
+                .collect();
             if before[0] != gone {
                 assert_eq!(before[0], now[0], "a surviving primary keeps its slot");
             } else {
-                assert_eq!(before[1], now[0], "the replica takes the dead primary's slot");
+                assert_eq!(
+                    before[1], now[0],
+                    "the replica takes the dead primary's slot"
+                );
             }
         }
     }
