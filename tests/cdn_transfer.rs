@@ -402,5 +402,16 @@ fn a_provider_killed_mid_transfer_does_not_fail_the_visitor() {
     let rec = record_for(c, hash).unwrap();
     assert_eq!(rec["ok"], true, "{rec}");
     let survivor = if victim == 0 { &pb } else { &pa };
+    let victim_id = if victim == 0 { &pa } else { &pb };
+    let victim_rec = rec["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == *victim_id)
+        .unwrap();
+    assert!(
+        victim_rec["error"].is_string(),
+        "the killed provider failed over: {rec}"
+    );
     assert!(groups_from(&rec, survivor) > 0, "{rec}");
 }
