@@ -319,9 +319,26 @@ impl Fetch {
         let Some(file) = file else {
             return Err(TransferError::Local("data before the size proof".into()));
         };
+        // Consecutive groups go out in one write (one syscall per frame, not per 16 KiB).
+        let write = |buf: &[u8], at: u64| {
+            file.write_all_at(buf, at)
+                .map_err(|e| TransferError::Local(format!("writing a fetched group: {e}")))
+        };
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_at = 0u64;
         for (offset, bytes) in &progress.leaves {
-            file.write_all_at(bytes, *offset)
-                .map_err(|e| TransferError::Local(format!("writing a fetched group: {e}")))?;
+            if !run.is_empty() && run_at + run.len() as u64 != *offset {
+                write(&run, run_at)?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_at = *offset;
+                run.reserve(progress.leaves.len() * bytes.len());
+            }
+            run.extend_from_slice(bytes);
+        }
+        if !run.is_empty() {
+            write(&run, run_at)?;
         }
         let mut w = self.lock();
         if let Some(ob) = w.outboard.as_mut() {

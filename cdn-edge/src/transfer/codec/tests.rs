@@ -195,3 +195,32 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn verified_parents_rebuild_the_outboard_the_store_keeps() {
+    use bao_tree::io::sync::OutboardMut;
+    let data = noise(2_500_000, 17);
+    let source = memory(&data);
+    // Two overlapping requests, as two lanes would make them, cover every parent.
+    let mut ob = PostOrderMemOutboard {
+        root: source.hash().to_blake3(),
+        tree: BaoTree::new(data.len() as u64, BLOCK_SIZE),
+        data: vec![0; BaoTree::new(data.len() as u64, BLOCK_SIZE).outboard_size() as usize],
+    };
+    for ranges in [vec![(0, 70)], vec![(70, u64::MAX)]] {
+        let req = Request {
+            hash: source.hash(),
+            prove_size: true,
+            ranges,
+        };
+        let mut dec = Decoder::new(req.clone(), u64::MAX, None);
+        for f in respond(&source, &req) {
+            for (node, pair) in dec.feed(f).unwrap().parents {
+                let l = blake3::Hash::from_slice(&pair[..32]).unwrap();
+                let r = blake3::Hash::from_slice(&pair[32..]).unwrap();
+                ob.save(node, &(l, r)).unwrap();
+            }
+        }
+    }
+    assert!(ob.data == PostOrderMemOutboard::create(&data, BLOCK_SIZE).data);
+}
