@@ -59,25 +59,27 @@ fn redis_cli_stdin(args: &[&str], input: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// One request on a raw connection that first asked for the map (so it gets `MOVED`).
+/// One request on a raw connection that first asked for the map (so it gets `MOVED`); the
+/// request's reply line.
 fn aware_request(a: SocketAddr, req: &str) -> String {
     let mut s = TcpStream::connect(a).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"READWRITE\r\n").unwrap();
-    let mut buf = [0u8; 5];
-    s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"+OK\r\n");
-    s.write_all(format!("{req}\r\n").as_bytes()).unwrap();
+    s.write_all(format!("CLUSTER SHARDS\r\n{req}\r\n").as_bytes())
+        .unwrap();
     let mut out = Vec::new();
-    let mut b = [0u8; 512];
+    let mut b = [0u8; 4096];
     loop {
         let n = s.read(&mut b).unwrap();
         out.extend_from_slice(&b[..n]);
-        if n == 0 || out.ends_with(b"\r\n") {
-            break;
+        let text = String::from_utf8_lossy(&out);
+        if n == 0 || (text.contains("\r\n-") && text.ends_with("\r\n")) {
+            return text
+                .lines()
+                .find(|l| l.starts_with('-'))
+                .unwrap_or_default()
+                .to_owned();
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The primary of `slot` according to `CLUSTER SLOTS` from `a`.
@@ -206,7 +208,7 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     assert_eq!(moved.trim(), format!("-MOVED {} {owner}", slot(&remote)));
     let followed = redis_cli_stdin(
         &["-c", "-p", &addrs[0].port().to_string()],
-        &format!("READWRITE\nGET {remote}\n"),
+        &format!("CLUSTER SHARDS\nGET {remote}\n"),
     );
     assert!(
         followed.contains(&format!("v{}", &remote[4..])),
@@ -362,6 +364,31 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     assert_eq!(m.get_channel_name(), "page:/home");
     assert_eq!(m.get_pattern::<String>().unwrap(), "page:*");
     drop(ps);
+
+    // Sharded Pub/Sub: subscribe where the channel's slot lives, publish from anywhere.
+    let owner = primary_of(addrs[0], slot("orders"));
+    let other = *addrs.iter().find(|a| **a != owner).unwrap();
+    let moved = aware_request(other, "SSUBSCRIBE orders");
+    assert!(moved.starts_with("-MOVED"), "{moved}");
+    let mut ssub = redis::Client::open(url(owner))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    ssub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    ssub.send_packed_command(&redis::cmd("SSUBSCRIBE").arg("orders").get_packed_command())
+        .unwrap();
+    let _confirm = ssub.recv_response().unwrap();
+    let mut via_other = redis::Client::open(url(other))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("SPUBLISH")
+        .arg("orders")
+        .arg("o-1")
+        .query(&mut via_other)
+        .unwrap();
+    let msg = format!("{:?}", ssub.recv_response().unwrap());
+    assert!(msg.contains("smessage") && msg.contains("o-1"), "{msg}");
 
     // A fourth node joins: it pulls its ranges, clients follow MOVED, nothing is lost.
     let p2p = cluster.nodes[0].addr("p2p").unwrap();

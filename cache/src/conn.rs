@@ -50,6 +50,8 @@ pub struct ConnState {
     pub channels: HashSet<Bytes>,
     /// Subscribed patterns.
     pub patterns: HashSet<Bytes>,
+    /// Subscribed shard channels (`SSUBSCRIBE`).
+    pub shard_channels: HashSet<Bytes>,
     /// This connection's pub/sub queue.
     pub sub: Subscriber,
     /// Close after writing the replies.
@@ -92,6 +94,7 @@ impl ConnState {
             watched: Vec::new(),
             channels: HashSet::new(),
             patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
             sub: Subscriber { id, tx, kill },
             close: false,
             block: None,
@@ -104,7 +107,7 @@ impl ConnState {
 
     /// Subscriptions (channels + patterns).
     pub fn sub_count(&self) -> usize {
-        self.channels.len() + self.patterns.len()
+        self.channels.len() + self.patterns.len() + self.shard_channels.len()
     }
 }
 
@@ -153,6 +156,7 @@ pub async fn serve(
         watched: Vec::new(),
         channels: HashSet::new(),
         patterns: HashSet::new(),
+        shard_channels: HashSet::new(),
         sub: Subscriber {
             id,
             tx,
@@ -185,6 +189,9 @@ pub fn cleanup(shared: &Shared, conn: &mut ConnState) {
         }
         for p in conn.patterns.drain() {
             ps.unsubscribe(true, &p, conn.id);
+        }
+        for c in conn.shard_channels.drain() {
+            ps.unsubscribe_shard(&c, conn.id);
         }
     }
     if !conn.watched.is_empty() || conn.block.is_some() {
@@ -330,7 +337,7 @@ fn encode_msg(out: &mut Reply, m: &PubMsg) {
     match &m.pattern {
         None => {
             out.push(3);
-            out.bulk(b"message");
+            out.bulk(if m.shard { b"smessage" } else { b"message" });
         }
         Some(p) => {
             out.push(4);
@@ -461,7 +468,15 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         && ctx.conn.sub_count() > 0
         && !matches!(
             cmd.name,
-            "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+            "subscribe"
+                | "unsubscribe"
+                | "psubscribe"
+                | "punsubscribe"
+                | "ssubscribe"
+                | "sunsubscribe"
+                | "ping"
+                | "quit"
+                | "reset"
         )
     {
         ctx.out.error(&format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name));
@@ -713,6 +728,7 @@ impl Session {
             watched: Vec::new(),
             channels: HashSet::new(),
             patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
             sub: Subscriber { id, tx, kill },
             close: false,
             block: None,

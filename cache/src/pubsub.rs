@@ -23,6 +23,8 @@ pub struct PubMsg {
     pub channel: Bytes,
     /// The payload.
     pub payload: Bytes,
+    /// Published with `SPUBLISH` (delivered as `smessage`).
+    pub shard: bool,
 }
 
 /// A subscribed connection's queue.
@@ -41,6 +43,7 @@ pub struct Subscriber {
 pub struct PubSub {
     channels: HashMap<Box<[u8]>, Vec<Subscriber>>,
     patterns: HashMap<Box<[u8]>, Vec<Subscriber>>,
+    shard: HashMap<Box<[u8]>, Vec<Subscriber>>,
 }
 
 impl PubSub {
@@ -97,6 +100,7 @@ impl PubSub {
                         pattern: None,
                         channel: channel_b.clone(),
                         payload: payload_b.clone(),
+                        shard: false,
                     },
                 );
                 n += 1;
@@ -112,6 +116,7 @@ impl PubSub {
                             pattern: Some(pat_b.clone()),
                             channel: channel_b.clone(),
                             payload: payload_b.clone(),
+                            shard: false,
                         },
                     );
                     n += 1;
@@ -119,6 +124,54 @@ impl PubSub {
             }
         }
         n
+    }
+
+    /// Subscribes to a shard channel (`SSUBSCRIBE`); true if it was new for this client.
+    pub fn subscribe_shard(&mut self, name: &[u8], sub: &Subscriber) -> bool {
+        let subs = self.shard.entry(name.into()).or_default();
+        if subs.iter().any(|s| s.id == sub.id) {
+            return false;
+        }
+        subs.push(sub.clone());
+        true
+    }
+
+    /// Unsubscribes from a shard channel; true if the client was subscribed.
+    pub fn unsubscribe_shard(&mut self, name: &[u8], id: u64) -> bool {
+        let Some(subs) = self.shard.get_mut(name) else {
+            return false;
+        };
+        let before = subs.len();
+        subs.retain(|s| s.id != id);
+        let removed = subs.len() != before;
+        if subs.is_empty() {
+            self.shard.remove(name);
+        }
+        removed
+    }
+
+    /// Delivers a shard message (`SPUBLISH`); returns the number of receivers.
+    pub fn publish_shard(&self, channel: &[u8], payload: &[u8]) -> usize {
+        let Some(subs) = self.shard.get(channel) else {
+            return 0;
+        };
+        let msg = PubMsg {
+            pattern: None,
+            channel: Bytes::copy_from_slice(channel),
+            payload: Bytes::copy_from_slice(payload),
+            shard: true,
+        };
+        for s in subs {
+            if s.tx.try_send(msg.clone()).is_err() {
+                s.kill.cancel();
+            }
+        }
+        subs.len()
+    }
+
+    /// Active shard channels (`PUBSUB SHARDCHANNELS`).
+    pub fn shard_channels(&self) -> usize {
+        self.shard.len()
     }
 
     /// Active channels matching an optional pattern (`PUBSUB CHANNELS`).

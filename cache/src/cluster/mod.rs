@@ -3,9 +3,10 @@
 //! - [`view`]: who owns which slot (rendezvous hashing over the live members) and the
 //!   `CLUSTER` maps.
 //! - Routing ([`Cluster::route`]) runs before a command is dispatched: a command whose slot
-//!   this node serves runs here; a cluster-aware client (one that asked for the map, or sent
-//!   `READONLY`/`ASKING`) gets `MOVED`; any other client is proxied to the owner over the
-//!   mesh ([`forward`]), transparently.
+//!   this node serves runs here; a cluster-aware client (one that asked for the map with
+//!   `CLUSTER SLOTS/SHARDS/NODES`, or sent `ASKING`) gets `MOVED`; any other client is proxied
+//!   to the owner over the mesh ([`forward`]), transparently. With `READONLY`, reads are
+//!   answered by a replica: this node if it holds the slot, else the holder nearest to it.
 //! - Replication ([`link`]): after a write, the primary ships the state of the keys it touched
 //!   ([`dump`]) to the slot's other owners over one ordered QUIC stream per peer. With
 //!   `sync_replication` the reply waits until every live replica has applied it; otherwise it
@@ -58,7 +59,7 @@ const IMPORTER_TTL: Duration = Duration::from_secs(60);
 /// Per-connection cluster state.
 #[derive(Debug, Default)]
 pub struct ConnCluster {
-    /// The client asked for the map (or sent READONLY/ASKING): it gets MOVED, not proxying.
+    /// The client asked for the map (or sent ASKING): it gets MOVED, not proxying.
     pub aware: bool,
     /// `READONLY`: replicas may answer reads.
     pub readonly: bool,
@@ -314,6 +315,14 @@ impl Cluster {
                     slot,
                 },
                 None => Decision::Local,
+            };
+        }
+        if matches!(cmd.name, "ssubscribe" | "sunsubscribe") {
+            // A subscription cannot be proxied: subscribe where the shard lives.
+            return if mine && serving {
+                Decision::Local
+            } else {
+                Decision::Error(format!("MOVED {slot} {}", v.nodes[primary].redis))
             };
         }
         let client_readonly = cc.internal.map_or(cc.readonly, |i| i.readonly);

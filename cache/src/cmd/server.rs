@@ -792,11 +792,10 @@ pub fn role(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// READONLY / READWRITE: whether replicas may answer this connection's reads. Either marks
-/// the client as cluster-aware (it gets `MOVED` instead of being proxied).
+/// READONLY / READWRITE: whether replicas may answer this connection's reads (a proxied
+/// plain client's reads then go to the nearest holder of the slot).
 pub fn readonly(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     ctx.conn.cl.readonly = eq_ic(args[0], "readonly");
-    ctx.conn.cl.aware = true;
     ctx.out.ok();
     Ok(())
 }
@@ -1121,6 +1120,61 @@ pub fn publish(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         crate::cluster::proto::command(&mut b, &[b"PUBLISH", args[1], args[2]]);
         let rec = crate::cluster::proto::Record::Publish(b.freeze());
         for l in cl.all_links() {
+            l.push(rec.clone());
+        }
+    }
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+/// SSUBSCRIBE / SUNSUBSCRIBE: shard channels, served by the nodes that hold the channel's
+/// slot (cluster routing sends other clients there with MOVED).
+pub fn ssubscribe(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let unsub = eq_ic(args[0], "sunsubscribe");
+    let kind: &[u8] = if unsub {
+        b"sunsubscribe"
+    } else {
+        b"ssubscribe"
+    };
+    if ctx.conn.multi.is_some() && !unsub {
+        return Err("ERR Command not allowed inside a transaction: ssubscribe".into());
+    }
+    let names: Vec<Box<[u8]>> = if unsub && args.len() == 1 {
+        ctx.conn.shard_channels.iter().cloned().collect()
+    } else {
+        args[1..].iter().map(|n| Box::<[u8]>::from(*n)).collect()
+    };
+    if names.is_empty() {
+        sub_reply(ctx, kind, None, ctx.conn.shard_channels.len());
+    }
+    for n in names {
+        if unsub {
+            ctx.shared.pubsub.lock().unsubscribe_shard(&n, ctx.conn.id);
+            ctx.conn.shard_channels.remove(&n);
+        } else {
+            ctx.shared.pubsub.lock().subscribe_shard(&n, &ctx.conn.sub);
+            ctx.conn.shard_channels.insert(n.clone());
+        }
+        let c = ctx.conn.shard_channels.len();
+        sub_reply(ctx, kind, Some(&n), c);
+    }
+    ctx.conn
+        .info
+        .subs
+        .store(ctx.conn.sub_count(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// SPUBLISH shardchannel message: delivered on every node that holds the channel's slot.
+pub fn spublish(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let n = ctx.shared.pubsub.lock().publish_shard(args[1], args[2]);
+    if let Some(cl) = ctx.shared.cluster.get()
+        && !ctx.conn.cl.apply
+    {
+        let mut b = bytes::BytesMut::new();
+        crate::cluster::proto::command(&mut b, &[b"SPUBLISH", args[1], args[2]]);
+        let rec = crate::cluster::proto::Record::Publish(b.freeze());
+        for l in cl.repl_targets(crate::slot::key_slot(args[1])) {
             l.push(rec.clone());
         }
     }

@@ -779,6 +779,9 @@ pub static COMMANDS: &[Command] = &[
     c("unsubscribe", -1, PS, 0, 0, 0, A_PS, server::subscribe, "pubsub", "Stops listening to messages posted to channels."),
     c("psubscribe", -2, PS, 0, 0, 0, A_PS, server::subscribe, "pubsub", "Listens for messages published to channels that match one or more patterns."),
     c("punsubscribe", -1, PS, 0, 0, 0, A_PS, server::subscribe, "pubsub", "Stops listening to messages published to channels that match one or more patterns."),
+    c("ssubscribe", -2, PS, 1, -1, 1, A_PS, server::ssubscribe, "pubsub", "Listens for messages published to shard channels."),
+    c("sunsubscribe", -1, PS, 1, -1, 1, A_PS, server::ssubscribe, "pubsub", "Stops listening to messages posted to shard channels."),
+    c("spublish", 3, &["pubsub", "loading", "stale", "fast"], 1, 1, 1, &["@pubsub", "@fast"], server::spublish, "pubsub", "Post a message to a shard channel"),
     c("publish", 3, &["pubsub", "loading", "stale", "fast"], 0, 0, 0, &["@pubsub", "@fast"], server::publish, "pubsub", "Posts a message to a channel."),
     with_subs(c("pubsub", -2, NONE, 0, 0, 0, A_SLOW, server::pubsub, "pubsub", "A container for Pub/Sub commands."), PUBSUB_SUBS),
     // transactions
