@@ -302,3 +302,82 @@ fn forged_and_replayed_zones_are_refused_by_every_node() {
         .rt
         .block_on(rogue.mesh.leave(Duration::from_millis(200)));
 }
+
+/// A free UDP port on loopback (bound and released; the node binds it right after).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn followers_survive_a_registrar_restart() {
+    if !proxima::harness::have_tool("dig") {
+        eprintln!("dig not installed; skipping");
+        return;
+    }
+    // The registrar keeps its mesh addresses across the restart, as a real node with a
+    // configured listen address does, so the members find it again.
+    let (quic, p2p) = (free_udp_port(), free_udp_port());
+    let mut cluster = Cluster::start_meshed(
+        3,
+        move |i, c| {
+            if i == 0 {
+                c.quic_listen = SocketAddr::from(([127, 0, 0, 1], quic));
+                c.p2p_listen = vec![format!("/ip4/127.0.0.1/udp/{p2p}/quic-v1")];
+            }
+        },
+        |_| test_options(),
+        DEADLINE,
+    )
+    .expect("cluster");
+    ok(cluster.node(0), &["name", "register", "one.proxima"]);
+    let registrar = cluster.node(0).health().unwrap().peer_id;
+
+    // Registrar down: a name operation on a follower fails and says where the registrar is.
+    cluster.node_mut(0).kill();
+    let t = Instant::now();
+    let out = cli(cluster.node(1), &["name", "register", "two.proxima"]);
+    eprintln!("follower answered with an error after {:?}", t.elapsed());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("registrar") && err.contains(&registrar),
+        "unclear error: {err}"
+    );
+
+    // Registrar back: followers reconnect on their own; forwarding and spreading work again.
+    // The killed runtime releases its sockets in the background: retry the bind briefly.
+    let mut tries = 0;
+    let t = Instant::now();
+    wait_for(DEADLINE, || {
+        tries += 1;
+        cluster.node_mut(0).restart().is_ok()
+    })
+    .expect("restart the registrar");
+    eprintln!("registrar restarted after {tries} tries, {:?}", t.elapsed());
+    let started = Instant::now();
+    wait_for(DEADLINE, || {
+        cli(cluster.node(1), &["name", "register", "two.proxima"])
+            .status
+            .success()
+    })
+    .expect("forwarding works again after the registrar restarted");
+    eprintln!(
+        "forwarding works again {:?} after the registrar restarted",
+        started.elapsed()
+    );
+    ok(
+        cluster.node(1),
+        &["name", "set", "two.proxima", "A", "192.0.2.22"],
+    );
+    wait_for(DEADLINE, || {
+        cluster
+            .nodes
+            .iter()
+            .all(|n| answers(n, "two.proxima", &["192.0.2.22"]))
+    })
+    .expect("every node answers the name registered after the restart");
+}

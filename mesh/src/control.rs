@@ -31,6 +31,8 @@ pub const MAX_RECORD: usize = 16 * 1024;
 pub const MAX_GOSSIP: usize = 64 * 1024;
 /// Messages buffered per topic subscriber before the slowest one loses the oldest.
 pub const TOPIC_BUFFER: usize = 256;
+/// How often live members without a libp2p connection are dialed.
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
 
 /// Decides whether a DHT record (key, value) a peer stores with us is acceptable.
 pub type RecordValidator = Arc<dyn Fn(&[u8], &[u8]) -> bool + Send + Sync>;
@@ -333,11 +335,44 @@ struct SwarmTask {
 
 impl SwarmTask {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        let mut reconnect = tokio::time::interval(RECONNECT_EVERY);
+        reconnect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(cmd) = commands.recv() => self.command(cmd),
                 event = self.swarm.select_next_some() => self.event(event).await,
+                _ = reconnect.tick() => self.connect_members(),
+            }
+        }
+    }
+
+    /// Dials every live SWIM member this swarm has no connection to, at the `p2p` address it
+    /// advertises. Without it, a member that restarted without bootstrap peers (the first node
+    /// of a cluster, say) would be back in the membership but cut off from gossip and the DHT,
+    /// since the others' libp2p connections to it died with the old process.
+    fn connect_members(&mut self) {
+        for m in self.membership.members() {
+            if m.is_self
+                || m.state != crate::membership::MemberState::Alive
+                || self.swarm.is_connected(&m.id.peer)
+            {
+                continue;
+            }
+            let Some(addr) = m
+                .meta
+                .as_ref()
+                .and_then(|meta| meta.services.get("p2p"))
+                .and_then(|a| a.parse::<Multiaddr>().ok())
+            else {
+                continue;
+            };
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(m.id.peer)
+                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                .addresses(vec![addr])
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(peer = %m.id.peer, error = %e, "cannot dial a member's p2p address");
             }
         }
     }

@@ -120,6 +120,28 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+/// Dropped with the runtime's tasks: closes the endpoint and drops every handler, connection
+/// and cached dial, so nothing keeps the socket alive.
+struct ReleaseOnDrop(std::sync::Weak<Inner>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        inner.shutdown.cancel();
+        inner.endpoint.close(0u32.into(), b"stopped");
+        let handlers =
+            std::mem::take(&mut *inner.handlers.write().unwrap_or_else(|e| e.into_inner()));
+        let live = std::mem::take(&mut *inner.live.lock().unwrap_or_else(|e| e.into_inner()));
+        let outgoing =
+            std::mem::take(&mut *inner.outgoing.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(inner);
+        // Dropped last, outside the locks: a handler may hold the last handle to the plane.
+        drop((handlers, live, outgoing));
+    }
+}
+
 /// Handle to the node's QUIC endpoint. Cheap to clone.
 #[derive(Clone)]
 pub struct DataPlane {
@@ -182,6 +204,14 @@ impl DataPlane {
         let plane = Self { inner };
         plane.refresh_server_config()?;
         tokio::spawn(plane.clone().accept_loop());
+        // When the runtime that owns the node goes away (a node killed in-process), release
+        // the socket even if a handler closure still holds a handle to this plane (a cycle
+        // through `handlers` would otherwise keep the port bound for the life of the process).
+        let guard = ReleaseOnDrop(Arc::downgrade(&plane.inner));
+        tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
         Ok(plane)
     }
 

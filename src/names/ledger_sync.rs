@@ -51,7 +51,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A follower that hears nothing for this long reconnects.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a forwarded transaction may take end to end.
-const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// File (in the ledger directory) that keeps the registrar choice.
 const REGISTRAR_FILE: &str = "registrar";
 
