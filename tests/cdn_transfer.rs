@@ -288,16 +288,21 @@ fn altered_bytes_are_caught_at_the_first_bad_group_and_the_fetch_fails_over() {
         p.contains(&pa) && p.contains(&liar_id)
     })
     .unwrap();
-    // Steer C to try the liar first: A has failed C a few times recently (its score is
-    // multiplied by 1 + strikes), the liar has a clean record.
+    // Steer C to try the liar first: both measured (a probe each), and A has failed C often
+    // enough recently that its score (RTT x (1 + strikes)) is worse, with a margin.
     let a_peer: mesh::PeerId = pa.parse().unwrap();
-    for _ in 0..3 {
+    let both = [a_peer, liar.peer_id()];
+    rt.block_on(c_mesh.rank_probed(&both, false, 2, Duration::from_secs(2)));
+    for _ in 0..200 {
+        if c_mesh.rank(&both, false)[0].peer == liar.peer_id() {
+            break;
+        }
         c_mesh.report_failure(a_peer);
     }
-    assert_eq!(
-        c_mesh.rank(&[a_peer, liar.peer_id()], false)[0].peer,
-        liar.peer_id()
-    );
+    for _ in 0..5 {
+        c_mesh.report_failure(a_peer);
+    }
+    assert_eq!(c_mesh.rank(&both, false)[0].peer, liar.peer_id());
 
     let (code, body) = get(&c.addr("http").unwrap(), None, &format!("/blob/{hash}"));
     assert_eq!(code, 200);
