@@ -4,7 +4,8 @@
 //!
 //! - nobody announces the site: every node serving HTTP, node 0 first, then nearest first;
 //! - two nodes announce its manifest (the DHT provider key the CDN announces under): only
-//!   those two, the nearest first (node 0 does not hold it);
+//!   those two, the nearest first (node 0 does not hold it); asked at one of them (the zone
+//!   reached it by gossip), that node first;
 //! - the nearest holder dies: it leaves the answer;
 //! - an explicit A record in the zone wins over steering.
 
@@ -58,14 +59,26 @@ fn http_ip(i: usize) -> IpAddr {
 
 /// Waits until node 0 answers `want` for `name`, or fails with the last answer.
 fn expect_answer(cluster: &Cluster, name: &str, want: &[IpAddr], deadline: Duration, why: &str) {
+    expect_answer_at(cluster, 0, name, want, deadline, why);
+}
+
+/// Waits until node `at` answers `want` for `name`, or fails with the last answer.
+fn expect_answer_at(
+    cluster: &Cluster,
+    at: usize,
+    name: &str,
+    want: &[IpAddr],
+    deadline: Duration,
+    why: &str,
+) {
     let mut last = Vec::new();
     let ok = wait_for(deadline, || {
-        last = a_records(cluster.node(0), name);
+        last = a_records(cluster.node(at), name);
         last == want
     });
     assert!(
         ok.is_ok(),
-        "{why}: wanted {want:?}, node 0 answers {last:?}"
+        "{why}: wanted {want:?}, node {at} answers {last:?}"
     );
 }
 
@@ -117,6 +130,15 @@ fn site_names_answer_with_the_nearest_healthy_holders() {
         &[http_ip(2), http_ip(3)],
         Duration::from_secs(30),
         "announced by nodes 2 and 3: only they, nearest first",
+    );
+    // Asked at node 3 (the zone reached it by gossip): itself first, as it holds the site.
+    expect_answer_at(
+        &cluster,
+        3,
+        "bars.proxima",
+        &[http_ip(3), http_ip(2)],
+        Duration::from_secs(30),
+        "asked at holder node 3: itself first, then node 2",
     );
     // AAAA: no holder has an IPv6 address, so NOERROR without records rather than a wrong one.
     let addr: SocketAddr = cluster.node(0).addr("dns").unwrap().parse().unwrap();
