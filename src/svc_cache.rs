@@ -71,6 +71,7 @@ pub async fn start(
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
             mesh: Some(mesh.clone()),
+            join_wait: (!config.bootstrap.is_empty()).then_some(JOIN_WAIT),
         },
     )
     .await

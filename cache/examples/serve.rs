@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
                 shutdown: shutdown.clone(),
                 tracker: tracker.clone(),
                 mesh: None,
+                join_wait: None,
             },
         )
         .await?;

@@ -89,6 +89,9 @@ pub struct Deps<'a> {
     pub tracker: TaskTracker,
     /// The mesh to spread the keyspace over; `None` serves every slot alone.
     pub mesh: Option<mesh::Mesh>,
+    /// Joining an existing mesh: wait up to this long for a complete member list before the
+    /// first slot map.
+    pub join_wait: Option<std::time::Duration>,
 }
 
 /// A running cache server.
@@ -199,6 +202,9 @@ pub async fn start(
                 ))
             })
             .map_err(|e| Error::Mesh(e.to_string()))?;
+        if let Some(wait) = deps.join_wait {
+            cluster::membership::wait_complete(&cl, addr, wait).await;
+        }
         cl.install_first(&shared);
         deps.tracker
             .spawn(cluster::membership::run(cl, shared.clone()));

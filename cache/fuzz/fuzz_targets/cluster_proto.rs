@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(ranges) = decode_ranges(data) {
         assert_eq!(encode_ranges(&ranges), data);
     }
+    let _ = cache::cluster::proto::decode_members(data);
     let expected = usize::from(data.first().copied().unwrap_or(0));
     if let Ok(replies) = decode_replies(&frame, expected) {
         assert_eq!(replies.len(), expected);

@@ -175,32 +175,40 @@ pub async fn run_pending(
     for i in failed {
         let p = &pend[i];
         let flags = base | F_EXEC;
-        let res = match cl.fallback(p.slot, p.peer) {
-            None => Some(super::serve::exec_here(shared, cl, &p.req, resp3).await),
-            Some(next) => {
-                let mut s = cc.sessions.remove(&next);
-                let r = tokio::time::timeout(FORWARD_TIMEOUT, async {
-                    if s.is_none() {
-                        s = PeerSession::open(&cl.mesh, next).await;
-                    }
-                    match s.as_mut() {
-                        Some(s) => s.call(flags, 0, &p.req, p.ncmds).await,
-                        None => None,
-                    }
-                })
-                .await
-                .ok()
-                .flatten();
-                match (r.is_some(), s) {
-                    (true, Some(s)) => {
-                        cc.sessions.insert(next, s);
-                    }
-                    (false, _) => cl.suspect(next),
-                    _ => {}
+        let mut tried = vec![p.peer];
+        let mut res = None;
+        // The next holders in order, skipping the ones that failed: at most three tries.
+        while res.is_none() && tried.len() <= 3 {
+            match cl.fallback_after(p.slot, &tried) {
+                None => {
+                    res = Some(super::serve::exec_here(shared, cl, &p.req, resp3).await);
                 }
-                r
+                Some(next) => {
+                    tried.push(next);
+                    let mut s = cc.sessions.remove(&next);
+                    let r = tokio::time::timeout(FORWARD_TIMEOUT, async {
+                        if s.is_none() {
+                            s = PeerSession::open(&cl.mesh, next).await;
+                        }
+                        match s.as_mut() {
+                            Some(s) => s.call(flags, 1, &p.req, p.ncmds).await,
+                            None => None,
+                        }
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    match (r.is_some(), s) {
+                        (true, Some(s)) => {
+                            cc.sessions.insert(next, s);
+                        }
+                        (false, _) => cl.suspect(next),
+                        _ => {}
+                    }
+                    res = r;
+                }
             }
-        };
+        }
         replies[i] = Some(match res {
             Some(r) => finish_reply(r, p.take_last),
             None => Bytes::from_static(b"-TRYAGAIN the owner of this slot is unreachable\r\n"),

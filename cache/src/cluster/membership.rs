@@ -280,6 +280,44 @@ impl Cluster {
     }
 }
 
+/// Before the first map of a joining node: waits (up to `deadline`) until this node's membership
+/// includes every cache member that another member knows, so that the first map is the real
+/// one (a partial map would make it pull from, and forward to, nodes that do not hold ranges).
+pub async fn wait_complete(cl: &Cluster, redis: std::net::SocketAddr, deadline: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        let mine = cache_nodes(cl, redis);
+        let Some(other) = mine.iter().find(|n| n.peer != cl.me).map(|n| n.peer) else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let theirs = tokio::time::timeout(Duration::from_secs(2), async {
+            let (mut send, mut recv) = cl.mesh.open_bi(other, proto::ALPN).await.ok()?;
+            mesh::frame::write(&mut send, &[proto::KIND_MEMBERS])
+                .await
+                .ok()?;
+            let _ = send.finish();
+            let ans = mesh::frame::FrameDecoder::new(proto::MAX_MEMBERS_FRAME)
+                .read(&mut recv)
+                .await
+                .ok()??;
+            proto::decode_members(&ans).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(theirs) = theirs
+            && theirs
+                .iter()
+                .all(|p| *p == cl.me || mine.iter().any(|n| n.peer == *p))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("cache: starting with a member list that may be incomplete");
+}
+
 /// Follows the membership and runs the pulls, until shutdown.
 pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(POLL);

@@ -234,12 +234,13 @@ impl Cluster {
         if live.is_empty() { owners } else { live }
     }
 
-    /// The next holder of `slot` after `failed`, skipping suspects: `None` means this node.
-    pub fn fallback(&self, slot: u16, failed: PeerId) -> Option<PeerId> {
+    /// The next holder of `slot` after the `failed` peers, skipping suspects: `None` means
+    /// this node.
+    pub fn fallback_after(&self, slot: u16, failed: &[PeerId]) -> Option<PeerId> {
         let v = self.view();
         for &i in v.order(slot) {
             let p = v.nodes[usize::from(i)].peer;
-            if p == failed || self.is_suspect(&p) {
+            if failed.contains(&p) || self.is_suspect(&p) {
                 continue;
             }
             return if p == self.me { None } else { Some(p) };

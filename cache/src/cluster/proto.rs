@@ -26,6 +26,10 @@ pub const KIND_SESSION: u8 = 1;
 pub const KIND_LINK: u8 = 2;
 /// Stream kind: range pull.
 pub const KIND_PULL: u8 = 3;
+/// Stream kind: the asked node's cache members (a joining node waits until it knows them all).
+pub const KIND_MEMBERS: u8 = 4;
+/// Largest member list answer.
+pub const MAX_MEMBERS_FRAME: usize = 256 * 1024;
 
 /// Session request flag: execute here, whatever this node's view says.
 pub const F_EXEC: u8 = 1;
@@ -147,6 +151,20 @@ pub fn decode_ranges(b: &[u8]) -> Result<Vec<u16>, ProtoError> {
         return Err(ProtoError("range out of bounds"));
     }
     Ok(v)
+}
+
+/// Encodes a member list: one peer id (base58 text) per line.
+pub fn encode_members(peers: &[String]) -> Vec<u8> {
+    peers.join("\n").into_bytes()
+}
+
+/// Decodes a member list; lines that are not peer ids are refused.
+pub fn decode_members(b: &[u8]) -> Result<Vec<mesh::PeerId>, ProtoError> {
+    let text = std::str::from_utf8(b).map_err(|_| ProtoError("member list is not UTF-8"))?;
+    text.split('\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().map_err(|_| ProtoError("not a peer id")))
+        .collect()
 }
 
 /// Splits a session answer into one reply per command; exactly `expected` replies.

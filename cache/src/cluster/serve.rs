@@ -43,6 +43,11 @@ pub async fn handle(
             let _ = mesh::frame::write(&mut send, &proto::encode_ranges(&refused)).await;
             let _ = send.finish();
         }
+        proto::KIND_MEMBERS => {
+            let peers: Vec<String> = cl.view().nodes.iter().map(|n| n.peer.to_string()).collect();
+            let _ = mesh::frame::write(&mut send, &proto::encode_members(&peers)).await;
+            let _ = send.finish();
+        }
         _ => tracing::debug!(%peer, "unknown cache stream kind"),
     }
 }
