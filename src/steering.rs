@@ -37,6 +37,8 @@ pub const LOOKUP_EVERY_UNHELD: Duration = Duration::from_secs(3);
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Answers are ranked again this often (RTTs, liveness and load change).
 pub const RERANK_EVERY: Duration = Duration::from_secs(1);
+/// Only sites asked for within this long are ranked again every second.
+pub const RERANK_ACTIVE: Duration = Duration::from_secs(60);
 /// A site nobody asked for in this long is forgotten.
 pub const IDLE: Duration = Duration::from_secs(600);
 /// Most sites tracked at once; beyond this, new sites are answered from membership alone.
@@ -179,12 +181,15 @@ impl MeshSteering {
         }
     }
 
-    /// Ranks every tracked site again from its last provider list.
+    /// Ranks the sites asked for lately again from their last provider lists (the others are
+    /// ranked again once they are asked for, a second later).
     fn rerank(&self) {
+        let now = Instant::now();
         let lists: Vec<([u8; 32], Vec<PeerId>)> = self
             .inner
             .lock()
             .iter()
+            .filter(|(_, s)| now.duration_since(s.last_asked) < RERANK_ACTIVE)
             .map(|(m, s)| (*m, s.providers.clone().unwrap_or_default()))
             .collect();
         if lists.is_empty() {
@@ -270,12 +275,25 @@ impl Inner {
 impl dns::SiteSteering for MeshSteering {
     fn nodes_for_site(&self, manifest: &[u8; 32]) -> Vec<IpAddr> {
         let now = Instant::now();
-        {
+        let idle_providers = {
             let mut sites = self.inner.lock();
-            if let Some(s) = sites.get_mut(manifest) {
-                s.last_asked = now;
-                return s.answer.to_vec();
+            match sites.get_mut(manifest) {
+                Some(s) if now.duration_since(s.last_asked) < RERANK_ACTIVE => {
+                    s.last_asked = now;
+                    return s.answer.to_vec();
+                }
+                // Not ranked again while nobody asked: rank it now (no DHT, a local decision).
+                Some(s) => Some(s.providers.clone().unwrap_or_default()),
+                None => None,
             }
+        };
+        if let Some(providers) = idle_providers {
+            let answer = self.rank(&providers);
+            if let Some(s) = self.inner.lock().get_mut(manifest) {
+                s.last_asked = now;
+                s.answer = answer.clone().into();
+            }
+            return answer;
         }
         // First question for this site: answer from membership alone (no DHT), start tracking.
         let answer = self.rank(&[]);
