@@ -338,12 +338,16 @@ async fn get_blob(
         let mut at = 0;
         while at < size {
             let n = (size - at).min(1 << 20);
-            let chunk = blob.read_verified(at, n).map_err(std::io::Error::other);
-            let failed = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || failed {
+            let chunk = match blob.read_some(at, n) {
+                Ok(c) if !c.is_empty() => Ok(c),
+                Ok(_) => Err(std::io::Error::other("blob ended early")),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            let got = chunk.as_ref().map(|c| c.len() as u64).unwrap_or(0);
+            if tx.blocking_send(chunk).is_err() || got == 0 {
                 return;
             }
-            at += n;
+            at += got;
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {

@@ -29,7 +29,19 @@ impl Arriving for ArrivingBlob {
     }
 
     fn read_verified(&self, offset: u64, len: u64) -> Result<Bytes, ReadError> {
-        let end = offset.saturating_add(len).min(self.size);
+        self.read(offset, len, true)
+    }
+
+    fn read_some(&self, offset: u64, len: u64) -> Result<Bytes, ReadError> {
+        self.read(offset, len, false)
+    }
+}
+
+impl ArrivingBlob {
+    /// Waits until the groups of `offset..offset+len` are verified (`all`), or only the first
+    /// of them (then returns the verified run from `offset`), and reads them.
+    fn read(&self, offset: u64, len: u64, all: bool) -> Result<Bytes, ReadError> {
+        let mut end = offset.saturating_add(len).min(self.size);
         if offset >= end {
             return Ok(Bytes::new());
         }
@@ -37,7 +49,11 @@ impl Arriving for ArrivingBlob {
         let deadline = Instant::now() + self.wait;
         let mut w = self.fetch.lock();
         loop {
-            let missing = (g0..=g1).find(|g| !w.is_verified(*g));
+            let missing = if all {
+                (g0..=g1).find(|g| !w.is_verified(*g))
+            } else {
+                (!w.is_verified(g0)).then_some(g0)
+            };
             let Some(missing) = missing else { break };
             if let Some(why) = &w.failed {
                 return Err(ReadError::Unavailable(self.fetch.hash, why.clone()));
@@ -57,6 +73,13 @@ impl Arriving for ArrivingBlob {
                 .wait_timeout(w, deadline - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if !all {
+            let last = (g0..=g1)
+                .take_while(|g| w.is_verified(*g))
+                .last()
+                .unwrap_or(g0);
+            end = end.min((last + 1) * GROUP);
         }
         let Some(file) = w.file.clone() else {
             return Err(ReadError::Unavailable(self.fetch.hash, "no data".into()));

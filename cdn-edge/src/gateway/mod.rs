@@ -594,12 +594,20 @@ impl Gateway {
             let mut at = offset;
             while at < end {
                 let n = (end - at).min(STREAM_CHUNK);
-                let chunk = reader.read_verified(at, n).map_err(|_| ());
-                let failed = chunk.is_err();
-                if tx.blocking_send(chunk).is_err() || failed {
+                // A blob still arriving hands out what is verified so far (at least one
+                // group), so the first bytes leave before the first MiB has arrived.
+                let chunk = match reader.read_some(at, n) {
+                    Ok(c) if !c.is_empty() => Ok(c),
+                    _ => Err(()),
+                };
+                let Ok(got) = chunk.as_ref().map(|c| c.len() as u64) else {
+                    let _ = tx.blocking_send(chunk);
+                    return;
+                };
+                if tx.blocking_send(chunk).is_err() {
                     return;
                 }
-                at += n;
+                at += got;
             }
         });
         let mut sent = 0;

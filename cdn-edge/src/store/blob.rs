@@ -39,6 +39,9 @@ pub trait Arriving: Send + Sync + 'static {
     fn size(&self) -> u64;
     /// Verified bytes `offset..offset+len` (clamped), waiting for them. Blocking.
     fn read_verified(&self, offset: u64, len: u64) -> Result<Bytes, ReadError>;
+    /// The verified bytes from `offset` that have arrived, at most `len`: waits only for the
+    /// first chunk group. Blocking.
+    fn read_some(&self, offset: u64, len: u64) -> Result<Bytes, ReadError>;
 }
 
 /// A blob ready to be read. `Memory` holds bytes already verified; `File` verifies every chunk
@@ -131,6 +134,15 @@ impl Blob {
         match self {
             Self::Memory { .. } | Self::Arriving(_) => Ok(None),
             Self::File(b) => b.outboard.load(node),
+        }
+    }
+
+    /// Like [`Blob::read_verified`], but a blob still arriving returns only what has been
+    /// verified so far from `offset` (at least one byte unless `offset` is at the end).
+    pub fn read_some(&self, offset: u64, len: u64) -> Result<Bytes, ReadError> {
+        match self {
+            Self::Arriving(b) => b.read_some(offset, len),
+            _ => self.read_verified(offset, len),
         }
     }
 
