@@ -3,8 +3,8 @@
 //! nodes DNS sends a visitor to. Asked at node 0, with `dig`:
 //!
 //! - nobody announces the site: every node serving HTTP, node 0 first, then nearest first;
-//! - two nodes announce its manifest (the DHT provider key the CDN announces under): only
-//!   those two, the nearest first (node 0 does not hold it); asked at one of them (the zone
+//! - two nodes get its manifest through the CDN's blob API (which announces it in the DHT):
+//!   only those two, the nearest first (node 0 does not hold it); asked at one of them (the zone
 //!   reached it by gossip), that node first;
 //! - the nearest holder dies: it leaves the answer;
 //! - an explicit A record in the zone wins over steering.
@@ -13,7 +13,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use proxima::harness::{Cluster, TestNode, dig, wait_for, wan_options};
+use proxima::harness::{Cluster, TestNode, curl, dig, wait_for, wan_options};
+
+/// The blob whose hash the site record names (DNS needs only its holders).
+const MANIFEST: &str = "the bars.proxima site manifest";
 
 /// Rows of mesh/testdata/planetlab-490.tsv: from the first, the others are 8, 50 and 140 ms away.
 const ROWS: [usize; 4] = [0, 133, 378, 485];
@@ -98,7 +101,7 @@ fn site_names_answer_with_the_nearest_healthy_holders() {
     .expect("four nodes on the emulated WAN see each other");
 
     // A site record whose manifest nobody announces yet.
-    let manifest = cdn_edge::Hash::of(b"the bars.proxima site manifest");
+    let manifest = cdn_edge::Hash::of(MANIFEST.as_bytes());
     let node0 = cluster.node(0);
     proxima(node0, &["name", "register", "bars.proxima"]);
     proxima(
@@ -114,15 +117,16 @@ fn site_names_answer_with_the_nearest_healthy_holders() {
         "unannounced site: every HTTP node, local first, then by RTT (8, 50, 140 ms)",
     );
 
-    // Nodes 2 (50 ms away) and 3 (140 ms) hold it and announce it, as the CDN does.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // Nodes 2 (50 ms away) and 3 (140 ms) receive the manifest through the CDN's blob API,
+    // which stores it and announces it in the DHT.
     for i in [3, 2] {
-        let mesh = cluster.node(i).handle().unwrap().info().mesh.clone();
-        rt.block_on(mesh.control().start_providing(manifest.provider_key()))
-            .expect("announce the manifest");
+        let url = format!(
+            "{}/api/blobs/{}",
+            cluster.node(i).admin_url(),
+            manifest.to_hex()
+        );
+        let out = curl(&["-sf", "-X", "PUT", "--data-binary", MANIFEST, &url]).unwrap();
+        assert!(out.status.success(), "upload to node {i}: {out:?}");
     }
     expect_answer(
         &cluster,
