@@ -12,6 +12,9 @@
 //! - [`cmd`]: the static command table and the handlers, over a keyspace lock taken once per
 //!   pipelined batch;
 //! - [`conn`]: one connection: read, run the batch, write once;
+//! - [`cluster`]: the keyspace spread over the mesh: the slot map, routing before dispatch
+//!   (`MOVED` or proxying), ordered replication of key states, range hand-over, Pub/Sub across
+//!   nodes;
 //! - [`start`]: binds, spawns the accept loop and housekeeping on the caller's runtime, and
 //!   reports the real address.
 //!
