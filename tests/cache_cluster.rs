@@ -311,15 +311,14 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
         .arg("b")
         .query(&mut cc)
         .unwrap();
-    let moved: () = redis::cmd("LMOVE")
+    let moved: String = redis::cmd("LMOVE")
         .arg("{q}jobs")
         .arg("{q}done")
         .arg("LEFT")
         .arg("RIGHT")
         .query(&mut cc)
-        .map(|_: String| ())
         .unwrap();
-    let _ = moved;
+    assert_eq!(moved, "a");
     let done: Vec<String> = redis::cmd("LRANGE")
         .arg("{q}done")
         .arg(0)
