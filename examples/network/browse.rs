@@ -142,21 +142,33 @@ pub async fn publish_and_spread(net: &Net, p: &Params) -> Result<(Vec<Site>, Opt
             .admin
     })
     .await?;
+    super::progress(&format!("{} sites published", sites.len()));
     let spread = sites::until(Duration::from_secs(60), || async {
-        for i in net.live() {
-            let dns = net.addrs(i).map(|a| a.dns);
-            for s in &sites {
-                let Some(dns) = dns else { continue };
-                match probe::resolve(dns, &s.name, Duration::from_secs(2)).await {
-                    Ok(a) if !a.addrs.is_empty() => {}
-                    _ => return false,
+        // Every node at once; one query per name, 1 s each at most.
+        let checks = net
+            .live()
+            .into_iter()
+            .filter_map(|i| net.addrs(i))
+            .map(|a| {
+                let sites = &sites;
+                async move {
+                    for s in sites {
+                        match probe::resolve(a.dns, &s.name, Duration::from_secs(1)).await {
+                            Ok(ans) if !ans.addrs.is_empty() => {}
+                            _ => return false,
+                        }
+                    }
+                    true
                 }
-            }
-        }
-        true
+            });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .all(|ok| ok)
     })
     .await
     .ok();
+    super::progress(&format!("zones spread: {spread:?}"));
     Ok((sites, spread))
 }
 
@@ -178,6 +190,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
     let holders = holders_of(&sites);
     let clients = client_nodes(net.n, p.clients);
     let visits = p.visits;
+    super::progress(&format!("{} clients browsing", clients.len()));
     let outcomes: Vec<(bool, Outcome)> = rt.block_on(async {
         let tasks = clients.iter().enumerate().map(|(k, &c)| {
             let (net, sites, holders) = (net.clone(), sites.clone(), holders.clone());

@@ -96,7 +96,11 @@ impl ReadonlyClient {
                     ms: ms(started.elapsed()),
                     ok,
                     local: true,
-                    wrong: if ok { None } else { wrong(key, &Ok(v), self.me) },
+                    wrong: if ok {
+                        None
+                    } else {
+                        wrong(key, &Ok(v), self.me)
+                    },
                 });
             }
             Err(e) => e,
@@ -124,7 +128,8 @@ impl ReadonlyClient {
             wrong: if ok {
                 None
             } else {
-                wrong(key, &Ok(got), *node).map(|w| format!("{w} (after MOVED from node {})", self.me))
+                wrong(key, &Ok(got), *node)
+                    .map(|w| format!("{w} (after MOVED from node {})", self.me))
             },
         })
     }
@@ -165,6 +170,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         }
         Ok::<_, anyhow::Error>(lat)
     })?;
+    super::progress(&format!("{keys} keys written"));
     let clients = client_nodes(net.n, p.clients);
     let reads = p.reads;
     let results = rt.block_on(async {
@@ -227,7 +233,9 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         report.latency(label, &v, &mut lat);
         let wrong = reads.iter().filter(|r| !r.ok).count();
         for w in reads.iter().filter_map(|r| r.wrong.as_ref()).take(3) {
-            report.notes.push(format!("{label} read returned a wrong value: {w}"));
+            report
+                .notes
+                .push(format!("{label} read returned a wrong value: {w}"));
         }
         let local = reads.iter().filter(|r| r.local).count();
         report.metric(&format!("{label}_errors"), *errors as f64);

@@ -57,6 +57,7 @@ fn inject(
         let at = total.mul_f64(0.05) + slot * u32::try_from(k).unwrap_or(0);
         std::thread::sleep(at.saturating_sub(t0.elapsed()));
         let Some(peer) = net.peer_id(v) else { continue };
+        super::progress(&format!("killing node {v}"));
         let killed = Instant::now();
         net.kill(v);
         let observers = net.live();
@@ -84,6 +85,7 @@ fn inject(
     if !group.is_empty() {
         let at = total.mul_f64(0.6);
         std::thread::sleep(at.saturating_sub(t0.elapsed()));
+        super::progress(&format!("cutting off nodes {group:?}"));
         let cut_at = Instant::now();
         net.partition(group, true);
         let majority: Vec<usize> = net
@@ -114,6 +116,7 @@ fn inject(
         });
         std::thread::sleep(Duration::from_secs(p.partition_secs).saturating_sub(cut_at.elapsed()));
         net.partition(group, false);
+        super::progress("partition healed");
         let healed = Instant::now();
         let recovered = wait(Duration::from_secs(60), || {
             peers
@@ -241,6 +244,11 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
     let views = rt.block_on(web)?;
     let (acked, failed_writes, failed_reads, reads) = rt.block_on(cache)?;
 
+    super::progress(&format!(
+        "load stopped: {} views, {} writes acknowledged",
+        views.len(),
+        acked.len()
+    ));
     // After the heal: every acknowledged write must be readable, from node 0 and another node.
     let all_back = wait(Duration::from_secs(60), || {
         (0..net.n).all(|i| {
@@ -321,7 +329,10 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         }
     }
     let unavailable_sites: Vec<usize> = (0..sites.len()).filter(|&s| longest[s] > grace).collect();
-    report.metric("longest_site_outage_s", longest.iter().copied().fold(0.0, f64::max));
+    report.metric(
+        "longest_site_outage_s",
+        longest.iter().copied().fold(0.0, f64::max),
+    );
 
     let kill_detect: Vec<f64> = faults
         .iter()

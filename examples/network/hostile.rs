@@ -226,6 +226,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
     .is_ok();
     report.metric("rogue_joined", if joined { 1.0 } else { 0.0 });
     report.metric("rogue_rtt_to_first_client_ms", net.rtt(near, rogue_pos));
+    super::progress(&format!("outsider joined: {joined}"));
     rogue.gossip_forgeries(&names, 1 << 41);
 
     // Page views through the client's own node, one at a time so that a corrupt-data report

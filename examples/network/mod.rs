@@ -207,6 +207,15 @@ impl Size {
     }
 }
 
+/// When the process started (for progress lines).
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Prints a progress line with the time since the first one.
+pub fn progress(what: &str) {
+    let t = START.get_or_init(std::time::Instant::now).elapsed();
+    eprintln!("[{:>6.1} s] {what}", t.as_secs_f64());
+}
+
 /// Runs a scenario at a size and checks its thresholds (the report says which failed).
 pub fn run(spec: &Spec, size: Size, params_override: Option<Params>) -> Result<Report> {
     let params = params_override.unwrap_or_else(|| match size {

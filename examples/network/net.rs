@@ -175,6 +175,9 @@ impl Net {
         let wan = mesh::WanEmulator::new(total, move |a, b| matrix[a][b], p.seed);
         let threads = p.worker_threads.max(1);
         let started = Instant::now();
+        super::progress(&format!(
+            "starting {n} nodes ({threads} worker thread(s) each)"
+        ));
         let cluster = Cluster::start_meshed(
             n,
             |i, c| {
@@ -191,6 +194,7 @@ impl Net {
             Duration::from_secs(p.mesh_deadline_secs),
         )
         .context("the nodes did not form one mesh")?;
+        super::progress(&format!("{n} nodes see each other alive"));
         let addrs = cluster
             .nodes
             .iter()

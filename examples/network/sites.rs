@@ -131,7 +131,9 @@ pub async fn publish_all(
     for s in 0..count {
         let publisher = (s * nodes / count.max(1)) % nodes;
         let mut site = Site::generate(seed, s, publisher);
-        site.publish(&admin(publisher)).await?;
+        tokio::time::timeout(Duration::from_secs(120), site.publish(&admin(publisher)))
+            .await
+            .with_context(|| format!("publishing {} timed out", site.name))??;
         sites.push(site);
     }
     Ok(sites)
