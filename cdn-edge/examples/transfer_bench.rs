@@ -46,12 +46,18 @@ fn noise_file(path: &Path, size: u64) -> std::io::Result<()> {
 }
 
 async fn start_mesh(seed: u8, bootstrap: Option<&str>) -> mesh::Mesh {
+    // Clients get a fresh identity per process (the process id in the key), as separate
+    // nodes would have.
+    let mut key = [seed; 32];
+    if seed != 1 {
+        key[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    }
     let mut config = mesh::MeshConfig::local();
     if let Some(b) = bootstrap {
         config.control.bootstrap = vec![b.parse().expect("p2p multiaddr")];
     }
     mesh::Mesh::start(
-        mesh::keypair_from_seed([seed; 32]),
+        mesh::keypair_from_seed(key),
         config,
         &mut Registry::default(),
     )
