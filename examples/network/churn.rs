@@ -97,8 +97,7 @@ fn inject(
         // Zones change on both sides while they are apart (the owners edit their records).
         for (owner, name) in updates {
             let Some(a) = net.addrs(*owner) else { continue };
-            let body =
-                format!(r#"{{"type":"TXT","value":"changed during the partition","ttl":60}}"#);
+            let body = r#"{"type":"TXT","value":"changed during the partition","ttl":60}"#;
             let url = format!("{}/api/names/{name}/records", a.admin);
             let _ = proxima::harness::curl(&[
                 "-sf",
@@ -107,7 +106,7 @@ fn inject(
                 "-H",
                 "content-type: application/json",
                 "-d",
-                &body,
+                body,
                 &url,
             ]);
         }

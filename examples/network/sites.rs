@@ -34,7 +34,7 @@ const ASSETS: [(&str, usize); 3] = [
 impl Site {
     /// Site number `idx` of a run with `seed`, to be published from node `publisher`.
     pub fn generate(seed: u64, idx: usize, publisher: usize) -> Self {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (idx as u64 + 1) * 0x9e37_79b9);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((idx as u64 + 1) * 0x9e37_79b9));
         let name = format!("site{idx:02}.proxima");
         let mut contents = Vec::new();
         let mut links = String::new();
