@@ -11,6 +11,9 @@
 //! [`cdn_edge::transfer::ALPN`] and a raw protocol (`bench/raw/1`: the file's bytes on one
 //! stream, read from disk, no verification), and announces the blob in the DHT. It runs until
 //! its standard input closes.
+//!
+//! Each client process gets a fresh node key; `TRANSFER_BENCH_SAME_KEY=1` keeps a fixed one
+//! (a second client is then the same node restarted). `RUST_LOG` logs to standard error.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -47,9 +50,10 @@ fn noise_file(path: &Path, size: u64) -> std::io::Result<()> {
 
 async fn start_mesh(seed: u8, bootstrap: Option<&str>) -> mesh::Mesh {
     // Clients get a fresh identity per process (the process id in the key), as separate
-    // nodes would have.
+    // nodes would have; `TRANSFER_BENCH_SAME_KEY=1` keeps the fixed key instead, so that a
+    // second client process is the same node restarted (same peer id, new generation).
     let mut key = [seed; 32];
-    if seed != 1 {
+    if seed != 1 && std::env::var_os("TRANSFER_BENCH_SAME_KEY").is_none() {
         key[..4].copy_from_slice(&std::process::id().to_le_bytes());
     }
     let mut config = mesh::MeshConfig::local();
@@ -219,6 +223,11 @@ async fn raw(p2p: &str, peer: &str, quic: &str, size: u64) {
 }
 
 fn main() {
+    // Logs to standard error with RUST_LOG (off by default).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

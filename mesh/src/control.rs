@@ -33,6 +33,13 @@ pub const MAX_GOSSIP: usize = 64 * 1024;
 pub const TOPIC_BUFFER: usize = 256;
 /// How often live members without a libp2p connection are dialed.
 const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+/// Once a provider lookup has found providers, it answers when the query ends or after this
+/// settling time, whichever comes first: as long as the first providers took to arrive, within
+/// these bounds. A query ends only when every peer it picked has answered or failed, and a dial
+/// to a peer that has gone away (still in other peers' routing tables) fails only at the QUIC
+/// handshake timeout, seconds later; callers asked for providers, not for that.
+const PROVIDERS_SETTLE_MIN: Duration = Duration::from_millis(50);
+const PROVIDERS_SETTLE_MAX: Duration = Duration::from_millis(500);
 
 /// Decides whether a DHT record (key, value) a peer stores with us is acceptable.
 pub type RecordValidator = Arc<dyn Fn(&[u8], &[u8]) -> bool + Send + Sync>;
@@ -226,6 +233,7 @@ impl ControlPlane {
             get_queries: HashMap::new(),
             put_queries: HashMap::new(),
             provider_queries: HashMap::new(),
+            settling: Default::default(),
         };
         tokio::spawn(task.run(rx, shutdown));
         Ok(Self {
@@ -291,7 +299,9 @@ impl ControlPlane {
         self.call(|tx| Command::Provide(key, tx)).await
     }
 
-    /// Finds peers that announced `key`.
+    /// Finds peers that announced `key`. Answers when the DHT query ends, or shortly after the
+    /// first providers are found if the query is still waiting on other peers (one that has
+    /// gone away takes a handshake timeout to fail).
     pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, ControlError> {
         self.call(|tx| Command::Providers(key, tx)).await
     }
@@ -315,11 +325,14 @@ impl ControlPlane {
     }
 }
 
-/// Providers found so far, and where to send them when the query ends.
-type ProviderQuery = (
-    HashSet<PeerId>,
-    oneshot::Sender<Result<Vec<PeerId>, ControlError>>,
-);
+/// A provider lookup: providers found so far, where to send them, and whether the settling
+/// timer runs.
+struct ProviderQuery {
+    found: HashSet<PeerId>,
+    reply: oneshot::Sender<Result<Vec<PeerId>, ControlError>>,
+    started: std::time::Instant,
+    settling: bool,
+}
 
 struct SwarmTask {
     swarm: libp2p::Swarm<Behaviour>,
@@ -331,6 +344,8 @@ struct SwarmTask {
     get_queries: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<u8>, ControlError>>>,
     put_queries: HashMap<kad::QueryId, oneshot::Sender<Result<(), ControlError>>>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    /// Settling timers of provider lookups that found providers (see [`PROVIDERS_SETTLE_MIN`]).
+    settling: futures::stream::FuturesUnordered<futures::future::BoxFuture<'static, kad::QueryId>>,
 }
 
 impl SwarmTask {
@@ -343,6 +358,9 @@ impl SwarmTask {
                 Some(cmd) = commands.recv() => self.command(cmd),
                 event = self.swarm.select_next_some() => self.event(event).await,
                 _ = reconnect.tick() => self.connect_members(),
+                Some(id) = self.settling.next(), if !self.settling.is_empty() => {
+                    self.answer_providers(id);
+                }
             }
         }
     }
@@ -427,7 +445,15 @@ impl SwarmTask {
             }
             Command::Providers(key, reply) => {
                 let id = b.kad.get_providers(kad::RecordKey::new(&key));
-                self.provider_queries.insert(id, (HashSet::new(), reply));
+                self.provider_queries.insert(
+                    id,
+                    ProviderQuery {
+                        found: HashSet::new(),
+                        reply,
+                        started: std::time::Instant::now(),
+                        settling: false,
+                    },
+                );
             }
             Command::Dial(addr) => {
                 if let Err(e) = self.swarm.dial(addr.clone()) {
@@ -534,6 +560,16 @@ impl SwarmTask {
         self.membership.announce(member).await;
     }
 
+    /// Sends a provider lookup its answer (once), and ends its query if it still runs.
+    fn answer_providers(&mut self, id: kad::QueryId) {
+        if let Some(q) = self.provider_queries.remove(&id) {
+            let _ = q.reply.send(Ok(q.found.into_iter().collect()));
+        }
+        if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+            query.finish();
+        }
+    }
+
     fn kad_event(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest {
@@ -605,15 +641,24 @@ impl SwarmTask {
                     }
                 }
                 kad::QueryResult::GetProviders(r) => {
-                    if let Some((found, _)) = self.provider_queries.get_mut(&id)
-                        && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r
-                    {
-                        found.extend(providers.into_iter().take(256));
+                    if let Some(q) = self.provider_queries.get_mut(&id) {
+                        if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+                            q.found.extend(providers.into_iter().take(256));
+                        }
+                        if !step.last && !q.settling && !q.found.is_empty() {
+                            q.settling = true;
+                            let wait = q
+                                .started
+                                .elapsed()
+                                .clamp(PROVIDERS_SETTLE_MIN, PROVIDERS_SETTLE_MAX);
+                            self.settling.push(Box::pin(async move {
+                                tokio::time::sleep(wait).await;
+                                id
+                            }));
+                        }
                     }
-                    if step.last
-                        && let Some((found, reply)) = self.provider_queries.remove(&id)
-                    {
-                        let _ = reply.send(Ok(found.into_iter().collect()));
+                    if step.last {
+                        self.answer_providers(id);
                     }
                 }
                 _ => {}

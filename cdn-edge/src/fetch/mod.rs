@@ -584,13 +584,21 @@ impl Fetcher {
                 .lookup_timeout
                 .min(Duration::from_millis(300))
         };
+        let asked = Instant::now();
         let dht = tokio::time::timeout(
             wait,
             self.inner.mesh.control().providers(hash.provider_key()),
         )
         .await;
-        if let Ok(Ok(peers)) = dht {
-            found.extend(peers);
+        match dht {
+            Ok(Ok(peers)) => {
+                tracing::debug!(%hash, gossip = found.len(), dht = peers.len(), ms = asked.elapsed().as_millis() as u64, "providers looked up");
+                found.extend(peers);
+            }
+            Ok(Err(e)) => tracing::debug!(%hash, error = %e, "DHT provider lookup failed"),
+            Err(_) => {
+                tracing::debug!(%hash, gossip = found.len(), ?wait, "DHT provider lookup timed out")
+            }
         }
         let me = self.inner.mesh.peer_id();
         let members: HashSet<PeerId> = self
