@@ -139,6 +139,10 @@ pub struct MembershipConfig {
     pub suspect_to_down_after: Duration,
     /// Dead members are forgotten after this.
     pub remove_down_after: Duration,
+    /// Until then, two of them are sent an announce this often: a member that restarted on
+    /// the same address (or a healed partition) is found again even if it knows no one, as
+    /// Serf's reconnect does.
+    pub reconnect_down_every: Duration,
     /// Expected cluster size (sizes the gossip fan-out).
     pub cluster_size_hint: u32,
 }
@@ -151,6 +155,7 @@ impl MembershipConfig {
             probe_rtt: Duration::from_millis(400),
             suspect_to_down_after: Duration::from_secs(3),
             remove_down_after: Duration::from_secs(120),
+            reconnect_down_every: Duration::from_secs(2),
             cluster_size_hint: 16,
         }
     }
@@ -162,6 +167,7 @@ impl MembershipConfig {
             probe_rtt: Duration::from_millis(1200),
             suspect_to_down_after: Duration::from_secs(6),
             remove_down_after: Duration::from_secs(300),
+            reconnect_down_every: Duration::from_secs(5),
             cluster_size_hint: 32,
         }
     }
@@ -183,6 +189,12 @@ impl MembershipConfig {
         c.probe_rtt = self.probe_rtt;
         c.suspect_to_down_after = self.suspect_to_down_after;
         c.remove_down_after = Some(self.remove_down_after);
+        // foca's LAN default (every 65 s) leaves a restarted first node, which has no
+        // bootstrap peers, alone for a minute.
+        c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+            frequency: self.reconnect_down_every,
+            num_members: std::num::NonZeroUsize::new(2).unwrap_or(std::num::NonZeroUsize::MIN),
+        });
         c.max_packet_size = std::num::NonZeroUsize::new(MAX_SWIM_FRAME - MAX_META - 2)
             .unwrap_or(std::num::NonZeroUsize::MIN);
         c
