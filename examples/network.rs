@@ -9,7 +9,8 @@
 //! cargo run --release --example network -- cache-near --nodes 10
 //! ```
 //!
-//! Exits with status 1 when a threshold fails.
+//! Exits with status 1 when a threshold fails. `RUST_LOG` (e.g. `warn`) prints the nodes' logs
+//! to standard error.
 
 #[path = "network/mod.rs"]
 mod scenario;
@@ -19,6 +20,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
+    // The nodes' logs only when asked for (`RUST_LOG=warn` shows rejoins, hand-overs, stalls).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     let mut which = None;
     let mut size = scenario::Size::Full;

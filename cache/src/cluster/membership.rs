@@ -93,18 +93,58 @@ impl Cluster {
     /// Installs the first view (at start): ranges with another holder are pulled before they
     /// are served.
     pub fn install_first(&self, shared: &Shared) {
+        let _ = self.rejoined();
         let nodes = cache_nodes(self, shared.addr);
         let v = self.with_nearness(View::new(nodes, self.me, self.rf, 1));
         for s in &self.state {
             s.store(NOT_OWNED, Ordering::Release);
         }
-        self.apply_view(shared, v);
+        self.apply_view(shared, v, true);
+    }
+
+    /// Whether this node's SWIM generation changed since the last call: the other members
+    /// declared it down (a long pause, a partition) and it rejoined under a new generation.
+    fn rejoined(&self) -> bool {
+        let Some(now) = self
+            .mesh
+            .members()
+            .into_iter()
+            .find(|m| m.is_self)
+            .map(|m| m.id.generation)
+        else {
+            return false;
+        };
+        let before = self.generation.swap(now, Ordering::AcqRel);
+        before != 0 && before != now
     }
 
     /// Reads the membership; installs a new view if it changed.
     pub fn refresh(&self, shared: &Shared, force_nearness: bool) {
         let nodes = cache_nodes(self, shared.addr);
         let cur = self.view();
+        if self.rejoined() {
+            self.resync.store(true, Ordering::Release);
+        }
+        // Once some other member is back in the view (at the moment of the rejoin there may
+        // be none yet: nothing to pull from).
+        if nodes.len() > 1 && self.resync.swap(false, Ordering::AcqRel) {
+            // While this node was out of the others' views their writes did not reach it
+            // (their replication links to it were closed) and its ranges may have moved,
+            // although nothing changed in its own view. Everything it owns is pulled again
+            // before it is served. Unlike a first start its keys are kept, not emptied: if
+            // every other holder rejoined too and refuses, the range is served as it is rather
+            // than empty (a key deleted meanwhile may come back; no write is lost).
+            tracing::warn!(
+                "cache: rejoined after being declared down; pulling every owned range again"
+            );
+            let v = self.with_nearness(View::new(nodes, self.me, self.rf, cur.epoch + 1));
+            self.imports.lock().clear();
+            for s in &self.state {
+                s.store(NOT_OWNED, Ordering::Release);
+            }
+            self.apply_view(shared, v, false);
+            return;
+        }
         let same = same_members(&cur, &nodes);
         if same && !force_nearness {
             return;
@@ -120,10 +160,12 @@ impl Cluster {
             epoch,
             "cache: membership changed, new slot map"
         );
-        self.apply_view(shared, v);
+        self.apply_view(shared, v, true);
     }
 
-    fn apply_view(&self, shared: &Shared, v: View) {
+    /// Installs `v`; ranges this node gains are pulled before they are served, and emptied
+    /// first when `empty_gained`.
+    fn apply_view(&self, shared: &Shared, v: View, empty_gained: bool) {
         let v = Arc::new(v);
         let mut gained: Vec<u16> = Vec::new();
         {
@@ -170,7 +212,7 @@ impl Cluster {
                 }
             }
         }
-        if !gained.is_empty() {
+        if empty_gained && !gained.is_empty() {
             // Empty the gained ranges first: stale keys from an earlier ownership must not
             // survive the pull.
             let mut want = [false; GROUPS];

@@ -28,7 +28,7 @@ pub mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -131,6 +131,12 @@ pub struct Cluster {
     importers: Mutex<HashMap<u16, Vec<(PeerId, Instant)>>>,
     links: Mutex<HashMap<PeerId, Arc<Link>>>,
     suspects: Mutex<HashMap<PeerId, Instant>>,
+    /// This node's SWIM generation when the membership was last read (0: not read yet). It
+    /// changes when the others declared this node down and it rejoined.
+    generation: AtomicU64,
+    /// Every owned range must be pulled again (this node rejoined) once another member is in
+    /// the view.
+    resync: AtomicBool,
     /// Wakes the importer.
     pub(crate) kick: Notify,
     /// Cancelled at shutdown.
@@ -175,6 +181,8 @@ impl Cluster {
             importers: Mutex::default(),
             links: Mutex::default(),
             suspects: Mutex::default(),
+            generation: AtomicU64::new(0),
+            resync: AtomicBool::new(false),
             kick: Notify::new(),
             shutdown,
         }
@@ -201,6 +209,17 @@ impl Cluster {
             .iter()
             .filter(|s| s.load(Ordering::Relaxed) == IMPORTING)
             .count()
+    }
+
+    /// Number of ranges some peer pulled from here recently and so still receives the writes
+    /// of (for [`IMPORTER_TTL`] after its pull), whatever the view says.
+    pub fn exporting(&self) -> usize {
+        let mut imp = self.importers.lock();
+        imp.retain(|_, list| {
+            list.retain(|(_, t)| t.elapsed() < IMPORTER_TTL);
+            !list.is_empty()
+        });
+        imp.len()
     }
 
     /// Marks `peer` as failing: routing avoids it for a while.

@@ -732,11 +732,12 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             let v = cl.view();
             let _ = write!(
                 t,
-                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\n",
+                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\nproxima_exporting_ranges:{}\r\n",
                 v.nodes.len(),
                 v.rf,
                 u8::from(cl.sync),
-                cl.importing()
+                cl.importing(),
+                cl.exporting()
             );
         }
         t.push_str("\r\n");
