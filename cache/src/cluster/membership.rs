@@ -293,21 +293,20 @@ impl Cluster {
                 None => {}
             }
             let n = imp.sources.len();
-            let mut src = None;
-            while n > 0 && imp.next < MAX_ATTEMPTS {
-                let p = imp.sources[imp.next % n];
-                if !self.is_suspect(&p) {
-                    src = Some(p);
-                    break;
-                }
-                imp.next += 1;
+            if n == 0 || imp.next >= MAX_ATTEMPTS {
+                give_up.push(*g);
+                continue;
             }
-            match src {
-                Some(p) => {
-                    imp.asked = Some((p, Instant::now()));
-                    due.entry(p).or_default().push(*g);
-                }
-                None => give_up.push(*g),
+            // The next source that is not suspected. Suspects are skipped without using up
+            // an attempt: right after a restart or a heal every source may be suspected for a
+            // few seconds, and giving up then would serve a range without its keys.
+            let src = (0..n)
+                .map(|k| (k, imp.sources[(imp.next + k) % n]))
+                .find(|(_, p)| !self.is_suspect(p));
+            if let Some((k, p)) = src {
+                imp.next += k;
+                imp.asked = Some((p, Instant::now()));
+                due.entry(p).or_default().push(*g);
             }
         }
         for g in give_up {
