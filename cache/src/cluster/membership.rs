@@ -28,8 +28,11 @@ const POLL: Duration = Duration::from_millis(200);
 const NEARNESS_EVERY: Duration = Duration::from_secs(5);
 /// How long a pull may take before the next source is tried.
 const PULL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Pull attempts per range before it is served as it is.
+/// Pull attempts per range before it is served as it is, unless [`MIN_TRYING`] has not passed.
 const MAX_ATTEMPTS: usize = 50;
+/// How long a range's pull keeps being retried, however often its sources refuse: right after
+/// a heal the views disagree for seconds and sources refuse ranges they do not own yet.
+const MIN_TRYING: Duration = Duration::from_secs(30);
 
 /// The members serving the cache (alive or suspected), this node included.
 pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
@@ -199,6 +202,7 @@ impl Cluster {
                 if sources.is_empty() {
                     state.store(SERVING, Ordering::Release);
                 } else {
+                    self.kept[usize::from(g)].store(!empty_gained, Ordering::Release);
                     state.store(IMPORTING, Ordering::Release);
                     imports.insert(
                         g,
@@ -206,6 +210,7 @@ impl Cluster {
                             sources,
                             next: 0,
                             asked: None,
+                            since: Instant::now(),
                         },
                     );
                     gained.push(g);
@@ -293,7 +298,7 @@ impl Cluster {
                 None => {}
             }
             let n = imp.sources.len();
-            if n == 0 || imp.next >= MAX_ATTEMPTS {
+            if n == 0 || (imp.next >= MAX_ATTEMPTS && imp.since.elapsed() >= MIN_TRYING) {
                 give_up.push(*g);
                 continue;
             }

@@ -113,6 +113,7 @@ struct Import {
     sources: Vec<PeerId>,
     next: usize,
     asked: Option<(PeerId, Instant)>,
+    since: Instant,
 }
 
 /// The cluster layer of one cache server.
@@ -127,6 +128,9 @@ pub struct Cluster {
     /// Synchronous replication.
     pub sync: bool,
     state: Box<[AtomicU8]>,
+    /// Per range: being pulled again with its keys kept (after a rejoin), so it can still
+    /// hand them over to a peer that pulls it.
+    kept: Box<[AtomicBool]>,
     imports: Mutex<HashMap<u16, Import>>,
     importers: Mutex<HashMap<u16, Vec<(PeerId, Instant)>>>,
     links: Mutex<HashMap<PeerId, Arc<Link>>>,
@@ -177,6 +181,7 @@ impl Cluster {
             rf,
             sync,
             state: (0..GROUPS).map(|_| AtomicU8::new(SERVING)).collect(),
+            kept: (0..GROUPS).map(|_| AtomicBool::new(false)).collect(),
             imports: Mutex::default(),
             importers: Mutex::default(),
             links: Mutex::default(),
@@ -201,6 +206,18 @@ impl Cluster {
     /// The local state of a range.
     pub fn group_state(&self, g: u16) -> u8 {
         self.state[usize::from(g)].load(Ordering::Acquire)
+    }
+
+    /// Whether this node can hand range `g` over to a peer that pulls it: it serves it, or it
+    /// is pulling it again after a rejoin with its keys kept (when both sides of a healed cut
+    /// rejoin, each pulls from the other, and each must answer or the ranges would be served
+    /// without the other side's writes).
+    pub fn can_hand_over(&self, g: u16) -> bool {
+        match self.group_state(g) {
+            SERVING => true,
+            IMPORTING => self.kept[usize::from(g)].load(Ordering::Acquire),
+            _ => false,
+        }
     }
 
     /// Number of ranges being pulled.

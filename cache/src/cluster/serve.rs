@@ -8,7 +8,7 @@ use mesh::PeerId;
 use super::proto::{
     self, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_PULL, KIND_SESSION, MAX_FRAME, Record,
 };
-use super::{Cluster, Internal, SERVING, group_of};
+use super::{Cluster, Internal, group_of};
 use crate::conn::{self, ConnState};
 use crate::reply::Reply;
 use crate::shared::Shared;
@@ -179,8 +179,7 @@ async fn link(
 /// `Done` on the link to it, all under the keyspace lock so no write falls in between.
 /// Returns the ranges refused (not served here yet).
 fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16]) -> Vec<u16> {
-    let (ok, refused): (Vec<u16>, Vec<u16>) =
-        groups.iter().partition(|g| cl.group_state(**g) == SERVING);
+    let (ok, refused): (Vec<u16>, Vec<u16>) = groups.iter().partition(|g| cl.can_hand_over(**g));
     if ok.is_empty() {
         return refused;
     }
