@@ -16,7 +16,9 @@ struct Unbound {
 }
 
 impl Unbound {
-    fn start() -> Self {
+    /// One attempt on a fresh free port; `None` if Unbound exits (the port was taken between
+    /// our probe and its bind) or does not answer in time.
+    fn try_start() -> Option<Self> {
         let dir = tempfile::Builder::new()
             .prefix("proxima-unbound-")
             .tempdir()
@@ -67,12 +69,19 @@ remote-control:
             .spawn()
             .expect("unbound starts");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let up = Self { child, dir, addr };
-        wait_for(Duration::from_secs(10), || {
-            dig(addr, &["a.example.test", "A"]).is_ok_and(|o| o.contains("192.0.2.1"))
-        })
-        .expect("unbound answers");
-        up
+        let mut up = Self { child, dir, addr };
+        let mut exited = false;
+        let answered = wait_for(Duration::from_secs(20), || {
+            exited = matches!(up.child.try_wait(), Ok(Some(_)));
+            exited || dig(addr, &["a.example.test", "A"]).is_ok_and(|o| o.contains("192.0.2.1"))
+        });
+        (answered.is_ok() && !exited).then_some(up)
+    }
+
+    fn start() -> Self {
+        (0..5)
+            .find_map(|_| Self::try_start())
+            .expect("unbound answers (5 attempts on fresh ports)")
     }
 
     fn log(&self) -> PathBuf {
