@@ -307,6 +307,22 @@ pub fn redis_cli(server: SocketAddr, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// One field of `INFO cluster` at a node's Redis address (through `redis-cli`).
+pub fn cluster_info_field(a: SocketAddr, field: &str) -> Option<String> {
+    let out = redis_cli(a, &["info", "cluster"]).ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Whether every one of the cache nodes at `addrs` counts `n` members and pulls no range.
+pub fn cache_converged(addrs: &[SocketAddr], n: usize) -> bool {
+    addrs.iter().all(|a| {
+        cluster_info_field(*a, "proxima_members").as_deref() == Some(&n.to_string())
+            && cluster_info_field(*a, "proxima_importing_ranges").as_deref() == Some("0")
+    })
+}
+
 /// `curl -s --max-time 10 ARGS...`; returns the whole output.
 pub fn curl(args: &[&str]) -> Result<Output> {
     let mut full = vec!["-s", "--max-time", "10"];

@@ -11,25 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use proxima::harness::{Cluster, redis_cli, test_options, wait_for};
+use proxima::harness::{Cluster, cache_converged, redis_cli, test_options, wait_for};
 
 const KEYS: usize = 100_000;
 const BATCH: usize = 1000;
 const VICTIM: usize = 3;
-
-fn info_field(a: SocketAddr, field: &str) -> Option<String> {
-    let out = redis_cli(a, &["info", "cluster"]).ok()?;
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_owned())
-}
-
-fn converged(addrs: &[SocketAddr], n: usize) -> bool {
-    addrs.iter().all(|a| {
-        info_field(*a, "proxima_members").as_deref() == Some(&n.to_string())
-            && info_field(*a, "proxima_importing_ranges").as_deref() == Some("0")
-    })
-}
 
 fn connect(a: SocketAddr) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{a}/"))
@@ -90,7 +76,7 @@ fn run(sync: bool) {
     let addr =
         |c: &Cluster, i: usize| -> SocketAddr { c.node(i).addr("redis").unwrap().parse().unwrap() };
     let all: Vec<SocketAddr> = (0..5).map(|i| addr(&cluster, i)).collect();
-    wait_for(Duration::from_secs(20), || converged(&all, 5)).expect("5 nodes converge");
+    wait_for(Duration::from_secs(20), || cache_converged(&all, 5)).expect("5 nodes converge");
 
     let mut con = connect(all[0]);
     let t = Instant::now();
@@ -111,7 +97,7 @@ fn run(sync: bool) {
         .map(|(_, a)| *a)
         .collect();
     let bound = mesh::MembershipConfig::lan().detection_bound();
-    wait_for(bound + Duration::from_secs(5), || converged(&live, 4))
+    wait_for(bound + Duration::from_secs(5), || cache_converged(&live, 4))
         .expect("the view converges within the detection bound");
     let converge = killed.elapsed();
     eprintln!(
@@ -153,7 +139,7 @@ fn run(sync: bool) {
     let back = addr(&cluster, VICTIM);
     let mut all_again = live.clone();
     all_again.push(back);
-    wait_for(Duration::from_secs(30), || converged(&all_again, 5)).expect("5 nodes again");
+    wait_for(Duration::from_secs(30), || cache_converged(&all_again, 5)).expect("5 nodes again");
     // A few more rounds once it serves its ranges.
     let r = rounds.load(Ordering::Relaxed);
     wait_for(Duration::from_secs(10), || {

@@ -12,24 +12,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proxima::harness::{Cluster, redis_cli, wait_for, wan_options};
+use proxima::harness::{Cluster, cache_converged, cluster_info_field, wait_for, wan_options};
 
 const KEYS: usize = 300;
 const CUT: usize = 2;
-
-fn info_field(a: SocketAddr, field: &str) -> Option<String> {
-    let out = redis_cli(a, &["info", "cluster"]).ok()?;
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_owned())
-}
-
-fn converged(addrs: &[SocketAddr], n: usize) -> bool {
-    addrs.iter().all(|a| {
-        info_field(*a, "proxima_members").as_deref() == Some(&n.to_string())
-            && info_field(*a, "proxima_importing_ranges").as_deref() == Some("0")
-    })
-}
 
 fn connect(a: SocketAddr) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{a}/"))
@@ -80,7 +66,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|i| cluster.node(i).addr("redis").unwrap().parse().unwrap())
         .collect();
-    wait_for(Duration::from_secs(60), || converged(&addrs, 3)).expect("three nodes converge");
+    wait_for(Duration::from_secs(60), || cache_converged(&addrs, 3)).expect("three nodes converge");
     let mut w = connect(addrs[0]);
     write(&mut w, "before:");
     // A node that pulled ranges at start keeps receiving their writes for a minute whatever
@@ -88,7 +74,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
     wait_for(Duration::from_secs(90), || {
         addrs
             .iter()
-            .all(|a| info_field(*a, "proxima_exporting_ranges").as_deref() == Some("0"))
+            .all(|a| cluster_info_field(*a, "proxima_exporting_ranges").as_deref() == Some("0"))
     })
     .expect("the start-up hand-overs expire");
 
@@ -99,7 +85,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
     }
     let bound = mesh::MembershipConfig::lan().detection_bound();
     wait_for(bound + Duration::from_secs(20), || {
-        converged(&addrs[..2], 2)
+        cache_converged(&addrs[..2], 2)
     })
     .expect("nodes 0 and 1 drop the cut-off node from their view");
     write(&mut w, "during:");
@@ -110,7 +96,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
             wan.set_cut(other, CUT, false);
         }
     }
-    wait_for(Duration::from_secs(60), || converged(&addrs, 3))
+    wait_for(Duration::from_secs(60), || cache_converged(&addrs, 3))
         .expect("the three nodes converge again after the heal");
 
     let mut ro = connect(addrs[CUT]);

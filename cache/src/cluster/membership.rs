@@ -36,8 +36,12 @@ const MIN_TRYING: Duration = Duration::from_secs(30);
 
 /// The members serving the cache (alive or suspected), this node included.
 pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
+    nodes_of(cl, &cl.mesh.members(), redis)
+}
+
+fn nodes_of(cl: &Cluster, members: &[mesh::MemberView], redis: std::net::SocketAddr) -> Vec<Node> {
     let mut nodes = vec![Node::new(cl.me, redis)];
-    for m in cl.mesh.members() {
+    for m in members {
         if m.is_self
             || !matches!(
                 m.state,
@@ -96,25 +100,27 @@ impl Cluster {
     /// Installs the first view (at start): ranges with another holder are pulled before they
     /// are served.
     pub fn install_first(&self, shared: &Shared) {
-        let _ = self.rejoined();
-        let nodes = cache_nodes(self, shared.addr);
+        let members = self.mesh.members();
+        let _ = self.rejoined(&members);
+        let nodes = nodes_of(self, &members, shared.addr);
         let v = self.with_nearness(View::new(nodes, self.me, self.rf, 1));
+        self.reinstall(shared, v, true);
+    }
+
+    /// Installs `v` as if this node held no range yet: every range it owns is pulled before
+    /// it is served (emptied first when `empty_gained`).
+    fn reinstall(&self, shared: &Shared, v: View, empty_gained: bool) {
+        self.imports.lock().clear();
         for s in &self.state {
             s.store(NOT_OWNED, Ordering::Release);
         }
-        self.apply_view(shared, v, true);
+        self.apply_view(shared, v, empty_gained);
     }
 
-    /// Whether this node's SWIM generation changed since the last call: the other members
-    /// declared it down (a long pause, a partition) and it rejoined under a new generation.
-    fn rejoined(&self) -> bool {
-        let Some(now) = self
-            .mesh
-            .members()
-            .into_iter()
-            .find(|m| m.is_self)
-            .map(|m| m.id.generation)
-        else {
+    /// Whether this node's SWIM generation (its entry in `members`) changed since the last
+    /// call: the others declared it down (a long pause, a partition) and it rejoined.
+    fn rejoined(&self, members: &[mesh::MemberView]) -> bool {
+        let Some(now) = members.iter().find(|m| m.is_self).map(|m| m.id.generation) else {
             return false;
         };
         let before = self.generation.swap(now, Ordering::AcqRel);
@@ -123,9 +129,10 @@ impl Cluster {
 
     /// Reads the membership; installs a new view if it changed.
     pub fn refresh(&self, shared: &Shared, force_nearness: bool) {
-        let nodes = cache_nodes(self, shared.addr);
+        let members = self.mesh.members();
+        let nodes = nodes_of(self, &members, shared.addr);
         let cur = self.view();
-        if self.rejoined() {
+        if self.rejoined(&members) {
             self.resync.store(true, Ordering::Release);
         }
         // Once some other member is back in the view (at the moment of the rejoin there may
@@ -141,11 +148,7 @@ impl Cluster {
                 "cache: rejoined after being declared down; pulling every owned range again"
             );
             let v = self.with_nearness(View::new(nodes, self.me, self.rf, cur.epoch + 1));
-            self.imports.lock().clear();
-            for s in &self.state {
-                s.store(NOT_OWNED, Ordering::Release);
-            }
-            self.apply_view(shared, v, false);
+            self.reinstall(shared, v, false);
             return;
         }
         let same = same_members(&cur, &nodes);
