@@ -114,7 +114,7 @@ struct Inner {
     config: DataPlaneConfig,
     transport: Arc<quinn::TransportConfig>,
     handlers: RwLock<HashMap<Vec<u8>, ConnectionHandler>>,
-    outgoing: Mutex<HashMap<(PeerId, Vec<u8>), ConnSlot>>,
+    outgoing: Mutex<HashMap<(PeerId, Vec<u8>, SocketAddr), ConnSlot>>,
     /// Every live connection (both directions) by quinn's stable id.
     live: Mutex<HashMap<usize, (PeerId, Connection)>>,
     shutdown: CancellationToken,
@@ -294,14 +294,16 @@ impl DataPlane {
             .outgoing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((peer, alpn.to_vec()))
+            .entry((peer, alpn.to_vec(), addr))
             .or_default()
             .clone();
-        // One dial at a time per (peer, protocol): concurrent callers wait and share it.
+        // One dial at a time per (peer, protocol, address): concurrent callers wait and share
+        // it. The address is part of the key so that a dial to a restarted peer's previous
+        // address (which hangs until the connect timeout: nothing answers there) cannot hold
+        // up traffic to its new one, such as a goodbye that must land within the leave deadline.
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref()
             && conn.close_reason().is_none()
-            && conn.remote_address() == addr
         {
             return Ok(conn.clone());
         }
@@ -382,7 +384,7 @@ impl DataPlane {
             .outgoing
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        out.retain(|(p, _), slot| {
+        out.retain(|(p, _, _), slot| {
             if p != peer {
                 return true;
             }
