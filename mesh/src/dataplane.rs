@@ -106,6 +106,8 @@ pub enum DataPlaneError {
 }
 
 type ConnSlot = Arc<tokio::sync::Mutex<Option<Connection>>>;
+/// One outgoing connection per peer, protocol and address dialled.
+type SlotKey = (PeerId, Vec<u8>, SocketAddr);
 
 struct Inner {
     endpoint: quinn::Endpoint,
@@ -114,7 +116,7 @@ struct Inner {
     config: DataPlaneConfig,
     transport: Arc<quinn::TransportConfig>,
     handlers: RwLock<HashMap<Vec<u8>, ConnectionHandler>>,
-    outgoing: Mutex<HashMap<(PeerId, Vec<u8>, SocketAddr), ConnSlot>>,
+    outgoing: Mutex<HashMap<SlotKey, ConnSlot>>,
     /// Every live connection (both directions) by quinn's stable id.
     live: Mutex<HashMap<usize, (PeerId, Connection)>>,
     shutdown: CancellationToken,
