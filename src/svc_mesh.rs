@@ -51,16 +51,16 @@ pub async fn start(
     // Zone records pushed to us must decode and carry a valid signature.
     mc.control.validator = Some(crate::names::spread::dht_validator());
     if let Some(w) = wan {
-        mc.wan = Some(w.emulator.clone());
+        mc.wan = Some(mesh::WanLink {
+            emulator: w.emulator.clone(),
+            position: w.index,
+        });
         mc.membership = mesh::MembershipConfig::wan();
     }
     let keypair = mesh::keypair_from_seed(identity.signing_key().to_bytes());
     let m = mesh::Mesh::start(keypair, mc, registry.sub_registry_with_prefix("mesh"))
         .await
         .context("cannot start the mesh")?;
-    if let Some(w) = wan {
-        w.emulator.place(m.quic_addr(), w.index);
-    }
     services.insert(
         "quic".into(),
         crate::admin::service("quic (data plane)", m.quic_addr()),

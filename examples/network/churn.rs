@@ -444,8 +444,9 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         report.notes.push(format!("failed view: {e}"));
     }
     report.notes.push(
-        "The partition cuts the QUIC data plane only (membership probes, transfers, cache \
-         links); gossip and Kademlia still cross it, so zones can spread during it."
+        "The partition cuts every link between the two sides: the QUIC data plane (membership \
+         probes, transfers, cache links) and libp2p (gossip, Kademlia), so zones changed on \
+         one side reach the other only after the heal."
             .into(),
     );
     let mut views_ok: Vec<f64> = views

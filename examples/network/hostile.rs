@@ -83,12 +83,14 @@ impl Rogue {
         let mesh = rt.block_on(async move {
             let mut mc = mesh::MeshConfig::local();
             mc.control.bootstrap = vec![boot.parse()?];
-            mc.wan = Some(wan.clone());
+            mc.wan = Some(mesh::WanLink {
+                emulator: wan.clone(),
+                position,
+            });
             mc.membership = mesh::MembershipConfig::wan();
             let key = mesh::keypair_from_seed(rand::random());
             let mut registry = prometheus_client::registry::Registry::default();
             let m = mesh::Mesh::start(key, mc, &mut registry).await?;
-            wan.place(m.quic_addr(), position);
             let relay = m.clone();
             let holder = Arc::new(holder);
             m.dataplane()

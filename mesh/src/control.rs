@@ -24,6 +24,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::membership::{MemberId, Membership};
+use crate::wan::WanLink;
+use crate::wan_tcp;
 
 /// Largest DHT record value accepted or stored.
 pub const MAX_RECORD: usize = 16 * 1024;
@@ -55,6 +57,9 @@ pub struct ControlConfig {
     pub mdns: bool,
     /// Validates DHT records stored with us by peers; `None` accepts any bounded record.
     pub validator: Option<RecordValidator>,
+    /// Run on an emulated WAN: TCP only (QUIC listen addresses become TCP ones on the same IP),
+    /// every connection through the delay line of [`crate::wan_tcp`].
+    pub wan: Option<WanLink>,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -63,6 +68,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("listen", &self.listen)
             .field("bootstrap", &self.bootstrap)
             .field("mdns", &self.mdns)
+            .field("wan", &self.wan)
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +113,52 @@ struct Behaviour {
     hello: request_response::json::Behaviour<Hello, Hello>,
 }
 
+/// The swarm's behaviours, the same with or without an emulated WAN.
+fn build_behaviour(
+    key: &Keypair,
+    mdns_on: bool,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let peer = key.public().to_peer_id();
+    let mut kad_config = kad::Config::new(StreamProtocol::new("/proxima/kad/1.0.0"));
+    // Records peers push to us go through the validator first.
+    kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
+    kad_config.set_max_packet_size(2 * MAX_RECORD);
+    let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), kad_config);
+    kad.set_mode(Some(kad::Mode::Server));
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(MAX_GOSSIP)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_config,
+    )?;
+    let mdns = if mdns_on {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/proxima/id/1.0.0".into(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad,
+        gossipsub,
+        mdns: mdns.into(),
+        hello: request_response::json::Behaviour::new(
+            [(
+                StreamProtocol::new("/proxima/hello/1"),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default(),
+        ),
+    })
+}
+
 enum Command {
     Publish(String, Bytes, oneshot::Sender<Result<(), ControlError>>),
     Subscribe(
@@ -146,69 +198,61 @@ impl ControlPlane {
     ) -> Result<Self, ControlError> {
         let setup = |e: &dyn std::fmt::Display| ControlError::Setup(e.to_string());
         let mdns_on = config.mdns;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(|e| setup(&e))?
-            .with_quic()
-            .with_behaviour(|key| {
-                let peer = key.public().to_peer_id();
-                let mut kad_config = kad::Config::new(StreamProtocol::new("/proxima/kad/1.0.0"));
-                // Records peers push to us go through the validator first.
-                kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
-                kad_config.set_max_packet_size(2 * MAX_RECORD);
-                let mut kad = kad::Behaviour::with_config(peer, MemoryStore::new(peer), kad_config);
-                kad.set_mode(Some(kad::Mode::Server));
-                let gossip_config = gossipsub::ConfigBuilder::default()
-                    .max_transmit_size(MAX_GOSSIP)
-                    .validation_mode(gossipsub::ValidationMode::Strict)
-                    .heartbeat_interval(Duration::from_millis(500))
+        let behaviour = move |key: &Keypair| build_behaviour(key, mdns_on);
+        let swarm_config =
+            |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
+        let mut listen = config.listen.clone();
+        let mut swarm = match config.wan.clone() {
+            None => libp2p::SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default(),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+                .map_err(|e| setup(&e))?
+                .with_quic()
+                .with_behaviour(behaviour)
+                .map_err(|e| setup(&e))?
+                .with_swarm_config(swarm_config)
+                .build(),
+            Some(link) => {
+                listen = listen.iter().map(wan_tcp::tcp_instead_of_quic).collect();
+                libp2p::SwarmBuilder::with_existing_identity(keypair)
+                    .with_tokio()
+                    .with_other_transport(|key| {
+                        use libp2p::Transport as _;
+                        let noise = noise::Config::new(key)?;
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                            tcp::tokio::Transport::new(tcp::Config::default())
+                                .and_then(move |stream, endpoint| {
+                                    std::future::ready(wan_tcp::attach(&link, stream, &endpoint))
+                                })
+                                .upgrade(libp2p::core::upgrade::Version::V1)
+                                .authenticate(noise)
+                                .multiplex(yamux::Config::default()),
+                        )
+                    })
+                    .map_err(|e| setup(&e))?
+                    .with_behaviour(behaviour)
+                    .map_err(|e| setup(&e))?
+                    .with_swarm_config(swarm_config)
                     .build()
-                    .map_err(|e| e.to_string())?;
-                let gossipsub = gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip_config,
-                )?;
-                let mdns = if mdns_on {
-                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer)?)
-                } else {
-                    None
-                };
-                Ok(Behaviour {
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        "/proxima/id/1.0.0".into(),
-                        key.public(),
-                    )),
-                    ping: ping::Behaviour::new(ping::Config::new()),
-                    kad,
-                    gossipsub,
-                    mdns: mdns.into(),
-                    hello: request_response::json::Behaviour::new(
-                        [(
-                            StreamProtocol::new("/proxima/hello/1"),
-                            ProtocolSupport::Full,
-                        )],
-                        request_response::Config::default(),
-                    ),
-                })
-            })
-            .map_err(|e| setup(&e))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-            .build();
-        for addr in &config.listen {
+            }
+        };
+        for addr in &listen {
             swarm.listen_on(addr.clone()).map_err(|e| setup(&e))?;
         }
         // Wait until every listener reports its address (port 0 resolved).
         let mut bound = 0;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while bound < config.listen.len() {
+        while bound < listen.len() {
             match tokio::time::timeout_at(deadline, swarm.select_next_some()).await {
                 Ok(SwarmEvent::NewListenAddr { address, .. }) => {
                     tracing::info!(%address, "p2p listening");
+                    if let (Some(w), Some(sa)) = (&config.wan, wan_tcp::tcp_socket_addr(&address)) {
+                        w.emulator.place(sa, w.position);
+                    }
                     bound += 1;
                 }
                 Ok(SwarmEvent::ListenerError { error, .. }) => return Err(setup(&error)),

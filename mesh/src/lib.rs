@@ -35,6 +35,7 @@ pub mod directory;
 pub mod frame;
 pub mod membership;
 pub mod wan;
+mod wan_tcp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,7 +62,7 @@ pub fn peer_ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
     Some(pk.try_into_ed25519().ok()?.to_bytes())
 }
 pub use membership::{MemberId, MemberMeta, MemberState, MemberView, MembershipConfig};
-pub use wan::WanEmulator;
+pub use wan::{WanEmulator, WanLink};
 
 /// The libp2p keypair of a node from its 32-byte Ed25519 seed (the node key file).
 pub fn keypair_from_seed(seed: [u8; 32]) -> Keypair {
@@ -91,8 +92,10 @@ pub struct MeshConfig {
     pub dataplane: DataPlaneConfig,
     /// Coordinates.
     pub pharos: PharosConfig,
-    /// Route the data plane through an emulated WAN (tests and benchmarks only).
-    pub wan: Option<Arc<WanEmulator>>,
+    /// Put this node on an emulated WAN (tests and benchmarks only): its QUIC socket is placed
+    /// at the given position and delayed, and its libp2p control plane runs on TCP through the
+    /// same matrix.
+    pub wan: Option<WanLink>,
 }
 
 impl MeshConfig {
@@ -109,6 +112,7 @@ impl MeshConfig {
                 bootstrap: Vec::new(),
                 mdns: false,
                 validator: None,
+                wan: None,
             },
             services: BTreeMap::new(),
             capacity: 1,
@@ -189,12 +193,16 @@ impl Mesh {
             config.quic_listen,
             keypair.clone(),
             config.dataplane.clone(),
-            config.wan.clone(),
+            config.wan.as_ref().map(|w| w.emulator.clone()),
         )?;
         let quic = plane.local_addr().map_err(|source| DataPlaneError::Bind {
             addr: config.quic_listen,
             source,
         })?;
+        if let Some(w) = &config.wan {
+            w.emulator.place(quic, w.position);
+            config.control.wan = Some(w.clone());
+        }
         plane.serve_streams(PING_ALPN, |_peer, mut send, mut recv| {
             Box::pin(async move {
                 if let Ok(Some(p)) = frame::FrameDecoder::new(MAX_PING).read(&mut recv).await {

@@ -7,7 +7,9 @@
 //! costs the full RTT.
 //!
 //! Nodes are placed on the matrix by their bound address ([`WanEmulator::place`]); traffic from
-//! or to an unplaced address passes undelayed.
+//! or to an unplaced address passes undelayed. A node started with a [`WanLink`] places its
+//! QUIC socket and its libp2p listeners itself, and its libp2p connections cross the same
+//! matrix through the delay line in [`crate::wan_tcp`].
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fmt;
@@ -35,6 +37,15 @@ struct State {
     placed: HashMap<SocketAddr, usize>,
     cut: HashSet<(usize, usize)>,
     loss: f64,
+}
+
+/// Where one node sits on an emulated WAN: the emulator and its position on the matrix.
+#[derive(Clone, Debug)]
+pub struct WanLink {
+    /// The emulated network.
+    pub emulator: Arc<WanEmulator>,
+    /// This node's row of the matrix.
+    pub position: usize,
 }
 
 /// The shared description of the emulated network.
@@ -97,6 +108,16 @@ impl WanEmulator {
                 s.cut.remove(&key);
             }
         }
+    }
+
+    /// The position of the socket bound at `addr`, if placed.
+    pub fn position(&self, addr: SocketAddr) -> Option<usize> {
+        self.state().placed.get(&addr).copied()
+    }
+
+    /// Whether the link between positions `a` and `b` is cut.
+    pub fn is_cut(&self, a: usize, b: usize) -> bool {
+        self.state().cut.contains(&(a, b))
     }
 
     /// The RTT (ms) the emulator imposes between two positions.

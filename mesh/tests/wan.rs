@@ -45,7 +45,10 @@ fn coordinates_converge_and_rank_picks_the_nearest() {
         let mut out = Vec::new();
         for i in 0..NODES {
             let mut config = MeshConfig::local();
-            config.wan = Some(wan.clone());
+            config.wan = Some(mesh::WanLink {
+                emulator: wan.clone(),
+                position: i,
+            });
             // Probe timing for RTTs up to ~0.5 s, short enough to keep the test quick.
             config.membership = MembershipConfig {
                 probe_period: Duration::from_millis(1500),
@@ -62,7 +65,6 @@ fn coordinates_converge_and_rank_picks_the_nearest() {
             )
             .await
             .unwrap();
-            wan.place(m.quic_addr(), i);
             out.push(m);
         }
         let boot = out[0].local_member();

@@ -14,7 +14,9 @@
 //!   in the background (at most once per [`REFETCH_AFTER`] per name).
 //! - **Sync**: at start, and every `naming.zone_sync` after, the node pulls every zone a live
 //!   member holds over the data plane ([`ZONES_ALPN`]), so a node that joins later, or missed
-//!   gossip while down, gets them all.
+//!   gossip while down, gets them all; and at once from any member that comes (back) into the
+//!   live view (a join, a restart, the other side of a healed partition), since zones changed
+//!   on either side of a cut did not cross it.
 //! - **Republish**: every `naming.zone_republish`, each held zone is put in the DHT again, so a
 //!   zone never expires from the network while any node holds it.
 
@@ -44,6 +46,9 @@ pub const MAX_PENDING: usize = 1024;
 pub const PENDING_TTL: Duration = Duration::from_secs(30);
 /// A name missed by lookups is fetched from the DHT at most this often.
 pub const REFETCH_AFTER: Duration = Duration::from_secs(10);
+/// How often the membership is compared with the last look, to pull zones from members that
+/// came (back) into the view.
+const HEAL_CHECK: Duration = Duration::from_secs(1);
 /// Largest sync request.
 const MAX_SYNC_REQUEST: usize = 1024;
 
@@ -579,11 +584,32 @@ impl Spreader {
         }
         let mut sync = tokio::time::interval(config.sync);
         let mut republish = tokio::time::interval(config.republish);
+        let mut membership = tokio::time::interval(HEAL_CHECK);
         sync.tick().await;
         republish.tick().await;
+        let mut was_live: std::collections::HashSet<mesh::PeerId> =
+            self.live_peers().into_iter().collect();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = membership.tick() => {
+                    // A member that is alive now and was not a moment ago has joined, restarted
+                    // or come back from the other side of a partition: whatever changed on
+                    // either side meanwhile did not cross, so pull from it now rather than at
+                    // the next random sync (a minute away).
+                    let live: std::collections::HashSet<mesh::PeerId> =
+                        self.live_peers().into_iter().collect();
+                    for &peer in live.difference(&was_live) {
+                        match tokio::time::timeout(Duration::from_secs(10), self.pull(peer)).await {
+                            Ok(Ok(n)) if n > 0 => {
+                                tracing::info!(%peer, accepted = n, "zones pulled from a member back in the view");
+                            }
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "zone pull after rejoin failed"),
+                            _ => {}
+                        }
+                    }
+                    was_live = live;
+                }
                 _ = sync.tick() => {
                     let peers = self.live_peers();
                     if peers.is_empty() { continue; }
