@@ -75,6 +75,10 @@ fn inject(
             })
             .flatten()
             .map(|s| s + back.duration_since(killed).as_secs_f64());
+        if restarted && recovered.is_none() {
+            let who = net.disagreeing(&net.live(), &peer, true);
+            super::progress(&format!("node {v} not back everywhere: {}", who.join("; ")));
+        }
         faults.push(Fault {
             what: format!("kill + restart node {v}"),
             at_s: killed.duration_since(t0).as_secs_f64(),
@@ -123,6 +127,14 @@ fn inject(
                 .all(|peer| net.all_see(&net.live(), peer, true))
         })
         .map(|s| s + healed.duration_since(cut_at).as_secs_f64());
+        if recovered.is_none() {
+            for peer in &peers {
+                let who = net.disagreeing(&net.live(), peer, true);
+                if !who.is_empty() {
+                    super::progress(&format!("{peer} not back everywhere: {}", who.join("; ")));
+                }
+            }
+        }
         faults.push(Fault {
             what: format!("partition of nodes {group:?} for {} s", p.partition_secs),
             at_s: cut_at.duration_since(t0).as_secs_f64(),

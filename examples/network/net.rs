@@ -286,6 +286,29 @@ impl Net {
         })
     }
 
+    /// The observers for which [`Net::all_see`] does not hold, with what each sees instead:
+    /// printed when a wait for convergence runs out, so a failed run says who disagreed.
+    pub fn disagreeing(&self, observers: &[usize], peer: &str, alive: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for &o in observers {
+            let Some(a) = self.addrs(o) else { continue };
+            match proxima::harness::get_health(&a.admin) {
+                Err(e) => out.push(format!("node {o}: /health failed: {e:#}")),
+                Ok(h) => {
+                    let state = h
+                        .members
+                        .iter()
+                        .find(|m| m.peer_id == peer)
+                        .map(|m| m.state);
+                    if (state == Some(mesh::MemberState::Alive)) != alive {
+                        out.push(format!("node {o} sees it {state:?}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Stops every node (gracefully).
     pub fn stop(&self) {
         let mut c = self.cluster.lock();

@@ -122,9 +122,9 @@ impl Report {
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             wall_secs: 0.0,
             notes: vec![
-                "Node-to-node QUIC (blob transfer, cache forwarding/replication, membership, \
-                 zone fetch) crosses the WAN emulator with PlanetLab RTTs; libp2p control traffic \
-                 (gossip, Kademlia) is not delayed or cut."
+                "Every node-to-node byte crosses the WAN emulator with PlanetLab RTTs: QUIC (blob \
+                 transfer, cache forwarding/replication, membership, zone fetch) and libp2p on \
+                 TCP (gossip, Kademlia, the bootstrap hello)."
                     .into(),
                 "Clients sit at their node (loopback); a client talking to another node directly \
                  pays that pair's matrix RTT per round trip (added, not slept)."
