@@ -219,9 +219,9 @@ impl Cluster {
 /// Runtime options that put a test node at position `index` of an emulated WAN.
 pub fn wan_options(emulator: &std::sync::Arc<mesh::WanEmulator>, index: usize) -> NodeOptions {
     NodeOptions {
-        wan: Some(crate::node::WanPlacement {
+        wan: Some(mesh::WanLink {
             emulator: emulator.clone(),
-            index,
+            position: index,
         }),
         ..test_options()
     }

@@ -29,17 +29,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 pub struct NodeOptions {
     /// Worker threads of the node's runtime; default: one per core.
     pub worker_threads: Option<usize>,
-    /// Put the node's data plane on an emulated WAN (tests, benchmarks and scenarios only).
-    pub wan: Option<WanPlacement>,
-}
-
-/// Where a node sits on an emulated WAN: its position in the emulator's latency matrix.
-#[derive(Debug, Clone)]
-pub struct WanPlacement {
-    /// The emulated network shared by every node of the run.
-    pub emulator: Arc<mesh::WanEmulator>,
-    /// This node's row/column in the matrix.
-    pub index: usize,
+    /// Put the node on an emulated WAN (tests, benchmarks and scenarios only).
+    pub wan: Option<mesh::WanLink>,
 }
 
 /// What a started node tells its owner.

@@ -29,7 +29,7 @@ pub fn advertised(services: &BTreeMap<String, ServiceInfo>) -> BTreeMap<String, 
 pub async fn start(
     config: &Config,
     identity: &NodeIdentity,
-    wan: Option<&crate::node::WanPlacement>,
+    wan: Option<&mesh::WanLink>,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
@@ -51,10 +51,7 @@ pub async fn start(
     // Zone records pushed to us must decode and carry a valid signature.
     mc.control.validator = Some(crate::names::spread::dht_validator());
     if let Some(w) = wan {
-        mc.wan = Some(mesh::WanLink {
-            emulator: w.emulator.clone(),
-            position: w.index,
-        });
+        mc.wan = Some(w.clone());
         mc.membership = mesh::MembershipConfig::wan();
     }
     let keypair = mesh::keypair_from_seed(identity.signing_key().to_bytes());

@@ -39,6 +39,21 @@ struct State {
     loss: f64,
 }
 
+impl State {
+    /// RTT (ms) between two positions; 0 off the matrix.
+    fn rtt(&self, a: usize, b: usize) -> f64 {
+        if a < self.n && b < self.n {
+            self.rtt_ms[a * self.n + b]
+        } else {
+            0.0
+        }
+    }
+}
+
+fn half_rtt(rtt_ms: f64) -> Duration {
+    Duration::from_secs_f64(rtt_ms / 2000.0)
+}
+
 /// Where one node sits on an emulated WAN: the emulator and its position on the matrix.
 #[derive(Clone, Debug)]
 pub struct WanLink {
@@ -122,12 +137,12 @@ impl WanEmulator {
 
     /// The RTT (ms) the emulator imposes between two positions.
     pub fn rtt_ms(&self, a: usize, b: usize) -> f64 {
-        let s = self.state();
-        if a < s.n && b < s.n {
-            s.rtt_ms[a * s.n + b]
-        } else {
-            0.0
-        }
+        self.state().rtt(a, b)
+    }
+
+    /// Half the RTT between two positions: what one direction of the link costs.
+    pub(crate) fn one_way(&self, a: usize, b: usize) -> Duration {
+        half_rtt(self.state().rtt(a, b))
     }
 
     /// One-way delay from `from` to `to`, or `None` when the datagram is lost.
@@ -149,12 +164,7 @@ impl WanEmulator {
         {
             return None;
         }
-        let rtt = if a < s.n && b < s.n {
-            s.rtt_ms[a * s.n + b]
-        } else {
-            0.0
-        };
-        Some(Duration::from_secs_f64(rtt / 2000.0))
+        Some(half_rtt(s.rtt(a, b)))
     }
 
     /// Wraps a quinn socket in the delay line. Must run inside a tokio runtime (it spawns the

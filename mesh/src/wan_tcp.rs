@@ -16,7 +16,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::Either;
 use libp2p::core::ConnectedPoint;
@@ -27,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::wan::WanLink;
+use crate::wan::{WanEmulator, WanLink};
 
 /// The stream libp2p upgrades: the raw socket (listener side, or an unplaced peer) or the
 /// dialer's delay line.
@@ -54,40 +53,34 @@ pub(crate) fn attach(
     let Some(peer) = link.emulator.position(remote) else {
         return Ok(Either::Left(stream));
     };
-    let (me, wan) = (link.position, link.emulator.clone());
+    let (me, wan) = (link.position, &link.emulator);
     if wan.is_cut(me, peer) {
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
             format!("emulated WAN: link to {remote} is cut"),
         ));
     }
-    let one_way = Duration::from_secs_f64(wan.rtt_ms(me, peer) / 2000.0);
-    let link_up = Arc::new(move || !wan.is_cut(me, peer));
     let (app, line) = tokio::io::duplex(PIPE_BYTES);
     let (socket_rx, socket_tx) = stream.0.into_split();
     let (line_rx, line_tx) = tokio::io::split(line);
     // Either direction ending (EOF, error, cut) closes the whole connection.
     let closed = CancellationToken::new();
-    tokio::spawn(relay(
-        line_rx,
-        socket_tx,
-        one_way,
-        link_up.clone(),
-        closed.clone(),
-    ));
-    tokio::spawn(relay(socket_rx, line_tx, one_way, link_up, closed));
+    let ends = (me, peer);
+    tokio::spawn(relay(line_rx, socket_tx, wan.clone(), ends, closed.clone()));
+    tokio::spawn(relay(socket_rx, line_tx, wan.clone(), ends, closed));
     Ok(Either::Right(app.compat()))
 }
 
-/// Copies `from` to `to`, each chunk released `delay` after it was read, until either side
-/// closes, the link is cut, or the other direction ends.
+/// Copies `from` to `to`, each chunk released one way of link (a, b) after it was read, until
+/// either side closes, the link is cut, or the other direction ends.
 async fn relay(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
-    delay: Duration,
-    link_up: Arc<dyn Fn() -> bool + Send + Sync>,
+    wan: Arc<WanEmulator>,
+    (a, b): (usize, usize),
     closed: CancellationToken,
 ) {
+    let delay = wan.one_way(a, b);
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let read = async {
         let mut buf = vec![0u8; CHUNK];
@@ -109,7 +102,7 @@ async fn relay(
     let write = async {
         while let Some((due, data)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            if !link_up() || to.write_all(&data).await.is_err() {
+            if wan.is_cut(a, b) || to.write_all(&data).await.is_err() {
                 return;
             }
         }

@@ -549,6 +549,21 @@ impl Spreader {
         Ok(accepted)
     }
 
+    /// [`Self::pull`] bounded by `limit`; `None` (logged) if it failed or ran out of time.
+    async fn pull_within(&self, peer: mesh::PeerId, limit: Duration) -> Option<usize> {
+        match tokio::time::timeout(limit, self.pull(peer)).await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "zone pull failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, ?limit, "zone pull timed out");
+                None
+            }
+        }
+    }
+
     fn live_peers(&self) -> Vec<mesh::PeerId> {
         self.mesh
             .members()
@@ -568,13 +583,9 @@ impl Spreader {
                 if pulled_from.len() >= 3 || pulled_from.contains(&peer) {
                     continue;
                 }
-                match tokio::time::timeout(Duration::from_secs(10), self.pull(peer)).await {
-                    Ok(Ok(n)) => {
-                        pulled_from.insert(peer);
-                        tracing::info!(%peer, accepted = n, "zones synced from a peer");
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "zone sync failed"),
-                    Err(_) => tracing::debug!(%peer, "zone sync timed out"),
+                if let Some(n) = self.pull_within(peer, Duration::from_secs(10)).await {
+                    pulled_from.insert(peer);
+                    tracing::info!(%peer, accepted = n, "zones synced from a peer");
                 }
             }
             tokio::select! {
@@ -589,9 +600,14 @@ impl Spreader {
         republish.tick().await;
         let mut was_live: std::collections::HashSet<mesh::PeerId> =
             self.live_peers().into_iter().collect();
+        // Pulls from members back in the view run beside the loop (a heal brings many at
+        // once; one slow pull must not hold up the rest or the periodic work); dropping the
+        // set at shutdown aborts them.
+        let mut heal_pulls = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                Some(_) = heal_pulls.join_next(), if !heal_pulls.is_empty() => {}
                 _ = membership.tick() => {
                     // A member that is alive now and was not a moment ago has joined, restarted
                     // or come back from the other side of a partition: whatever changed on
@@ -600,13 +616,14 @@ impl Spreader {
                     let live: std::collections::HashSet<mesh::PeerId> =
                         self.live_peers().into_iter().collect();
                     for &peer in live.difference(&was_live) {
-                        match tokio::time::timeout(Duration::from_secs(10), self.pull(peer)).await {
-                            Ok(Ok(n)) if n > 0 => {
+                        let this = self.clone();
+                        heal_pulls.spawn(async move {
+                            if let Some(n) = this.pull_within(peer, Duration::from_secs(10)).await
+                                && n > 0
+                            {
                                 tracing::info!(%peer, accepted = n, "zones pulled from a member back in the view");
                             }
-                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "zone pull after rejoin failed"),
-                            _ => {}
-                        }
+                        });
                     }
                     was_live = live;
                 }
@@ -614,7 +631,7 @@ impl Spreader {
                     let peers = self.live_peers();
                     if peers.is_empty() { continue; }
                     let peer = peers[rand::random::<usize>() % peers.len()];
-                    if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(30), self.pull(peer)).await
+                    if let Some(n) = self.pull_within(peer, Duration::from_secs(30)).await
                         && n > 0
                     {
                         tracing::info!(%peer, accepted = n, "anti-entropy sync brought new zones");
