@@ -7,6 +7,17 @@
 //! surviving copy). While importing, requests for it are forwarded to that member, which runs
 //! them and replicates their effects here after the snapshot; the range is served from here
 //! once the snapshot's `Done` arrived.
+//!
+//! A range is pulled from the first member of its rendezvous order that can hand it over (see
+//! [`Cluster::can_hand_over`]), trying every other member in turn: after a heal the holders of
+//! the majority's copy may come after several returning members, which refuse while stale.
+//!
+//! Majority: the members this node knows are those alive or suspected plus those declared down
+//! and not yet forgotten by the membership (`remove_down_after`); left members do not count.
+//! Without a strict majority of them in sight this node refuses writes and marks its copies
+//! stale; when it sees a majority again it pulls every range it owns again, keeping its keys
+//! (a write it acknowledged just before it noticed the cut survives, unless the other side
+//! wrote the same key), and is fresh again once every pull is done.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +29,7 @@ use mesh::PeerId;
 
 use super::proto::{self, KIND_PULL};
 use super::view::{GROUP_SLOTS, GROUPS, Node, View};
-use super::{Cluster, IMPORTING, Import, NOT_OWNED, SERVING, group_of};
+use super::{CATCHING_UP, Cluster, FRESH, IMPORTING, Import, NOT_OWNED, SERVING, STALE, group_of};
 use crate::shared::Shared;
 use crate::slot::key_slot;
 
@@ -68,6 +79,26 @@ fn nodes_of(cl: &Cluster, members: &[mesh::MemberView], redis: std::net::SocketA
     nodes
 }
 
+/// Whether `live` (the cache members alive or suspected, this node included) is a strict
+/// majority of the cache members this node knows: those plus the ones declared down and not
+/// yet forgotten.
+fn is_majority(members: &[mesh::MemberView], live: &[Node]) -> bool {
+    let mut down: Vec<PeerId> = members
+        .iter()
+        .filter(|m| {
+            m.state == mesh::MemberState::Dead
+                && m.meta
+                    .as_ref()
+                    .is_some_and(|x| x.services.contains_key("redis"))
+                && !live.iter().any(|n| n.peer == m.id.peer)
+        })
+        .map(|m| m.id.peer)
+        .collect();
+    down.sort_unstable();
+    down.dedup();
+    live.len() * 2 > live.len() + down.len()
+}
+
 fn same_members(v: &View, nodes: &[Node]) -> bool {
     v.nodes.len() == nodes.len()
         && nodes.iter().all(|n| {
@@ -111,10 +142,63 @@ impl Cluster {
     /// it is served (emptied first when `empty_gained`).
     fn reinstall(&self, shared: &Shared, v: View, empty_gained: bool) {
         self.imports.lock().clear();
-        for s in &self.state {
-            s.store(NOT_OWNED, Ordering::Release);
-        }
+        let held: Vec<bool> = self
+            .state
+            .iter()
+            .map(|s| s.swap(NOT_OWNED, Ordering::AcqRel) != NOT_OWNED)
+            .collect();
         self.apply_view(shared, v, empty_gained);
+        for (g, held) in held.into_iter().enumerate() {
+            if held && self.state[g].load(Ordering::Acquire) == NOT_OWNED {
+                self.release(g as u16);
+            }
+        }
+        self.check_fresh(&self.imports.lock());
+    }
+
+    /// Notes that this node held range `g` until now: it can still hand it over for a while,
+    /// unless its copies are stale.
+    fn release(&self, g: u16) {
+        if self.freshness.load(Ordering::Acquire) == FRESH {
+            self.released.lock().insert(g, Instant::now());
+        }
+    }
+
+    /// A node catching up is fresh again once no range is left to pull (`imports`).
+    fn check_fresh(&self, imports: &HashMap<u16, Import>) {
+        if imports.is_empty()
+            && self
+                .freshness
+                .compare_exchange(CATCHING_UP, FRESH, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            tracing::info!("cache: caught up after being without a majority");
+        }
+    }
+
+    /// Follows whether a majority is in sight; true if this node just got one back after
+    /// having been without (its owned ranges must then be pulled again).
+    fn track_majority(&self, members: &[mesh::MemberView], nodes: &[Node]) -> bool {
+        if is_majority(members, nodes) {
+            if !self.minority.swap(false, Ordering::AcqRel) {
+                return false;
+            }
+            tracing::warn!(
+                members = nodes.len(),
+                "cache: a majority of the members is in sight again; pulling every owned range"
+            );
+            self.freshness.store(CATCHING_UP, Ordering::Release);
+            return true;
+        }
+        self.freshness.store(STALE, Ordering::Release);
+        if !self.minority.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                members = nodes.len(),
+                "cache: fewer than a majority of the members in sight; refusing writes"
+            );
+            self.released.lock().clear();
+        }
+        false
     }
 
     /// Whether this node's SWIM generation (its entry in `members`) changed since the last
@@ -132,7 +216,7 @@ impl Cluster {
         let members = self.mesh.members();
         let nodes = nodes_of(self, &members, shared.addr);
         let cur = self.view();
-        if self.rejoined(&members) {
+        if self.rejoined(&members) | self.track_majority(&members, &nodes) {
             self.resync.store(true, Ordering::Release);
         }
         // Once some other member is back in the view (at the moment of the rejoin there may
@@ -180,10 +264,13 @@ impl Cluster {
                 let slot = g * GROUP_SLOTS;
                 let state = &self.state[usize::from(g)];
                 if !v.is_owner(slot) {
-                    state.store(NOT_OWNED, Ordering::Release);
+                    if state.swap(NOT_OWNED, Ordering::AcqRel) != NOT_OWNED {
+                        self.release(g);
+                    }
                     imports.remove(&g);
                     continue;
                 }
+                self.released.lock().remove(&g);
                 let cur = state.load(Ordering::Acquire);
                 if cur == SERVING {
                     continue;
@@ -193,7 +280,6 @@ impl Cluster {
                     .iter()
                     .map(|&i| v.nodes[usize::from(i)].peer)
                     .filter(|p| *p != self.me)
-                    .take(self.rf + 1)
                     .collect();
                 if cur == IMPORTING {
                     if let Some(imp) = imports.get_mut(&g) {
@@ -272,6 +358,7 @@ impl Cluster {
         if imports.is_empty() {
             tracing::info!("cache: every owned range is served");
         }
+        self.check_fresh(&imports);
     }
 
     fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
@@ -325,6 +412,7 @@ impl Cluster {
             imports.remove(&g);
             self.state[usize::from(g)].store(SERVING, Ordering::Release);
         }
+        self.check_fresh(&imports);
         due
     }
 }

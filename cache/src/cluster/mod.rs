@@ -15,6 +15,12 @@
 //!   keys from a node that holds it before serving it, and forwards the range's requests to that
 //!   node meanwhile, so there is no window of false misses.
 //!
+//! - Partitions ([`membership`]): a node that sees fewer than a majority of the cache members
+//!   it knows (alive, suspected, or declared down and not yet forgotten) refuses writes with
+//!   `CLUSTERDOWN`, as a Redis Cluster node on the minority side does. Its copies are then
+//!   *stale*: it hands no range over until it has pulled every range it owns again from the
+//!   other side, once it sees a majority again.
+//!
 //! Consistency is Redis Cluster's: asynchronous replicas may lag, reads from replicas
 //! (`READONLY`) may be stale, and a write is lost only if every node that had it dies.
 
@@ -55,6 +61,21 @@ const SUSPECT_FOR: Duration = Duration::from_secs(5);
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an importer keeps receiving a range's writes without being its owner yet.
 const IMPORTER_TTL: Duration = Duration::from_secs(60);
+/// How long a node that held a range and lost it (the view changed) can still hand it over:
+/// at a heal, the members that held a range while its owners were cut off lose it at once,
+/// and the returning owners must be able to take their copy.
+const RELEASED_TTL: Duration = Duration::from_secs(60);
+
+/// This node's copies are current: it can hand ranges over.
+const FRESH: u8 = 0;
+/// This node lost sight of a majority of the members: its copies missed the other side's
+/// writes, so it hands nothing over.
+const STALE: u8 = 1;
+/// Back with a majority, pulling every owned range again; fresh once every pull is done.
+const CATCHING_UP: u8 = 2;
+
+/// The error a node without a majority answers writes with (Redis Cluster's).
+pub const CLUSTERDOWN: &str = "CLUSTERDOWN The cluster is down";
 
 /// Per-connection cluster state.
 #[derive(Debug, Default)]
@@ -133,6 +154,13 @@ pub struct Cluster {
     kept: Box<[AtomicBool]>,
     imports: Mutex<HashMap<u16, Import>>,
     importers: Mutex<HashMap<u16, Vec<(PeerId, Instant)>>>,
+    /// Ranges this node held and lost, with when: it can still hand them over (see
+    /// [`RELEASED_TTL`]).
+    released: Mutex<HashMap<u16, Instant>>,
+    /// This node sees fewer than a majority of the members it knows: writes are refused.
+    minority: AtomicBool,
+    /// [`FRESH`], [`STALE`] or [`CATCHING_UP`].
+    freshness: AtomicU8,
     links: Mutex<HashMap<PeerId, Arc<Link>>>,
     suspects: Mutex<HashMap<PeerId, Instant>>,
     /// This node's SWIM generation when the membership was last read (0: not read yet). It
@@ -184,6 +212,9 @@ impl Cluster {
             kept: (0..GROUPS).map(|_| AtomicBool::new(false)).collect(),
             imports: Mutex::default(),
             importers: Mutex::default(),
+            released: Mutex::default(),
+            minority: AtomicBool::new(false),
+            freshness: AtomicU8::new(FRESH),
             links: Mutex::default(),
             suspects: Mutex::default(),
             generation: AtomicU64::new(0),
@@ -208,16 +239,36 @@ impl Cluster {
         self.state[usize::from(g)].load(Ordering::Acquire)
     }
 
-    /// Whether this node can hand range `g` over to a peer that pulls it: it serves it, or it
-    /// is pulling it again after a rejoin with its keys kept (when both sides of a healed cut
-    /// rejoin, each pulls from the other, and each must answer or the ranges would be served
-    /// without the other side's writes).
+    /// Whether this node can hand range `g` over to a peer that pulls it. Never while its
+    /// copies are stale (it was without a majority and has not caught up). Otherwise: it
+    /// serves it; or it is pulling it again after a rejoin with its keys kept (when both sides
+    /// of a healed cut rejoin, each pulls from the other); or it held the range until a view
+    /// change moved it elsewhere less than [`RELEASED_TTL`] ago (at a heal, the members that
+    /// held a range during the cut may all lose it to the returning owners).
     pub fn can_hand_over(&self, g: u16) -> bool {
+        if self.freshness.load(Ordering::Acquire) != FRESH {
+            return false;
+        }
         match self.group_state(g) {
             SERVING => true,
             IMPORTING => self.kept[usize::from(g)].load(Ordering::Acquire),
-            _ => false,
+            _ => self
+                .released
+                .lock()
+                .get(&g)
+                .is_some_and(|t| t.elapsed() < RELEASED_TTL),
         }
+    }
+
+    /// Whether this node sees a majority of the members it knows (writes are accepted).
+    pub fn has_majority(&self) -> bool {
+        !self.minority.load(Ordering::Acquire)
+    }
+
+    /// Whether this node's copies may miss writes made on the other side of a partition (it
+    /// was without a majority and has not pulled its ranges again yet).
+    pub fn is_stale(&self) -> bool {
+        self.freshness.load(Ordering::Acquire) != FRESH
     }
 
     /// Number of ranges being pulled.
@@ -302,6 +353,11 @@ impl Cluster {
     pub fn route(&self, cc: &ConnCluster, cmd: &Command, args: &[&[u8]]) -> Decision {
         if cc.apply {
             return Decision::Local;
+        }
+        if cmd.flags.contains(&"write") && !self.has_majority() {
+            // The other side does not see it, and at the heal the majority's copy of the key
+            // replaces this one: acknowledging it here could lose it.
+            return Decision::Error(CLUSTERDOWN.into());
         }
         let slot = match command_slot(cmd, args) {
             Ok(Some(s)) => s,

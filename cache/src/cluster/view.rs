@@ -292,8 +292,9 @@ impl View {
         t
     }
 
-    /// `CLUSTER INFO`.
-    pub fn info_text(&self) -> String {
+    /// `CLUSTER INFO`; `ok` is false while this node sees no majority of the members
+    /// (`cluster_state:fail`, as on a Redis Cluster node of the minority side).
+    pub fn info_text(&self, ok: bool) -> String {
         let primaries = {
             let mut p: Vec<usize> = self.ranges().iter().map(|r| r.2[0]).collect();
             p.sort_unstable();
@@ -301,7 +302,8 @@ impl View {
             p.len()
         };
         format!(
-            "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{}\r\ncluster_size:{primaries}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
+            "cluster_state:{}\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{}\r\ncluster_size:{primaries}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:{}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
+            if ok { "ok" } else { "fail" },
             self.nodes.len(),
             self.epoch,
             self.epoch

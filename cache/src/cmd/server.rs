@@ -732,12 +732,14 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             let v = cl.view();
             let _ = write!(
                 t,
-                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\nproxima_exporting_ranges:{}\r\n",
+                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\nproxima_exporting_ranges:{}\r\nproxima_majority:{}\r\nproxima_stale:{}\r\n",
                 v.nodes.len(),
                 v.rf,
                 u8::from(cl.sync),
                 cl.importing(),
-                cl.exporting()
+                cl.exporting(),
+                u8::from(cl.has_majority()),
+                u8::from(cl.is_stale())
             );
         }
         t.push_str("\r\n");
@@ -879,7 +881,7 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         let v = cl.view();
         match s.name {
             "cluster|info" => {
-                ctx.out.verbatim(v.info_text().as_bytes());
+                ctx.out.verbatim(v.info_text(cl.has_majority()).as_bytes());
                 return Ok(());
             }
             "cluster|myid" => {
