@@ -363,13 +363,20 @@ impl Cluster {
 
     fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
         let mut imports = self.imports.lock();
+        let mut first_round = false;
         for g in groups {
             if let Some(imp) = imports.get_mut(g)
                 && imp.asked.is_some_and(|(p, _)| p == peer)
             {
                 imp.asked = None;
                 imp.next += 1;
+                first_round |= !imp.unsourced();
             }
+        }
+        // Until every source was tried once, ask the next one now rather than at the next
+        // poll: meanwhile the range's requests go to whichever source is being asked.
+        if first_round {
+            self.kick.notify_one();
         }
     }
 

@@ -131,10 +131,19 @@ pub enum Decision {
 
 #[derive(Debug)]
 struct Import {
+    /// Every other member, in the range's rendezvous order.
     sources: Vec<PeerId>,
+    /// Sources tried so far (refused, timed out or skipped as suspected).
     next: usize,
     asked: Option<(PeerId, Instant)>,
     since: Instant,
+}
+
+impl Import {
+    /// Every source was tried once and none handed the range over.
+    fn unsourced(&self) -> bool {
+        self.next >= self.sources.len()
+    }
 }
 
 /// The cluster layer of one cache server.
@@ -335,9 +344,16 @@ impl Cluster {
         None
     }
 
+    /// Where the requests of range `g` go while it is pulled: the source being asked, or the
+    /// next one; `None` (run them here) once every source has refused it, since then no
+    /// member holds it (all its holders are cut off or dead) and sending each request to
+    /// whichever member is asked at the moment would scatter a key's writes and reads.
     fn import_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g)?;
+        if imp.unsourced() {
+            return None;
+        }
         if let Some((p, _)) = imp.asked {
             return Some(p);
         }
@@ -346,7 +362,12 @@ impl Cluster {
     }
 
     fn asked_source(&self, g: u16) -> Option<PeerId> {
-        self.imports.lock().get(&g)?.asked.map(|(p, _)| p)
+        let imports = self.imports.lock();
+        let imp = imports.get(&g)?;
+        if imp.unsourced() {
+            return None;
+        }
+        imp.asked.map(|(p, _)| p)
     }
 
     /// Decides where a command runs (see the module docs).
