@@ -3,8 +3,8 @@
 //!
 //! A range this node gains is first emptied here (stale keys from an earlier ownership must not
 //! come back), marked importing, and pulled from the first other member of its rendezvous order
-//! that serves it (for a joining node that is the range's previous primary; after a death, the
-//! surviving copy). While importing, requests for it are forwarded to that member, which runs
+//! that can hand it over (for a joining node that is the range's previous primary; after a
+//! death, the surviving copy). While importing, requests for it are forwarded to that member, which runs
 //! them and replicates their effects here after the snapshot; the range is served from here
 //! once the snapshot's `Done` arrived.
 //!
@@ -216,20 +216,25 @@ impl Cluster {
         let members = self.mesh.members();
         let nodes = nodes_of(self, &members, shared.addr);
         let cur = self.view();
-        if self.rejoined(&members) | self.track_majority(&members, &nodes) {
+        // Both are read on every call: each remembers what it saw last.
+        let rejoined = self.rejoined(&members);
+        let regained = self.track_majority(&members, &nodes);
+        if rejoined || regained {
             self.resync.store(true, Ordering::Release);
         }
         // Once some other member is back in the view (at the moment of the rejoin there may
         // be none yet: nothing to pull from).
         if nodes.len() > 1 && self.resync.swap(false, Ordering::AcqRel) {
-            // While this node was out of the others' views their writes did not reach it
-            // (their replication links to it were closed) and its ranges may have moved,
-            // although nothing changed in its own view. Everything it owns is pulled again
-            // before it is served. Unlike a first start its keys are kept, not emptied: if
-            // every other holder rejoined too and refuses, the range is served as it is rather
-            // than empty (a key deleted meanwhile may come back; no write is lost).
+            // While this node was out of the others' views (declared down, or on the minority
+            // side of a cut) their writes did not reach it (their replication links to it
+            // were closed) and its ranges may have moved, although nothing changed in its own
+            // view. Everything it owns is pulled again before it is served. Unlike a first
+            // start its keys are kept, not emptied: if every other holder refuses, the range
+            // is served as it is rather than empty (a key deleted meanwhile may come back; no
+            // write is lost).
             tracing::warn!(
-                "cache: rejoined after being declared down; pulling every owned range again"
+                "cache: back after being declared down or without a majority; pulling every \
+                 owned range again"
             );
             let v = self.with_nearness(View::new(nodes, self.me, self.rf, cur.epoch + 1));
             self.reinstall(shared, v, false);
