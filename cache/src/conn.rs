@@ -321,6 +321,8 @@ pub async fn finish_batch(shared: &Shared, conn: &mut ConnState, out: &mut Reply
         let waits = std::mem::take(&mut conn.cl.waits);
         cl.wait_acks(waits).await;
     }
+    // A client's own connection runs writes only where their slot is owned (routing).
+    conn.cl.unowned.clear();
 }
 
 async fn sleep_until_ms(deadline: u64) {

@@ -66,6 +66,11 @@ impl Link {
         self.cancel.cancel();
     }
 
+    /// Whether the peer acknowledged `seq`.
+    pub fn is_acked(&self, seq: u64) -> bool {
+        *self.acked.borrow() >= seq
+    }
+
     /// Waits until the peer acknowledged `seq`; false on timeout or a closed link.
     pub async fn wait(&self, seq: u64, timeout: Duration) -> bool {
         let mut rx = self.acked.clone();

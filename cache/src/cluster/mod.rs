@@ -94,6 +94,11 @@ pub struct ConnCluster {
     pub pending: Vec<forward::Pending>,
     /// Replication acknowledgements the batch's replies wait for (sync mode).
     pub waits: Vec<(Arc<Link>, u64)>,
+    /// Per write run here although this node does not own its slot (a fallback, or the source
+    /// of a hand-over): the links to its owners and pullers, with sequence numbers. In sync
+    /// mode such a write is acknowledged only once one of them has it
+    /// ([`Cluster::owners_have`]).
+    pub unowned: Vec<Vec<(Arc<Link>, u64)>>,
     /// Open proxy streams to peers, one per peer.
     pub sessions: HashMap<PeerId, forward::PeerSession>,
 }
@@ -548,7 +553,7 @@ impl Cluster {
         now: u64,
         cmd: &Command,
         args: &[&[u8]],
-        waits: &mut Vec<(Arc<Link>, u64)>,
+        cc: &mut ConnCluster,
     ) {
         let Some(keys) = table::keys_of(cmd, args) else {
             return;
@@ -556,7 +561,8 @@ impl Cluster {
         let Some(first) = keys.first() else {
             return;
         };
-        let targets = self.repl_targets(key_slot(first));
+        let slot = key_slot(first);
+        let targets = self.repl_targets(slot);
         if targets.is_empty() {
             return;
         }
@@ -565,12 +571,30 @@ impl Cluster {
             dump::dump_key(db, k, now, &mut buf);
         }
         let rec = proto::Record::Ops(buf.freeze());
+        let mut sent = Vec::with_capacity(targets.len());
         for l in targets {
             let seq = l.push(rec.clone());
-            if self.sync {
-                waits.push((l, seq));
-            }
+            sent.push((l, seq));
         }
+        if !self.sync {
+            return;
+        }
+        if !self.view().is_owner(slot) {
+            // The targets are the slot's owners and the members pulling it.
+            cc.unowned.push(sent.clone());
+        }
+        cc.waits.extend(sent);
+    }
+
+    /// Whether every write in `unowned` reached one of its owners or pullers (after
+    /// [`Self::wait_acks`]). A write run by a member that does not own its slot, with every
+    /// owner silent (cut off but not declared down yet), would otherwise be acknowledged with
+    /// its only copy on a member that holds the range for no one: at the next view change it
+    /// may empty the range, or the owners come back and serve their own copies.
+    pub fn owners_have(&self, unowned: &[Vec<(Arc<Link>, u64)>]) -> bool {
+        unowned
+            .iter()
+            .all(|w| w.iter().any(|(l, s)| l.is_acked(*s)))
     }
 
     /// Waits until every link acknowledged its sequence number, or gave up on the peer.

@@ -16,6 +16,10 @@ use crate::slot::key_slot;
 
 /// Bytes of key states per queued record when a range is pulled.
 const PULL_CHUNK: usize = 256 * 1024;
+/// The answer to every command of a request that wrote, on a member that does not own the
+/// slot, what none of the slot's owners acknowledged (sync replication): not acknowledged,
+/// the client retries.
+const UNOWNED: &[u8] = b"-TRYAGAIN no owner of this slot acknowledged the write\r\n";
 
 /// Serves one incoming stream.
 pub async fn handle(
@@ -73,6 +77,9 @@ pub async fn run_frame(
     if !waits.is_empty() {
         cl.wait_acks(waits).await;
     }
+    if !cl.owners_have(&std::mem::take(&mut conn.cl.unowned)) {
+        return vec![Bytes::from_static(UNOWNED); segs.len()];
+    }
     let buf = out.buf.freeze();
     let mut fw = forwarded.into_iter();
     let mut before = 0;
@@ -104,7 +111,11 @@ pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -
     if !waits.is_empty() {
         cl.wait_acks(waits).await;
     }
+    let owners_have = cl.owners_have(&std::mem::take(&mut conn.cl.unowned));
     conn::cleanup(shared, &mut conn);
+    if !owners_have {
+        return vec![Bytes::from_static(UNOWNED); segs.len()];
+    }
     let buf = out.buf.freeze();
     segs.into_iter().map(|(a, b, _)| buf.slice(a..b)).collect()
 }

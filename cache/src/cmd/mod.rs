@@ -144,7 +144,7 @@ impl<'a> Ctx<'a> {
         {
             let (now, shared) = (self.now, self.shared);
             let db = self.guard.get_or_insert_with(|| shared.db.lock());
-            cl.capture(db, now, cmd, args, &mut self.conn.cl.waits);
+            cl.capture(db, now, cmd, args, &mut self.conn.cl);
         }
     }
 
