@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mesh::PeerId;
 
-use super::proto::{self, KIND_PULL};
+use super::proto::{self, KIND_PULL, KIND_PULL_KEPT};
 use super::view::{GROUP_SLOTS, GROUPS, Node, View};
 use super::{CATCHING_UP, Cluster, FRESH, IMPORTING, Import, NOT_OWNED, SERVING, STALE, group_of};
 use crate::shared::Shared;
@@ -385,9 +385,10 @@ impl Cluster {
         }
     }
 
-    /// Which ranges to ask from which source now.
-    fn due_pulls(&self) -> HashMap<PeerId, Vec<u16>> {
-        let mut due: HashMap<PeerId, Vec<u16>> = HashMap::new();
+    /// Which ranges to ask from which source now, and whether a kept copy is good enough (after
+    /// a first round in which every source refused).
+    fn due_pulls(&self) -> HashMap<(PeerId, bool), Vec<u16>> {
+        let mut due: HashMap<(PeerId, bool), Vec<u16>> = HashMap::new();
         let mut give_up = Vec::new();
         let mut imports = self.imports.lock();
         for (g, imp) in imports.iter_mut() {
@@ -413,7 +414,7 @@ impl Cluster {
             if let Some((k, p)) = src {
                 imp.next += k;
                 imp.asked = Some((p, Instant::now()));
-                due.entry(p).or_default().push(*g);
+                due.entry((p, imp.unsourced())).or_default().push(*g);
             }
         }
         for g in give_up {
@@ -483,10 +484,10 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
             near = Instant::now();
         }
         cl.refresh(&shared, force);
-        for (src, groups) in cl.due_pulls() {
+        for ((src, kept_ok), groups) in cl.due_pulls() {
             let cl = cl.clone();
             tokio::spawn(async move {
-                if !ask(&cl, src, &groups).await {
+                if !ask(&cl, src, &groups, kept_ok).await {
                     cl.pull_failed(src, &groups);
                 }
             });
@@ -494,11 +495,12 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
     }
 }
 
-/// Asks `src` for `groups`; false if it refused some or could not be asked (those are retried).
-async fn ask(cl: &Cluster, src: PeerId, groups: &[u16]) -> bool {
+/// Asks `src` for `groups` (also taking a kept copy if `kept_ok`); false if it could not be
+/// asked (the ranges it refused are marked as such).
+async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], kept_ok: bool) -> bool {
     let res = tokio::time::timeout(Duration::from_secs(5), async {
         let (mut send, mut recv) = cl.mesh.open_bi(src, proto::ALPN).await.ok()?;
-        let mut hello = vec![KIND_PULL];
+        let mut hello = vec![if kept_ok { KIND_PULL_KEPT } else { KIND_PULL }];
         hello.extend_from_slice(&proto::encode_ranges(groups));
         mesh::frame::write(&mut send, &hello).await.ok()?;
         let _ = send.finish();

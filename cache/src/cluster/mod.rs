@@ -255,22 +255,23 @@ impl Cluster {
 
     /// Whether this node can hand range `g` over to a peer that pulls it. Never while its
     /// copies are stale (it was without a majority and has not caught up). Otherwise: it
-    /// serves it; or it is pulling it again after a rejoin with its keys kept (when both sides
-    /// of a healed cut rejoin, each pulls from the other); or it is pulling it but every
-    /// member refused, so it runs the range's requests itself and holds the only copy there
-    /// is; or it held the range until a view change moved it elsewhere less than
-    /// [`RELEASED_TTL`] ago (at a heal, the members that held a range during the cut may all
-    /// lose it to the returning owners).
-    pub fn can_hand_over(&self, g: u16) -> bool {
+    /// serves it; or it is pulling it but every member refused, so it runs the range's
+    /// requests itself and holds the only copy there is; or it held the range until a view
+    /// change moved it elsewhere less than [`RELEASED_TTL`] ago (at a heal, the members that
+    /// held a range during the cut may all lose it to the returning owners). With `kept_ok`
+    /// also when it is pulling the range again after a rejoin with its keys kept: when both
+    /// sides of a healed cut rejoin, each pulls from the other. The puller asks for such a
+    /// copy only after a round in which no member had a better one, since a member that was
+    /// cut off without noticing it lacked a majority also rejoins with a kept copy, one that
+    /// missed the majority's writes.
+    pub fn can_hand_over(&self, g: u16, kept_ok: bool) -> bool {
         if self.freshness.load(Ordering::Acquire) != FRESH {
             return false;
         }
         match self.group_state(g) {
             SERVING => true,
-            IMPORTING => {
-                self.kept[usize::from(g)].load(Ordering::Acquire)
-                    || self.imports.lock().get(&g).is_some_and(Import::unsourced)
-            }
+            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
+            IMPORTING => self.imports.lock().get(&g).is_some_and(Import::unsourced),
             _ => self
                 .released
                 .lock()

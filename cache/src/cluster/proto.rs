@@ -12,6 +12,8 @@
 //! - [`KIND_PULL`]: a joining or new owner asks for ranges: `[u16 count][u16 range]...`; the
 //!   answer lists the ranges refused (the asked node does not hold them yet). The keys then
 //!   arrive on the link from the asked node, followed by a [`Record::Done`].
+//!   [`KIND_PULL_KEPT`] is the same request, also accepting a copy that the asked node is
+//!   pulling again itself with its keys kept.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -26,6 +28,9 @@ pub const KIND_SESSION: u8 = 1;
 pub const KIND_LINK: u8 = 2;
 /// Stream kind: range pull.
 pub const KIND_PULL: u8 = 3;
+/// Stream kind: range pull that also takes a copy the asked node is itself pulling again with
+/// its keys kept (asked only once no member had a better copy).
+pub const KIND_PULL_KEPT: u8 = 5;
 /// Stream kind: the asked node's cache members (a joining node waits until it knows them all).
 pub const KIND_MEMBERS: u8 = 4;
 /// Largest member list answer.

@@ -6,7 +6,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use mesh::PeerId;
 
 use super::proto::{
-    self, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_PULL, KIND_SESSION, MAX_FRAME, Record,
+    self, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_PULL, KIND_PULL_KEPT, KIND_SESSION,
+    MAX_FRAME, Record,
 };
 use super::{Cluster, Internal, group_of};
 use crate::conn::{self, ConnState};
@@ -36,9 +37,10 @@ pub async fn handle(
     match hello[0] {
         KIND_SESSION => session(&shared, &cl, &mut send, &mut recv).await,
         KIND_LINK => link(&shared, &cl, peer, &mut send, &mut recv).await,
-        KIND_PULL => {
+        KIND_PULL | KIND_PULL_KEPT => {
+            let kept_ok = hello[0] == KIND_PULL_KEPT;
             let refused = match proto::decode_ranges(&hello[1..]) {
-                Ok(groups) => pull(&shared, &cl, peer, &groups),
+                Ok(groups) => pull(&shared, &cl, peer, &groups, kept_ok),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "bad pull request");
                     return;
@@ -188,9 +190,11 @@ async fn link(
 
 /// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
 /// `Done` on the link to it, all under the keyspace lock so no write falls in between.
-/// Returns the ranges refused (not served here yet).
-fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16]) -> Vec<u16> {
-    let (ok, refused): (Vec<u16>, Vec<u16>) = groups.iter().partition(|g| cl.can_hand_over(**g));
+/// Returns the ranges refused (not served here yet); `kept_ok`: see
+/// [`Cluster::can_hand_over`].
+fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], kept_ok: bool) -> Vec<u16> {
+    let (ok, refused): (Vec<u16>, Vec<u16>) =
+        groups.iter().partition(|g| cl.can_hand_over(**g, kept_ok));
     if ok.is_empty() {
         return refused;
     }
