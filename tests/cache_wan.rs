@@ -101,8 +101,16 @@ fn readonly_reads_go_to_the_nearest_replica() {
         p.cmd("SET").arg(format!("wan:{k}")).arg(k).ignore();
     }
     let _: () = p.query(&mut w).unwrap();
-    // Let every node measure RTTs to the others and refresh its nearness order.
-    std::thread::sleep(Duration::from_secs(6));
+    // Every node ranks the others by measured RTTs (SWIM probes every member within a few
+    // periods) before the routing is judged.
+    let others = (ROWS.len() - 1).to_string();
+    wait_for(Duration::from_secs(60), || {
+        addrs.iter().all(|a| {
+            info_field(*a, "cluster", "proxima_nearness_measured").as_deref()
+                == Some(others.as_str())
+        })
+    })
+    .expect("every node measures its RTT to every other");
 
     let mut stats: Vec<redis::Connection> = addrs
         .iter()

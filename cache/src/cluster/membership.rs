@@ -112,7 +112,13 @@ impl Cluster {
     fn with_nearness(&self, mut v: View) -> View {
         let peers: Vec<PeerId> = v.nodes.iter().map(|n| n.peer).collect();
         let mut order: Vec<usize> = vec![v.me];
-        for r in self.mesh.rank(&peers, true) {
+        let ranked = self.mesh.rank(&peers, true);
+        let measured = ranked
+            .iter()
+            .filter(|r| r.source == mesh::RttSource::Measured)
+            .count();
+        self.nearness_measured.store(measured, Ordering::Relaxed);
+        for r in ranked {
             if let Some(i) = v.nodes.iter().position(|n| n.peer == r.peer)
                 && !order.contains(&i)
             {

@@ -34,7 +34,7 @@ pub mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -175,6 +175,9 @@ pub struct Cluster {
     minority: AtomicBool,
     /// [`FRESH`], [`STALE`] or [`CATCHING_UP`].
     freshness: AtomicU8,
+    /// How many other members the current nearness order ranks by a measured RTT (the rest by
+    /// coordinates or not at all).
+    pub(crate) nearness_measured: AtomicUsize,
     links: Mutex<HashMap<PeerId, Arc<Link>>>,
     suspects: Mutex<HashMap<PeerId, Instant>>,
     /// This node's SWIM generation when the membership was last read (0: not read yet). It
@@ -229,6 +232,7 @@ impl Cluster {
             released: Mutex::default(),
             minority: AtomicBool::new(false),
             freshness: AtomicU8::new(FRESH),
+            nearness_measured: AtomicUsize::new(0),
             links: Mutex::default(),
             suspects: Mutex::default(),
             generation: AtomicU64::new(0),
@@ -278,6 +282,12 @@ impl Cluster {
                 .get(&g)
                 .is_some_and(|t| t.elapsed() < RELEASED_TTL),
         }
+    }
+
+    /// How many other members the nearness order (replicas in the maps, `READONLY` routing)
+    /// ranks by a measured RTT.
+    pub fn nearness_measured(&self) -> usize {
+        self.nearness_measured.load(Ordering::Relaxed)
     }
 
     /// Whether this node sees a majority of the members it knows (writes are accepted).

@@ -732,14 +732,15 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             let v = cl.view();
             let _ = write!(
                 t,
-                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\nproxima_exporting_ranges:{}\r\nproxima_majority:{}\r\nproxima_stale:{}\r\n",
+                "proxima_members:{}\r\nproxima_replication_factor:{}\r\nproxima_sync_replication:{}\r\nproxima_importing_ranges:{}\r\nproxima_exporting_ranges:{}\r\nproxima_majority:{}\r\nproxima_stale:{}\r\nproxima_nearness_measured:{}\r\n",
                 v.nodes.len(),
                 v.rf,
                 u8::from(cl.sync),
                 cl.importing(),
                 cl.exporting(),
                 u8::from(cl.has_majority()),
-                u8::from(cl.is_stale())
+                u8::from(cl.is_stale()),
+                cl.nearness_measured()
             );
         }
         t.push_str("\r\n");
