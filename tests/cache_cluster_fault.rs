@@ -13,18 +13,12 @@ use std::time::{Duration, Instant};
 
 use proxima::harness::{Cluster, cache_converged, redis_cli, test_options, wait_for};
 
+mod common;
+use common::connect;
+
 const KEYS: usize = 100_000;
 const BATCH: usize = 1000;
 const VICTIM: usize = 3;
-
-fn connect(a: SocketAddr) -> redis::Connection {
-    let c = redis::Client::open(format!("redis://{a}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c
-}
 
 /// Writes keys `range` with pipelines of [`BATCH`]; returns how many were acknowledged.
 fn write(con: &mut redis::Connection, prefix: &str, range: std::ops::Range<usize>) -> usize {

@@ -15,43 +15,12 @@ use std::time::Duration;
 
 use proxima::harness::{Cluster, cache_converged, cluster_info_field, wait_for, wan_options};
 
+mod common;
+use common::connect;
+
 const NODES: usize = 7;
 const MINORITY: std::ops::Range<usize> = 4..7;
 const KEYS: usize = 600;
-
-fn connect(a: SocketAddr) -> redis::Connection {
-    let c = redis::Client::open(format!("redis://{a}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c
-}
-
-fn write(con: &mut redis::Connection, prefix: &str) {
-    let mut p = redis::pipe();
-    for i in 0..KEYS {
-        p.cmd("SET").arg(format!("{prefix}{i}")).arg(i).ignore();
-    }
-    p.query::<()>(con).expect("every write is acknowledged");
-}
-
-/// The keys `con` answers with a miss or a wrong value.
-fn missing(con: &mut redis::Connection, prefix: &str) -> Vec<usize> {
-    let mut p = redis::pipe();
-    for i in 0..KEYS {
-        p.cmd("GET").arg(format!("{prefix}{i}"));
-    }
-    let got: Vec<Option<usize>> = match p.query(con) {
-        Ok(g) => g,
-        Err(_) => return (0..KEYS).collect(),
-    };
-    got.iter()
-        .enumerate()
-        .filter(|(i, v)| **v != Some(*i))
-        .map(|(i, _)| i)
-        .collect()
-}
 
 fn cut(wan: &mesh::WanEmulator, on: bool) {
     for a in 0..MINORITY.start {
@@ -80,7 +49,7 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
     wait_for(Duration::from_secs(90), || cache_converged(&addrs, NODES))
         .expect("seven nodes converge");
     let mut w = connect(addrs[0]);
-    write(&mut w, "before:");
+    common::write_all(&mut w, "before:", KEYS);
     // Start-up pullers keep receiving their ranges' writes for a minute whatever the view says,
     // which would carry writes over the cut by itself: wait that out.
     wait_for(Duration::from_secs(90), || {
@@ -102,10 +71,10 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
         })
     })
     .expect("the majority drops the cut-off nodes from its view");
-    write(&mut w, "during:");
+    common::write_all(&mut w, "during:", KEYS);
     // Every one of them is readable at once: the ranges no member can hand over are served
     // by their new owner, not by whichever member it is asking at the moment.
-    let gone = missing(&mut w, "during:");
+    let gone = common::missing(&mut w, "during:", KEYS);
     assert!(
         gone.is_empty(),
         "during the cut {} of {KEYS} writes the majority acknowledged read as missing",
@@ -131,7 +100,7 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
         let mut con = connect(*a);
         let mut last = Vec::new();
         let served = wait_for(Duration::from_secs(30), || {
-            last = missing(&mut con, "during:");
+            last = common::missing(&mut con, "during:", KEYS);
             last.is_empty()
         });
         assert!(
@@ -141,7 +110,10 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
             last.len(),
             &last[..last.len().min(5)]
         );
-        assert!(missing(&mut con, "before:").is_empty(), "node {i}");
+        assert!(
+            common::missing(&mut con, "before:", KEYS).is_empty(),
+            "node {i}"
+        );
     }
     // Writes go on everywhere once healed.
     let mut m = connect(addrs[MINORITY.start]);

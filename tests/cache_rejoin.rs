@@ -14,41 +14,11 @@ use std::time::Duration;
 
 use proxima::harness::{Cluster, cache_converged, cluster_info_field, wait_for, wan_options};
 
+mod common;
+use common::connect;
+
 const KEYS: usize = 300;
 const CUT: usize = 2;
-
-fn connect(a: SocketAddr) -> redis::Connection {
-    let c = redis::Client::open(format!("redis://{a}/"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    c
-}
-
-fn write(con: &mut redis::Connection, prefix: &str) {
-    let mut p = redis::pipe();
-    for i in 0..KEYS {
-        p.cmd("SET").arg(format!("{prefix}{i}")).arg(i).ignore();
-    }
-    p.query::<()>(con).expect("every write is acknowledged");
-}
-
-/// How many of the keys `con` answers with a miss or a wrong value.
-fn missing(con: &mut redis::Connection, prefix: &str) -> usize {
-    let mut p = redis::pipe();
-    for i in 0..KEYS {
-        p.cmd("GET").arg(format!("{prefix}{i}"));
-    }
-    let got: Vec<Option<usize>> = match p.query(con) {
-        Ok(g) => g,
-        Err(_) => return KEYS,
-    };
-    got.iter()
-        .enumerate()
-        .filter(|(i, v)| **v != Some(*i))
-        .count()
-}
 
 #[test]
 fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
@@ -68,7 +38,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
         .collect();
     wait_for(Duration::from_secs(60), || cache_converged(&addrs, 3)).expect("three nodes converge");
     let mut w = connect(addrs[0]);
-    write(&mut w, "before:");
+    common::write_all(&mut w, "before:", KEYS);
     // A node that pulled ranges at start keeps receiving their writes for a minute whatever
     // the view says (that would carry the writes over the cut by itself): wait that out.
     wait_for(Duration::from_secs(90), || {
@@ -88,8 +58,8 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
         cache_converged(&addrs[..2], 2)
     })
     .expect("nodes 0 and 1 drop the cut-off node from their view");
-    write(&mut w, "during:");
-    assert_eq!(missing(&mut w, "during:"), 0);
+    common::write_all(&mut w, "during:", KEYS);
+    assert_eq!(common::missing(&mut w, "during:", KEYS).len(), 0);
 
     for other in 0..3 {
         if other != CUT {
@@ -103,7 +73,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
     redis::cmd("READONLY").query::<()>(&mut ro).unwrap();
     let mut last = KEYS;
     let served = wait_for(Duration::from_secs(30), || {
-        last = missing(&mut ro, "during:");
+        last = common::missing(&mut ro, "during:", KEYS).len();
         last == 0
     });
     assert!(
@@ -111,7 +81,7 @@ fn a_member_declared_down_serves_the_writes_it_missed_after_the_heal() {
         "after the heal the node that was declared down still misses {last} of {KEYS} writes \
          made while it was cut off"
     );
-    assert_eq!(missing(&mut ro, "before:"), 0);
+    assert_eq!(common::missing(&mut ro, "before:", KEYS).len(), 0);
     let mut plain = connect(addrs[CUT]);
-    assert_eq!(missing(&mut plain, "during:"), 0);
+    assert_eq!(common::missing(&mut plain, "during:", KEYS).len(), 0);
 }

@@ -3,14 +3,12 @@
 //!
 //! A range this node gains is first emptied here (stale keys from an earlier ownership must not
 //! come back), marked importing, and pulled from the first other member of its rendezvous order
-//! that can hand it over (for a joining node that is the range's previous primary; after a
-//! death, the surviving copy). While importing, requests for it are forwarded to that member, which runs
-//! them and replicates their effects here after the snapshot; the range is served from here
-//! once the snapshot's `Done` arrived.
-//!
-//! A range is pulled from the first member of its rendezvous order that can hand it over (see
-//! [`Cluster::can_hand_over`]), trying every other member in turn: after a heal the holders of
-//! the majority's copy may come after several returning members, which refuse while stale.
+//! that can hand it over ([`Cluster::can_hand_over`]; for a joining node that is the range's
+//! previous primary, after a death the surviving copy). Every other member is tried in turn:
+//! after a heal the holders of the majority's copy may come after several returning members,
+//! which refuse while stale. While importing, requests for it are forwarded to that member,
+//! which runs them and replicates their effects here after the snapshot; the range is served
+//! from here once the snapshot's `Done` arrived.
 //!
 //! Majority: the members this node knows are those alive or suspected plus those declared down
 //! and not yet forgotten by the membership (`remove_down_after`); left members do not count.
@@ -147,19 +145,7 @@ impl Cluster {
     /// Installs `v` as if this node held no range yet: every range it owns is pulled before
     /// it is served (emptied first when `empty_gained`).
     fn reinstall(&self, shared: &Shared, v: View, empty_gained: bool) {
-        self.imports.lock().clear();
-        let held: Vec<bool> = self
-            .state
-            .iter()
-            .map(|s| s.swap(NOT_OWNED, Ordering::AcqRel) != NOT_OWNED)
-            .collect();
-        self.apply_view(shared, v, empty_gained);
-        for (g, held) in held.into_iter().enumerate() {
-            if held && self.state[g].load(Ordering::Acquire) == NOT_OWNED {
-                self.release(g as u16);
-            }
-        }
-        self.check_fresh(&self.imports.lock());
+        self.apply_view(shared, v, true, empty_gained);
     }
 
     /// Notes that this node held range `g` until now: it can still hand it over for a while,
@@ -186,18 +172,19 @@ impl Cluster {
     /// having been without (its owned ranges must then be pulled again).
     fn track_majority(&self, members: &[mesh::MemberView], nodes: &[Node]) -> bool {
         if is_majority(members, nodes) {
-            if !self.minority.swap(false, Ordering::AcqRel) {
-                return false;
+            let regained = self
+                .freshness
+                .compare_exchange(STALE, CATCHING_UP, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if regained {
+                tracing::warn!(
+                    members = nodes.len(),
+                    "cache: a majority of the members is in sight again; pulling every owned range"
+                );
             }
-            tracing::warn!(
-                members = nodes.len(),
-                "cache: a majority of the members is in sight again; pulling every owned range"
-            );
-            self.freshness.store(CATCHING_UP, Ordering::Release);
-            return true;
+            return regained;
         }
-        self.freshness.store(STALE, Ordering::Release);
-        if !self.minority.swap(true, Ordering::AcqRel) {
+        if self.freshness.swap(STALE, Ordering::AcqRel) != STALE {
             tracing::warn!(
                 members = nodes.len(),
                 "cache: fewer than a majority of the members in sight; refusing writes"
@@ -261,12 +248,13 @@ impl Cluster {
             epoch,
             "cache: membership changed, new slot map"
         );
-        self.apply_view(shared, v, true);
+        self.apply_view(shared, v, false, true);
     }
 
-    /// Installs `v`; ranges this node gains are pulled before they are served, and emptied
-    /// first when `empty_gained`.
-    fn apply_view(&self, shared: &Shared, v: View, empty_gained: bool) {
+    /// Installs `v`; ranges this node gains (with `repull`: every range it owns) are pulled
+    /// before they are served, and emptied first when `empty_gained`. Ranges it loses can
+    /// still be handed over for a while ([`Cluster::can_hand_over`]).
+    fn apply_view(&self, shared: &Shared, v: View, repull: bool, empty_gained: bool) {
         let v = Arc::new(v);
         let mut gained: Vec<u16> = Vec::new();
         {
@@ -282,7 +270,11 @@ impl Cluster {
                     continue;
                 }
                 self.released.lock().remove(&g);
-                let cur = state.load(Ordering::Acquire);
+                let cur = if repull {
+                    NOT_OWNED
+                } else {
+                    state.load(Ordering::Acquire)
+                };
                 if cur == SERVING {
                     continue;
                 }
@@ -316,6 +308,7 @@ impl Cluster {
                     gained.push(g);
                 }
             }
+            self.check_fresh(&imports);
         }
         if empty_gained && !gained.is_empty() {
             // Empty the gained ranges first: stale keys from an earlier ownership must not

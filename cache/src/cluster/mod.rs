@@ -171,13 +171,11 @@ pub struct Cluster {
     /// Ranges this node held and lost, with when: it can still hand them over (see
     /// [`RELEASED_TTL`]).
     released: Mutex<HashMap<u16, Instant>>,
-    /// This node sees fewer than a majority of the members it knows: writes are refused.
-    minority: AtomicBool,
-    /// [`FRESH`], [`STALE`] or [`CATCHING_UP`].
+    /// [`FRESH`], [`STALE`] (no majority in sight: writes are refused) or [`CATCHING_UP`].
     freshness: AtomicU8,
     /// How many other members the current nearness order ranks by a measured RTT (the rest by
     /// coordinates or not at all).
-    pub(crate) nearness_measured: AtomicUsize,
+    nearness_measured: AtomicUsize,
     links: Mutex<HashMap<PeerId, Arc<Link>>>,
     suspects: Mutex<HashMap<PeerId, Instant>>,
     /// This node's SWIM generation when the membership was last read (0: not read yet). It
@@ -230,7 +228,6 @@ impl Cluster {
             imports: Mutex::default(),
             importers: Mutex::default(),
             released: Mutex::default(),
-            minority: AtomicBool::new(false),
             freshness: AtomicU8::new(FRESH),
             nearness_measured: AtomicUsize::new(0),
             links: Mutex::default(),
@@ -269,7 +266,7 @@ impl Cluster {
     /// cut off without noticing it lacked a majority also rejoins with a kept copy, one that
     /// missed the majority's writes.
     pub fn can_hand_over(&self, g: u16, kept_ok: bool) -> bool {
-        if self.freshness.load(Ordering::Acquire) != FRESH {
+        if self.is_stale() {
             return false;
         }
         match self.group_state(g) {
@@ -292,7 +289,7 @@ impl Cluster {
 
     /// Whether this node sees a majority of the members it knows (writes are accepted).
     pub fn has_majority(&self) -> bool {
-        !self.minority.load(Ordering::Acquire)
+        self.freshness.load(Ordering::Acquire) != STALE
     }
 
     /// Whether this node's copies may miss writes made on the other side of a partition (it
@@ -371,24 +368,21 @@ impl Cluster {
     /// whichever member is asked at the moment would scatter a key's writes and reads.
     fn import_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
-        let imp = imports.get(&g)?;
-        if imp.unsourced() {
-            return None;
-        }
-        if let Some((p, _)) = imp.asked {
-            return Some(p);
-        }
-        let n = imp.sources.len();
-        (n > 0).then(|| imp.sources[imp.next % n])
+        let imp = imports.get(&g).filter(|i| !i.unsourced())?;
+        imp.asked.map(|(p, _)| p).or_else(|| {
+            let n = imp.sources.len();
+            (n > 0).then(|| imp.sources[imp.next % n])
+        })
     }
 
+    /// The source being asked for range `g`, as [`Self::import_source`] but never the next one.
     fn asked_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
-        let imp = imports.get(&g)?;
-        if imp.unsourced() {
-            return None;
-        }
-        imp.asked.map(|(p, _)| p)
+        imports
+            .get(&g)
+            .filter(|i| !i.unsourced())?
+            .asked
+            .map(|(p, _)| p)
     }
 
     /// Decides where a command runs (see the module docs).
@@ -513,7 +507,10 @@ impl Cluster {
 
     /// The links a write to `slot` must reach: its other owners and any node pulling it.
     pub fn repl_targets(&self, slot: u16) -> Vec<Arc<Link>> {
-        let v = self.view();
+        self.repl_targets_in(&self.view(), slot)
+    }
+
+    fn repl_targets_in(&self, v: &View, slot: u16) -> Vec<Arc<Link>> {
         let mut peers: Vec<PeerId> = v
             .owners(slot)
             .iter()
@@ -573,7 +570,8 @@ impl Cluster {
             return;
         };
         let slot = key_slot(first);
-        let targets = self.repl_targets(slot);
+        let v = self.view();
+        let targets = self.repl_targets_in(&v, slot);
         if targets.is_empty() {
             return;
         }
@@ -590,7 +588,7 @@ impl Cluster {
         if !self.sync {
             return;
         }
-        if !self.view().is_owner(slot) {
+        if !v.is_owner(slot) {
             // The targets are the slot's owners and the members pulling it.
             cc.unowned.push(sent.clone());
         }
