@@ -9,7 +9,9 @@
 //! - candidates are ordered by the mesh directory (`Mesh::rank`: measured RTT, coordinates,
 //!   health, load, standing), the local node first when it serves HTTP and holds the site;
 //! - each is mapped to the IP of the `http` service it advertises (its QUIC address's IP when it
-//!   listens on an unspecified address), at most [`MAX_ADDRESSES`] of them.
+//!   listens on an unspecified address), at most [`MAX_ADDRESSES`] of them;
+//! - fewer than [`MIN_ADDRESSES`] holders are followed by the nearest other gateways (this node
+//!   first), so a client can fail over while a lone holder's death is not yet detected.
 //!
 //! The DNS request path never waits for the DHT: [`dns::SiteSteering::nodes_for_site`] only
 //! reads a small table. A background task looks up the providers of every site asked for
@@ -29,6 +31,10 @@ use tokio_util::task::TaskTracker;
 
 /// Most addresses in one steering answer (enough for a client to fail over).
 pub const MAX_ADDRESSES: usize = 4;
+/// Fewest addresses in an answer when the mesh has that many gateways: a site with one live
+/// holder is answered with it and the nearest other gateway, so a client whose first address
+/// fails (the holder died, not yet detected) falls over to a node that can fetch the site.
+pub const MIN_ADDRESSES: usize = 2;
 /// Provider lists are looked up again this often for sites still asked for.
 pub const LOOKUP_EVERY: Duration = Duration::from_secs(15);
 /// Until some holder is found, a site is looked up this often (it was probably just published).
@@ -228,15 +234,28 @@ impl MeshSteering {
         }
         let local_has = candidates.contains(&me);
         let mut out: Vec<IpAddr> = Vec::with_capacity(MAX_ADDRESSES);
-        for r in mesh.rank(&candidates, local_has) {
-            if let Some(ip) = http.get(&r.peer)
-                && !out.contains(ip)
-            {
-                out.push(*ip);
-                if out.len() == MAX_ADDRESSES {
+        let push = |out: &mut Vec<IpAddr>, ranked: Vec<mesh::Ranked>, upto: usize| {
+            for r in ranked {
+                if out.len() >= upto {
                     break;
                 }
+                if let Some(ip) = http.get(&r.peer)
+                    && !out.contains(ip)
+                {
+                    out.push(*ip);
+                }
             }
+        };
+        push(&mut out, mesh.rank(&candidates, local_has), MAX_ADDRESSES);
+        if out.len() < MIN_ADDRESSES {
+            // A lone holder may have died unnoticed yet: the nearest other gateway (this one
+            // first) can fetch the site from whoever else holds it by now.
+            let others: Vec<PeerId> = http
+                .keys()
+                .filter(|p| !candidates.contains(p))
+                .copied()
+                .collect();
+            push(&mut out, mesh.rank(&others, true), MIN_ADDRESSES);
         }
         if out.is_empty() {
             // No membership view yet (the node is starting): this node, if it serves HTTP.

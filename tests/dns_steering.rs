@@ -158,14 +158,15 @@ fn site_names_answer_with_the_nearest_healthy_holders() {
         .expect("a TTL in the answer");
     assert!(ttl <= 30, "steering TTL {ttl}: {full_answer}");
 
-    // The nearest holder dies: the other one is left.
+    // The nearest holder dies: the other one is left, followed by the nearest other gateway
+    // (node 0 itself), which can fetch the site from node 3 if node 3 fails too.
     cluster.node_mut(2).kill();
     expect_answer(
         &cluster,
         "bars.proxima",
-        &[http_ip(3)],
+        &[http_ip(3), http_ip(0)],
         Duration::from_secs(30),
-        "node 2 died: only node 3",
+        "node 2 died: node 3, then node 0 as the fallback gateway",
     );
 
     // Explicit addresses in the zone win over steering.
