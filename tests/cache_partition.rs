@@ -7,8 +7,11 @@
 //! are cut off from nodes 0-3. About one range in seven has both its owners among nodes 4-6:
 //! while they are away those ranges are held by two majority nodes, which lose them at the heal,
 //! and the returning owners must take the majority's copy, not each other's (they missed every
-//! write of the cut). The test waits out the minute during which start-up hand-overs keep
-//! replicating to their pullers, so it takes about two minutes.
+//! write of the cut). A second test restarts a minority node during the cut: it comes back
+//! knowing only its own side, so it never learns it lacks a majority, serves its (empty) copies
+//! as current and would hand them over at the heal; the members must merge its copies with the
+//! majority's, newest per key. Each test waits out the minute during which start-up hand-overs
+//! keep replicating to their pullers, so each takes about two minutes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,26 +33,23 @@ fn cut(wan: &mesh::WanEmulator, on: bool) {
     }
 }
 
-#[test]
-fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses_writes() {
-    let wan = mesh::WanEmulator::new(NODES, |a, b| if a == b { 0.0 } else { 2.0 }, 17);
+/// Seven nodes on the emulated WAN (RF 2, sync replication), converged, `before:` written
+/// through node 0, and the start-up hand-overs expired.
+fn start(wan: &std::sync::Arc<mesh::WanEmulator>) -> (Cluster, Vec<SocketAddr>) {
     let cluster = Cluster::start_meshed(
         NODES,
         |_, c| {
             c.cache.replication_factor = 2;
             c.cache.sync_replication = true;
         },
-        |i| wan_options(&wan, i),
+        |i| wan_options(wan, i),
         Duration::from_secs(90),
     )
     .expect("seven nodes on the emulated WAN");
-    let addrs: Vec<SocketAddr> = (0..NODES)
-        .map(|i| cluster.node(i).addr("redis").unwrap().parse().unwrap())
-        .collect();
+    let addrs: Vec<SocketAddr> = (0..NODES).map(|i| redis_addr(&cluster, i)).collect();
     wait_for(Duration::from_secs(90), || cache_converged(&addrs, NODES))
         .expect("seven nodes converge");
-    let mut w = connect(addrs[0]);
-    common::write_all(&mut w, "before:", KEYS);
+    common::write_all(&mut connect(addrs[0]), "before:", KEYS);
     // Start-up pullers keep receiving their ranges' writes for a minute whatever the view says,
     // which would carry writes over the cut by itself: wait that out.
     wait_for(Duration::from_secs(90), || {
@@ -58,19 +58,58 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
             .all(|a| cluster_info_field(*a, "proxima_exporting_ranges").as_deref() == Some("0"))
     })
     .expect("the start-up hand-overs expire");
+    (cluster, addrs)
+}
 
-    cut(&wan, true);
+fn redis_addr(cluster: &Cluster, i: usize) -> SocketAddr {
+    cluster.node(i).addr("redis").unwrap().parse().unwrap()
+}
+
+/// Cuts the minority off and waits until the majority dropped it from its view.
+fn cut_off(wan: &mesh::WanEmulator, addrs: &[SocketAddr]) {
+    cut(wan, true);
     let bound = mesh::MembershipConfig::lan().detection_bound();
-    let majority = &addrs[..MINORITY.start];
     // Not waiting for the majority's pulls: the ranges whose both owners are cut off have no
     // one to pull from, and writes to them are run by the member asked meanwhile.
     wait_for(bound + Duration::from_secs(30), || {
-        majority.iter().all(|a| {
+        addrs[..MINORITY.start].iter().all(|a| {
             cluster_info_field(*a, "proxima_members").as_deref()
                 == Some(&MINORITY.start.to_string())
         })
     })
     .expect("the majority drops the cut-off nodes from its view");
+}
+
+/// Heals the cut; once the cache converged, every node serves every write of `prefixes`.
+fn heal_and_check(wan: &mesh::WanEmulator, addrs: &[SocketAddr], prefixes: &[&str]) {
+    cut(wan, false);
+    wait_for(Duration::from_secs(90), || cache_converged(addrs, NODES))
+        .expect("the seven nodes converge again after the heal");
+    for (i, a) in addrs.iter().enumerate() {
+        let mut con = connect(*a);
+        for prefix in prefixes {
+            let mut last = Vec::new();
+            let served = wait_for(Duration::from_secs(30), || {
+                last = common::missing(&mut con, prefix, KEYS);
+                last.is_empty()
+            });
+            assert!(
+                served.is_ok(),
+                "after the heal node {i} misses {} of {KEYS} acknowledged writes {prefix}* \
+                 (e.g. {prefix}{:?})",
+                last.len(),
+                &last[..last.len().min(5)]
+            );
+        }
+    }
+}
+
+#[test]
+fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses_writes() {
+    let wan = mesh::WanEmulator::new(NODES, |a, b| if a == b { 0.0 } else { 2.0 }, 17);
+    let (_cluster, addrs) = start(&wan);
+    cut_off(&wan, &addrs);
+    let mut w = connect(addrs[0]);
     common::write_all(&mut w, "during:", KEYS);
     // Every one of them is readable at once: the ranges no member can hand over are served
     // by their new owner, not by whichever member it is asking at the moment.
@@ -82,6 +121,7 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
     );
 
     // The minority, once it sees itself without a majority, refuses writes.
+    let bound = mesh::MembershipConfig::lan().detection_bound();
     let mut m = connect(addrs[MINORITY.start]);
     let refused = wait_for(bound + Duration::from_secs(30), || {
         let r: redis::RedisResult<()> = redis::cmd("SET").arg("minority:x").arg(1).query(&mut m);
@@ -92,29 +132,7 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
         "a node cut off with 2 others of 7 still accepts writes"
     );
 
-    cut(&wan, false);
-    wait_for(Duration::from_secs(90), || cache_converged(&addrs, NODES))
-        .expect("the seven nodes converge again after the heal");
-
-    for (i, a) in addrs.iter().enumerate() {
-        let mut con = connect(*a);
-        let mut last = Vec::new();
-        let served = wait_for(Duration::from_secs(30), || {
-            last = common::missing(&mut con, "during:", KEYS);
-            last.is_empty()
-        });
-        assert!(
-            served.is_ok(),
-            "after the heal node {i} misses {} of {KEYS} writes the majority acknowledged \
-             during the cut (e.g. during:{:?})",
-            last.len(),
-            &last[..last.len().min(5)]
-        );
-        assert!(
-            common::missing(&mut con, "before:", KEYS).is_empty(),
-            "node {i}"
-        );
-    }
+    heal_and_check(&wan, &addrs, &["during:", "before:"]);
     // Writes go on everywhere once healed.
     let mut m = connect(addrs[MINORITY.start]);
     redis::cmd("SET")
@@ -122,4 +140,23 @@ fn writes_acknowledged_by_the_majority_survive_the_heal_and_the_minority_refuses
         .arg(1)
         .query::<()>(&mut m)
         .expect("a healed minority node accepts writes again");
+}
+
+#[test]
+fn a_node_restarted_on_the_minority_side_does_not_hide_the_majority_writes() {
+    let wan = mesh::WanEmulator::new(NODES, |a, b| if a == b { 0.0 } else { 2.0 }, 23);
+    let (mut cluster, mut addrs) = start(&wan);
+    cut_off(&wan, &addrs);
+    common::write_all(&mut connect(addrs[0]), "during:", KEYS);
+    // Node 6 restarts while cut off: it knows only what it can reach now, never the majority
+    // it lacks, so it serves its ranges, empty, as current.
+    let last = NODES - 1;
+    cluster.node_mut(last).restart().expect("node 6 restarts");
+    addrs[last] = redis_addr(&cluster, last);
+    wait_for(Duration::from_secs(90), || {
+        cluster_info_field(addrs[last], "proxima_importing_ranges").as_deref() == Some("0")
+    })
+    .expect("the restarted node serves every range it owns");
+    common::write_all(&mut connect(addrs[0]), "later:", KEYS);
+    heal_and_check(&wan, &addrs, &["during:", "later:", "before:"]);
 }

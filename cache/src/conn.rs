@@ -681,6 +681,48 @@ pub fn run_each(
     segs
 }
 
+/// Sets a key to a state a peer sent (replication, a hand-over, a merge) unless this node's
+/// copy is newer: the version check and the commands run under one hold of the keyspace lock,
+/// so a write made here meanwhile is never overwritten by an older state. Returns whether the
+/// state was applied. `conn` is an apply session (no routing, no replication).
+pub fn apply_state(
+    shared: &Shared,
+    conn: &mut ConnState,
+    out: &mut Reply,
+    state: &crate::cluster::proto::KeyState,
+) -> bool {
+    let limits = shared.limits();
+    let now = now_ms();
+    if let Some(cl) = shared.cluster.get() {
+        cl.observe(state.ver);
+    }
+    let mut ctx = Ctx::new(shared, conn, out, now);
+    ctx.may_block = false;
+    let mine = ctx.db().version(&state.key, now);
+    if mine != 0 && state.ver <= mine {
+        return false;
+    }
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(8);
+    let mut pos = 0;
+    while pos < state.ops.len() {
+        match resp::parse(&state.ops[pos..], &mut argv, limits) {
+            Ok(Parsed::Multibulk { consumed }) => {
+                pos += consumed;
+                if !argv.is_empty() {
+                    execute(&mut ctx, &argv);
+                }
+            }
+            _ => {
+                tracing::debug!("bad key state from a peer");
+                break;
+            }
+        }
+    }
+    ctx.db().set_version(&state.key, state.ver);
+    ctx.out.buf.clear();
+    true
+}
+
 /// A connection without a socket: feed request bytes, get reply bytes. Runs exactly the code a
 /// network connection runs (parsing, dispatch, the keyspace), minus blocking waits; used by
 /// unit tests and the fuzz targets.

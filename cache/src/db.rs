@@ -70,6 +70,9 @@ pub struct Entry {
     lfu: u8,
     /// Minute (mod 2^16) of the last counter decay.
     ldt: u16,
+    /// Version of the write that left this state (a hybrid clock; 0: none), so copies of a key
+    /// from several nodes merge to the newest (cluster mode).
+    ver: u64,
 }
 
 impl Entry {
@@ -257,6 +260,7 @@ impl Db {
                     mem,
                     lfu: LFU_INIT,
                     ldt: minutes(now),
+                    ver: 0,
                 },
             );
         }
@@ -276,6 +280,18 @@ impl Db {
             }
             e.expire_at = expire_at;
             self.after_write(key);
+        }
+    }
+
+    /// The version of a live key's state (0: absent, expired or never versioned).
+    pub fn version(&self, key: &[u8], now: u64) -> u64 {
+        self.peek_ref(key, now).map_or(0, |e| e.ver)
+    }
+
+    /// Sets the version of an existing key's state.
+    pub fn set_version(&mut self, key: &[u8], ver: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.ver = ver;
         }
     }
 

@@ -274,6 +274,7 @@ impl ControlPlane {
             invalid_records: invalid_records.clone(),
             topics: HashMap::new(),
             hello_sent: HashSet::new(),
+            bootstrap: config.bootstrap.clone(),
             get_queries: HashMap::new(),
             put_queries: HashMap::new(),
             provider_queries: HashMap::new(),
@@ -385,6 +386,8 @@ struct SwarmTask {
     invalid_records: Counter,
     topics: HashMap<String, broadcast::Sender<(PeerId, Bytes)>>,
     hello_sent: HashSet<PeerId>,
+    /// Dialled again while no other member is alive ([`SwarmTask::retry_bootstrap`]).
+    bootstrap: Vec<Multiaddr>,
     get_queries: HashMap<kad::QueryId, oneshot::Sender<Result<Vec<u8>, ControlError>>>,
     put_queries: HashMap<kad::QueryId, oneshot::Sender<Result<(), ControlError>>>,
     provider_queries: HashMap<kad::QueryId, ProviderQuery>,
@@ -401,10 +404,32 @@ impl SwarmTask {
                 _ = shutdown.cancelled() => break,
                 Some(cmd) = commands.recv() => self.command(cmd),
                 event = self.swarm.select_next_some() => self.event(event).await,
-                _ = reconnect.tick() => self.connect_members(),
+                _ = reconnect.tick() => {
+                    self.connect_members();
+                    self.retry_bootstrap();
+                }
                 Some(id) = self.settling.next(), if !self.settling.is_empty() => {
                     self.answer_providers(id);
                 }
+            }
+        }
+    }
+
+    /// Dials the bootstrap peers again while no other member is alive: a node started while
+    /// they were unreachable (a partition, a peer restarting) would otherwise stay alone for
+    /// good, since nobody else knows its address (`retry_join`, as Consul and Serf do).
+    fn retry_bootstrap(&mut self) {
+        let alone = !self
+            .membership
+            .members()
+            .iter()
+            .any(|m| !m.is_self && m.state == crate::membership::MemberState::Alive);
+        if !alone {
+            return;
+        }
+        for addr in &self.bootstrap {
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(%addr, error = %e, "cannot dial a bootstrap peer again");
             }
         }
     }

@@ -1,10 +1,12 @@
 //! The decoders of the cache's node-to-node protocol on arbitrary bytes: link frames (records),
-//! range lists and session answers never panic, never read past their frame, and what they
+//! key states, range lists and session answers never panic, never read past their frame, and what they
 //! accept re-encodes to the same bytes.
 #![no_main]
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cache::cluster::proto::{decode_link, decode_ranges, decode_replies, encode_ranges};
+use cache::cluster::proto::{
+    decode_keys, decode_link, decode_ranges, decode_replies, encode_key_state, encode_ranges,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,6 +16,13 @@ fuzz_target!(|data: &[u8]| {
         again.put_u64(seq);
         for r in &records {
             r.encode(&mut again);
+        }
+        assert_eq!(&again[..], data);
+    }
+    if let Ok(states) = decode_keys(&frame) {
+        let mut again = BytesMut::new();
+        for st in &states {
+            encode_key_state(&mut again, &st.key, st.ver, |o| o.put_slice(&st.ops));
         }
         assert_eq!(&again[..], data);
     }

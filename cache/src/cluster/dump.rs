@@ -5,6 +5,9 @@
 //! evictions cannot make a replica diverge), the same encoding moves ranges to a new owner, and
 //! the replica applies it through the ordinary, fuzzed request parser and command handlers. The
 //! cost is that a write to a large collection ships the whole collection.
+//!
+//! Each state travels with the version of the write that left it ([`dump_state`]), so a node
+//! given copies of a key by several peers (a heal) keeps the newest.
 
 use bytes::BytesMut;
 
@@ -14,6 +17,11 @@ use crate::value::Value;
 
 /// Elements per command, so that one command never approaches the frame bound on its own.
 const CHUNK: usize = 512;
+
+/// Appends `key`'s current state in `db` as a [`super::proto::KeyState`] of version `ver`.
+pub fn dump_state(db: &Db, key: &[u8], ver: u64, now: u64, out: &mut BytesMut) {
+    super::proto::encode_key_state(out, key, ver, |o| dump_key(db, key, now, o));
+}
 
 /// Appends commands that set `key` to its current state in `db` (a `DEL` if it is absent).
 pub fn dump_key(db: &Db, key: &[u8], now: u64, out: &mut BytesMut) {

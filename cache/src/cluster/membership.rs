@@ -256,6 +256,26 @@ impl Cluster {
     /// still be handed over for a while ([`Cluster::can_hand_over`]).
     fn apply_view(&self, shared: &Shared, v: View, repull: bool, empty_gained: bool) {
         let v = Arc::new(v);
+        let merge_from: Vec<PeerId> = if repull {
+            // A first start has nothing of its own to merge; a rejoin asks everyone.
+            if empty_gained {
+                Vec::new()
+            } else {
+                v.nodes
+                    .iter()
+                    .map(|n| n.peer)
+                    .filter(|p| *p != self.me)
+                    .collect()
+            }
+        } else {
+            let cur = self.view();
+            v.nodes
+                .iter()
+                .map(|n| n.peer)
+                .filter(|p| *p != self.me && !cur.nodes.iter().any(|m| m.peer == *p))
+                .collect()
+        };
+        let mut owned: Vec<u16> = Vec::new();
         let mut gained: Vec<u16> = Vec::new();
         {
             let mut imports = self.imports.lock();
@@ -270,6 +290,7 @@ impl Cluster {
                     continue;
                 }
                 self.released.lock().remove(&g);
+                owned.push(g);
                 let cur = if repull {
                     NOT_OWNED
                 } else {
@@ -341,8 +362,15 @@ impl Cluster {
             });
         }
         *self.view.write() = v;
-        if !gained.is_empty() {
-            tracing::info!(ranges = gained.len(), "cache: pulling gained ranges");
+        if !merge_from.is_empty() && !owned.is_empty() {
+            self.queue_merges(&merge_from, &owned);
+        }
+        if !gained.is_empty() || !merge_from.is_empty() {
+            tracing::info!(
+                ranges = gained.len(),
+                merge_from = merge_from.len(),
+                "cache: pulling gained ranges"
+            );
             self.kick.notify_one();
         }
     }
@@ -483,6 +511,10 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
             near = Instant::now();
         }
         cl.refresh(&shared, force);
+        for (peer, groups) in cl.due_merges() {
+            let (cl, shared) = (cl.clone(), shared.clone());
+            tokio::spawn(async move { super::merge::ask(&cl, &shared, peer, &groups).await });
+        }
         for ((src, kept_ok), groups) in cl.due_pulls() {
             let cl = cl.clone();
             tokio::spawn(async move {

@@ -15,6 +15,10 @@
 //!   keys from a node that holds it before serving it, and forwards the range's requests to that
 //!   node meanwhile, so there is no window of false misses.
 //!
+//! - Merges ([`merge`]): key states carry versions (a hybrid clock). When members appear in
+//!   its view (a heal, a restart) or it rejoined, a node asks them for their copies of the
+//!   ranges it owns and keeps the newer state of each key, so a write acknowledged on one side
+//!   of a healed cut survives whichever copy the hand-over took.
 //! - Partitions ([`membership`]): a node that sees fewer than a majority of the cache members
 //!   it knows (alive, suspected, or declared down and not yet forgotten) refuses writes with
 //!   `CLUSTERDOWN`, as a Redis Cluster node on the minority side does. Its copies are then
@@ -28,6 +32,7 @@ pub mod dump;
 pub mod forward;
 pub mod link;
 pub mod membership;
+pub mod merge;
 pub mod proto;
 pub mod serve;
 pub mod view;
@@ -184,6 +189,11 @@ pub struct Cluster {
     /// Every owned range must be pulled again (this node rejoined) once another member is in
     /// the view.
     resync: AtomicBool,
+    /// The hybrid clock that versions key states: milliseconds in the high bits, a counter in
+    /// the low 16, never behind a version this node has seen.
+    clock: AtomicU64,
+    /// Per member, the ranges to ask it for its copies of ([`merge`]).
+    merges: Mutex<HashMap<PeerId, Vec<u16>>>,
     /// Wakes the importer.
     pub(crate) kick: Notify,
     /// Cancelled at shutdown.
@@ -234,6 +244,8 @@ impl Cluster {
             suspects: Mutex::default(),
             generation: AtomicU64::new(0),
             resync: AtomicBool::new(false),
+            clock: AtomicU64::new(0),
+            merges: Mutex::default(),
             kick: Notify::new(),
             shutdown,
         }
@@ -279,6 +291,20 @@ impl Cluster {
                 .get(&g)
                 .is_some_and(|t| t.elapsed() < RELEASED_TTL),
         }
+    }
+
+    /// Whether this node answers a merge request for range `g` with its copy: it holds the
+    /// range (serving or pulling it) or released it lately, and its copies are not stale.
+    pub fn has_copy(&self, g: u16) -> bool {
+        if self.is_stale() {
+            return false;
+        }
+        self.group_state(g) != NOT_OWNED
+            || self
+                .released
+                .lock()
+                .get(&g)
+                .is_some_and(|t| t.elapsed() < RELEASED_TTL)
     }
 
     /// How many other members the nearness order (replicas in the maps, `READONLY` routing)
@@ -554,10 +580,28 @@ impl Cluster {
         l
     }
 
-    /// Records the key states a write left behind and queues them on the replication links.
+    /// A version for a write made now to a key whose state has version `floor`: newer than
+    /// `floor` and than every version this node issued or saw.
+    pub fn next_version(&self, now_ms: u64, floor: u64) -> u64 {
+        let phys = now_ms << 16;
+        let prev = self
+            .clock
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.max(phys).max(floor) + 1)
+            })
+            .unwrap_or_else(|c| c);
+        prev.max(phys).max(floor) + 1
+    }
+
+    /// Notes a version received from a peer: later writes here get newer ones.
+    pub fn observe(&self, ver: u64) {
+        self.clock.fetch_max(ver, Ordering::AcqRel);
+    }
+
+    /// Versions the key states a write left behind and queues them on the replication links.
     pub fn capture(
         &self,
-        db: &crate::db::Db,
+        db: &mut crate::db::Db,
         now: u64,
         cmd: &Command,
         args: &[&[u8]],
@@ -569,6 +613,14 @@ impl Cluster {
         let Some(first) = keys.first() else {
             return;
         };
+        let versions: Vec<u64> = keys
+            .iter()
+            .map(|k| {
+                let ver = self.next_version(now, db.version(k, now));
+                db.set_version(k, ver);
+                ver
+            })
+            .collect();
         let slot = key_slot(first);
         let v = self.view();
         let targets = self.repl_targets_in(&v, slot);
@@ -576,10 +628,10 @@ impl Cluster {
             return;
         }
         let mut buf = BytesMut::new();
-        for k in &keys {
-            dump::dump_key(db, k, now, &mut buf);
+        for (k, ver) in keys.iter().zip(versions) {
+            dump::dump_state(db, k, ver, now, &mut buf);
         }
-        let rec = proto::Record::Ops(buf.freeze());
+        let rec = proto::Record::Keys(buf.freeze());
         let mut sent = Vec::with_capacity(targets.len());
         for l in targets {
             let seq = l.push(rec.clone());

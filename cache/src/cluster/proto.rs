@@ -8,12 +8,16 @@
 //!   there).
 //! - [`KIND_LINK`]: an ordered replication link from a primary to one peer. Frames are
 //!   `[u64 seq]` followed by records `[type][u32 length][body]` ([`Record`]); the peer answers
-//!   with `[u64 seq]` once it has applied everything up to `seq`.
+//!   with `[u64 seq]` once it has applied everything up to `seq`. Key states carry the version
+//!   of the write that left them ([`KeyState`]): a state older than the receiver's copy is
+//!   ignored.
 //! - [`KIND_PULL`]: a joining or new owner asks for ranges: `[u16 count][u16 range]...`; the
 //!   answer lists the ranges refused (the asked node does not hold them yet). The keys then
 //!   arrive on the link from the asked node, followed by a [`Record::Done`].
 //!   [`KIND_PULL_KEPT`] is the same request, also accepting a copy that the asked node is
 //!   pulling again itself with its keys kept.
+//! - [`KIND_MERGE`]: a node asks for another's copies of ranges it owns, to keep the newer of
+//!   each key (after a heal or a rejoin); the answer is frames of key states on the stream.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -31,6 +35,9 @@ pub const KIND_PULL: u8 = 3;
 /// Stream kind: range pull that also takes a copy the asked node is itself pulling again with
 /// its keys kept (asked only once no member had a better copy).
 pub const KIND_PULL_KEPT: u8 = 5;
+/// Stream kind: the asked node's copies of ranges, to merge (`[u16 count][u16 range]...`);
+/// the answer is frames of [`KeyState`]s, then the end of the stream.
+pub const KIND_MERGE: u8 = 6;
 /// Stream kind: the asked node's cache members (a joining node waits until it knows them all).
 pub const KIND_MEMBERS: u8 = 4;
 /// Largest member list answer.
@@ -51,15 +58,15 @@ pub struct ProtoError(pub &'static str);
 /// One record of a link frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// RESP commands that set keys to the primary's state.
-    Ops(Bytes),
+    /// Key states: one [`KeyState`] after another ([`decode_keys`]).
+    Keys(Bytes),
     /// The ranges a pull asked for are complete.
     Done(Vec<u16>),
     /// A `PUBLISH`/`SPUBLISH` to deliver to local subscribers (RESP command).
     Publish(Bytes),
 }
 
-const R_OPS: u8 = 0;
+const R_KEYS: u8 = 0;
 const R_DONE: u8 = 1;
 const R_PUBLISH: u8 = 2;
 
@@ -67,7 +74,7 @@ impl Record {
     /// Appends the encoded record to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         let (t, body): (u8, &[u8]) = match self {
-            Record::Ops(b) => (R_OPS, b),
+            Record::Keys(b) => (R_KEYS, b),
             Record::Publish(b) => (R_PUBLISH, b),
             Record::Done(ranges) => {
                 out.put_u8(R_DONE);
@@ -84,7 +91,7 @@ impl Record {
     /// Encoded length.
     pub fn len(&self) -> usize {
         5 + match self {
-            Record::Ops(b) | Record::Publish(b) => b.len(),
+            Record::Keys(b) | Record::Publish(b) => b.len(),
             Record::Done(r) => 2 + 2 * r.len(),
         }
     }
@@ -120,13 +127,72 @@ pub fn decode_link(frame: &Bytes) -> Result<(u64, Vec<Record>), ProtoError> {
         let body = frame.slice(pos..pos + len);
         pos += len;
         out.push(match t {
-            R_OPS => Record::Ops(body),
+            R_KEYS => Record::Keys(body),
             R_PUBLISH => Record::Publish(body),
             R_DONE => Record::Done(decode_ranges(&body)?),
             _ => return Err(ProtoError("unknown record type")),
         });
     }
     Ok((seq, out))
+}
+
+/// One key's state as a peer sent it: `[u32 key length][key][u64 version][u32 length][RESP
+/// commands that recreate the state]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyState {
+    /// The key.
+    pub key: Bytes,
+    /// The version of the write that left this state.
+    pub ver: u64,
+    /// RESP commands that set the key to it (`DEL` when the key is absent).
+    pub ops: Bytes,
+}
+
+/// Appends a key state whose commands `ops` writes to `out`.
+pub fn encode_key_state(out: &mut BytesMut, key: &[u8], ver: u64, ops: impl FnOnce(&mut BytesMut)) {
+    out.put_u32(key.len() as u32);
+    out.put_slice(key);
+    out.put_u64(ver);
+    let at = out.len();
+    out.put_u32(0);
+    ops(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Decodes the key states of a [`Record::Keys`] body (or a merge answer).
+pub fn decode_keys(body: &Bytes) -> Result<Vec<KeyState>, ProtoError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let u32_at = |pos: usize| -> Result<usize, ProtoError> {
+        let b = body
+            .get(pos..pos + 4)
+            .ok_or(ProtoError("short key state"))?;
+        Ok(u32::from_be_bytes(b.try_into().map_err(|_| ProtoError("len"))?) as usize)
+    };
+    while pos < body.len() {
+        let klen = u32_at(pos)?;
+        pos += 4;
+        if klen > body.len() - pos {
+            return Err(ProtoError("key longer than its record"));
+        }
+        let key = body.slice(pos..pos + klen);
+        pos += klen;
+        let ver = body
+            .get(pos..pos + 8)
+            .ok_or(ProtoError("short key state"))?;
+        let ver = u64::from_be_bytes(ver.try_into().map_err(|_| ProtoError("ver"))?);
+        pos += 8;
+        let olen = u32_at(pos)?;
+        pos += 4;
+        if olen > body.len() - pos {
+            return Err(ProtoError("key state longer than its record"));
+        }
+        let ops = body.slice(pos..pos + olen);
+        pos += olen;
+        out.push(KeyState { key, ver, ops });
+    }
+    Ok(out)
 }
 
 /// `[u16 count][u16 range]...`
@@ -224,7 +290,7 @@ mod tests {
         let mut b = BytesMut::new();
         b.put_u64(7);
         let recs = vec![
-            Record::Ops(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n")),
+            Record::Keys(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n")),
             Record::Done(vec![1, 255]),
             Record::Publish(Bytes::from_static(b"x")),
         ];
@@ -236,5 +302,26 @@ mod tests {
         assert!(decode_link(&f.slice(..f.len() - 1)).is_err());
         assert!(decode_ranges(&[0, 1, 1, 0]).is_err());
         assert!(decode_replies(&Bytes::from_static(&[0, 0, 0, 9, 1]), 1).is_err());
+    }
+
+    #[test]
+    fn key_states_round_trip_and_refuse_garbage() {
+        let mut b = BytesMut::new();
+        encode_key_state(&mut b, b"k1", 7, |o| command(o, &[b"DEL", b"k1"]));
+        encode_key_state(&mut b, b"", u64::MAX, |_| {});
+        let b = b.freeze();
+        let got = decode_keys(&b).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((&got[0].key[..], got[0].ver), (&b"k1"[..], 7));
+        assert_eq!(&got[0].ops[..], b"*2\r\n$3\r\nDEL\r\n$2\r\nk1\r\n");
+        assert_eq!(
+            (got[1].key.len(), got[1].ver, got[1].ops.len()),
+            (0, u64::MAX, 0)
+        );
+        // Cut anywhere but between the two states.
+        for cut in (1..b.len()).filter(|&c| c != b.len() - 16) {
+            assert!(decode_keys(&b.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        assert!(decode_keys(&Bytes::from_static(&[255, 255, 255, 255, 0])).is_err());
     }
 }

@@ -49,6 +49,10 @@ pub async fn handle(
             let _ = mesh::frame::write(&mut send, &proto::encode_ranges(&refused)).await;
             let _ = send.finish();
         }
+        proto::KIND_MERGE => match proto::decode_ranges(&hello[1..]) {
+            Ok(groups) => merge(&shared, &cl, &groups, &mut send).await,
+            Err(e) => tracing::debug!(%peer, error = %e, "bad merge request"),
+        },
         proto::KIND_MEMBERS => {
             let peers: Vec<String> = cl.view().nodes.iter().map(|n| n.peer.to_string()).collect();
             let _ = mesh::frame::write(&mut send, &proto::encode_members(&peers)).await;
@@ -174,7 +178,19 @@ async fn link(
         };
         for r in records {
             match r {
-                Record::Ops(b) | Record::Publish(b) => {
+                Record::Keys(b) => match proto::decode_keys(&b) {
+                    Ok(states) => {
+                        for st in &states {
+                            conn::apply_state(shared, &mut conn, &mut out, st);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "bad key states; closing the link");
+                        conn::cleanup(shared, &mut conn);
+                        return;
+                    }
+                },
+                Record::Publish(b) => {
                     conn::run_each(shared, &mut conn, &b, &mut out);
                     out.buf.clear();
                 }
@@ -201,30 +217,59 @@ fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], kept_ok: bo
     cl.add_importer(peer, &ok);
     let link = cl.link(peer);
     let now = conn::now_ms();
+    let mut db = shared.db.lock();
+    let chunks = dump_ranges(&mut db, &ok, now);
+    let keys: usize = chunks.iter().map(|(n, _)| n).sum();
+    for (_, c) in chunks {
+        link.push(Record::Keys(c));
+    }
+    link.push(Record::Done(ok.clone()));
+    drop(db);
+    tracing::info!(%peer, ranges = ok.len(), keys, "cache: ranges handed over");
+    refused
+}
+
+/// The states of every key in `groups`, versioned, in chunks of about [`PULL_CHUNK`] bytes
+/// (with how many keys each holds).
+fn dump_ranges(db: &mut crate::db::Db, groups: &[u16], now: u64) -> Vec<(usize, Bytes)> {
     let mut want = [false; super::view::GROUPS];
-    for g in &ok {
+    for g in groups {
         want[usize::from(*g)] = true;
     }
-    let mut db = shared.db.lock();
     let mut keys: Vec<Bytes> = Vec::new();
     db.for_each_key(now, |k| {
         if want[usize::from(group_of(key_slot(k)))] {
             keys.push(Bytes::copy_from_slice(k));
         }
     });
-    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let (mut buf, mut n) = (BytesMut::new(), 0);
     for k in &keys {
-        super::dump::dump_key(&db, k, now, &mut buf);
+        super::dump::dump_state(db, k, db.version(k, now), now, &mut buf);
+        n += 1;
         if buf.len() >= PULL_CHUNK {
-            link.push(Record::Ops(buf.split().freeze()));
+            out.push((std::mem::take(&mut n), buf.split().freeze()));
         }
     }
     if !buf.is_empty() {
-        link.push(Record::Ops(buf.freeze()));
+        out.push((n, buf.freeze()));
     }
-    link.push(Record::Done(ok.clone()));
-    drop(db);
-    tracing::info!(%peer, ranges = ok.len(), keys = keys.len(), "cache: ranges handed over");
-    let _ = KIND_LINK;
-    refused
+    out
+}
+
+/// Answers a merge request: this node's copies of the ranges it holds, serves, is pulling or
+/// released lately (not while stale), as frames of key states.
+async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::SendStream) {
+    let mine: Vec<u16> = groups.iter().copied().filter(|g| cl.has_copy(*g)).collect();
+    let chunks = if mine.is_empty() {
+        Vec::new()
+    } else {
+        dump_ranges(&mut shared.db.lock(), &mine, conn::now_ms())
+    };
+    for (_, c) in chunks {
+        if mesh::frame::write(send, &c).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
 }

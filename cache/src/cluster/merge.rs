@@ -1,0 +1,185 @@
+//! Merging copies of ranges after a heal or a rejoin.
+//!
+//! A hand-over takes one copy of a range: the first member in rendezvous order that can hand
+//! it over. After a partition heals, that copy can be the wrong one: a member cut off without
+//! noticing it lacked a majority (or restarted on the minority side, knowing only that side)
+//! still serves its copy as current, while the writes the majority acknowledged meanwhile sit
+//! on members that held the range during the cut and lost it at the heal.
+//!
+//! So when members appear in a node's view (a heal, a restart, a join), the node asks each of
+//! them for its copies of the ranges the node owns ([`super::proto::KIND_MERGE`]); after a
+//! rejoin it asks every member. An asked member answers with the ranges it serves, pulls or
+//! released in the last minute, unless its own copies are stale. Each key state carries the
+//! version of the write that left it (a hybrid clock: milliseconds, then a counter, never behind
+//! a version the node saw), and the receiving node keeps whichever is newer
+//! ([`crate::conn::apply_state`]): last writer wins, per key. A range goes on being served
+//! meanwhile; a read in the first moments after a heal may still see the older state.
+//!
+//! Limits: a key deleted on one side comes back from a copy that still has it (a delete leaves
+//! no version behind); the merged states are not sent on to the range's other owner, which
+//! merges for itself when it sees the same members appear.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mesh::PeerId;
+
+use super::Cluster;
+use super::proto::{self, KIND_MERGE, MAX_FRAME};
+use crate::conn::{self, ConnState};
+use crate::reply::Reply;
+use crate::shared::Shared;
+
+/// How long one member's answer may take.
+const MERGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Cluster {
+    /// Asks each of `peers` for its copies of `groups` at the importer's next round.
+    pub(crate) fn queue_merges(&self, peers: &[PeerId], groups: &[u16]) {
+        let mut m = self.merges.lock();
+        for p in peers {
+            let list = m.entry(*p).or_default();
+            list.extend_from_slice(groups);
+            list.sort_unstable();
+            list.dedup();
+        }
+    }
+
+    /// The merges to ask for now, per member.
+    pub(crate) fn due_merges(&self) -> HashMap<PeerId, Vec<u16>> {
+        std::mem::take(&mut *self.merges.lock())
+    }
+}
+
+/// Asks `peer` for its copies of `groups` and keeps, per key, the newer state. Returns how many
+/// states were newer than this node's.
+pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) -> usize {
+    let (mut conn, _rx) = ConnState::detached(shared);
+    conn.cl.apply = true;
+    let mut out = Reply::new();
+    let (mut seen, mut newer) = (0usize, 0usize);
+    let res = tokio::time::timeout(MERGE_TIMEOUT, async {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let (mut send, mut recv) = cl
+            .mesh
+            .open_bi(peer, proto::ALPN)
+            .await
+            .map_err(|e| err(&e))?;
+        let mut hello = vec![KIND_MERGE];
+        hello.extend_from_slice(&proto::encode_ranges(groups));
+        mesh::frame::write(&mut send, &hello)
+            .await
+            .map_err(|e| err(&e))?;
+        let _ = send.finish();
+        let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
+        while let Some(f) = dec.read(&mut recv).await.map_err(|e| err(&e))? {
+            let states = proto::decode_keys(&f).map_err(|e| err(&e))?;
+            seen += states.len();
+            for st in &states {
+                if conn::apply_state(shared, &mut conn, &mut out, st) {
+                    newer += 1;
+                }
+            }
+        }
+        Ok::<(), String>(())
+    })
+    .await;
+    conn::cleanup(shared, &mut conn);
+    match res {
+        Ok(Ok(())) if newer > 0 => {
+            tracing::info!(%peer, ranges = groups.len(), keys = seen, newer, "cache: merged a member's copies");
+        }
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "cache: merge failed"),
+        Err(_) => tracing::debug!(%peer, "cache: merge timed out"),
+    }
+    newer
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use crate::cluster::{dump, proto};
+    use crate::conn::{self, ConnState, Session};
+    use crate::reply::Reply;
+
+    /// `key`'s state in `from`, as a peer would send it, with version `ver`.
+    fn state_of(from: &Session, key: &str, ver: u64) -> proto::KeyState {
+        let mut b = BytesMut::new();
+        let db = from.shared().db.lock();
+        dump::dump_state(&db, key.as_bytes(), ver, conn::now_ms(), &mut b);
+        proto::decode_keys(&b.freeze()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_state_replaces_only_an_older_copy() {
+        let mut peer = Session::new();
+        peer.cmd(&["RPUSH", "l", "a", "b"]);
+        peer.cmd(&["SET", "s", "theirs"]);
+        let mut me = Session::new();
+        me.cmd(&["SET", "l", "mine"]);
+        me.cmd(&["SET", "s", "mine"]);
+        me.shared().db.lock().set_version(b"l", 10);
+        me.shared().db.lock().set_version(b"s", 30);
+        let shared = me.shared().clone();
+        let (mut c, _rx) = ConnState::detached(&shared);
+        c.cl.apply = true;
+        let mut out = Reply::new();
+        // Newer than mine: replaces it, type and all, and carries its version.
+        assert!(conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "l", 20)
+        ));
+        assert_eq!(
+            me.cmd(&["LRANGE", "l", "0", "-1"]),
+            "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(shared.db.lock().version(b"l", conn::now_ms()), 20);
+        // Older or as old: mine stays.
+        for ver in [20, 29, 30] {
+            assert!(!conn::apply_state(
+                &shared,
+                &mut c,
+                &mut out,
+                &state_of(&peer, "s", ver)
+            ));
+        }
+        assert_eq!(me.cmd(&["GET", "s"]), "$4\r\nmine\r\n");
+        assert!(conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "s", 31)
+        ));
+        assert_eq!(me.cmd(&["GET", "s"]), "$6\r\ntheirs\r\n");
+        // A key the peer lacks travels as a DEL: it removes my copy only if newer.
+        me.cmd(&["SET", "x", "1"]);
+        shared.db.lock().set_version(b"x", 40);
+        assert!(!conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "x", 39)
+        ));
+        assert_eq!(me.cmd(&["EXISTS", "x"]), ":1\r\n");
+        assert!(conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "x", 41)
+        ));
+        assert_eq!(me.cmd(&["EXISTS", "x"]), ":0\r\n");
+        // A key I lack is taken whatever its version.
+        peer.cmd(&["SET", "n", "v"]);
+        assert!(conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "n", 1)
+        ));
+        assert_eq!(me.cmd(&["GET", "n"]), "$1\r\nv\r\n");
+    }
+}
