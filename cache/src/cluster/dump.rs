@@ -9,14 +9,51 @@
 //! Each state travels with the version of the write that left it ([`dump_state`]), so a node
 //! given copies of a key by several peers (a heal) keeps the newest.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
+use super::group_of;
 use super::proto::command;
+use super::view::GROUPS;
 use crate::db::Db;
+use crate::slot::key_slot;
 use crate::value::Value;
 
 /// Elements per command, so that one command never approaches the frame bound on its own.
 const CHUNK: usize = 512;
+/// Bytes of key states per record when whole ranges are sent.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// The states of every key in ranges `groups` whose version is at least `since`, in chunks of
+/// about `CHUNK_BYTES` (with how many keys each holds).
+pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(usize, Bytes)> {
+    let mut want = [false; GROUPS];
+    for g in groups {
+        want[usize::from(*g)] = true;
+    }
+    let mut keys: Vec<Bytes> = Vec::new();
+    db.for_each_key(now, |k| {
+        if want[usize::from(group_of(key_slot(k)))] {
+            keys.push(Bytes::copy_from_slice(k));
+        }
+    });
+    let mut out = Vec::new();
+    let (mut buf, mut n) = (BytesMut::new(), 0);
+    for k in &keys {
+        let ver = db.version(k, now);
+        if ver < since {
+            continue;
+        }
+        dump_state(db, k, ver, now, &mut buf);
+        n += 1;
+        if buf.len() >= CHUNK_BYTES {
+            out.push((std::mem::take(&mut n), buf.split().freeze()));
+        }
+    }
+    if !buf.is_empty() {
+        out.push((n, buf.freeze()));
+    }
+    out
+}
 
 /// Appends `key`'s current state in `db` as a [`super::proto::KeyState`] of version `ver`.
 pub fn dump_state(db: &Db, key: &[u8], ver: u64, now: u64, out: &mut BytesMut) {

@@ -276,6 +276,7 @@ impl Cluster {
                 .collect()
         };
         let mut owned: Vec<u16> = Vec::new();
+        let mut lost: Vec<u16> = Vec::new();
         let mut gained: Vec<u16> = Vec::new();
         {
             let mut imports = self.imports.lock();
@@ -283,8 +284,12 @@ impl Cluster {
                 let slot = g * GROUP_SLOTS;
                 let state = &self.state[usize::from(g)];
                 if !v.is_owner(slot) {
-                    if state.swap(NOT_OWNED, Ordering::AcqRel) != NOT_OWNED {
+                    let was = state.swap(NOT_OWNED, Ordering::AcqRel);
+                    if was != NOT_OWNED {
                         self.release(g);
+                    }
+                    if was == SERVING {
+                        lost.push(g);
                     }
                     imports.remove(&g);
                     continue;
@@ -360,6 +365,9 @@ impl Cluster {
                 }
                 keep
             });
+        }
+        if !lost.is_empty() {
+            self.hand_off(shared, &v, &lost);
         }
         *self.view.write() = v;
         if !merge_from.is_empty() && !owned.is_empty() {

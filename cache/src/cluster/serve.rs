@@ -9,14 +9,11 @@ use super::proto::{
     self, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_PULL, KIND_PULL_KEPT, KIND_SESSION,
     MAX_FRAME, Record,
 };
-use super::{Cluster, Internal, group_of};
+use super::{Cluster, Internal};
 use crate::conn::{self, ConnState};
 use crate::reply::Reply;
 use crate::shared::Shared;
-use crate::slot::key_slot;
 
-/// Bytes of key states per queued record when a range is pulled.
-const PULL_CHUNK: usize = 256 * 1024;
 /// The answer to every command of a request that wrote, on a member that does not own the
 /// slot, what none of the slot's owners acknowledged (sync replication): not acknowledged,
 /// the client retries.
@@ -218,7 +215,7 @@ fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], kept_ok: bo
     let link = cl.link(peer);
     let now = conn::now_ms();
     let mut db = shared.db.lock();
-    let chunks = dump_ranges(&mut db, &ok, now);
+    let chunks = super::dump::dump_ranges(&mut db, &ok, now, 0);
     let keys: usize = chunks.iter().map(|(n, _)| n).sum();
     for (_, c) in chunks {
         link.push(Record::Keys(c));
@@ -229,34 +226,6 @@ fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], kept_ok: bo
     refused
 }
 
-/// The states of every key in `groups`, versioned, in chunks of about [`PULL_CHUNK`] bytes
-/// (with how many keys each holds).
-fn dump_ranges(db: &mut crate::db::Db, groups: &[u16], now: u64) -> Vec<(usize, Bytes)> {
-    let mut want = [false; super::view::GROUPS];
-    for g in groups {
-        want[usize::from(*g)] = true;
-    }
-    let mut keys: Vec<Bytes> = Vec::new();
-    db.for_each_key(now, |k| {
-        if want[usize::from(group_of(key_slot(k)))] {
-            keys.push(Bytes::copy_from_slice(k));
-        }
-    });
-    let mut out = Vec::new();
-    let (mut buf, mut n) = (BytesMut::new(), 0);
-    for k in &keys {
-        super::dump::dump_state(db, k, db.version(k, now), now, &mut buf);
-        n += 1;
-        if buf.len() >= PULL_CHUNK {
-            out.push((std::mem::take(&mut n), buf.split().freeze()));
-        }
-    }
-    if !buf.is_empty() {
-        out.push((n, buf.freeze()));
-    }
-    out
-}
-
 /// Answers a merge request: this node's copies of the ranges it holds, serves, is pulling or
 /// released lately (not while stale), as frames of key states.
 async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::SendStream) {
@@ -264,7 +233,7 @@ async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::S
     let chunks = if mine.is_empty() {
         Vec::new()
     } else {
-        dump_ranges(&mut shared.db.lock(), &mine, conn::now_ms())
+        super::dump::dump_ranges(&mut shared.db.lock(), &mine, conn::now_ms(), 0)
     };
     for (_, c) in chunks {
         if mesh::frame::write(send, &c).await.is_err() {
