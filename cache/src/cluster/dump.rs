@@ -55,6 +55,55 @@ pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(us
     out
 }
 
+/// As [`dump_ranges`], in one walk of the keyspace, with each range's chunks apart (ranges
+/// without such keys are left out).
+pub fn dump_ranges_apart(
+    db: &mut Db,
+    groups: &[u16],
+    now: u64,
+    since: u64,
+) -> Vec<(u16, Vec<(usize, Bytes)>)> {
+    let mut want = [false; GROUPS];
+    for g in groups {
+        want[usize::from(*g)] = true;
+    }
+    let mut keys: Vec<Bytes> = Vec::new();
+    db.for_each_key(now, |k| {
+        if want[usize::from(group_of(key_slot(k)))] {
+            keys.push(Bytes::copy_from_slice(k));
+        }
+    });
+    /// One range's chunks so far and the one being filled.
+    #[derive(Default)]
+    struct Chunks {
+        done: Vec<(usize, Bytes)>,
+        buf: BytesMut,
+        n: usize,
+    }
+    let mut per: std::collections::BTreeMap<u16, Chunks> = std::collections::BTreeMap::new();
+    for k in &keys {
+        let ver = db.version(k, now);
+        if ver < since {
+            continue;
+        }
+        let c = per.entry(group_of(key_slot(k))).or_default();
+        dump_state(db, k, ver, now, &mut c.buf);
+        c.n += 1;
+        if c.buf.len() >= CHUNK_BYTES {
+            c.done
+                .push((std::mem::take(&mut c.n), c.buf.split().freeze()));
+        }
+    }
+    per.into_iter()
+        .map(|(g, mut c)| {
+            if !c.buf.is_empty() {
+                c.done.push((c.n, c.buf.freeze()));
+            }
+            (g, c.done)
+        })
+        .collect()
+}
+
 /// Appends `key`'s current state in `db` as a [`super::proto::KeyState`] of version `ver`.
 pub fn dump_state(db: &Db, key: &[u8], ver: u64, now: u64, out: &mut BytesMut) {
     super::proto::encode_key_state(out, key, ver, |o| dump_key(db, key, now, o));

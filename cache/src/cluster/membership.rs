@@ -27,7 +27,9 @@ use mesh::PeerId;
 
 use super::proto::{self, KIND_PULL, KIND_PULL_KEPT};
 use super::view::{GROUP_SLOTS, GROUPS, Node, View};
-use super::{CATCHING_UP, Cluster, FRESH, IMPORTING, Import, NOT_OWNED, SERVING, STALE, group_of};
+use super::{
+    CATCHING_UP, Cluster, FRESH, IMPORTING, Import, NOT_OWNED, Released, SERVING, STALE, group_of,
+};
 use crate::shared::Shared;
 use crate::slot::key_slot;
 
@@ -148,11 +150,13 @@ impl Cluster {
         self.apply_view(shared, v, true, empty_gained);
     }
 
-    /// Notes that this node held range `g` until now: it can still hand it over for a while,
-    /// unless its copies are stale.
-    fn release(&self, g: u16) {
+    /// Notes that this node held range `g` until now (`whole`: its copy had every key, see
+    /// [`Released`]): it can still hand it over or answer merges for a while, unless its copies
+    /// are stale.
+    fn release(&self, g: u16, whole: bool) {
         if self.freshness.load(Ordering::Acquire) == FRESH {
-            self.released.lock().insert(g, Instant::now());
+            let at = Instant::now();
+            self.released.lock().insert(g, Released { at, whole });
         }
     }
 
@@ -256,6 +260,7 @@ impl Cluster {
     /// still be handed over for a while ([`Cluster::can_hand_over`]).
     fn apply_view(&self, shared: &Shared, v: View, repull: bool, empty_gained: bool) {
         let v = Arc::new(v);
+        let old = self.view();
         let merge_from: Vec<PeerId> = if repull {
             // A first start has nothing of its own to merge; a rejoin asks everyone.
             if empty_gained {
@@ -268,15 +273,27 @@ impl Cluster {
                     .collect()
             }
         } else {
-            let cur = self.view();
             v.nodes
                 .iter()
                 .map(|n| n.peer)
-                .filter(|p| *p != self.me && !cur.nodes.iter().any(|m| m.peer == *p))
+                .filter(|p| *p != self.me && !old.nodes.iter().any(|m| m.peer == *p))
+                .collect()
+        };
+        let owners_in = |view: &View, g: u16| -> Vec<PeerId> {
+            view.owners(g * GROUP_SLOTS)
+                .iter()
+                .map(|&i| view.nodes[usize::from(i)].peer)
+                .filter(|p| *p != self.me)
                 .collect()
         };
         let mut owned: Vec<u16> = Vec::new();
-        let mut lost: Vec<u16> = Vec::new();
+        // Per peer, the ranges whose recent writes it is sent (see [`Cluster::hand_off`]).
+        let mut hand_off: HashMap<PeerId, Vec<u16>> = HashMap::new();
+        let mut to = |peers: Vec<PeerId>, g: u16| {
+            for p in peers {
+                hand_off.entry(p).or_default().push(g);
+            }
+        };
         let mut gained: Vec<u16> = Vec::new();
         {
             let mut imports = self.imports.lock();
@@ -286,10 +303,16 @@ impl Cluster {
                 if !v.is_owner(slot) {
                     let was = state.swap(NOT_OWNED, Ordering::AcqRel);
                     if was != NOT_OWNED {
-                        self.release(g);
+                        // A pull still under way leaves a partial copy: a member that gained
+                        // the range at a death and loses it when the dead node restarts must
+                        // not hand that to the restarted node (it would serve the range
+                        // without the writes the pull's source acknowledged meanwhile).
+                        let unsourced = !self.kept[usize::from(g)].load(Ordering::Acquire)
+                            && imports.get(&g).is_some_and(Import::unsourced);
+                        self.release(g, was == SERVING || unsourced);
                     }
                     if was == SERVING {
-                        lost.push(g);
+                        to(owners_in(&v, g), g);
                     }
                     imports.remove(&g);
                     continue;
@@ -302,6 +325,17 @@ impl Cluster {
                     state.load(Ordering::Acquire)
                 };
                 if cur == SERVING {
+                    // Owners new to this range may have pulled it from another holder, and
+                    // this node may have run writes under the old view that reached only the
+                    // old owners.
+                    let before = owners_in(&old, g);
+                    to(
+                        owners_in(&v, g)
+                            .into_iter()
+                            .filter(|p| !before.contains(p))
+                            .collect(),
+                        g,
+                    );
                     continue;
                 }
                 let sources: Vec<PeerId> = v
@@ -366,8 +400,8 @@ impl Cluster {
                 keep
             });
         }
-        if !lost.is_empty() {
-            self.hand_off(shared, &v, &lost);
+        if !hand_off.is_empty() && !repull {
+            self.hand_off(shared, hand_off);
         }
         *self.view.write() = v;
         if !merge_from.is_empty() && !owned.is_empty() {
@@ -559,5 +593,97 @@ async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], kept_ok: bool) -> bool {
             true
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    async fn lone_cluster() -> (Cluster, Shared, mesh::Mesh) {
+        let m = mesh::Mesh::start(
+            mesh::keypair_from_seed([9; 32]),
+            mesh::MeshConfig::local(),
+            &mut prometheus_client::registry::Registry::default(),
+        )
+        .await
+        .expect("a mesh on loopback");
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let cl = Cluster::new(m.clone(), addr, 2, true, CancellationToken::new());
+        (cl, Shared::new(addr, String::new(), Metrics::default()), m)
+    }
+
+    fn view_of(cl: &Cluster, others: &[PeerId]) -> View {
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut nodes = vec![Node::new(cl.me, addr)];
+        nodes.extend(others.iter().map(|p| Node::new(*p, addr)));
+        View::new(nodes, cl.me, cl.rf, 1)
+    }
+
+    /// A member that gained a range (a death) and lost it again (the dead node restarted)
+    /// before its pull finished holds part of the keys: it must not hand that over, though it
+    /// still answers merges with it. A range it served is handed over after it loses it.
+    #[tokio::test]
+    async fn a_range_lost_while_still_pulled_is_not_handed_over() {
+        let (cl, shared, _mesh) = lone_cluster().await;
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let (dies, later) = (peers[0], &peers[3..]);
+        let survivors = &peers[1..3];
+        // View 1: four members, every range this node owns served. View 2: one dies, and this
+        // node pulls the ranges it gains. View 3: it restarted and others joined, before those
+        // pulls finished: this node loses the ranges it was pulling, and some it served.
+        cl.apply_view(&shared, view_of(&cl, &peers[..3]), false, true);
+        for g in 0..GROUPS as u16 {
+            if cl.group_state(g) == IMPORTING {
+                let src = cl.imports.lock()[&g].sources[0];
+                cl.imports.lock().get_mut(&g).unwrap().asked = Some((src, Instant::now()));
+                cl.import_done(src, &[g]);
+            }
+        }
+        assert_eq!(
+            cl.importing(),
+            0,
+            "every range served after the first pulls"
+        );
+        cl.apply_view(&shared, view_of(&cl, survivors), false, true);
+        let pulling: Vec<u16> = (0..GROUPS as u16)
+            .filter(|g| cl.group_state(*g) == IMPORTING)
+            .collect();
+        let serving: Vec<u16> = (0..GROUPS as u16)
+            .filter(|g| cl.group_state(*g) == SERVING)
+            .collect();
+        let mut all = vec![dies];
+        all.extend_from_slice(survivors);
+        all.extend_from_slice(later);
+        cl.apply_view(&shared, view_of(&cl, &all), false, true);
+        let lost = |gs: &[u16]| -> Vec<u16> {
+            gs.iter()
+                .copied()
+                .filter(|g| cl.group_state(*g) == NOT_OWNED)
+                .collect()
+        };
+        let (lost_pulling, lost_serving) = (lost(&pulling), lost(&serving));
+        assert!(
+            !lost_pulling.is_empty() && !lost_serving.is_empty(),
+            "the views exercise both cases ({} lost while pulled, {} lost while served)",
+            lost_pulling.len(),
+            lost_serving.len()
+        );
+        for g in lost_pulling {
+            assert!(
+                !cl.can_hand_over(g, true),
+                "range {g}: a partial copy is handed over"
+            );
+            assert!(cl.has_copy(g), "range {g}: its keys still answer merges");
+        }
+        for g in lost_serving {
+            assert!(
+                cl.can_hand_over(g, false),
+                "range {g}: a whole copy is handed over"
+            );
+        }
     }
 }

@@ -15,9 +15,10 @@
 //! ([`crate::conn::apply_state`]): last writer wins, per key. A range goes on being served
 //! meanwhile; a read in the first moments after a heal may still see the older state.
 //!
-//! A node that loses a range it served also sends the states written there in the last minute
-//! to the range's new owners ([`Cluster::hand_off`]): until its view changed it may have gone on
-//! running the range's writes after the new owner's pull took its snapshot elsewhere.
+//! A node that served a range whose owners change also sends the states written there in the
+//! last minute to the owners new to it ([`Cluster::hand_off`]; all of them if it lost the
+//! range): until its view changed it may have gone on running the range's writes, or receiving
+//! them as a replica, after the new owner's pull took its snapshot elsewhere.
 //!
 //! Limits: a key deleted on one side comes back from a copy that still has it (a delete leaves
 //! no version behind); the merged states are not sent on to the range's other owner, which
@@ -26,10 +27,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use mesh::PeerId;
 
 use super::proto::{self, KIND_MERGE, MAX_FRAME, Record};
-use super::view::{GROUP_SLOTS, View};
 use super::{Cluster, RELEASED_TTL, dump};
 use crate::conn::{self, ConnState};
 use crate::reply::Reply;
@@ -50,49 +51,45 @@ impl Cluster {
         }
     }
 
-    /// Sends the states of the keys written lately in ranges this node just lost (it served
-    /// them until view `v`) to their owners in `v`. A new owner pulled the range from some
-    /// member, and this one may have gone on running the range's writes until its own view
-    /// changed: when the pull's source was not this node (it was suspected, say) those writes
-    /// would reach only the other old owner. Only states younger than the hand-over window
-    /// go ([`RELEASED_TTL`]), applied by the owners if newer than their copies.
-    pub(crate) fn hand_off(&self, shared: &Shared, v: &View, lost: &[u16]) {
+    /// Sends the states of the keys written lately in ranges this node served until its view
+    /// changed to the peers given for them: the new owners of a range it lost, and the owners
+    /// new to a range it keeps. A new owner pulled the range from some member, and this one
+    /// may have gone on running the range's writes (or receiving them as a replica) under its
+    /// old view: when the pull's source was not this node (it was suspected, say) those writes
+    /// would reach only the old owners. Only states younger than the hand-over window go
+    /// ([`RELEASED_TTL`]), applied by the owners if newer than their copies.
+    pub(crate) fn hand_off(&self, shared: &Shared, per_peer: HashMap<PeerId, Vec<u16>>) {
         if self.is_stale() {
-            return;
-        }
-        let mut per_peer: HashMap<PeerId, Vec<u16>> = HashMap::new();
-        for &g in lost {
-            for &i in v.owners(g * GROUP_SLOTS) {
-                let p = v.nodes[usize::from(i)].peer;
-                if p != self.me {
-                    per_peer.entry(p).or_default().push(g);
-                }
-            }
-        }
-        if per_peer.is_empty() {
             return;
         }
         let now = conn::now_ms();
         let since = now.saturating_sub(RELEASED_TTL.as_millis() as u64) << 16;
-        let mut db = shared.db.lock();
+        let mut groups: Vec<u16> = per_peer.values().flatten().copied().collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let ranges = groups.len();
+        // Queued after the keyspace lock is released: a later write's state may reach a peer
+        // first, and the peer then keeps it (it is newer).
+        let chunks: HashMap<u16, Vec<(usize, Bytes)>> =
+            dump::dump_ranges_apart(&mut shared.db.lock(), &groups, now, since)
+                .into_iter()
+                .collect();
         let mut sent = 0;
         for (peer, groups) in per_peer {
-            let chunks = dump::dump_ranges(&mut db, &groups, now, since);
-            if chunks.is_empty() {
-                continue;
-            }
-            let link = self.link(peer);
-            for (n, c) in chunks {
-                sent += n;
-                link.push(Record::Keys(c));
+            let mut link = None;
+            for g in groups {
+                for (n, c) in chunks.get(&g).into_iter().flatten() {
+                    sent += n;
+                    link.get_or_insert_with(|| self.link(peer))
+                        .push(Record::Keys(c.clone()));
+                }
             }
         }
-        drop(db);
         if sent > 0 {
             tracing::info!(
-                ranges = lost.len(),
+                ranges,
                 keys = sent,
-                "cache: handed off the recent writes of lost ranges"
+                "cache: handed off the recent writes of ranges with new owners"
             );
         }
     }

@@ -139,6 +139,23 @@ pub enum Decision {
     },
 }
 
+/// A range this node held until a view change moved it elsewhere.
+#[derive(Debug, Clone, Copy)]
+struct Released {
+    at: Instant,
+    /// Its copy was whole: it served the range, or it was pulling it but every member refused
+    /// (it ran the range's requests itself and held the only copy). A range lost while its
+    /// pull was still under way holds only part of the keys; handing it over would give the
+    /// puller a copy without the writes its source had.
+    whole: bool,
+}
+
+impl Released {
+    fn recent(&self) -> bool {
+        self.at.elapsed() < RELEASED_TTL
+    }
+}
+
 #[derive(Debug)]
 struct Import {
     /// Every other member, in the range's rendezvous order.
@@ -173,9 +190,9 @@ pub struct Cluster {
     kept: Box<[AtomicBool]>,
     imports: Mutex<HashMap<u16, Import>>,
     importers: Mutex<HashMap<u16, Vec<(PeerId, Instant)>>>,
-    /// Ranges this node held and lost, with when: it can still hand them over (see
-    /// [`RELEASED_TTL`]).
-    released: Mutex<HashMap<u16, Instant>>,
+    /// Ranges this node held and lost: it can still answer merges with them and, if its copy
+    /// was whole, hand them over (see [`RELEASED_TTL`]).
+    released: Mutex<HashMap<u16, Released>>,
     /// [`FRESH`], [`STALE`] (no majority in sight: writes are refused) or [`CATCHING_UP`].
     freshness: AtomicU8,
     /// How many other members the current nearness order ranks by a measured RTT (the rest by
@@ -270,8 +287,9 @@ impl Cluster {
     /// copies are stale (it was without a majority and has not caught up). Otherwise: it
     /// serves it; or it is pulling it but every member refused, so it runs the range's
     /// requests itself and holds the only copy there is; or it held the range until a view
-    /// change moved it elsewhere less than [`RELEASED_TTL`] ago (at a heal, the members that
-    /// held a range during the cut may all lose it to the returning owners). With `kept_ok`
+    /// change moved it elsewhere less than [`RELEASED_TTL`] ago, with its copy whole (at a
+    /// heal, the members that held a range during the cut may all lose it to the returning
+    /// owners). With `kept_ok`
     /// also when it is pulling the range again after a rejoin with its keys kept: when both
     /// sides of a healed cut rejoin, each pulls from the other. The puller asks for such a
     /// copy only after a round in which no member had a better one, since a member that was
@@ -289,7 +307,7 @@ impl Cluster {
                 .released
                 .lock()
                 .get(&g)
-                .is_some_and(|t| t.elapsed() < RELEASED_TTL),
+                .is_some_and(|r| r.whole && r.recent()),
         }
     }
 
@@ -300,11 +318,7 @@ impl Cluster {
             return false;
         }
         self.group_state(g) != NOT_OWNED
-            || self
-                .released
-                .lock()
-                .get(&g)
-                .is_some_and(|t| t.elapsed() < RELEASED_TTL)
+            || self.released.lock().get(&g).is_some_and(Released::recent)
     }
 
     /// How many other members the nearness order (replicas in the maps, `READONLY` routing)
