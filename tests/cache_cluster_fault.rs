@@ -106,6 +106,10 @@ fn run(sync: bool) {
     .expect("half the keys are written");
     cluster.node_mut(VICTIM).kill();
     let killed = Instant::now();
+    eprintln!(
+        "sync={sync}: node {VICTIM} killed after {} acknowledged keys",
+        progress.load(Ordering::Relaxed)
+    );
     let live: Vec<SocketAddr> = all
         .iter()
         .enumerate()

@@ -150,7 +150,13 @@ async fn run(
                             unacked_bytes -= f.len();
                         }
                     }
-                    ack_tx.send_replace(seq);
+                    // Never backwards: a record queued outside the keyspace lock (a
+                    // PUBLISH) can travel in a frame after a higher-numbered one.
+                    ack_tx.send_if_modified(|a| {
+                        let newer = seq > *a;
+                        *a = (*a).max(seq);
+                        newer
+                    });
                     failures = 0;
                 }
                 first = rx.recv() => {

@@ -68,10 +68,11 @@ impl Cluster {
         groups.sort_unstable();
         groups.dedup();
         let ranges = groups.len();
-        // Queued after the keyspace lock is released: a later write's state may reach a peer
-        // first, and the peer then keeps it (it is newer).
+        // Queued under the keyspace lock, as every write's record is: a link numbers its
+        // records as they are queued and must receive them in that order.
+        let mut db = shared.db.lock();
         let chunks: HashMap<u16, Vec<(usize, Bytes)>> =
-            dump::dump_ranges_apart(&mut shared.db.lock(), &groups, now, since)
+            dump::dump_ranges_apart(&mut db, &groups, now, since)
                 .into_iter()
                 .collect();
         let mut sent = 0;
@@ -85,6 +86,7 @@ impl Cluster {
                 }
             }
         }
+        drop(db);
         if sent > 0 {
             tracing::info!(
                 ranges,
