@@ -190,31 +190,44 @@ pub async fn choose_role(
     Ok(role)
 }
 
-/// Asks live members whom they follow, until one answers or `wait` passes.
+/// Asks live members whom they follow, until one answers or `wait` passes. Every live member
+/// is asked at once, each round: while a mesh forms, members that are still choosing their own
+/// role do not answer yet, and asking them one after another (2 s each) could use up `wait`
+/// before one that answers was asked.
 async fn discover(mesh: &mesh::Mesh, wait: Duration) -> Result<Role> {
     let me = mesh.peer_id();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let peers: Vec<PeerId> = mesh
+        let asks: Vec<_> = mesh
             .members()
             .into_iter()
             .filter(|m| !m.is_self && m.state == mesh::MemberState::Alive)
-            .map(|m| m.id.peer)
+            .map(|m| {
+                let peer = m.id.peer;
+                Box::pin(async move {
+                    match tokio::time::timeout(Duration::from_secs(2), hello(mesh, peer)).await {
+                        Ok(Ok(registrar)) => Ok((peer, registrar)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "hello failed");
+                            Err(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "hello timed out");
+                            Err(())
+                        }
+                    }
+                })
+            })
             .collect();
-        for peer in peers {
-            let asked = tokio::time::timeout(Duration::from_secs(2), hello(mesh, peer)).await;
-            match asked {
-                Ok(Ok(registrar)) => {
-                    tracing::info!(%peer, %registrar, "learned the ledger registrar from a peer");
-                    return Ok(if registrar == me {
-                        Role::Registrar
-                    } else {
-                        Role::Follower(registrar)
-                    });
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "hello failed"),
-                Err(_) => tracing::debug!(%peer, "hello timed out"),
-            }
+        if !asks.is_empty()
+            && let Ok(((peer, registrar), _)) = futures::future::select_ok(asks).await
+        {
+            tracing::info!(%peer, %registrar, "learned the ledger registrar from a peer");
+            return Ok(if registrar == me {
+                Role::Registrar
+            } else {
+                Role::Follower(registrar)
+            });
         }
         if tokio::time::Instant::now() >= deadline {
             anyhow::bail!(
