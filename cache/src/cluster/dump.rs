@@ -23,9 +23,8 @@ const CHUNK: usize = 512;
 /// Bytes of key states per record when whole ranges are sent.
 const CHUNK_BYTES: usize = 256 * 1024;
 
-/// The states of every key in ranges `groups` whose version is at least `since`, in chunks of
-/// about `CHUNK_BYTES` (with how many keys each holds).
-pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(usize, Bytes)> {
+/// The live keys of ranges `groups`.
+fn keys_in(db: &mut Db, groups: &[u16], now: u64) -> Vec<Bytes> {
     let mut want = [false; GROUPS];
     for g in groups {
         want[usize::from(*g)] = true;
@@ -36,6 +35,13 @@ pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(us
             keys.push(Bytes::copy_from_slice(k));
         }
     });
+    keys
+}
+
+/// The states of every key in ranges `groups` whose version is at least `since`, in chunks of
+/// about `CHUNK_BYTES` (with how many keys each holds).
+pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(usize, Bytes)> {
+    let keys = keys_in(db, groups, now);
     let mut out = Vec::new();
     let (mut buf, mut n) = (BytesMut::new(), 0);
     for k in &keys {
@@ -63,16 +69,7 @@ pub fn dump_ranges_apart(
     now: u64,
     since: u64,
 ) -> Vec<(u16, Vec<(usize, Bytes)>)> {
-    let mut want = [false; GROUPS];
-    for g in groups {
-        want[usize::from(*g)] = true;
-    }
-    let mut keys: Vec<Bytes> = Vec::new();
-    db.for_each_key(now, |k| {
-        if want[usize::from(group_of(key_slot(k)))] {
-            keys.push(Bytes::copy_from_slice(k));
-        }
-    });
+    let keys = keys_in(db, groups, now);
     /// One range's chunks so far and the one being filled.
     #[derive(Default)]
     struct Chunks {
