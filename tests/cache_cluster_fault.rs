@@ -131,17 +131,22 @@ fn run(sync: bool) {
         "writes go on after the kill ({acked} acknowledged)"
     );
 
+    let t_read = Instant::now();
     let mut con = connect(all[0]);
     let lost: usize = chunks
         .iter()
         .map(|r| missing(&mut con, "k:", r.clone()))
         .sum();
-    eprintln!("sync={sync}: {lost} of {acked} acknowledged keys lost after the kill");
+    eprintln!(
+        "sync={sync}: {lost} of {acked} acknowledged keys lost after the kill (read in {:?})",
+        t_read.elapsed()
+    );
     if sync {
         assert_eq!(lost, 0, "synchronous replication loses no acknowledged key");
     }
 
     // Writes continue.
+    let t = Instant::now();
     assert_eq!(write(&mut con, "after:", 0..5000), 5000);
     assert_eq!(missing(&mut con, "after:", 0..5000), 0);
 
@@ -170,7 +175,16 @@ fn run(sync: bool) {
     let back = addr(&cluster, VICTIM);
     let mut all_again = live.clone();
     all_again.push(back);
+    eprintln!(
+        "sync={sync}: writes after the kill and restart took {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
     wait_for(Duration::from_secs(30), || cache_converged(&all_again, 5)).expect("5 nodes again");
+    eprintln!(
+        "sync={sync}: converged with the restarted node in {:?}",
+        t.elapsed()
+    );
     // A few more rounds once it serves its ranges.
     let r = rounds.load(Ordering::Relaxed);
     wait_for(Duration::from_secs(10), || {

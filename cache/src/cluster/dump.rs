@@ -9,6 +9,8 @@
 //! Each state travels with the version of the write that left it ([`dump_state`]), so a node
 //! given copies of a key by several peers (a heal) keeps the newest.
 
+use std::collections::BTreeMap;
+
 use bytes::{Bytes, BytesMut};
 
 use super::group_of;
@@ -23,8 +25,23 @@ const CHUNK: usize = 512;
 /// Bytes of key states per record when whole ranges are sent.
 const CHUNK_BYTES: usize = 256 * 1024;
 
-/// The live keys of ranges `groups`.
-fn keys_in(db: &mut Db, groups: &[u16], now: u64) -> Vec<Bytes> {
+/// The states of every key in ranges `groups` whose version is at least `since`, in chunks of
+/// about `CHUNK_BYTES` (with how many keys each holds).
+pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(usize, Bytes)> {
+    dump_ranges_apart(db, groups, now, since)
+        .into_values()
+        .flatten()
+        .collect()
+}
+
+/// As [`dump_ranges`], in one walk of the keyspace, with each range's chunks apart (ranges
+/// without such keys are left out).
+pub fn dump_ranges_apart(
+    db: &mut Db,
+    groups: &[u16],
+    now: u64,
+    since: u64,
+) -> BTreeMap<u16, Vec<(usize, Bytes)>> {
     let mut want = [false; GROUPS];
     for g in groups {
         want[usize::from(*g)] = true;
@@ -35,41 +52,6 @@ fn keys_in(db: &mut Db, groups: &[u16], now: u64) -> Vec<Bytes> {
             keys.push(Bytes::copy_from_slice(k));
         }
     });
-    keys
-}
-
-/// The states of every key in ranges `groups` whose version is at least `since`, in chunks of
-/// about `CHUNK_BYTES` (with how many keys each holds).
-pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(usize, Bytes)> {
-    let keys = keys_in(db, groups, now);
-    let mut out = Vec::new();
-    let (mut buf, mut n) = (BytesMut::new(), 0);
-    for k in &keys {
-        let ver = db.version(k, now);
-        if ver < since {
-            continue;
-        }
-        dump_state(db, k, ver, now, &mut buf);
-        n += 1;
-        if buf.len() >= CHUNK_BYTES {
-            out.push((std::mem::take(&mut n), buf.split().freeze()));
-        }
-    }
-    if !buf.is_empty() {
-        out.push((n, buf.freeze()));
-    }
-    out
-}
-
-/// As [`dump_ranges`], in one walk of the keyspace, with each range's chunks apart (ranges
-/// without such keys are left out).
-pub fn dump_ranges_apart(
-    db: &mut Db,
-    groups: &[u16],
-    now: u64,
-    since: u64,
-) -> Vec<(u16, Vec<(usize, Bytes)>)> {
-    let keys = keys_in(db, groups, now);
     /// One range's chunks so far and the one being filled.
     #[derive(Default)]
     struct Chunks {
@@ -77,7 +59,7 @@ pub fn dump_ranges_apart(
         buf: BytesMut,
         n: usize,
     }
-    let mut per: std::collections::BTreeMap<u16, Chunks> = std::collections::BTreeMap::new();
+    let mut per: BTreeMap<u16, Chunks> = BTreeMap::new();
     for k in &keys {
         let ver = db.version(k, now);
         if ver < since {

@@ -307,9 +307,7 @@ impl Cluster {
                         // the range at a death and loses it when the dead node restarts must
                         // not hand that to the restarted node (it would serve the range
                         // without the writes the pull's source acknowledged meanwhile).
-                        let unsourced = !self.kept[usize::from(g)].load(Ordering::Acquire)
-                            && imports.get(&g).is_some_and(Import::unsourced);
-                        self.release(g, was == SERVING || unsourced);
+                        self.release(g, self.holds_whole(g, was, &imports));
                     }
                     if was == SERVING {
                         to(owners_in(&v, g), g);
@@ -400,7 +398,7 @@ impl Cluster {
                 keep
             });
         }
-        if !hand_off.is_empty() && !repull {
+        if !hand_off.is_empty() {
             self.hand_off(shared, hand_off);
         }
         *self.view.write() = v;

@@ -27,7 +27,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use mesh::PeerId;
 
 use super::proto::{self, KIND_MERGE, MAX_FRAME, Record};
@@ -71,10 +70,7 @@ impl Cluster {
         // Queued under the keyspace lock, as every write's record is: a link numbers its
         // records as they are queued and must receive them in that order.
         let mut db = shared.db.lock();
-        let chunks: HashMap<u16, Vec<(usize, Bytes)>> =
-            dump::dump_ranges_apart(&mut db, &groups, now, since)
-                .into_iter()
-                .collect();
+        let chunks = dump::dump_ranges_apart(&mut db, &groups, now, since);
         let mut sent = 0;
         for (peer, groups) in per_peer {
             let mut link = None;

@@ -300,14 +300,27 @@ impl Cluster {
             return false;
         }
         match self.group_state(g) {
-            SERVING => true,
-            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
-            IMPORTING => self.imports.lock().get(&g).is_some_and(Import::unsourced),
-            _ => self
+            NOT_OWNED => self
                 .released
                 .lock()
                 .get(&g)
                 .is_some_and(|r| r.whole && r.recent()),
+            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
+            state => self.holds_whole(g, state, &self.imports.lock()),
+        }
+    }
+
+    /// Whether this node's copy of range `g` (in `state`) has every key: it serves the range,
+    /// or it is pulling it (not a kept copy) and every member refused, so it runs the range's
+    /// requests itself and holds the only copy there is. A pull still under way has only part.
+    fn holds_whole(&self, g: u16, state: u8, imports: &HashMap<u16, Import>) -> bool {
+        match state {
+            SERVING => true,
+            IMPORTING => {
+                !self.kept[usize::from(g)].load(Ordering::Acquire)
+                    && imports.get(&g).is_some_and(Import::unsourced)
+            }
+            _ => false,
         }
     }
 
