@@ -20,11 +20,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
-    // The nodes' logs only when asked for (`RUST_LOG=warn` shows rejoins, hand-overs, stalls).
+    // The nodes' logs only when asked for (`RUST_LOG=warn` shows rejoins, hand-overs, stalls;
+    // `cache::keys=trace` every key written, replicated, pulled or merged). Each line names
+    // its node by thread (`node3`).
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
+            .with_thread_names(true)
             .init();
     }
     let mut args = std::env::args().skip(1);

@@ -223,6 +223,7 @@ pub fn wan_options(emulator: &std::sync::Arc<mesh::WanEmulator>, index: usize) -
             emulator: emulator.clone(),
             position: index,
         }),
+        name: Some(format!("node{index}")),
         ..test_options()
     }
 }

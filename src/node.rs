@@ -31,6 +31,9 @@ pub struct NodeOptions {
     pub worker_threads: Option<usize>,
     /// Put the node on an emulated WAN (tests, benchmarks and scenarios only).
     pub wan: Option<mesh::WanLink>,
+    /// Name of the runtime's threads (default `proxima-worker`): several nodes in one process
+    /// (tests, scenarios) tell their log lines apart by it.
+    pub name: Option<String>,
 }
 
 /// What a started node tells its owner.
@@ -154,7 +157,9 @@ fn run_node_thread(
     ready: std::sync::mpsc::Sender<Result<NodeInfo>>,
 ) {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all().thread_name("proxima-worker");
+    builder
+        .enable_all()
+        .thread_name(options.name.as_deref().unwrap_or("proxima-worker"));
     if let Some(n) = options.worker_threads {
         builder.worker_threads(n.max(1));
     }

@@ -699,7 +699,16 @@ pub fn apply_state(
     let mut ctx = Ctx::new(shared, conn, out, now);
     ctx.may_block = false;
     let mine = ctx.db().version(&state.key, now);
-    if mine != 0 && state.ver <= mine {
+    let apply = mine == 0 || state.ver > mine;
+    tracing::trace!(
+        target: "cache::keys",
+        key = %String::from_utf8_lossy(&state.key),
+        ver = state.ver,
+        mine,
+        apply,
+        "state received"
+    );
+    if !apply {
         return false;
     }
     let mut argv: Vec<&[u8]> = Vec::with_capacity(8);

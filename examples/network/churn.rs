@@ -295,6 +295,34 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         }
         Ok::<_, anyhow::Error>(lost)
     })?;
+    // Which live nodes still hold each lost key (`CLUSTER GETKEYSINSLOT` answers from the
+    // node's own keyspace): tells a write that never spread from one a read cannot find.
+    let holders_of_lost: Vec<Vec<usize>> = rt.block_on(async {
+        let mut all = Vec::new();
+        for &(k, _) in lost.iter().take(5) {
+            let key = format!("churn:{k}");
+            let slot = cache::slot::key_slot(key.as_bytes());
+            let mut holders = Vec::new();
+            for i in net.live() {
+                let Some(a) = net.addrs(i) else { continue };
+                let Ok(mut con) = connect(a.redis).await else {
+                    continue;
+                };
+                let keys: Vec<String> = redis::cmd("CLUSTER")
+                    .arg("GETKEYSINSLOT")
+                    .arg(slot)
+                    .arg(10_000)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap_or_default();
+                if keys.contains(&key) {
+                    holders.push(i);
+                }
+            }
+            all.push(holders);
+        }
+        all
+    });
 
     // Zones after the heal: every node must hold the same zone for every site.
     let zone_of = |i: usize, name: &str| -> Option<Vec<u8>> {
@@ -444,9 +472,12 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
             ],
         ],
     });
-    for (k, at) in lost.iter().take(5) {
+    for ((k, at), holders) in lost.iter().zip(&holders_of_lost) {
         report.notes.push(format!(
-            "acknowledged write churn:{k} (acked at {at:.1} s) was lost"
+            "acknowledged write churn:{k} (acked at {at:.1} s, range {}) was lost; \
+             nodes still holding it: {holders:?}",
+            cache::slot::key_slot(format!("churn:{k}").as_bytes())
+                / cache::cluster::view::GROUP_SLOTS
         ));
     }
     let mut errors: Vec<String> = failed.iter().filter_map(|v| v.3.error.clone()).collect();

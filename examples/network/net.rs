@@ -195,6 +195,12 @@ impl Net {
         )
         .context("the nodes did not form one mesh")?;
         super::progress(&format!("{n} nodes see each other alive"));
+        // Node logs name the node by thread (`node3`) and peers by id: the key to read them.
+        for (i, t) in cluster.nodes.iter().enumerate() {
+            if let Some(h) = t.handle() {
+                tracing::info!(node = i, peer = %h.info().peer_id, "scenario: node's peer id");
+            }
+        }
         let addrs = cluster
             .nodes
             .iter()

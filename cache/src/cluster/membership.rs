@@ -383,10 +383,20 @@ impl Cluster {
                     stale.push(Bytes::copy_from_slice(k));
                 }
             });
+            tracing::debug!(keys = stale.len(), "cache: emptied the gained ranges");
             for k in &stale {
+                tracing::trace!(target: "cache::keys", key = %String::from_utf8_lossy(k), "emptied");
                 db.remove(k);
             }
         }
+        // Members that left pull nothing any more: a write must not wait for them (a dead
+        // importer cost every sync write touching its ranges a 3 s acknowledgement timeout
+        // for as long as its registration lasted), and their acknowledgement must not count
+        // as an owner's.
+        self.importers.lock().retain(|_, list| {
+            list.retain(|(p, _)| v.nodes.iter().any(|n| n.peer == *p));
+            !list.is_empty()
+        });
         // Links to members that left.
         {
             let mut links = self.links.lock();
@@ -397,6 +407,19 @@ impl Cluster {
                 }
                 keep
             });
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let members: Vec<String> = v.nodes.iter().map(|n| n.peer.to_string()).collect();
+            let offs: Vec<(String, &Vec<u16>)> =
+                hand_off.iter().map(|(p, g)| (p.to_string(), g)).collect();
+            tracing::debug!(
+                epoch = v.epoch,
+                ?members,
+                ?gained,
+                ?offs,
+                repull,
+                "cache: view installed"
+            );
         }
         if !hand_off.is_empty() {
             self.hand_off(shared, hand_off);
@@ -417,6 +440,7 @@ impl Cluster {
 
     /// A `Done` arrived from `peer` for `groups`: serve those it was pulling from `peer`.
     pub fn import_done(&self, peer: PeerId, groups: &[u16]) {
+        tracing::debug!(%peer, ?groups, "cache: pull done");
         let mut imports = self.imports.lock();
         for g in groups {
             let from_peer = imports
@@ -434,20 +458,22 @@ impl Cluster {
     }
 
     fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
+        tracing::debug!(%peer, ?groups, "cache: pull refused or failed");
         let mut imports = self.imports.lock();
-        let mut first_round = false;
+        let mut again = false;
         for g in groups {
             if let Some(imp) = imports.get_mut(g)
                 && imp.asked.is_some_and(|(p, _)| p == peer)
             {
                 imp.asked = None;
                 imp.next += 1;
-                first_round |= !imp.unsourced();
+                again |= !imp.exhausted();
             }
         }
-        // Until every source was tried once, ask the next one now rather than at the next
-        // poll: meanwhile the range's requests go to whichever source is being asked.
-        if first_round {
+        // Until every source was tried in both rounds, ask the next one now rather than at
+        // the next poll: meanwhile the range's requests go to whichever source is being asked
+        // (first round) or are run here on a copy that may lack keys (second round).
+        if again {
             self.kick.notify_one();
         }
     }
@@ -556,6 +582,7 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
             tokio::spawn(async move { super::merge::ask(&cl, &shared, peer, &groups).await });
         }
         for ((src, kept_ok), groups) in cl.due_pulls() {
+            tracing::debug!(%src, kept_ok, ?groups, "cache: pulling");
             let cl = cl.clone();
             tokio::spawn(async move {
                 if !ask(&cl, src, &groups, kept_ok).await {
@@ -679,8 +706,13 @@ mod tests {
         }
         for g in lost_serving {
             assert!(
-                cl.can_hand_over(g, false),
+                cl.can_hand_over(g, true),
                 "range {g}: a whole copy is handed over"
+            );
+            assert!(
+                !cl.can_hand_over(g, false),
+                "range {g}: a released copy is handed over before the members serving the range \
+                 were asked"
             );
         }
     }

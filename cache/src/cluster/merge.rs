@@ -73,6 +73,7 @@ impl Cluster {
         let chunks = dump::dump_ranges_apart(&mut db, &groups, now, since);
         let mut sent = 0;
         for (peer, groups) in per_peer {
+            tracing::debug!(%peer, ?groups, "cache: handing off recent writes");
             let mut link = None;
             for g in groups {
                 for (n, c) in chunks.get(&g).into_iter().flatten() {

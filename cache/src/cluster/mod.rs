@@ -171,6 +171,12 @@ impl Import {
     fn unsourced(&self) -> bool {
         self.next >= self.sources.len()
     }
+
+    /// A second round, asking for second-best copies too (released or kept, see
+    /// [`Cluster::can_hand_over`]), found none either: nobody else holds the range.
+    fn exhausted(&self) -> bool {
+        self.next >= 2 * self.sources.len()
+    }
 }
 
 /// The cluster layer of one cache server.
@@ -286,39 +292,48 @@ impl Cluster {
     /// Whether this node can hand range `g` over to a peer that pulls it. Never while its
     /// copies are stale (it was without a majority and has not caught up). Otherwise: it
     /// serves it; or it is pulling it but every member refused, so it runs the range's
-    /// requests itself and holds the only copy there is; or it held the range until a view
-    /// change moved it elsewhere less than [`RELEASED_TTL`] ago, with its copy whole (at a
-    /// heal, the members that held a range during the cut may all lose it to the returning
-    /// owners). With `kept_ok`
-    /// also when it is pulling the range again after a rejoin with its keys kept: when both
-    /// sides of a healed cut rejoin, each pulls from the other. The puller asks for such a
-    /// copy only after a round in which no member had a better one, since a member that was
-    /// cut off without noticing it lacked a majority also rejoins with a kept copy, one that
-    /// missed the majority's writes.
+    /// requests itself and holds the only copy there is.
+    ///
+    /// With `kept_ok` (a second-best copy: the puller asks for one only after a round in which
+    /// no member had a better one), also:
+    /// - when it held the range until a view change moved it elsewhere less than
+    ///   [`RELEASED_TTL`] ago, with its copy whole (at a heal, the members that held a range
+    ///   during the cut may all lose it to the returning owners). Such a copy was current
+    ///   when it was released but misses every write since: in the reduced churn scenario a
+    ///   rejoining node whose co-owner was suspected for a moment took a copy released 51 s
+    ///   earlier, and served reads from it (2 acknowledged writes unreadable);
+    /// - when it is pulling the range again after a rejoin with its keys kept: when both sides
+    ///   of a healed cut rejoin, each pulls from the other (a member that was cut off without
+    ///   noticing it lacked a majority also rejoins with a kept copy, one that missed the
+    ///   majority's writes).
     pub fn can_hand_over(&self, g: u16, kept_ok: bool) -> bool {
         if self.is_stale() {
             return false;
         }
         match self.group_state(g) {
-            NOT_OWNED => self
-                .released
-                .lock()
-                .get(&g)
-                .is_some_and(|r| r.whole && r.recent()),
+            NOT_OWNED => {
+                kept_ok
+                    && self
+                        .released
+                        .lock()
+                        .get(&g)
+                        .is_some_and(|r| r.whole && r.recent())
+            }
             IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
             state => self.holds_whole(g, state, &self.imports.lock()),
         }
     }
 
     /// Whether this node's copy of range `g` (in `state`) has every key: it serves the range,
-    /// or it is pulling it (not a kept copy) and every member refused, so it runs the range's
-    /// requests itself and holds the only copy there is. A pull still under way has only part.
+    /// or it is pulling it (not a kept copy) and every member refused in both rounds, so it
+    /// runs the range's requests itself and holds the only copy there is. A pull still under
+    /// way has only part.
     fn holds_whole(&self, g: u16, state: u8, imports: &HashMap<u16, Import>) -> bool {
         match state {
             SERVING => true,
             IMPORTING => {
                 !self.kept[usize::from(g)].load(Ordering::Acquire)
-                    && imports.get(&g).is_some_and(Import::unsourced)
+                    && imports.get(&g).is_some_and(Import::exhausted)
             }
             _ => false,
         }
@@ -651,6 +666,20 @@ impl Cluster {
         let slot = key_slot(first);
         let v = self.view();
         let targets = self.repl_targets_in(&v, slot);
+        if tracing::enabled!(target: "cache::keys", tracing::Level::TRACE) {
+            let to: Vec<String> = targets.iter().map(|l| l.peer.to_string()).collect();
+            tracing::trace!(
+                target: "cache::keys",
+                key = %String::from_utf8_lossy(first),
+                ver = versions.first().copied().unwrap_or(0),
+                range = group_of(slot),
+                epoch = v.epoch,
+                owner = v.is_owner(slot),
+                state = self.group_state(group_of(slot)),
+                ?to,
+                "write ran here"
+            );
+        }
         if targets.is_empty() {
             return;
         }
@@ -674,15 +703,33 @@ impl Cluster {
         cc.waits.extend(sent);
     }
 
-    /// Whether every write in `unowned` reached one of its owners or pullers (after
-    /// [`Self::wait_acks`]). A write run by a member that does not own its slot, with every
+    /// Whether every write in `unowned` reached one of its owners or pullers, waiting up to
+    /// [`ACK_TIMEOUT`] for each. A write run by a member that does not own its slot, with every
     /// owner silent (cut off but not declared down yet), would otherwise be acknowledged with
     /// its only copy on a member that holds the range for no one: at the next view change it
-    /// may empty the range, or the owners come back and serve their own copies.
-    pub fn owners_have(&self, unowned: &[Vec<(Arc<Link>, u64)>]) -> bool {
-        unowned
-            .iter()
-            .all(|w| w.iter().any(|(l, s)| l.is_acked(*s)))
+    /// may empty the range, or the owners come back and serve their own copies. Suspected
+    /// owners are waited for too: a fallback runs a write here precisely because its primary
+    /// did not answer in time (and is suspected), and its acknowledgement still counts
+    /// ([`Self::wait_acks`] skips suspected replicas, and checking right after it answered
+    /// `TRYAGAIN` in `tests/cache_partition.rs` to writes the owners had applied within
+    /// milliseconds).
+    pub async fn owners_have(&self, unowned: Vec<Vec<(Arc<Link>, u64)>>) -> bool {
+        let each = unowned.into_iter().map(|w| async move {
+            if w.iter().any(|(l, s)| l.is_acked(*s)) {
+                return true;
+            }
+            if w.is_empty() {
+                return false;
+            }
+            let waits = w.iter().map(|(l, s)| {
+                Box::pin(async move { l.wait(*s, ACK_TIMEOUT).await.then_some(()).ok_or(()) })
+            });
+            futures::future::select_ok(waits).await.is_ok()
+        });
+        futures::future::join_all(each)
+            .await
+            .into_iter()
+            .all(|ok| ok)
     }
 
     /// Waits until every link acknowledged its sequence number, or gave up on the peer.

@@ -80,7 +80,7 @@ pub async fn run_frame(
     if !waits.is_empty() {
         cl.wait_acks(waits).await;
     }
-    if !cl.owners_have(&std::mem::take(&mut conn.cl.unowned)) {
+    if !cl.owners_have(std::mem::take(&mut conn.cl.unowned)).await {
         return vec![Bytes::from_static(UNOWNED); segs.len()];
     }
     let buf = out.buf.freeze();
@@ -114,7 +114,7 @@ pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -
     if !waits.is_empty() {
         cl.wait_acks(waits).await;
     }
-    let owners_have = cl.owners_have(&std::mem::take(&mut conn.cl.unowned));
+    let owners_have = cl.owners_have(std::mem::take(&mut conn.cl.unowned)).await;
     conn::cleanup(shared, &mut conn);
     if !owners_have {
         return vec![Bytes::from_static(UNOWNED); segs.len()];
