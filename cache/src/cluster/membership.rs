@@ -389,14 +389,26 @@ impl Cluster {
                 db.remove(k);
             }
         }
-        // Members that left pull nothing any more: a write must not wait for them (a dead
-        // importer cost every sync write touching its ranges a 3 s acknowledgement timeout
-        // for as long as its registration lasted), and their acknowledgement must not count
-        // as an owner's.
-        self.importers.lock().retain(|_, list| {
-            list.retain(|(p, _)| v.nodes.iter().any(|n| n.peer == *p));
-            !list.is_empty()
-        });
+        // Members declared dead (or gone) pull nothing any more: a write must not wait for
+        // them (a dead importer cost every sync write touching its ranges a 3 s
+        // acknowledgement timeout for as long as its registration lasted), and their
+        // acknowledgement must not count as an owner's. A member merely absent from the view
+        // is kept: a joining node pulls before it advertises `redis`.
+        let gone: Vec<PeerId> = self
+            .mesh
+            .members()
+            .iter()
+            .filter(|m| {
+                !m.is_self && matches!(m.state, mesh::MemberState::Dead | mesh::MemberState::Left)
+            })
+            .map(|m| m.id.peer)
+            .collect();
+        if !gone.is_empty() {
+            self.importers.lock().retain(|_, list| {
+                list.retain(|(p, _)| !gone.contains(p));
+                !list.is_empty()
+            });
+        }
         // Links to members that left.
         {
             let mut links = self.links.lock();
