@@ -66,16 +66,10 @@ const SUSPECT_FOR: Duration = Duration::from_secs(5);
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an importer keeps receiving a range's writes without being its owner yet.
 const IMPORTER_TTL: Duration = Duration::from_secs(60);
-/// How long a node that held a range and lost it (the view changed) still answers merges with
-/// its copy.
+/// How long a node that held a range and lost it (the view changed) can still hand it over:
+/// at a heal, the members that held a range while its owners were cut off lose it at once,
+/// and the returning owners must be able to take their copy.
 const RELEASED_TTL: Duration = Duration::from_secs(60);
-/// How long it can still hand the range over: at a heal, the members that held a range while
-/// its owners were cut off lose it at once, and the returning owners must be able to take
-/// their copy. The copy misses every write made since the release, so only for a short while
-/// (a copy released 33 s earlier, taken by a restarted node whose other sources were all
-/// suspected after a heal, lost an acknowledged write in the reduced churn scenario); later
-/// its keys still arrive through merges.
-const RELEASED_HANDOVER: Duration = Duration::from_secs(10);
 
 /// This node's copies are current: it can hand ranges over.
 const FRESH: u8 = 0;
@@ -159,10 +153,6 @@ struct Released {
 impl Released {
     fn recent(&self) -> bool {
         self.at.elapsed() < RELEASED_TTL
-    }
-
-    fn fresh_enough(&self) -> bool {
-        self.at.elapsed() < RELEASED_HANDOVER
     }
 }
 
@@ -307,7 +297,7 @@ impl Cluster {
     /// With `kept_ok` (a second-best copy: the puller asks for one only after a round in which
     /// no member had a better one), also:
     /// - when it held the range until a view change moved it elsewhere less than
-    ///   [`RELEASED_HANDOVER`] ago, with its copy whole (at a heal, the members that held a range
+    ///   [`RELEASED_TTL`] ago, with its copy whole (at a heal, the members that held a range
     ///   during the cut may all lose it to the returning owners). Such a copy was current
     ///   when it was released but misses every write since: in the reduced churn scenario a
     ///   rejoining node whose co-owner was suspected for a moment took a copy released 51 s
@@ -327,7 +317,7 @@ impl Cluster {
                         .released
                         .lock()
                         .get(&g)
-                        .is_some_and(|r| r.whole && r.fresh_enough())
+                        .is_some_and(|r| r.whole && r.recent())
             }
             IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
             state => self.holds_whole(g, state, &self.imports.lock()),
