@@ -294,31 +294,26 @@ impl Cluster {
     /// serves it; or it is pulling it but every member refused, so it runs the range's
     /// requests itself and holds the only copy there is.
     ///
-    /// With `kept_ok` (a second-best copy: the puller asks for one only after a round in which
-    /// no member had a better one), also:
-    /// - when it held the range until a view change moved it elsewhere less than
-    ///   [`RELEASED_TTL`] ago, with its copy whole (at a heal, the members that held a range
-    ///   during the cut may all lose it to the returning owners). Such a copy was current
-    ///   when it was released but misses every write since: in the reduced churn scenario a
-    ///   rejoining node whose co-owner was suspected for a moment took a copy released 51 s
-    ///   earlier, and served reads from it (2 acknowledged writes unreadable);
-    /// - when it is pulling the range again after a rejoin with its keys kept: when both sides
-    ///   of a healed cut rejoin, each pulls from the other (a member that was cut off without
-    ///   noticing it lacked a majority also rejoins with a kept copy, one that missed the
-    ///   majority's writes).
+    /// Also when it held the range until a view change moved it elsewhere less than
+    /// [`RELEASED_TTL`] ago, with its copy whole (at a heal, the members that held a range
+    /// during the cut may all lose it to the returning owners). Such a copy misses every write
+    /// since its release; asking for it only in a second round (after the members serving the
+    /// range) closed one loss in the reduced churn scenario but made
+    /// `tests/cache_partition.rs` lose writes after a heal in about 1 run in 6, so it was
+    /// reverted (benches/results/network.md). With `kept_ok`, also when it is pulling the
+    /// range again after a rejoin with its keys kept: when both sides of a healed cut rejoin,
+    /// each pulls from the other (a member that was cut off without noticing it lacked a
+    /// majority also rejoins with a kept copy, one that missed the majority's writes).
     pub fn can_hand_over(&self, g: u16, kept_ok: bool) -> bool {
         if self.is_stale() {
             return false;
         }
         match self.group_state(g) {
-            NOT_OWNED => {
-                kept_ok
-                    && self
-                        .released
-                        .lock()
-                        .get(&g)
-                        .is_some_and(|r| r.whole && r.recent())
-            }
+            NOT_OWNED => self
+                .released
+                .lock()
+                .get(&g)
+                .is_some_and(|r| r.whole && r.recent()),
             IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
             state => self.holds_whole(g, state, &self.imports.lock()),
         }
@@ -333,7 +328,7 @@ impl Cluster {
             SERVING => true,
             IMPORTING => {
                 !self.kept[usize::from(g)].load(Ordering::Acquire)
-                    && imports.get(&g).is_some_and(Import::exhausted)
+                    && imports.get(&g).is_some_and(Import::unsourced)
             }
             _ => false,
         }
