@@ -476,8 +476,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         report.notes.push(format!(
             "acknowledged write churn:{k} (acked at {at:.1} s, range {}) was lost; \
              nodes still holding it: {holders:?}",
-            cache::slot::key_slot(format!("churn:{k}").as_bytes())
-                / cache::cluster::view::GROUP_SLOTS
+            cache::cluster::group_of(cache::slot::key_slot(format!("churn:{k}").as_bytes()))
         ));
     }
     let mut errors: Vec<String> = failed.iter().filter_map(|v| v.3.error.clone()).collect();

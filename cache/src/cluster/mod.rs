@@ -172,8 +172,8 @@ impl Import {
         self.next >= self.sources.len()
     }
 
-    /// A second round, asking for second-best copies too (released or kept, see
-    /// [`Cluster::can_hand_over`]), found none either: nobody else holds the range.
+    /// A second round, asking for kept copies too (see [`Cluster::can_hand_over`]), found
+    /// none either.
     fn exhausted(&self) -> bool {
         self.next >= 2 * self.sources.len()
     }
@@ -296,14 +296,11 @@ impl Cluster {
     ///
     /// Also when it held the range until a view change moved it elsewhere less than
     /// [`RELEASED_TTL`] ago, with its copy whole (at a heal, the members that held a range
-    /// during the cut may all lose it to the returning owners). Such a copy misses every write
-    /// since its release; asking for it only in a second round (after the members serving the
-    /// range) closed one loss in the reduced churn scenario but made
-    /// `tests/cache_partition.rs` lose writes after a heal in about 1 run in 6, so it was
-    /// reverted (benches/results/network.md). With `kept_ok`, also when it is pulling the
-    /// range again after a rejoin with its keys kept: when both sides of a healed cut rejoin,
-    /// each pulls from the other (a member that was cut off without noticing it lacked a
-    /// majority also rejoins with a kept copy, one that missed the majority's writes).
+    /// during the cut may all lose it to the returning owners); such a copy misses the writes
+    /// made since (ARCHITECTURE.md, Cache, *Known gaps*). With `kept_ok`, also when it is
+    /// pulling the range again after a rejoin with its keys kept: when both sides of a healed
+    /// cut rejoin, each pulls from the other (a member that was cut off without noticing it
+    /// lacked a majority also rejoins with a kept copy, one that missed the majority's writes).
     pub fn can_hand_over(&self, g: u16, kept_ok: bool) -> bool {
         if self.is_stale() {
             return false;
@@ -320,9 +317,8 @@ impl Cluster {
     }
 
     /// Whether this node's copy of range `g` (in `state`) has every key: it serves the range,
-    /// or it is pulling it (not a kept copy) and every member refused in both rounds, so it
-    /// runs the range's requests itself and holds the only copy there is. A pull still under
-    /// way has only part.
+    /// or it is pulling it (not a kept copy) and every member refused, so it runs the range's
+    /// requests itself and holds the only copy there is. A pull still under way has only part.
     fn holds_whole(&self, g: u16, state: u8, imports: &HashMap<u16, Import>) -> bool {
         match state {
             SERVING => true,
