@@ -36,6 +36,7 @@ fn cut(wan: &mesh::WanEmulator, on: bool) {
 /// Seven nodes on the emulated WAN (RF 2, sync replication), converged, `before:` written
 /// through node 0, and the start-up hand-overs expired.
 fn start(wan: &std::sync::Arc<mesh::WanEmulator>) -> (Cluster, Vec<SocketAddr>) {
+    common::logs();
     let cluster = Cluster::start_meshed(
         NODES,
         |_, c| {
@@ -46,6 +47,11 @@ fn start(wan: &std::sync::Arc<mesh::WanEmulator>) -> (Cluster, Vec<SocketAddr>) 
         Duration::from_secs(90),
     )
     .expect("seven nodes on the emulated WAN");
+    for i in 0..NODES {
+        if let Some(h) = cluster.node(i).handle() {
+            tracing::info!(node = i, peer = %h.info().peer_id, "test: node's peer id");
+        }
+    }
     let addrs: Vec<SocketAddr> = (0..NODES).map(|i| redis_addr(&cluster, i)).collect();
     wait_for(Duration::from_secs(90), || cache_converged(&addrs, NODES))
         .expect("seven nodes converge");

@@ -268,28 +268,39 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         })
     });
     report.metric("all_alive_after_s", all_back.unwrap_or(f64::NAN));
+    // A read that errs (a range still changing hands right after the heal) is retried for up
+    // to 10 s; a wrong answer, or errors all along, counts as lost. Each loss keeps what the
+    // read saw, and through which node.
     let lost = rt.block_on(async {
-        let mut lost = Vec::new();
+        let mut lost: Vec<(usize, f64, String)> = Vec::new();
         let reader = net.live().into_iter().find(|&i| i != 0).unwrap_or(0);
-        for at in [0, reader] {
-            let mut con = connect(net.addrs(at).context("reader node")?.redis).await?;
+        for via in [0, reader] {
+            let mut con = connect(net.addrs(via).context("reader node")?.redis).await?;
             for &(k, at) in &acked {
-                let mut ok = false;
-                for _ in 0..3 {
+                let want = format!("v{k}");
+                let mut seen = String::new();
+                for _ in 0..50 {
                     let got: redis::RedisResult<Option<String>> = redis::cmd("GET")
                         .arg(format!("churn:{k}"))
                         .query_async(&mut con)
                         .await;
                     match got {
                         Ok(v) => {
-                            ok = v.as_deref() == Some(format!("v{k}").as_str());
+                            seen = match v {
+                                Some(v) if v == want => String::new(),
+                                Some(v) => format!("read {v:?} through node {via}"),
+                                None => format!("read as missing through node {via}"),
+                            };
                             break;
                         }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        Err(e) => {
+                            seen = format!("read failed through node {via} for 10 s: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                     }
                 }
-                if !ok && !lost.iter().any(|l: &(usize, f64)| l.0 == k) {
-                    lost.push((k, at));
+                if !seen.is_empty() && !lost.iter().any(|l| l.0 == k) {
+                    lost.push((k, at, seen));
                 }
             }
         }
@@ -299,7 +310,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
     // node's own keyspace): tells a write that never spread from one a read cannot find.
     let holders_of_lost: Vec<Vec<usize>> = rt.block_on(async {
         let mut all = Vec::new();
-        for &(k, _) in lost.iter().take(5) {
+        for &(k, _, _) in lost.iter().take(5) {
             let key = format!("churn:{k}");
             let slot = cache::slot::key_slot(key.as_bytes());
             let mut holders = Vec::new();
@@ -472,9 +483,9 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
             ],
         ],
     });
-    for ((k, at), holders) in lost.iter().zip(&holders_of_lost) {
+    for ((k, at, seen), holders) in lost.iter().zip(&holders_of_lost) {
         report.notes.push(format!(
-            "acknowledged write churn:{k} (acked at {at:.1} s, range {}) was lost; \
+            "acknowledged write churn:{k} (acked at {at:.1} s, range {}) was lost ({seen}); \
              nodes still holding it: {holders:?}",
             cache::cluster::group_of(cache::slot::key_slot(format!("churn:{k}").as_bytes()))
         ));

@@ -6,9 +6,13 @@
 //! that can hand it over ([`Cluster::can_hand_over`]; for a joining node that is the range's
 //! previous primary, after a death the surviving copy). Every other member is tried in turn:
 //! after a heal the holders of the majority's copy may come after several returning members,
-//! which refuse while stale. While importing, requests for it are forwarded to that member,
-//! which runs them and replicates their effects here after the snapshot; the range is served
-//! from here once the snapshot's `Done` arrived.
+//! which refuse while stale. The members are asked in rounds, each settling for a worse copy
+//! than the last ([`proto::Accept`]): a copy some member serves, then one released lately (at a
+//! heal, the members that held the range during the cut), then one kept over a rejoin. A
+//! suspected member is asked later in its round rather than passed over. While importing,
+//! requests for it are forwarded to the member being asked, which runs them and replicates
+//! their effects here after the snapshot; the range is served from here once the snapshot's
+//! `Done` arrived.
 //!
 //! Majority: the members this node knows are those alive or suspected plus those declared down
 //! and not yet forgotten by the membership (`remove_down_after`); left members do not count.
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mesh::PeerId;
 
-use super::proto::{self, KIND_PULL, KIND_PULL_KEPT};
+use super::proto::{self, Accept};
 use super::view::{GROUP_SLOTS, GROUPS, Node, View};
 use super::{
     CATCHING_UP, Cluster, FRESH, IMPORTING, Import, NOT_OWNED, Released, SERVING, STALE, group_of,
@@ -39,6 +43,10 @@ const POLL: Duration = Duration::from_millis(200);
 const NEARNESS_EVERY: Duration = Duration::from_secs(5);
 /// How long a pull may take before the next source is tried.
 const PULL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a round of pulls waits for sources that stay suspected once the others answered.
+const POSTPONE: Duration = Duration::from_secs(10);
+/// Rounds whose refusals ask the next source at once (served, released, kept copies).
+const KICKED_ROUNDS: usize = 3;
 /// Pull attempts per range before it is served as it is, unless [`MIN_TRYING`] has not passed.
 const MAX_ATTEMPTS: usize = 50;
 /// How long a range's pull keeps being retried, however often its sources refuse: right after
@@ -344,8 +352,7 @@ impl Cluster {
                     .collect();
                 if cur == IMPORTING {
                     if let Some(imp) = imports.get_mut(&g) {
-                        imp.sources = sources;
-                        imp.next = 0;
+                        imp.renew(sources);
                     }
                     continue;
                 }
@@ -354,15 +361,7 @@ impl Cluster {
                 } else {
                     self.kept[usize::from(g)].store(!empty_gained, Ordering::Release);
                     state.store(IMPORTING, Ordering::Release);
-                    imports.insert(
-                        g,
-                        Import {
-                            sources,
-                            next: 0,
-                            asked: None,
-                            since: Instant::now(),
-                        },
-                    );
+                    imports.insert(g, Import::new(sources));
                     gained.push(g);
                 }
             }
@@ -477,49 +476,64 @@ impl Cluster {
             if let Some(imp) = imports.get_mut(g)
                 && imp.asked.is_some_and(|(p, _)| p == peer)
             {
-                imp.asked = None;
-                imp.next += 1;
-                again |= !imp.exhausted();
+                imp.refused_by(peer);
+                again |= imp.round < KICKED_ROUNDS;
             }
         }
-        // Until every source was tried in both rounds, ask the next one now rather than at
-        // the next poll: meanwhile the range's requests go to whichever source is being asked
-        // (first round) or are run here on a copy that may lack keys (second round).
+        // Until every source was tried for every kind of copy, ask the next one now rather
+        // than at the next poll: meanwhile the range's requests go to whichever source is
+        // being asked, or are run here on a copy that may lack keys. Later rounds wait for
+        // the poll, so a range nobody holds is not asked for in a tight loop.
         if again {
             self.kick.notify_one();
         }
     }
 
-    /// Which ranges to ask from which source now, and whether a kept copy is good enough (after
-    /// a first round in which every source refused).
-    fn due_pulls(&self) -> HashMap<(PeerId, bool), Vec<u16>> {
-        let mut due: HashMap<(PeerId, bool), Vec<u16>> = HashMap::new();
+    /// Which ranges to ask from which source now, and which copies each ask takes (served
+    /// ones in a first round over the sources, then released ones, then kept ones).
+    fn due_pulls(&self) -> HashMap<(PeerId, Accept), Vec<u16>> {
+        let mut due: HashMap<(PeerId, Accept), Vec<u16>> = HashMap::new();
         let mut give_up = Vec::new();
         let mut imports = self.imports.lock();
         for (g, imp) in imports.iter_mut() {
             match imp.asked {
                 Some((_, t)) if t.elapsed() < PULL_TIMEOUT => continue,
-                Some(_) => {
-                    imp.asked = None;
-                    imp.next += 1;
-                }
+                Some((p, _)) => imp.refused_by(p),
                 None => {}
             }
-            let n = imp.sources.len();
-            if n == 0 || (imp.next >= MAX_ATTEMPTS && imp.since.elapsed() >= MIN_TRYING) {
+            if imp.sources.is_empty()
+                || (imp.attempts >= MAX_ATTEMPTS && imp.since.elapsed() >= MIN_TRYING)
+            {
                 give_up.push(*g);
                 continue;
             }
-            // The next source that is not suspected. Suspects are skipped without using up
-            // an attempt: right after a restart or a heal every source may be suspected for a
-            // few seconds, and giving up then would serve a range without its keys.
-            let src = (0..n)
-                .map(|k| (k, imp.sources[(imp.next + k) % n]))
-                .find(|(_, p)| !self.is_suspect(p));
-            if let Some((k, p)) = src {
-                imp.next += k;
+            // The first source not asked in this round that is not suspected. A suspect is
+            // postponed, not passed over: right after a restart or a heal a source may be
+            // suspected for a few seconds, and a round that ended without it would settle
+            // for a worse copy (a released one, missing the writes it served meanwhile) or
+            // serve the range without its keys. A round ends when every source answered, or
+            // when those left stayed suspected for [`POSTPONE`] after others answered.
+            let pick = |imp: &Import| {
+                imp.sources
+                    .iter()
+                    .zip(&imp.tried)
+                    .find(|(p, t)| !**t && !self.is_suspect(p))
+                    .map(|(p, _)| *p)
+            };
+            let mut src = pick(imp);
+            if src.is_none() {
+                let answered = imp.tried.iter().filter(|t| **t).count();
+                if answered == imp.tried.len()
+                    || (answered > 0 && imp.round_since.elapsed() >= POSTPONE)
+                {
+                    imp.next_round();
+                    tracing::debug!(range = g, round = imp.round, "cache: next pull round");
+                    src = pick(imp);
+                }
+            }
+            if let Some(p) = src {
                 imp.asked = Some((p, Instant::now()));
-                due.entry((p, imp.unsourced())).or_default().push(*g);
+                due.entry((p, imp.accept())).or_default().push(*g);
             }
         }
         for g in give_up {
@@ -593,11 +607,11 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
             let (cl, shared) = (cl.clone(), shared.clone());
             tokio::spawn(async move { super::merge::ask(&cl, &shared, peer, &groups).await });
         }
-        for ((src, kept_ok), groups) in cl.due_pulls() {
-            tracing::debug!(%src, kept_ok, ?groups, "cache: pulling");
+        for ((src, accept), groups) in cl.due_pulls() {
+            tracing::debug!(%src, ?accept, ?groups, "cache: pulling");
             let cl = cl.clone();
             tokio::spawn(async move {
-                if !ask(&cl, src, &groups, kept_ok).await {
+                if !ask(&cl, src, &groups, accept).await {
                     cl.pull_failed(src, &groups);
                 }
             });
@@ -605,12 +619,12 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
     }
 }
 
-/// Asks `src` for `groups` (also taking a kept copy if `kept_ok`); false if it could not be
-/// asked (the ranges it refused are marked as such).
-async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], kept_ok: bool) -> bool {
+/// Asks `src` for `groups`, taking the copies `accept` names; false if it could not be asked
+/// (the ranges it refused are marked as such).
+async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], accept: Accept) -> bool {
     let res = tokio::time::timeout(Duration::from_secs(5), async {
         let (mut send, mut recv) = cl.mesh.open_bi(src, proto::ALPN).await.ok()?;
-        let mut hello = vec![if kept_ok { KIND_PULL_KEPT } else { KIND_PULL }];
+        let mut hello = vec![accept.kind()];
         hello.extend_from_slice(&proto::encode_ranges(groups));
         mesh::frame::write(&mut send, &hello).await.ok()?;
         let _ = send.finish();
@@ -711,15 +725,19 @@ mod tests {
         );
         for g in lost_pulling {
             assert!(
-                !cl.can_hand_over(g, true),
+                !cl.can_hand_over(g, Accept::Kept),
                 "range {g}: a partial copy is handed over"
             );
             assert!(cl.has_copy(g), "range {g}: its keys still answer merges");
         }
         for g in lost_serving {
             assert!(
-                cl.can_hand_over(g, false),
-                "range {g}: a whole copy is handed over"
+                cl.can_hand_over(g, Accept::Released),
+                "range {g}: a whole released copy is handed over"
+            );
+            assert!(
+                !cl.can_hand_over(g, Accept::Served),
+                "range {g}: a released copy is taken only once no member serves the range"
             );
         }
     }

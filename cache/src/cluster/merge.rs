@@ -9,9 +9,9 @@
 //! So when members appear in a node's view (a heal, a restart, a join), the node asks each of
 //! them for its copies of the ranges the node owns ([`super::proto::KIND_MERGE`]); after a
 //! rejoin it asks every member. An asked member answers with the ranges it serves, pulls or
-//! released in the last minute, unless its own copies are stale. Each key state carries the
-//! version of the write that left it (a hybrid clock: milliseconds, then a counter, never behind
-//! a version the node saw), and the receiving node keeps whichever is newer
+//! released in the last minute, stale or not (an older state never replaces a newer one). Each
+//! key state carries the version of the write that left it (a hybrid clock: milliseconds, then
+//! a counter, never behind a version the node saw), and the receiving node keeps whichever is newer
 //! ([`crate::conn::apply_state`]): last writer wins, per key. A range goes on being served
 //! meanwhile; a read in the first moments after a heal may still see the older state.
 //!

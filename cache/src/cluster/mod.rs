@@ -160,22 +160,82 @@ impl Released {
 struct Import {
     /// Every other member, in the range's rendezvous order.
     sources: Vec<PeerId>,
-    /// Sources tried so far (refused, timed out or skipped as suspected).
-    next: usize,
+    /// Rounds over the sources completed so far; the round decides which copies are taken
+    /// ([`Import::accept`]).
+    round: usize,
+    /// Per source: answered in this round (refused, failed or timed out).
+    tried: Vec<bool>,
+    /// When this round started.
+    round_since: Instant,
+    /// Sources asked so far, every round included.
+    attempts: usize,
     asked: Option<(PeerId, Instant)>,
     since: Instant,
 }
 
 impl Import {
-    /// Every source was tried once and none handed the range over.
-    fn unsourced(&self) -> bool {
-        self.next >= self.sources.len()
+    fn new(sources: Vec<PeerId>) -> Self {
+        let now = Instant::now();
+        Import {
+            tried: vec![false; sources.len()],
+            sources,
+            round: 0,
+            round_since: now,
+            attempts: 0,
+            asked: None,
+            since: now,
+        }
     }
 
-    /// A second round, asking for kept copies too (see [`Cluster::can_hand_over`]), found
-    /// none either.
-    fn exhausted(&self) -> bool {
-        self.next >= 2 * self.sources.len()
+    /// The copies this round takes: served ones first; a released copy only after a round
+    /// in which every member refused (it misses the writes made since its release, so a
+    /// served copy must win when there is one); a kept copy last.
+    fn accept(&self) -> proto::Accept {
+        match self.round {
+            0 => proto::Accept::Served,
+            1 => proto::Accept::Released,
+            _ => proto::Accept::Kept,
+        }
+    }
+
+    /// No member handed the range over in the rounds that take current copies (served, then
+    /// released): nobody else holds it.
+    fn unsourced(&self) -> bool {
+        self.round >= 2
+    }
+
+    /// The sources changed (a new view): every one of them is asked again (a pull under way
+    /// goes on), and the round goes back to taking released copies at most, since a member
+    /// new to the view may serve the range.
+    fn renew(&mut self, sources: Vec<PeerId>) {
+        self.tried = vec![false; sources.len()];
+        self.sources = sources;
+        self.round = self.round.min(1);
+    }
+
+    /// `peer` answered without handing the range over (or never answered).
+    fn refused_by(&mut self, peer: PeerId) {
+        if let Some(i) = self.sources.iter().position(|p| *p == peer) {
+            self.tried[i] = true;
+        }
+        self.asked = None;
+        self.attempts += 1;
+    }
+
+    /// Starts the next round.
+    fn next_round(&mut self) {
+        self.round += 1;
+        self.tried.fill(false);
+        self.round_since = Instant::now();
+    }
+
+    /// The first source not asked yet in this round.
+    fn untried(&self) -> Option<PeerId> {
+        self.sources
+            .iter()
+            .zip(&self.tried)
+            .find(|(_, t)| !**t)
+            .map(|(p, _)| *p)
     }
 }
 
@@ -289,36 +349,45 @@ impl Cluster {
         self.state[usize::from(g)].load(Ordering::Acquire)
     }
 
-    /// Whether this node can hand range `g` over to a peer that pulls it. Never while its
-    /// copies are stale (it was without a majority and has not caught up). Otherwise: it
-    /// serves it; or it is pulling it but every member refused, so it runs the range's
-    /// requests itself and holds the only copy there is.
+    /// Whether this node can hand range `g` over to a peer that pulls it, taking `accept`.
+    /// Never while its copies are stale (it was without a majority and has not caught up).
+    /// Otherwise: it serves it; or it is pulling it but every member refused, so it runs the
+    /// range's requests itself and holds the only copy there is.
     ///
-    /// Also when it held the range until a view change moved it elsewhere less than
-    /// [`RELEASED_TTL`] ago, with its copy whole (at a heal, the members that held a range
-    /// during the cut may all lose it to the returning owners); such a copy misses the writes
-    /// made since (ARCHITECTURE.md, Cache, *Known gaps*). With `kept_ok`, also when it is
-    /// pulling the range again after a rejoin with its keys kept: when both sides of a healed
-    /// cut rejoin, each pulls from the other (a member that was cut off without noticing it
-    /// lacked a majority also rejoins with a kept copy, one that missed the majority's writes).
-    pub fn can_hand_over(&self, g: u16, kept_ok: bool) -> bool {
+    /// From [`proto::Accept::Released`] on, also when it held the range until a view change
+    /// moved it elsewhere less than [`RELEASED_TTL`] ago, with its copy whole: at a heal, the
+    /// members that held a range during the cut may all lose it to the returning owners. Such
+    /// a copy misses the writes made since: a puller takes it only after a round in which no
+    /// member served the range (a rejoining node whose co-owner was suspected for a moment
+    /// once took a copy released 51 s earlier and answered reads from it). With
+    /// [`proto::Accept::Kept`], also when it is pulling the range again after a rejoin with
+    /// its keys kept: when both sides of a healed cut rejoin, each pulls from the other (a
+    /// member that was cut off without noticing it lacked a majority also rejoins with a kept
+    /// copy, one that missed the majority's writes).
+    pub fn can_hand_over(&self, g: u16, accept: proto::Accept) -> bool {
         if self.is_stale() {
             return false;
         }
         match self.group_state(g) {
-            NOT_OWNED => self
-                .released
-                .lock()
-                .get(&g)
-                .is_some_and(|r| r.whole && r.recent()),
-            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => kept_ok,
+            NOT_OWNED => {
+                accept >= proto::Accept::Released
+                    && self
+                        .released
+                        .lock()
+                        .get(&g)
+                        .is_some_and(|r| r.whole && r.recent())
+            }
+            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => {
+                accept >= proto::Accept::Kept
+            }
             state => self.holds_whole(g, state, &self.imports.lock()),
         }
     }
 
     /// Whether this node's copy of range `g` (in `state`) has every key: it serves the range,
-    /// or it is pulling it (not a kept copy) and every member refused, so it runs the range's
-    /// requests itself and holds the only copy there is. A pull still under way has only part.
+    /// or it is pulling it (not a kept copy) and every member refused it in the rounds that
+    /// take current copies, so it runs the range's requests itself and holds the only copy
+    /// there is. A pull still under way has only part.
     fn holds_whole(&self, g: u16, state: u8, imports: &HashMap<u16, Import>) -> bool {
         match state {
             SERVING => true,
@@ -331,11 +400,14 @@ impl Cluster {
     }
 
     /// Whether this node answers a merge request for range `g` with its copy: it holds the
-    /// range (serving or pulling it) or released it lately, and its copies are not stale.
+    /// range (serving or pulling it) or released it lately. Also while its copies are stale:
+    /// a merge keeps only states newer than the asker's, so an old copy cannot hide a write,
+    /// and a member that lost sight of a majority for a moment at a heal (a flapping peer is
+    /// enough) may hold the only copies of the writes acknowledged just before. In the
+    /// reduced churn scenario both holders of such a write were catching up when a rejoining
+    /// owner asked them, and answered nothing; the owner served the range from a copy
+    /// released earlier, without the write.
     pub fn has_copy(&self, g: u16) -> bool {
-        if self.is_stale() {
-            return false;
-        }
         self.group_state(g) != NOT_OWNED
             || self.released.lock().get(&g).is_some_and(Released::recent)
     }
@@ -428,10 +500,10 @@ impl Cluster {
     fn import_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g).filter(|i| !i.unsourced())?;
-        imp.asked.map(|(p, _)| p).or_else(|| {
-            let n = imp.sources.len();
-            (n > 0).then(|| imp.sources[imp.next % n])
-        })
+        imp.asked
+            .map(|(p, _)| p)
+            .or_else(|| imp.untried())
+            .or_else(|| imp.sources.first().copied())
     }
 
     /// The source being asked for range `g`, as [`Self::import_source`] but never the next one.

@@ -13,9 +13,10 @@
 //!   ignored.
 //! - [`KIND_PULL`]: a joining or new owner asks for ranges: `[u16 count][u16 range]...`; the
 //!   answer lists the ranges refused (the asked node does not hold them yet). The keys then
-//!   arrive on the link from the asked node, followed by a [`Record::Done`].
-//!   [`KIND_PULL_KEPT`] is the same request, also accepting a copy that the asked node is
-//!   pulling again itself with its keys kept.
+//!   arrive on the link from the asked node, followed by a [`Record::Done`]. The request
+//!   takes only a copy the asked node serves; [`KIND_PULL_RELEASED`] also takes a copy it
+//!   released lately, and [`KIND_PULL_KEPT`] also one it is pulling again itself with its keys
+//!   kept (see [`Accept`]).
 //! - [`KIND_MERGE`]: a node asks for another's copies of ranges it owns, to keep the newer of
 //!   each key (after a heal or a rejoin); the answer is frames of key states on the stream.
 
@@ -30,11 +31,50 @@ pub const MAX_FRAME: usize = 64 << 20;
 pub const KIND_SESSION: u8 = 1;
 /// Stream kind: replication link.
 pub const KIND_LINK: u8 = 2;
-/// Stream kind: range pull.
+/// Stream kind: range pull, taking only a copy the asked node serves ([`Accept::Served`]).
 pub const KIND_PULL: u8 = 3;
+/// Stream kind: range pull that also takes a copy the asked node released lately
+/// ([`Accept::Released`]).
+pub const KIND_PULL_RELEASED: u8 = 7;
 /// Stream kind: range pull that also takes a copy the asked node is itself pulling again with
-/// its keys kept (asked only once no member had a better copy).
+/// its keys kept ([`Accept::Kept`]).
 pub const KIND_PULL_KEPT: u8 = 5;
+
+/// Which copies of a range a pull takes, from the best to the worst. A puller asks every
+/// member for the best kind first and settles for a worse one only after a round in which
+/// every member refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Accept {
+    /// A copy the asked node serves (or holds as the only one there is): current.
+    Served,
+    /// Also a whole copy it held until a view change moved the range elsewhere: current when
+    /// released, but it misses every write made since by whoever took the range over.
+    Released,
+    /// Also a copy it is pulling again itself after a rejoin, keys kept: it may miss the
+    /// writes made while it was cut off.
+    Kept,
+}
+
+impl Accept {
+    /// The stream kind that asks for it.
+    pub fn kind(self) -> u8 {
+        match self {
+            Accept::Served => KIND_PULL,
+            Accept::Released => KIND_PULL_RELEASED,
+            Accept::Kept => KIND_PULL_KEPT,
+        }
+    }
+
+    /// What a pull stream of `kind` accepts (`None`: not a pull).
+    pub fn of_kind(kind: u8) -> Option<Accept> {
+        match kind {
+            KIND_PULL => Some(Accept::Served),
+            KIND_PULL_RELEASED => Some(Accept::Released),
+            KIND_PULL_KEPT => Some(Accept::Kept),
+            _ => None,
+        }
+    }
+}
 /// Stream kind: the asked node's copies of ranges, to merge (`[u16 count][u16 range]...`);
 /// the answer is frames of [`KeyState`]s, then the end of the stream.
 pub const KIND_MERGE: u8 = 6;

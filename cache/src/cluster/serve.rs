@@ -6,8 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use mesh::PeerId;
 
 use super::proto::{
-    self, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_PULL, KIND_PULL_KEPT, KIND_SESSION,
-    MAX_FRAME, Record,
+    self, Accept, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_SESSION, MAX_FRAME, Record,
 };
 use super::{Cluster, Internal};
 use crate::conn::{self, ConnState};
@@ -31,21 +30,21 @@ pub async fn handle(
         Ok(Some(h)) if !h.is_empty() => h,
         _ => return,
     };
+    if let Some(accept) = Accept::of_kind(hello[0]) {
+        let refused = match proto::decode_ranges(&hello[1..]) {
+            Ok(groups) => pull(&shared, &cl, peer, &groups, accept),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "bad pull request");
+                return;
+            }
+        };
+        let _ = mesh::frame::write(&mut send, &proto::encode_ranges(&refused)).await;
+        let _ = send.finish();
+        return;
+    }
     match hello[0] {
         KIND_SESSION => session(&shared, &cl, &mut send, &mut recv).await,
         KIND_LINK => link(&shared, &cl, peer, &mut send, &mut recv).await,
-        KIND_PULL | KIND_PULL_KEPT => {
-            let kept_ok = hello[0] == KIND_PULL_KEPT;
-            let refused = match proto::decode_ranges(&hello[1..]) {
-                Ok(groups) => pull(&shared, &cl, peer, &groups, kept_ok),
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "bad pull request");
-                    return;
-                }
-            };
-            let _ = mesh::frame::write(&mut send, &proto::encode_ranges(&refused)).await;
-            let _ = send.finish();
-        }
         proto::KIND_MERGE => match proto::decode_ranges(&hello[1..]) {
             Ok(groups) => merge(&shared, &cl, &groups, &mut send).await,
             Err(e) => tracing::debug!(%peer, error = %e, "bad merge request"),
@@ -203,11 +202,11 @@ async fn link(
 
 /// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
 /// `Done` on the link to it, all under the keyspace lock so no write falls in between.
-/// Returns the ranges refused (not served here yet); `kept_ok`: see
-/// [`Cluster::can_hand_over`].
-fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], kept_ok: bool) -> Vec<u16> {
+/// Returns the ranges refused (no copy here of a kind the puller accepts, see
+/// [`Cluster::can_hand_over`]).
+fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], accept: Accept) -> Vec<u16> {
     let (ok, refused): (Vec<u16>, Vec<u16>) =
-        groups.iter().partition(|g| cl.can_hand_over(**g, kept_ok));
+        groups.iter().partition(|g| cl.can_hand_over(**g, accept));
     if ok.is_empty() {
         return refused;
     }
@@ -227,7 +226,7 @@ fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], kept_ok: bo
 }
 
 /// Answers a merge request: this node's copies of the ranges it holds, serves, is pulling or
-/// released lately (not while stale), as frames of key states.
+/// released lately (stale or not, see [`Cluster::has_copy`]), as frames of key states.
 async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::SendStream) {
     let mine: Vec<u16> = groups.iter().copied().filter(|g| cl.has_copy(*g)).collect();
     let chunks = if mine.is_empty() {
