@@ -45,9 +45,11 @@ const NEARNESS_EVERY: Duration = Duration::from_secs(5);
 const PULL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a round of pulls waits for sources that stay suspected once the others answered.
 const POSTPONE: Duration = Duration::from_secs(10);
-/// Rounds whose refusals ask the next source at once (served, released, kept copies).
+/// Rounds that ask for every kind of copy (served, released, kept): their refusals ask the
+/// next source at once, and a range is served as it is only after all of them.
 const KICKED_ROUNDS: usize = 3;
-/// Pull attempts per range before it is served as it is, unless [`MIN_TRYING`] has not passed.
+/// Pull attempts per range before it is served as it is, unless [`MIN_TRYING`] has not passed
+/// or [`KICKED_ROUNDS`] are not over (at 30 nodes, 50 attempts are less than two rounds).
 const MAX_ATTEMPTS: usize = 50;
 /// How long a range's pull keeps being retried, however often its sources refuse: right after
 /// a heal the views disagree for seconds and sources refuse ranges they do not own yet.
@@ -502,7 +504,9 @@ impl Cluster {
                 None => {}
             }
             if imp.sources.is_empty()
-                || (imp.attempts >= MAX_ATTEMPTS && imp.since.elapsed() >= MIN_TRYING)
+                || (imp.round >= KICKED_ROUNDS
+                    && imp.attempts >= MAX_ATTEMPTS
+                    && imp.since.elapsed() >= MIN_TRYING)
             {
                 give_up.push(*g);
                 continue;
@@ -740,5 +744,60 @@ mod tests {
                 "range {g}: a released copy is taken only once no member serves the range"
             );
         }
+    }
+
+    /// A pull asks every member for a copy it serves before settling for a released one, and
+    /// a suspected member is asked later in its round rather than passed over.
+    #[tokio::test]
+    async fn a_pull_asks_every_member_for_a_served_copy_before_a_released_one() {
+        let (cl, shared, _mesh) = lone_cluster().await;
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        cl.apply_view(&shared, view_of(&cl, &peers), true, true);
+        let g = (0..GROUPS as u16)
+            .find(|g| cl.group_state(*g) == IMPORTING)
+            .expect("a range to pull");
+        let sources = cl.imports.lock()[&g].sources.clone();
+        assert_eq!(sources.len(), peers.len());
+        let suspected = sources[0];
+        cl.suspects.lock().insert(suspected, Instant::now());
+        let asked = |due: HashMap<(PeerId, Accept), Vec<u16>>| {
+            due.into_iter()
+                .find(|(_, gs)| gs.contains(&g))
+                .map(|(k, _)| k)
+        };
+        for p in &sources[1..] {
+            assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Served)));
+            cl.pull_failed(*p, &[g]);
+        }
+        assert_eq!(
+            asked(cl.due_pulls()),
+            None,
+            "the round waits for its suspected member"
+        );
+        assert_eq!(cl.import_source(g), Some(suspected));
+        cl.suspects.lock().remove(&suspected);
+        assert_eq!(asked(cl.due_pulls()), Some((suspected, Accept::Served)));
+        cl.pull_failed(suspected, &[g]);
+        assert_eq!(
+            asked(cl.due_pulls()),
+            Some((sources[0], Accept::Released)),
+            "once every member refused a served copy, a released one is asked for"
+        );
+        cl.pull_failed(sources[0], &[g]);
+        for p in &sources[1..] {
+            assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Released)));
+            cl.pull_failed(*p, &[g]);
+        }
+        assert_eq!(cl.group_state(g), IMPORTING);
+        assert_eq!(
+            asked(cl.due_pulls()),
+            Some((sources[0], Accept::Kept)),
+            "then a kept one"
+        );
+        assert_eq!(
+            cl.import_source(g),
+            None,
+            "with no current copy anywhere, the range's requests run here"
+        );
     }
 }
