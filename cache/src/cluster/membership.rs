@@ -496,6 +496,7 @@ impl Cluster {
     fn due_pulls(&self) -> HashMap<(PeerId, Accept), Vec<u16>> {
         let mut due: HashMap<(PeerId, Accept), Vec<u16>> = HashMap::new();
         let mut give_up = Vec::new();
+        let mut next_round = Vec::new();
         let mut imports = self.imports.lock();
         for (g, imp) in imports.iter_mut() {
             match imp.asked {
@@ -531,7 +532,7 @@ impl Cluster {
                     || (answered > 0 && imp.round_since.elapsed() >= POSTPONE)
                 {
                     imp.next_round();
-                    tracing::debug!(range = g, round = imp.round, "cache: next pull round");
+                    next_round.push((*g, imp.round));
                     src = pick(imp);
                 }
             }
@@ -539,6 +540,12 @@ impl Cluster {
                 imp.asked = Some((p, Instant::now()));
                 due.entry((p, imp.accept())).or_default().push(*g);
             }
+        }
+        if !next_round.is_empty() {
+            tracing::debug!(
+                ?next_round,
+                "cache: every source asked; next pull round (range, round)"
+            );
         }
         for g in give_up {
             tracing::warn!(
