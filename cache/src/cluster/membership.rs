@@ -470,6 +470,18 @@ impl Cluster {
         self.check_fresh(&imports);
     }
 
+    /// `peer` answered a pull of `groups`, refusing `refused`: it hands the others over.
+    fn pull_accepted(&self, peer: PeerId, groups: &[u16], refused: &[u16]) {
+        let mut imports = self.imports.lock();
+        for g in groups.iter().filter(|g| !refused.contains(g)) {
+            if let Some(imp) = imports.get_mut(g)
+                && imp.asked.is_some_and(|(p, _)| p == peer)
+            {
+                imp.accepted = Some(peer);
+            }
+        }
+    }
+
     fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
         tracing::debug!(%peer, ?groups, "cache: pull refused or failed");
         let mut imports = self.imports.lock();
@@ -649,9 +661,11 @@ async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], accept: Accept) -> bool 
     .ok()
     .flatten();
     match res {
-        Some(refused) if refused.is_empty() => true,
         Some(refused) => {
-            cl.pull_failed(src, &refused);
+            cl.pull_accepted(src, groups, &refused);
+            if !refused.is_empty() {
+                cl.pull_failed(src, &refused);
+            }
             true
         }
         None => false,
@@ -806,5 +820,34 @@ mod tests {
             None,
             "with no current copy anywhere, the range's requests run here"
         );
+    }
+
+    /// While a range is pulled, its requests go to the last source that accepted to hand it
+    /// over, not to one still being asked (which may refuse, and holds what it holds).
+    #[tokio::test]
+    async fn requests_go_to_the_source_that_accepted_the_pull() {
+        let (cl, shared, _mesh) = lone_cluster().await;
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        cl.apply_view(&shared, view_of(&cl, &peers), true, true);
+        let g = (0..GROUPS as u16)
+            .find(|g| cl.group_state(*g) == IMPORTING)
+            .expect("a range to pull");
+        let sources = cl.imports.lock()[&g].sources.clone();
+        let asked = |due: HashMap<(PeerId, Accept), Vec<u16>>| {
+            due.into_iter()
+                .find(|(_, gs)| gs.contains(&g))
+                .map(|(k, _)| k)
+        };
+        assert_eq!(asked(cl.due_pulls()), Some((sources[0], Accept::Served)));
+        cl.pull_accepted(sources[0], &[g], &[]);
+        // Its keys and `Done` never arrive (a link closed on the way): the pull times out and
+        // the next source is asked.
+        let long_ago = Instant::now()
+            .checked_sub(PULL_TIMEOUT)
+            .expect("a monotonic clock older than the pull timeout");
+        cl.imports.lock().get_mut(&g).unwrap().asked = Some((sources[0], long_ago));
+        assert_eq!(asked(cl.due_pulls()), Some((sources[1], Accept::Served)));
+        assert_eq!(cl.import_source(g), Some(sources[0]));
+        assert_eq!(cl.asked_source(g), Some(sources[0]));
     }
 }

@@ -170,6 +170,9 @@ struct Import {
     /// Sources asked so far, every round included.
     attempts: usize,
     asked: Option<(PeerId, Instant)>,
+    /// The last source that accepted to hand the range over (answered its pull without
+    /// refusing): it holds a copy.
+    accepted: Option<PeerId>,
     since: Instant,
 }
 
@@ -183,6 +186,7 @@ impl Import {
             round_since: now,
             attempts: 0,
             asked: None,
+            accepted: None,
             since: now,
         }
     }
@@ -209,6 +213,7 @@ impl Import {
     /// new to the view may serve the range.
     fn renew(&mut self, sources: Vec<PeerId>) {
         self.tried = vec![false; sources.len()];
+        self.accepted = self.accepted.filter(|p| sources.contains(p));
         self.sources = sources;
         self.round = self.round.min(1);
     }
@@ -493,27 +498,29 @@ impl Cluster {
         None
     }
 
-    /// Where the requests of range `g` go while it is pulled: the source being asked, or the
-    /// next one; `None` (run them here) once every source has refused it, since then no
-    /// member holds it (all its holders are cut off or dead) and sending each request to
-    /// whichever member is asked at the moment would scatter a key's writes and reads.
+    /// Where the requests of range `g` go while it is pulled: the last source that accepted to
+    /// hand it over (it holds a copy, even if its keys and `Done` were lost on the way), else
+    /// the source being asked, or the next one; `None` (run them here) once every source has
+    /// refused it, since then no member holds it (all its holders are cut off or dead) and
+    /// sending each request to whichever member is asked at the moment would scatter a key's
+    /// writes and reads. A source asked but not yet answering may refuse: it runs what it is
+    /// sent on whatever it holds (in the reduced churn scenario, a released copy without a
+    /// write acknowledged 10 s earlier, while the source that had accepted served the range).
     fn import_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g).filter(|i| !i.unsourced())?;
-        imp.asked
-            .map(|(p, _)| p)
+        imp.accepted
+            .or(imp.asked.map(|(p, _)| p))
             .or_else(|| imp.untried())
             .or_else(|| imp.sources.first().copied())
     }
 
-    /// The source being asked for range `g`, as [`Self::import_source`] but never the next one.
+    /// Where requests of range `g` that a peer sent here to run go while it is pulled, as
+    /// [`Self::import_source`] but never a source not asked yet.
     fn asked_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
-        imports
-            .get(&g)
-            .filter(|i| !i.unsourced())?
-            .asked
-            .map(|(p, _)| p)
+        let imp = imports.get(&g).filter(|i| !i.unsourced())?;
+        imp.accepted.or(imp.asked.map(|(p, _)| p))
     }
 
     /// Decides where a command runs (see the module docs).
