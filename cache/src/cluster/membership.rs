@@ -327,6 +327,13 @@ impl Cluster {
                 }
                 self.released.lock().remove(&g);
                 owned.push(g);
+                if repull && !empty_gained {
+                    // Back after a cut or a rejoin with its keys kept: this node may hold
+                    // writes its co-owners missed (a fallback write acknowledged by this node
+                    // alone, its record to the other owner dropped with a link closed at the
+                    // heal). Merges only pull into the asking node, so push them too.
+                    to(owners_in(&v, g), g);
+                }
                 let cur = if repull {
                     NOT_OWNED
                 } else {

@@ -18,7 +18,10 @@
 //! A node that served a range whose owners change also sends the states written there in the
 //! last minute to the owners new to it ([`Cluster::hand_off`]; all of them if it lost the
 //! range): until its view changed it may have gone on running the range's writes, or receiving
-//! them as a replica, after the new owner's pull took its snapshot elsewhere.
+//! them as a replica, after the new owner's pull took its snapshot elsewhere. A node back after
+//! a cut or a rejoin (its keys kept) sends its co-owners the last minute's states of every
+//! range it owns: a write acknowledged by this node alone would otherwise stay here, since
+//! merges only pull into the node that asks.
 //!
 //! Limits: a key deleted on one side comes back from a copy that still has it (a delete leaves
 //! no version behind); the merged states are not sent on to the range's other owner, which
@@ -56,11 +59,10 @@ impl Cluster {
     /// may have gone on running the range's writes (or receiving them as a replica) under its
     /// old view: when the pull's source was not this node (it was suspected, say) those writes
     /// would reach only the old owners. Only states younger than the hand-over window go
-    /// ([`RELEASED_TTL`]), applied by the owners if newer than their copies.
+    /// ([`RELEASED_TTL`]), applied by the owners if newer than their copies, so also while this
+    /// node's copies are stale. After a cut or a rejoin (its keys kept), this node also sends
+    /// its co-owners the recent writes of every range it owns: it may hold writes they missed.
     pub(crate) fn hand_off(&self, shared: &Shared, per_peer: HashMap<PeerId, Vec<u16>>) {
-        if self.is_stale() {
-            return;
-        }
         let now = conn::now_ms();
         let since = now.saturating_sub(RELEASED_TTL.as_millis() as u64) << 16;
         let mut groups: Vec<u16> = per_peer.values().flatten().copied().collect();
