@@ -706,6 +706,26 @@ mod tests {
         View::new(nodes, cl.me, cl.rf, 1)
     }
 
+    /// Joins four members with every range pulled again: one range this node pulls, and its
+    /// sources in order.
+    fn pulling_one(cl: &Cluster, shared: &Shared) -> (u16, Vec<PeerId>) {
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        cl.apply_view(shared, view_of(cl, &peers), true, true);
+        let g = (0..GROUPS as u16)
+            .find(|g| cl.group_state(*g) == IMPORTING)
+            .expect("a range to pull");
+        let sources = cl.imports.lock()[&g].sources.clone();
+        assert_eq!(sources.len(), peers.len());
+        (g, sources)
+    }
+
+    /// Whom a round of [`Cluster::due_pulls`] asks for range `g`, and for which copies.
+    fn asked_for(due: HashMap<(PeerId, Accept), Vec<u16>>, g: u16) -> Option<(PeerId, Accept)> {
+        due.into_iter()
+            .find(|(_, gs)| gs.contains(&g))
+            .map(|(k, _)| k)
+    }
+
     /// A member that gained a range (a death) and lost it again (the dead node restarted)
     /// before its pull finished holds part of the keys: it must not hand that over, though it
     /// still answers merges with it. A range it served is handed over after it loses it.
@@ -779,20 +799,10 @@ mod tests {
     #[tokio::test]
     async fn a_pull_asks_every_member_for_a_served_copy_before_a_released_one() {
         let (cl, shared, _mesh) = lone_cluster().await;
-        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
-        cl.apply_view(&shared, view_of(&cl, &peers), true, true);
-        let g = (0..GROUPS as u16)
-            .find(|g| cl.group_state(*g) == IMPORTING)
-            .expect("a range to pull");
-        let sources = cl.imports.lock()[&g].sources.clone();
-        assert_eq!(sources.len(), peers.len());
+        let (g, sources) = pulling_one(&cl, &shared);
         let suspected = sources[0];
         cl.suspects.lock().insert(suspected, Instant::now());
-        let asked = |due: HashMap<(PeerId, Accept), Vec<u16>>| {
-            due.into_iter()
-                .find(|(_, gs)| gs.contains(&g))
-                .map(|(k, _)| k)
-        };
+        let asked = |due| asked_for(due, g);
         for p in &sources[1..] {
             assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Served)));
             cl.pull_failed(*p, &[g]);
@@ -834,17 +844,8 @@ mod tests {
     #[tokio::test]
     async fn requests_go_to_the_source_that_accepted_the_pull() {
         let (cl, shared, _mesh) = lone_cluster().await;
-        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
-        cl.apply_view(&shared, view_of(&cl, &peers), true, true);
-        let g = (0..GROUPS as u16)
-            .find(|g| cl.group_state(*g) == IMPORTING)
-            .expect("a range to pull");
-        let sources = cl.imports.lock()[&g].sources.clone();
-        let asked = |due: HashMap<(PeerId, Accept), Vec<u16>>| {
-            due.into_iter()
-                .find(|(_, gs)| gs.contains(&g))
-                .map(|(k, _)| k)
-        };
+        let (g, sources) = pulling_one(&cl, &shared);
+        let asked = |due| asked_for(due, g);
         assert_eq!(asked(cl.due_pulls()), Some((sources[0], Accept::Served)));
         cl.pull_accepted(sources[0], &[g], &[]);
         // Its keys and `Done` never arrive (a link closed on the way): the pull times out and
