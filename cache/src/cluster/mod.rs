@@ -506,9 +506,16 @@ impl Cluster {
     /// writes and reads. A source asked but not yet answering may refuse: it runs what it is
     /// sent on whatever it holds (in the reduced churn scenario, a released copy without a
     /// write acknowledged 10 s earlier, while the source that had accepted served the range).
+    /// A range pulled again with its keys kept (after a rejoin) runs its requests here until
+    /// a source accepted: its own copy is more likely whole than that of a member about to
+    /// refuse (when both owners of a range rejoined, a read went to a member that held none
+    /// of it while each owner had the key).
     fn import_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g).filter(|i| !i.unsourced())?;
+        if imp.accepted.is_none() && self.kept[usize::from(g)].load(Ordering::Acquire) {
+            return None;
+        }
         imp.accepted
             .or(imp.asked.map(|(p, _)| p))
             .or_else(|| imp.untried())
@@ -520,6 +527,9 @@ impl Cluster {
     fn asked_source(&self, g: u16) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g).filter(|i| !i.unsourced())?;
+        if imp.accepted.is_none() && self.kept[usize::from(g)].load(Ordering::Acquire) {
+            return None;
+        }
         imp.accepted.or(imp.asked.map(|(p, _)| p))
     }
 
