@@ -79,6 +79,9 @@ const STALE: u8 = 1;
 /// Back with a majority, pulling every owned range again; fresh once every pull is done.
 const CATCHING_UP: u8 = 2;
 
+/// What a node answers requests from peers with before its first view is installed.
+const STARTING: &str = "TRYAGAIN this node is starting";
+
 /// The error a node without a majority answers writes with (Redis Cluster's).
 pub const CLUSTERDOWN: &str = "CLUSTERDOWN The cluster is down";
 
@@ -282,6 +285,11 @@ pub struct Cluster {
     clock: AtomicU64,
     /// Per member, the ranges to ask it for its copies of ([`merge`]).
     merges: Mutex<HashMap<PeerId, Vec<u16>>>,
+    /// A first real view is installed. Until then this node's view holds only itself (every
+    /// range "served", nothing in it): peers already send it requests and pulls (a restarted
+    /// node keeps its address), and a write run then was acknowledged with no replica and
+    /// emptied by the first view (1 reduced churn run in 8).
+    installed: AtomicBool,
     /// Wakes the importer.
     pub(crate) kick: Notify,
     /// Cancelled at shutdown.
@@ -334,6 +342,7 @@ impl Cluster {
             resync: AtomicBool::new(false),
             clock: AtomicU64::new(0),
             merges: Mutex::default(),
+            installed: AtomicBool::new(false),
             kick: Notify::new(),
             shutdown,
         }
@@ -370,7 +379,7 @@ impl Cluster {
     /// member that was cut off without noticing it lacked a majority also rejoins with a kept
     /// copy, one that missed the majority's writes).
     pub fn can_hand_over(&self, g: u16, accept: proto::Accept) -> bool {
-        if self.is_stale() {
+        if self.is_stale() || !self.installed.load(Ordering::Acquire) {
             return false;
         }
         match self.group_state(g) {
@@ -413,7 +422,7 @@ impl Cluster {
     /// owner asked them, and answered nothing; the owner served the range from a copy
     /// released earlier, without the write.
     pub fn has_copy(&self, g: u16) -> bool {
-        self.group_state(g) != NOT_OWNED
+        self.installed.load(Ordering::Acquire) && self.group_state(g) != NOT_OWNED
             || self.released.lock().get(&g).is_some_and(Released::recent)
     }
 
@@ -537,6 +546,9 @@ impl Cluster {
     pub fn route(&self, cc: &ConnCluster, cmd: &Command, args: &[&[u8]]) -> Decision {
         if cc.apply {
             return Decision::Local;
+        }
+        if cc.internal.is_some() && !self.installed.load(Ordering::Acquire) {
+            return Decision::Error(STARTING.into());
         }
         if cmd.flags.contains(&"write") && !self.has_majority() {
             // The other side does not see it, and at the heal the majority's copy of the key
