@@ -23,13 +23,7 @@ fn main() -> Result<()> {
     // The nodes' logs only when asked for (`RUST_LOG=warn` shows rejoins, hand-overs, stalls;
     // `cache::keys=trace` every key written, replicated, pulled or merged). Each line names
     // its node by thread (`node3`).
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_thread_names(true)
-            .init();
-    }
+    proxima::harness::logs_from_env();
     let mut args = std::env::args().skip(1);
     let mut which = None;
     let mut size = scenario::Size::Full;

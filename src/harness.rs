@@ -228,6 +228,19 @@ pub fn wan_options(emulator: &std::sync::Arc<mesh::WanEmulator>, index: usize) -
     }
 }
 
+/// Logs to stderr as `RUST_LOG` says, each line naming the node whose runtime thread wrote it
+/// (`node3`, see [`wan_options`]); does nothing without `RUST_LOG`. For scenario runs and
+/// whole-system tests: `RUST_LOG=cache=debug` shows what every node did in a failing run.
+pub fn logs_from_env() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_thread_names(true)
+            .try_init();
+    }
+}
+
 /// Polls `condition` every 20 ms (backing off to 200 ms) until it holds or `deadline` passes.
 pub fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
     let end = Instant::now() + deadline;

@@ -36,7 +36,7 @@ fn cut(wan: &mesh::WanEmulator, on: bool) {
 /// Seven nodes on the emulated WAN (RF 2, sync replication), converged, `before:` written
 /// through node 0, and the start-up hand-overs expired.
 fn start(wan: &std::sync::Arc<mesh::WanEmulator>) -> (Cluster, Vec<SocketAddr>) {
-    common::logs();
+    proxima::harness::logs_from_env();
     let cluster = Cluster::start_meshed(
         NODES,
         |_, c| {

@@ -42,16 +42,3 @@ pub fn missing(con: &mut redis::Connection, prefix: &str, n: usize) -> Vec<usize
         .map(|(i, _)| i)
         .collect()
 }
-
-/// Logs to stderr as `RUST_LOG` says, each line naming the node whose thread wrote it (`node3`,
-/// see `harness::wan_options`): `RUST_LOG=cache=debug cargo test --test ...` shows what the
-/// nodes did in a failing run. Does nothing without `RUST_LOG`.
-pub fn logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_thread_names(true)
-            .try_init();
-    }
-}

@@ -10,9 +10,10 @@
 //! than the last ([`proto::Accept`]): a copy some member serves, then one released lately (at a
 //! heal, the members that held the range during the cut), then one kept over a rejoin. A
 //! suspected member is asked later in its round rather than passed over. While importing,
-//! requests for it are forwarded to the member being asked, which runs them and replicates
-//! their effects here after the snapshot; the range is served from here once the snapshot's
-//! `Done` arrived.
+//! requests for it are forwarded to the member that accepted the pull (before any did, to the
+//! one being asked; a range re-pulled with its keys kept runs them here), which runs them and
+//! replicates their effects here after the snapshot; the range is served from here once the
+//! snapshot's `Done` arrived.
 //!
 //! Majority: the members this node knows are those alive or suspected plus those declared down
 //! and not yet forgotten by the membership (`remove_down_after`); left members do not count.
@@ -538,13 +539,7 @@ impl Cluster {
             // for a worse copy (a released one, missing the writes it served meanwhile) or
             // serve the range without its keys. A round ends when every source answered, or
             // when those left stayed suspected for [`POSTPONE`] after others answered.
-            let pick = |imp: &Import| {
-                imp.sources
-                    .iter()
-                    .zip(&imp.tried)
-                    .find(|(p, t)| !**t && !self.is_suspect(p))
-                    .map(|(p, _)| *p)
-            };
+            let pick = |imp: &Import| imp.untried(|p| self.is_suspect(p));
             let mut src = pick(imp);
             if src.is_none() {
                 let answered = imp.tried.iter().filter(|t| **t).count();
@@ -813,7 +808,7 @@ mod tests {
             None,
             "the round waits for its suspected member"
         );
-        assert_eq!(cl.import_source(g), Some(suspected));
+        assert_eq!(cl.import_target(g, true), Some(suspected));
         cl.suspects.lock().remove(&suspected);
         assert_eq!(asked(cl.due_pulls()), Some((suspected, Accept::Served)));
         cl.pull_failed(suspected, &[g]);
@@ -834,7 +829,7 @@ mod tests {
             "then a kept one"
         );
         assert_eq!(
-            cl.import_source(g),
+            cl.import_target(g, true),
             None,
             "with no current copy anywhere, the range's requests run here"
         );
@@ -856,7 +851,7 @@ mod tests {
             .expect("a monotonic clock older than the pull timeout");
         cl.imports.lock().get_mut(&g).unwrap().asked = Some((sources[0], long_ago));
         assert_eq!(asked(cl.due_pulls()), Some((sources[1], Accept::Served)));
-        assert_eq!(cl.import_source(g), Some(sources[0]));
-        assert_eq!(cl.asked_source(g), Some(sources[0]));
+        assert_eq!(cl.import_target(g, true), Some(sources[0]));
+        assert_eq!(cl.import_target(g, false), Some(sources[0]));
     }
 }

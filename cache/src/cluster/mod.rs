@@ -237,12 +237,12 @@ impl Import {
         self.round_since = Instant::now();
     }
 
-    /// The first source not asked yet in this round.
-    fn untried(&self) -> Option<PeerId> {
+    /// The first source not asked yet in this round, passing over those `skip` names.
+    fn untried(&self, skip: impl Fn(&PeerId) -> bool) -> Option<PeerId> {
         self.sources
             .iter()
             .zip(&self.tried)
-            .find(|(_, t)| !**t)
+            .find(|(p, t)| !**t && !skip(p))
             .map(|(p, _)| *p)
     }
 }
@@ -422,7 +422,7 @@ impl Cluster {
     /// owner asked them, and answered nothing; the owner served the range from a copy
     /// released earlier, without the write.
     pub fn has_copy(&self, g: u16) -> bool {
-        self.installed.load(Ordering::Acquire) && self.group_state(g) != NOT_OWNED
+        (self.installed.load(Ordering::Acquire) && self.group_state(g) != NOT_OWNED)
             || self.released.lock().get(&g).is_some_and(Released::recent)
     }
 
@@ -508,38 +508,26 @@ impl Cluster {
     }
 
     /// Where the requests of range `g` go while it is pulled: the last source that accepted to
-    /// hand it over (it holds a copy, even if its keys and `Done` were lost on the way), else
-    /// the source being asked, or the next one; `None` (run them here) once every source has
-    /// refused it, since then no member holds it (all its holders are cut off or dead) and
-    /// sending each request to whichever member is asked at the moment would scatter a key's
-    /// writes and reads. A source asked but not yet answering may refuse: it runs what it is
-    /// sent on whatever it holds (in the reduced churn scenario, a released copy without a
-    /// write acknowledged 10 s earlier, while the source that had accepted served the range).
-    /// A range pulled again with its keys kept (after a rejoin) runs its requests here until
-    /// a source accepted: its own copy is more likely whole than that of a member about to
-    /// refuse (when both owners of a range rejoined, a read went to a member that held none
-    /// of it while each owner had the key).
-    fn import_source(&self, g: u16) -> Option<PeerId> {
+    /// hand it over (it holds a copy, even if its keys and `Done` were lost on the way with a
+    /// closed link), else the source being asked, else (with `or_next`) the next one. A source
+    /// that has not answered may refuse, and runs what it is sent on whatever it holds, so a
+    /// range pulled again with its keys kept (after a rejoin) runs its requests here until a
+    /// source accepted. `None` (run them here) also once every source refused the current
+    /// copies: then no member holds the range (its holders are cut off or dead), and sending
+    /// each request to whichever member is asked at the moment would scatter a key's writes
+    /// and reads.
+    fn import_target(&self, g: u16, or_next: bool) -> Option<PeerId> {
         let imports = self.imports.lock();
         let imp = imports.get(&g).filter(|i| !i.unsourced())?;
         if imp.accepted.is_none() && self.kept[usize::from(g)].load(Ordering::Acquire) {
             return None;
         }
-        imp.accepted
-            .or(imp.asked.map(|(p, _)| p))
-            .or_else(|| imp.untried())
-            .or_else(|| imp.sources.first().copied())
-    }
-
-    /// Where requests of range `g` that a peer sent here to run go while it is pulled, as
-    /// [`Self::import_source`] but never a source not asked yet.
-    fn asked_source(&self, g: u16) -> Option<PeerId> {
-        let imports = self.imports.lock();
-        let imp = imports.get(&g).filter(|i| !i.unsourced())?;
-        if imp.accepted.is_none() && self.kept[usize::from(g)].load(Ordering::Acquire) {
-            return None;
-        }
-        imp.accepted.or(imp.asked.map(|(p, _)| p))
+        let next = || {
+            or_next
+                .then(|| imp.untried(|_| false).or(imp.sources.first().copied()))
+                .flatten()
+        };
+        imp.accepted.or(imp.asked.map(|(p, _)| p)).or_else(next)
     }
 
     /// Decides where a command runs (see the module docs).
@@ -574,7 +562,7 @@ impl Cluster {
             // Run here, unless this node is still pulling the range: then its source runs it.
             if self.group_state(g) == IMPORTING
                 && i.hops > 0
-                && let Some(src) = self.asked_source(g)
+                && let Some(src) = self.import_target(g, false)
             {
                 return Decision::Forward {
                     peer: src,
@@ -596,7 +584,7 @@ impl Cluster {
             if serving {
                 return Decision::Local;
             }
-            return match self.import_source(g) {
+            return match self.import_target(g, true) {
                 Some(src) => Decision::Forward {
                     peer: src,
                     exec: true,
