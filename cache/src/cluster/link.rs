@@ -4,15 +4,23 @@
 //! order of the writes), sent in batches of up to [`BATCH_BYTES`] per frame, and kept until the
 //! peer acknowledges them: after a broken stream the link reconnects and sends the
 //! unacknowledged records again (applying a key state twice is harmless).
+//!
+//! A link is closed when its peer leaves the view. What it still held unacknowledged is not
+//! dropped: its key states wait up to [`BACKLOG_TTL`] for the next link to that peer, which
+//! sends them before anything else. A peer cut off for a few seconds thus still gets the
+//! writes that were on their way to it when it was cut (Redis keeps a replication backlog for
+//! the same reason). `Done` and `PUBLISH` records are not carried over: a pull is asked again
+//! after a view change, and a message published a minute ago is not delivered late.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use mesh::PeerId;
-use tokio::sync::{mpsc, watch};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::proto::{self, KIND_LINK, Record};
@@ -21,6 +29,14 @@ use super::proto::{self, KIND_LINK, Record};
 pub const BATCH_BYTES: usize = 1 << 20;
 /// Records kept for a peer that does not acknowledge; beyond this the link gives up on it.
 const MAX_UNACKED_BYTES: usize = 256 << 20;
+/// How long a closed link's unacknowledged key states wait for the next link to its peer.
+pub const BACKLOG_TTL: Duration = Duration::from_secs(60);
+/// How long a new link waits for its closed predecessor's task to hand its backlog over (the
+/// task stops at its next await, so this only bounds a task stuck in a way nobody expects).
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
+
+/// Frames, oldest first: (sequence number of the frame's last record, encoded frame).
+type Frames = VecDeque<(u64, Bytes)>;
 
 /// The link to one peer.
 #[derive(Debug)]
@@ -31,21 +47,51 @@ pub struct Link {
     tx: mpsc::UnboundedSender<(u64, Record)>,
     acked: watch::Receiver<u64>,
     cancel: CancellationToken,
+    closed_at: OnceLock<Instant>,
+    /// The key states the link's task left unacknowledged when it stopped.
+    backlog: Mutex<Option<oneshot::Receiver<Frames>>>,
 }
 
 impl Link {
-    /// Starts the link task.
-    pub fn start(mesh: mesh::Mesh, peer: PeerId, cancel: CancellationToken) -> Arc<Self> {
+    /// Starts the link task. `before` is the last link to the same peer, closed: the key
+    /// states it left unacknowledged are sent first if it closed less than [`BACKLOG_TTL`] ago.
+    pub fn start(
+        mesh: mesh::Mesh,
+        peer: PeerId,
+        cancel: CancellationToken,
+        before: Option<&Link>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ack_tx, acked) = watch::channel(0u64);
+        let (backlog_tx, backlog_rx) = oneshot::channel();
+        let inherited = before
+            .filter(|b| b.closed_at.get().is_some_and(|t| t.elapsed() < BACKLOG_TTL))
+            .and_then(|b| b.backlog.lock().take());
+        // Numbers go on from the last link's, so its frames keep theirs and acks only grow.
+        let first_seq = before.map_or(0, |b| b.seq.load(Ordering::Acquire));
         let link = Arc::new(Self {
             peer,
-            seq: AtomicU64::new(0),
+            seq: AtomicU64::new(first_seq),
             tx,
             acked,
             cancel: cancel.clone(),
+            closed_at: OnceLock::new(),
+            backlog: Mutex::new(Some(backlog_rx)),
         });
-        tokio::spawn(run(mesh, peer, rx, ack_tx, cancel));
+        tokio::spawn(async move {
+            let mut unacked = Frames::new();
+            if let Some(rx) = inherited
+                && let Ok(Ok(frames)) = tokio::time::timeout(HANDOVER_WAIT, rx).await
+            {
+                if !frames.is_empty() {
+                    tracing::debug!(%peer, frames = frames.len(), "cache link: sending a closed link's backlog");
+                }
+                unacked = frames;
+            }
+            let mut rx = rx;
+            deliver(&mesh, peer, &mut rx, &ack_tx, &cancel, &mut unacked).await;
+            let _ = backlog_tx.send(keys_left(unacked, rx));
+        });
         link
     }
 
@@ -56,13 +102,21 @@ impl Link {
         seq
     }
 
-    /// Whether the link was closed (the peer left the view).
+    /// Whether the link was closed (the peer left the view, or the node is stopping).
     pub fn is_closed(&self) -> bool {
         self.cancel.is_cancelled()
     }
 
+    /// Whether the link was closed at least [`BACKLOG_TTL`] ago: its backlog is no use.
+    pub fn is_expired(&self) -> bool {
+        self.closed_at
+            .get()
+            .is_some_and(|t| t.elapsed() >= BACKLOG_TTL)
+    }
+
     /// Closes the link.
     pub fn close(&self) {
+        self.closed_at.get_or_init(Instant::now);
         self.cancel.cancel();
     }
 
@@ -85,17 +139,27 @@ impl Link {
     }
 }
 
-async fn run(
-    mesh: mesh::Mesh,
+/// Sends queued records and `unacked` again after every reconnect, until the link is closed.
+/// Leaves in `unacked` what the peer did not acknowledge.
+async fn deliver(
+    mesh: &mesh::Mesh,
     peer: PeerId,
-    mut rx: mpsc::UnboundedReceiver<(u64, Record)>,
-    ack_tx: watch::Sender<u64>,
-    cancel: CancellationToken,
+    rx: &mut mpsc::UnboundedReceiver<(u64, Record)>,
+    ack_tx: &watch::Sender<u64>,
+    cancel: &CancellationToken,
+    unacked: &mut Frames,
 ) {
-    // (last seq of the frame, frame payload), oldest first.
-    let mut unacked: VecDeque<(u64, bytes::Bytes)> = VecDeque::new();
-    let mut unacked_bytes = 0usize;
+    let mut unacked_bytes: usize = unacked.iter().map(|(_, f)| f.len()).sum();
     let mut failures = 0u32;
+    // A write to a stalled stream is abandoned when the link closes: the frame stays unacked.
+    macro_rules! write_or {
+        ($send:expr, $frame:expr, $on_err:tt) => {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = mesh::frame::write($send, $frame) => if r.is_err() { $on_err }
+            }
+        };
+    }
     while !cancel.is_cancelled() {
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -113,17 +177,15 @@ async fn run(
                 }
             }
         };
-        if mesh::frame::write(&mut send, &[KIND_LINK]).await.is_err() {
-            continue;
-        }
-        let mut ok = true;
-        for (_, f) in &unacked {
-            if mesh::frame::write(&mut send, f).await.is_err() {
-                ok = false;
+        write_or!(&mut send, &[KIND_LINK], continue);
+        let mut resent = true;
+        for (_, f) in unacked.iter() {
+            write_or!(&mut send, f, {
+                resent = false;
                 break;
-            }
+            });
         }
-        if !ok {
+        if !resent {
             continue;
         }
         // Acks are read by their own task: a frame read is not cancel-safe inside a select.
@@ -161,21 +223,18 @@ async fn run(
                 }
                 first = rx.recv() => {
                     let Some(first) = first else { return };
-                    let mut frame = BytesMut::with_capacity(4096);
-                    frame.put_u64(0);
-                    let mut last = first.0;
-                    first.1.encode(&mut frame);
-                    while frame.len() < BATCH_BYTES {
+                    let mut batch = vec![first];
+                    let mut size = batch[0].1.len();
+                    while size < BATCH_BYTES {
                         match rx.try_recv() {
-                            Ok((s, r)) => {
-                                last = s;
-                                r.encode(&mut frame);
+                            Ok(r) => {
+                                size += r.1.len();
+                                batch.push(r);
                             }
                             Err(_) => break,
                         }
                     }
-                    frame[..8].copy_from_slice(&last.to_be_bytes());
-                    let frame = frame.freeze();
+                    let (last, frame) = encode_frame(batch);
                     unacked_bytes += frame.len();
                     unacked.push_back((last, frame.clone()));
                     if unacked_bytes > MAX_UNACKED_BYTES {
@@ -183,9 +242,7 @@ async fn run(
                         unacked.clear();
                         unacked_bytes = 0;
                     }
-                    if mesh::frame::write(&mut send, &frame).await.is_err() {
-                        break;
-                    }
+                    write_or!(&mut send, &frame, break);
                 }
             }
         }
@@ -197,10 +254,205 @@ async fn run(
     }
 }
 
+/// One frame of `records` (in order): the highest sequence number in it and the encoded frame.
+fn encode_frame(records: Vec<(u64, Record)>) -> (u64, Bytes) {
+    let mut frame =
+        BytesMut::with_capacity(8 + records.iter().map(|(_, r)| r.len()).sum::<usize>());
+    frame.put_u64(0);
+    let mut last = 0;
+    for (s, r) in records {
+        last = last.max(s);
+        r.encode(&mut frame);
+    }
+    frame[..8].copy_from_slice(&last.to_be_bytes());
+    (last, frame.freeze())
+}
+
+/// The key states of a stopped link's unacknowledged frames and of the records it never sent,
+/// in order, as frames for the next link to the same peer (bounded like a live backlog).
+fn keys_left(unacked: Frames, mut rx: mpsc::UnboundedReceiver<(u64, Record)>) -> Frames {
+    rx.close();
+    let mut records: Vec<(u64, Record)> = Vec::new();
+    for (last, frame) in unacked {
+        // Frames this link encoded itself: decoding cannot fail.
+        if let Ok((_, recs)) = proto::decode_link(&frame) {
+            records.extend(recs.into_iter().map(|r| (last, r)));
+        }
+    }
+    while let Ok(r) = rx.try_recv() {
+        records.push(r);
+    }
+    let mut left = Frames::new();
+    let (mut batch, mut size, mut total) = (Vec::new(), 0usize, 0usize);
+    for (seq, rec) in records {
+        if !matches!(rec, Record::Keys(_)) {
+            continue;
+        }
+        total += rec.len();
+        if total > MAX_UNACKED_BYTES {
+            break;
+        }
+        size += rec.len();
+        batch.push((seq, rec));
+        if size >= BATCH_BYTES {
+            left.push_back(encode_frame(std::mem::take(&mut batch)));
+            size = 0;
+        }
+    }
+    if !batch.is_empty() {
+        left.push_back(encode_frame(batch));
+    }
+    left
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    async fn node(seed: u8) -> mesh::Mesh {
+        mesh::Mesh::start(
+            mesh::keypair_from_seed([seed; 32]),
+            mesh::MeshConfig::local(),
+            &mut prometheus_client::registry::Registry::default(),
+        )
+        .await
+        .expect("a mesh on loopback")
+    }
+
+    /// What a receiver saw: (stream number, record) in arrival order.
+    type Seen = Arc<Mutex<Vec<(usize, Record)>>>;
+
+    /// Serves link streams on `m`: records every record, acknowledges frames while `ack` is set.
+    fn receiver(m: &mesh::Mesh, ack: Arc<AtomicBool>) -> Seen {
+        let seen: Seen = Arc::default();
+        let streams = Arc::new(AtomicU64::new(0));
+        let out = seen.clone();
+        m.dataplane()
+            .serve_streams(proto::ALPN, move |_, mut send, mut recv| {
+                let (seen, ack) = (seen.clone(), ack.clone());
+                let stream = streams.fetch_add(1, Ordering::AcqRel) as usize;
+                Box::pin(async move {
+                    let dec = mesh::frame::FrameDecoder::new(proto::MAX_FRAME);
+                    let Ok(Some(_hello)) = dec.read(&mut recv).await else {
+                        return;
+                    };
+                    while let Ok(Some(f)) = dec.read(&mut recv).await {
+                        let (seq, records) = proto::decode_link(&f).expect("a valid frame");
+                        seen.lock().extend(records.into_iter().map(|r| (stream, r)));
+                        if ack.load(Ordering::Acquire)
+                            && mesh::frame::write(&mut send, &seq.to_be_bytes())
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                })
+            })
+            .expect("serve the cache protocol");
+        out
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn keys(b: &'static [u8]) -> Record {
+        Record::Keys(Bytes::from_static(b))
+    }
+
+    /// The peer left the view while a write was on its way to it, unacknowledged: the next
+    /// link to it sends that write's key state first, and not the pull's `Done` nor the
+    /// `PUBLISH` that were queued with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_links_key_states_go_on_the_next_link() {
+        let (a, b) = (node(31).await, node(32).await);
+        let ack = Arc::new(AtomicBool::new(false));
+        let seen = receiver(&b, ack.clone());
+        a.join(b.local_member()).await;
+        until("a to see b", || {
+            a.members().iter().any(|m| m.id.peer == b.peer_id())
+        })
+        .await;
+
+        let first = Link::start(a.clone(), b.peer_id(), CancellationToken::new(), None);
+        first.push(keys(b"k1"));
+        first.push(Record::Done(vec![7]));
+        first.push(Record::Publish(Bytes::from_static(b"p")));
+        let s = first.push(keys(b"k2"));
+        until("b to receive the first link's records", || {
+            seen.lock().len() == 4
+        })
+        .await;
+        assert!(!first.is_acked(s));
+        first.close();
+
+        ack.store(true, Ordering::Release);
+        let second = Link::start(
+            a.clone(),
+            b.peer_id(),
+            CancellationToken::new(),
+            Some(&first),
+        );
+        let s3 = second.push(keys(b"k3"));
+        assert!(s3 > s, "numbers go on from the closed link's");
+        assert!(second.wait(s3, Duration::from_secs(20)).await);
+        let again: Vec<Record> = seen
+            .lock()
+            .iter()
+            .filter(|(stream, _)| *stream == 1)
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(again, vec![keys(b"k1"), keys(b"k2"), keys(b"k3")]);
+    }
+
+    /// A link closed by shutdown (not by a view change) leaves nothing for the next one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_cancelled_without_close_hands_nothing_over() {
+        let (a, b) = (node(33).await, node(34).await);
+        let ack = Arc::new(AtomicBool::new(false));
+        let seen = receiver(&b, ack.clone());
+        a.join(b.local_member()).await;
+        until("a to see b", || {
+            a.members().iter().any(|m| m.id.peer == b.peer_id())
+        })
+        .await;
+
+        let token = CancellationToken::new();
+        let first = Link::start(a.clone(), b.peer_id(), token.clone(), None);
+        first.push(keys(b"k1"));
+        until("b to receive k1", || seen.lock().len() == 1).await;
+        token.cancel();
+
+        ack.store(true, Ordering::Release);
+        let second = Link::start(
+            a.clone(),
+            b.peer_id(),
+            CancellationToken::new(),
+            Some(&first),
+        );
+        let s = second.push(keys(b"k2"));
+        assert!(second.wait(s, Duration::from_secs(20)).await);
+        let again: Vec<Record> = seen
+            .lock()
+            .iter()
+            .filter(|(stream, _)| *stream == 1)
+            .map(|(_, r)| r.clone())
+            .collect();
+        assert_eq!(again, vec![keys(b"k2")]);
     }
 }

@@ -418,16 +418,25 @@ impl Cluster {
                 !list.is_empty()
             });
         }
-        // Links to members that left.
-        {
+        // Links to members that left are closed; their backlogs wait for the member's return
+        // (see `link`), and a member back in the view gets its backlog now, not at the next
+        // write that happens to go its way.
+        let back: Vec<PeerId> = {
             let mut links = self.links.lock();
             links.retain(|p, l| {
-                let keep = v.nodes.iter().any(|n| n.peer == *p);
-                if !keep {
+                if !v.nodes.iter().any(|n| n.peer == *p) {
                     l.close();
                 }
-                keep
+                !l.is_expired()
             });
+            links
+                .iter()
+                .filter(|(p, l)| l.is_closed() && v.nodes.iter().any(|n| n.peer == **p))
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        for p in back {
+            self.link(p);
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             let members: Vec<String> = v.nodes.iter().map(|n| n.peer.to_string()).collect();

@@ -692,12 +692,16 @@ impl Cluster {
     /// The ordered link to `peer`, started on first use.
     pub fn link(&self, peer: PeerId) -> Arc<Link> {
         let mut links = self.links.lock();
-        if let Some(l) = links.get(&peer)
-            && !l.is_closed()
-        {
-            return l.clone();
-        }
-        let l = Link::start(self.mesh.clone(), peer, self.shutdown.child_token());
+        let before = match links.get(&peer) {
+            Some(l) if !l.is_closed() => return l.clone(),
+            before => before.cloned(),
+        };
+        let l = Link::start(
+            self.mesh.clone(),
+            peer,
+            self.shutdown.child_token(),
+            before.as_deref(),
+        );
         links.insert(peer, l.clone());
         l
     }
