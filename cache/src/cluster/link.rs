@@ -375,12 +375,9 @@ mod tests {
         Record::Keys(Bytes::from_static(b))
     }
 
-    /// The peer left the view while a write was on its way to it, unacknowledged: the next
-    /// link to it sends that write's key state first, and not the pull's `Done` nor the
-    /// `PUBLISH` that were queued with it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_closed_links_key_states_go_on_the_next_link() {
-        let (a, b) = (node(31).await, node(32).await);
+    /// Two meshes that see each other; the second acknowledges frames once `ack` is set.
+    async fn pair(x: u8, y: u8) -> (mesh::Mesh, mesh::Mesh, Arc<AtomicBool>, Seen) {
+        let (a, b) = (node(x).await, node(y).await);
         let ack = Arc::new(AtomicBool::new(false));
         let seen = receiver(&b, ack.clone());
         a.join(b.local_member()).await;
@@ -388,6 +385,24 @@ mod tests {
             a.members().iter().any(|m| m.id.peer == b.peer_id())
         })
         .await;
+        (a, b, ack, seen)
+    }
+
+    /// The records the receiver got on its `stream`-th stream (one stream per link).
+    fn on_stream(seen: &Seen, stream: usize) -> Vec<Record> {
+        seen.lock()
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// The peer left the view while a write was on its way to it, unacknowledged: the next
+    /// link to it sends that write's key state first, and not the pull's `Done` nor the
+    /// `PUBLISH` that were queued with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_links_key_states_go_on_the_next_link() {
+        let (a, b, ack, seen) = pair(31, 32).await;
 
         let first = Link::start(a.clone(), b.peer_id(), CancellationToken::new(), None);
         first.push(keys(b"k1"));
@@ -411,26 +426,14 @@ mod tests {
         let s3 = second.push(keys(b"k3"));
         assert!(s3 > s, "numbers go on from the closed link's");
         assert!(second.wait(s3, Duration::from_secs(20)).await);
-        let again: Vec<Record> = seen
-            .lock()
-            .iter()
-            .filter(|(stream, _)| *stream == 1)
-            .map(|(_, r)| r.clone())
-            .collect();
+        let again = on_stream(&seen, 1);
         assert_eq!(again, vec![keys(b"k1"), keys(b"k2"), keys(b"k3")]);
     }
 
     /// A link closed by shutdown (not by a view change) leaves nothing for the next one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_link_cancelled_without_close_hands_nothing_over() {
-        let (a, b) = (node(33).await, node(34).await);
-        let ack = Arc::new(AtomicBool::new(false));
-        let seen = receiver(&b, ack.clone());
-        a.join(b.local_member()).await;
-        until("a to see b", || {
-            a.members().iter().any(|m| m.id.peer == b.peer_id())
-        })
-        .await;
+        let (a, b, ack, seen) = pair(33, 34).await;
 
         let token = CancellationToken::new();
         let first = Link::start(a.clone(), b.peer_id(), token.clone(), None);
@@ -447,12 +450,7 @@ mod tests {
         );
         let s = second.push(keys(b"k2"));
         assert!(second.wait(s, Duration::from_secs(20)).await);
-        let again: Vec<Record> = seen
-            .lock()
-            .iter()
-            .filter(|(stream, _)| *stream == 1)
-            .map(|(_, r)| r.clone())
-            .collect();
+        let again = on_stream(&seen, 1);
         assert_eq!(again, vec![keys(b"k2")]);
     }
 }
