@@ -398,6 +398,33 @@ impl Cluster {
         }
     }
 
+    /// Why [`Cluster::can_hand_over`] may refuse range `g` (for debug logs).
+    fn refusal(&self, g: u16) -> &'static str {
+        if !self.installed.load(Ordering::Acquire) {
+            return "starting";
+        }
+        if self.is_stale() {
+            return if self.has_majority() {
+                "catching up"
+            } else {
+                "no majority"
+            };
+        }
+        match self.group_state(g) {
+            NOT_OWNED => match self.released.lock().get(&g) {
+                None => "not held",
+                Some(r) if !r.whole => "released a partial copy",
+                Some(r) if !r.recent() => "released too long ago",
+                Some(_) => "released (not accepted)",
+            },
+            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => {
+                "re-pulling a kept copy (not accepted)"
+            }
+            IMPORTING => "still pulling it",
+            _ => "serving (not refused)",
+        }
+    }
+
     /// Whether this node's copy of range `g` (in `state`) has every key: it serves the range,
     /// or it is pulling it (not a kept copy) and every member refused it in the rounds that
     /// take current copies, so it runs the range's requests itself and holds the only copy

@@ -207,6 +207,11 @@ async fn link(
 fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], accept: Accept) -> Vec<u16> {
     let (ok, refused): (Vec<u16>, Vec<u16>) =
         groups.iter().partition(|g| cl.can_hand_over(**g, accept));
+    if !refused.is_empty() {
+        // The puller only learns "refused"; why is logged here, where the state is known.
+        let why: Vec<(u16, &str)> = refused.iter().map(|g| (*g, cl.refusal(*g))).collect();
+        tracing::debug!(%peer, ?accept, ?why, "cache: refused a pull");
+    }
     if ok.is_empty() {
         return refused;
     }
