@@ -379,49 +379,39 @@ impl Cluster {
     /// member that was cut off without noticing it lacked a majority also rejoins with a kept
     /// copy, one that missed the majority's writes).
     pub fn can_hand_over(&self, g: u16, accept: proto::Accept) -> bool {
-        if self.is_stale() || !self.installed.load(Ordering::Acquire) {
-            return false;
-        }
-        match self.group_state(g) {
-            NOT_OWNED => {
-                accept >= proto::Accept::Released
-                    && self
-                        .released
-                        .lock()
-                        .get(&g)
-                        .is_some_and(|r| r.whole && r.recent())
-            }
-            IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => {
-                accept >= proto::Accept::Kept
-            }
-            state => self.holds_whole(g, state, &self.imports.lock()),
-        }
+        self.hand_over(g, accept).is_ok()
     }
 
-    /// Why [`Cluster::can_hand_over`] may refuse range `g` (for debug logs).
-    fn refusal(&self, g: u16) -> &'static str {
+    /// [`Cluster::can_hand_over`], with the reason when it refuses (the puller only learns
+    /// "refused"; the serving side logs why).
+    fn hand_over(&self, g: u16, accept: proto::Accept) -> Result<(), &'static str> {
         if !self.installed.load(Ordering::Acquire) {
-            return "starting";
+            return Err("starting");
         }
         if self.is_stale() {
-            return if self.has_majority() {
+            return Err(if self.has_majority() {
                 "catching up"
             } else {
                 "no majority"
-            };
+            });
         }
         match self.group_state(g) {
             NOT_OWNED => match self.released.lock().get(&g) {
-                None => "not held",
-                Some(r) if !r.whole => "released a partial copy",
-                Some(r) if !r.recent() => "released too long ago",
-                Some(_) => "released (not accepted)",
+                None => Err("not held"),
+                Some(r) if !r.whole => Err("released a partial copy"),
+                Some(r) if !r.recent() => Err("released too long ago"),
+                Some(_) if accept < proto::Accept::Released => Err("released (not accepted yet)"),
+                Some(_) => Ok(()),
             },
             IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => {
-                "re-pulling a kept copy (not accepted)"
+                if accept >= proto::Accept::Kept {
+                    Ok(())
+                } else {
+                    Err("re-pulling a kept copy (not accepted yet)")
+                }
             }
-            IMPORTING => "still pulling it",
-            _ => "serving (not refused)",
+            state if self.holds_whole(g, state, &self.imports.lock()) => Ok(()),
+            _ => Err("still pulling it"),
         }
     }
 

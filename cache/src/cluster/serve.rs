@@ -203,15 +203,20 @@ async fn link(
 /// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
 /// `Done` on the link to it, all under the keyspace lock so no write falls in between.
 /// Returns the ranges refused (no copy here of a kind the puller accepts, see
-/// [`Cluster::can_hand_over`]).
+/// [`Cluster::can_hand_over`]) and logs each refusal's reason.
 fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], accept: Accept) -> Vec<u16> {
-    let (ok, refused): (Vec<u16>, Vec<u16>) =
-        groups.iter().partition(|g| cl.can_hand_over(**g, accept));
-    if !refused.is_empty() {
-        // The puller only learns "refused"; why is logged here, where the state is known.
-        let why: Vec<(u16, &str)> = refused.iter().map(|g| (*g, cl.refusal(*g))).collect();
+    let mut ok = Vec::new();
+    let mut why = Vec::new();
+    for &g in groups {
+        match cl.hand_over(g, accept) {
+            Ok(()) => ok.push(g),
+            Err(reason) => why.push((g, reason)),
+        }
+    }
+    if !why.is_empty() {
         tracing::debug!(%peer, ?accept, ?why, "cache: refused a pull");
     }
+    let refused: Vec<u16> = why.iter().map(|(g, _)| *g).collect();
     if ok.is_empty() {
         return refused;
     }
