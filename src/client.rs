@@ -51,6 +51,43 @@ impl AdminClient {
             .context("the node's /health is not the expected JSON")
     }
 
+    /// `GET path` as JSON (error statuses are errors).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.get(&url).send().await.with_context(|| {
+            format!(
+                "cannot reach the node at {} (is `proxima node` running?)",
+                self.base
+            )
+        })?;
+        let resp = resp.error_for_status()?;
+        resp.json().await.context("the answer is not JSON")
+    }
+
+    /// `POST path` with a JSON body; the status and the JSON answer (`{}` if not JSON).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(reqwest::StatusCode, serde_json::Value)> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the node at {} (is `proxima node` running?)",
+                    self.base
+                )
+            })?;
+        let status = resp.status();
+        let v = resp.json().await.unwrap_or(serde_json::json!({}));
+        Ok((status, v))
+    }
+
     /// `GET /health` as raw JSON.
     pub async fn health_json(&self) -> Result<serde_json::Value> {
         let url = format!("{}/health", self.base);

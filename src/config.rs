@@ -5,7 +5,7 @@
 //! Nested sections map to environment variables with a double underscore, e.g.
 //! `PROXIMA_ADMIN_LISTEN=127.0.0.1:0` or `PROXIMA_CACHE__MAXMEMORY=...`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -61,6 +61,10 @@ pub struct Config {
     pub p2p_listen: Vec<String>,
     /// libp2p multiaddrs of peers to join at start.
     pub bootstrap: Vec<String>,
+    /// The IP other nodes reach this one at, advertised to members for every service that
+    /// listens on an unspecified address (`0.0.0.0`). Default: the local IP of the route to
+    /// the first bootstrap peer, else the first non-loopback interface address.
+    pub advertise_addr: Option<IpAddr>,
     /// Which ledger to follow.
     pub ledger: LedgerKind,
     /// Ethereum JSON-RPC endpoint (with `ledger = "eth"`).
@@ -79,6 +83,8 @@ pub struct Config {
     pub cache: cache::Config,
     /// CDN edge: blob store disk budget and hot tier, gateway limits (`[cdn]`).
     pub cdn: cdn_edge::CdnConfig,
+    /// Cluster membership: the cluster key or anchor, join token, certificate roles (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -92,6 +98,7 @@ impl Default for Config {
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 4300)),
             p2p_listen: vec!["/ip4/127.0.0.1/udp/4301/quic-v1".to_owned()],
             bootstrap: Vec::new(),
+            advertise_addr: None,
             ledger: LedgerKind::Embedded,
             eth_rpc: None,
             eth_registry: None,
@@ -101,6 +108,7 @@ impl Default for Config {
             naming: crate::names::NamingConfig::default(),
             cache: cache::Config::default(),
             cdn: cdn_edge::CdnConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -205,6 +213,9 @@ impl Config {
                     "expected a 20-byte hex address such as 0x5FbDB2315678afecb367f032d93F642f64180aa3",
                 ));
             }
+        }
+        if let Err((key, value, problem)) = self.cluster.validate() {
+            return Err(bad(&key, value, &problem));
         }
         if let Err((key, value, problem)) = self.naming.validate() {
             return Err(bad(&key, value, &problem));

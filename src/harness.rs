@@ -170,23 +170,49 @@ impl Cluster {
         options: impl Fn(usize) -> NodeOptions,
         deadline: Duration,
     ) -> Result<Self> {
-        let mut nodes: Vec<TestNode> = Vec::with_capacity(n);
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(n),
+        };
         for i in 0..n {
-            let bootstrap = match nodes.first() {
-                Some(first) => vec![first.addr("p2p").context("node 0 has no p2p address")?],
-                None => Vec::new(),
+            // Node 0 is its own cluster (it creates the cluster key); every other node joins
+            // it with a one-time token, as an operator would, and is certified for the cache
+            // and the registrar.
+            let (bootstrap, token) = match cluster.nodes.first() {
+                Some(first) => (
+                    vec![first.addr("p2p").context("node 0 has no p2p address")?],
+                    Some(cluster.join_token()?),
+                ),
+                None => (Vec::new(), None),
             };
-            nodes.push(TestNode::start_with_options(
+            cluster.nodes.push(TestNode::start_with_options(
                 |c| {
                     c.bootstrap = bootstrap;
+                    c.cluster.join_token = token;
                     tweak(i, c);
                 },
                 options(i),
             )?);
         }
-        let cluster = Self { nodes };
         cluster.wait_all_alive(n, deadline)?;
         Ok(cluster)
+    }
+
+    /// A one-time join token from node 0 (the cluster's issuer) granting the cache and
+    /// registrar roles: `config.cluster.join_token` for a node that joins later.
+    pub fn join_token(&self) -> Result<String> {
+        let issuer = self
+            .nodes
+            .first()
+            .and_then(TestNode::handle)
+            .context("node 0 is not running")?;
+        let token = issuer.info().cluster.new_token(
+            vec![
+                mesh::trust::ROLE_CACHE.to_owned(),
+                mesh::trust::ROLE_REGISTRAR.to_owned(),
+            ],
+            Duration::from_secs(3600),
+        )?;
+        Ok(token.to_string())
     }
 
     /// Waits until every running node sees `n` members alive (itself included).

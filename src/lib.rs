@@ -8,9 +8,11 @@
 //! crates; this crate only configures, starts, observes and stops them.
 
 pub mod admin;
+pub mod cli_cluster;
 pub mod cli_name;
 pub mod cli_publish;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod harness;

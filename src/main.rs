@@ -44,6 +44,9 @@ enum Command {
     /// Deploy the NameRegistry contract to an Ethereum endpoint.
     #[command(subcommand)]
     Contracts(proxima::cli_name::ContractsCommand),
+    /// Cluster membership: keys, join tokens, certificates, revocation.
+    #[command(subcommand)]
+    Cluster(proxima::cli_cluster::ClusterCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -100,6 +103,11 @@ struct NodeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bootstrap: Vec<String>,
+    /// IP advertised to other nodes for services listening on 0.0.0.0 (default: the route
+    /// to the first bootstrap peer, else the first non-loopback interface address).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise_addr: Option<std::net::IpAddr>,
     /// Ledger to follow.
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +129,15 @@ struct NodeArgs {
         serialize_with = "cache_sync_flag"
     )]
     cache_sync_replication: bool,
+    /// A one-time join token from `proxima cluster token` (`[cluster] join_token`): the node
+    /// obtains its membership certificate with it when it joins.
+    #[arg(long)]
+    #[serde(
+        rename = "cluster",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "join_token_flag"
+    )]
+    join_token: Option<String>,
     /// Log format.
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +149,14 @@ fn cache_sync_flag<S: serde::Serializer>(on: &bool, s: S) -> Result<S::Ok, S::Er
     use serde::ser::SerializeMap;
     let mut m = s.serialize_map(Some(1))?;
     m.serialize_entry("sync_replication", on)?;
+    m.end()
+}
+
+/// `--join-token T` as the `[cluster]` table `{ join_token = T }`.
+fn join_token_flag<S: serde::Serializer>(t: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(1))?;
+    m.serialize_entry("join_token", t)?;
     m.end()
 }
 
@@ -169,6 +194,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Contracts(cmd) => {
             print!("{}", block_on(proxima::cli_name::run_contracts(cmd))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cluster(cmd) => {
+            print!("{}", block_on(proxima::cli_cluster::run(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish(cmd) => {

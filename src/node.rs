@@ -49,6 +49,8 @@ pub struct NodeInfo {
     pub admin_addr: SocketAddr,
     /// The node's mesh (for in-process tests and tools that act as another service would).
     pub mesh: mesh::Mesh,
+    /// Its cluster membership (anchor, certificate; join tokens on an issuer).
+    pub cluster: crate::cluster::ClusterService,
 }
 
 /// Handle to a running node. Dropping it shuts the node down gracefully.
@@ -250,6 +252,20 @@ async fn start_services(
     )
     .await?;
 
+    // The cluster: what this node believes (the anchor) and the certificate it presents,
+    // before any service that trusts certified members starts (naming's registrar, cache).
+    let cluster = crate::cluster::start(
+        &config.cluster,
+        !config.bootstrap.is_empty(),
+        data_dir.path(),
+        &mesh,
+        registry.sub_registry_with_prefix("cluster"),
+        shutdown,
+        tracker,
+    )
+    .await?;
+    api = api.merge(crate::cluster::api::routes(cluster.clone()));
+
     // Naming: the ledger, the verified zone store and the keystore. DNS and the CDN take the
     // zone store from here (`names.zones()`); its admin routes are under /api/names.
     let names = crate::names::NameService::start(
@@ -282,6 +298,7 @@ async fn start_services(
         config,
         data_dir.path(),
         Arc::new(crate::svc_cdn::ZoneSites(names.zones())),
+        &identity,
         &mesh,
         &mut services,
         &mut registry,
@@ -332,6 +349,7 @@ async fn start_services(
         services: (*services).clone(),
         admin_addr,
         mesh,
+        cluster,
     };
     Ok((info, data_dir))
 }

@@ -9,7 +9,11 @@
 //! - candidates are ordered by the mesh directory (`Mesh::rank`: measured RTT, coordinates,
 //!   health, load, standing), the local node first when it serves HTTP and holds the site;
 //! - each is mapped to the IP of the `http` service it advertises (its QUIC address's IP when it
-//!   listens on an unspecified address), at most [`MAX_ADDRESSES`] of them;
+//!   listens on an unspecified address), at most [`MAX_ADDRESSES`] of them, and only once this
+//!   node has checked that the address answers for that member: a random challenge sent to
+//!   `http://ADDR/.well-known/proxima/identity` must come back signed by the member's node key
+//!   (what a member advertises about itself is never repeated unchecked; a stranger cannot
+//!   send visitors of a site to an address of its choosing);
 //! - fewer than [`MIN_ADDRESSES`] holders are followed by the nearest other gateways (this node
 //!   first), so a client can fail over while a lone holder's death is not yet detected.
 //!
@@ -51,6 +55,23 @@ pub const IDLE: Duration = Duration::from_secs(600);
 pub const MAX_SITES: usize = 4096;
 /// DHT lookups running at once.
 const MAX_LOOKUPS: usize = 16;
+/// A member's HTTP address is checked again this often.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// A failed check is retried after this.
+pub const RECHECK_FAILED: Duration = Duration::from_secs(5);
+/// An identity check taking longer fails.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Identity checks running at once.
+const MAX_CHECKS: usize = 4;
+
+/// The last identity check of a member's HTTP address.
+#[derive(Debug, Clone)]
+struct Check {
+    addr: SocketAddr,
+    ok: bool,
+    at: Instant,
+    running: bool,
+}
 
 /// What is known about one site.
 #[derive(Debug)]
@@ -78,6 +99,14 @@ struct Inner {
     /// This node's HTTP IP from its configuration (used until its own advertisement is seen).
     local_http: Option<IpAddr>,
     sites: Mutex<HashMap<[u8; 32], Site>>,
+    /// Identity checks of members' HTTP addresses.
+    checks: Mutex<HashMap<PeerId, Check>>,
+    http: reqwest::Client,
+    /// Checks by outcome (`ok`, `refused`).
+    checked: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
     wake: Notify,
     /// Stops the refresh task and any lookup in flight (a shutdown does not wait for the DHT).
     shutdown: CancellationToken,
@@ -105,6 +134,13 @@ impl MeshSteering {
                 mesh,
                 local_http,
                 sites: Mutex::default(),
+                checks: Mutex::default(),
+                http: reqwest::Client::builder()
+                    .timeout(CHECK_TIMEOUT)
+                    .no_proxy()
+                    .build()
+                    .unwrap_or_default(),
+                checked: Default::default(),
                 wake: Notify::new(),
                 shutdown: shutdown.clone(),
             }),
@@ -123,6 +159,10 @@ impl MeshSteering {
                 () = tokio::time::sleep(RERANK_EVERY) => {}
             }
             let now = Instant::now();
+            for (peer, addr) in self.due_checks(now) {
+                let s = self.clone();
+                tracker.spawn(async move { s.check(peer, addr).await });
+            }
             let due = self.due_lookups(now);
             for manifest in due {
                 let s = self.clone();
@@ -130,6 +170,111 @@ impl MeshSteering {
             }
             self.rerank();
         }
+    }
+
+    /// Registers the identity check counter (`http_checks_total{result}`).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "http_checks",
+            "Identity checks of members' advertised HTTP addresses, by result",
+            self.inner.checked.clone(),
+        );
+    }
+
+    /// Members whose advertised HTTP address is due for an identity check.
+    fn due_checks(&self, now: Instant) -> Vec<(PeerId, SocketAddr)> {
+        let members = self.inner.mesh.members();
+        let mut checks = self.inner.lock_checks();
+        checks.retain(|p, _| members.iter().any(|m| m.id.peer == *p));
+        let mut running = checks.values().filter(|c| c.running).count();
+        let mut due = Vec::new();
+        for m in &members {
+            if m.is_self || !matches!(m.state, MemberState::Alive | MemberState::Suspect) {
+                continue;
+            }
+            let Some(addr) = advertised_http(m) else {
+                continue;
+            };
+            let stale = match checks.get(&m.id.peer) {
+                None => true,
+                Some(c) if c.running => false,
+                Some(c) if c.addr != addr => true,
+                Some(c) if c.ok => now.duration_since(c.at) >= RECHECK_EVERY,
+                Some(c) => now.duration_since(c.at) >= RECHECK_FAILED,
+            };
+            if stale && running < MAX_CHECKS {
+                running += 1;
+                let prev = checks.get(&m.id.peer).filter(|c| c.addr == addr);
+                let entry = Check {
+                    addr,
+                    ok: prev.is_some_and(|c| c.ok),
+                    at: prev.map_or(now, |c| c.at),
+                    running: true,
+                };
+                checks.insert(m.id.peer, entry);
+                due.push((m.id.peer, addr));
+            }
+        }
+        due
+    }
+
+    /// Sends a random challenge to `addr` and checks that `peer`'s node key signed it.
+    async fn check(self, peer: PeerId, addr: SocketAddr) {
+        let challenge: [u8; 32] = rand::random();
+        let url = format!(
+            "http://{addr}{}?challenge={}",
+            cdn_edge::gateway::IDENTITY_PATH,
+            hex::encode(challenge)
+        );
+        let answer = async {
+            let body = self
+                .inner
+                .http
+                .get(&url)
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let mut sig = [0u8; 64];
+            hex::decode_to_slice(body.trim(), &mut sig).ok()?;
+            Some(sig)
+        };
+        let sig = tokio::select! {
+            () = self.inner.shutdown.cancelled() => return,
+            sig = answer => sig,
+        };
+        let ok = sig.is_some_and(|sig| {
+            let Some(key) = mesh::peer_ed25519_key(&peer) else {
+                return false;
+            };
+            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
+                return false;
+            };
+            let msg = [cdn_edge::gateway::IDENTITY_DOMAIN, &challenge].concat();
+            key.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig))
+                .is_ok()
+        });
+        let result = if ok { "ok" } else { "refused" };
+        self.inner
+            .checked
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
+        if !ok {
+            tracing::info!(%peer, %addr, "a member's HTTP address does not answer for it; not steered to");
+        }
+        self.inner.lock_checks().insert(
+            peer,
+            Check {
+                addr,
+                ok,
+                at: Instant::now(),
+                running: false,
+            },
+        );
     }
 
     /// Forgets idle sites and marks the ones whose provider list is due for a lookup.
@@ -264,28 +409,46 @@ impl MeshSteering {
         out
     }
 
-    /// The IP a member's HTTP gateway is reached at, if it serves HTTP.
+    /// The IP a member's HTTP gateway is reached at, if it serves HTTP and (for another
+    /// member) its address passed the identity check.
     fn http_ip(&self, m: &MemberView) -> Option<IpAddr> {
-        let advertised = m
-            .meta
-            .as_ref()
-            .and_then(|meta| meta.services.get("http"))
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .map(|a| a.ip());
-        let ip = match advertised {
-            Some(ip) if !ip.is_unspecified() => ip,
-            // Listening on every address: the one its data plane is reached at.
-            Some(_) if !m.id.quic.ip().is_unspecified() => m.id.quic.ip(),
-            Some(_) => return None,
+        match advertised_http(m) {
+            Some(addr) if m.is_self => Some(addr.ip()),
+            Some(addr) => self
+                .inner
+                .lock_checks()
+                .get(&m.id.peer)
+                .is_some_and(|c| c.ok && c.addr == addr)
+                .then_some(addr.ip()),
             // Not advertised yet: only this node knows its own.
-            None if m.is_self => self.inner.local_http?,
-            None => return None,
-        };
-        Some(ip)
+            None if m.is_self => self.inner.local_http,
+            None => None,
+        }
     }
 }
 
+/// The HTTP address a member advertises (an unspecified IP replaced by its data plane's).
+fn advertised_http(m: &MemberView) -> Option<SocketAddr> {
+    let a = m
+        .meta
+        .as_ref()?
+        .services
+        .get("http")?
+        .parse::<SocketAddr>()
+        .ok()?;
+    if !a.ip().is_unspecified() {
+        return Some(a);
+    }
+    // Listening on every address: the one its data plane is reached at.
+    let ip = m.id.quic.ip();
+    (!ip.is_unspecified()).then_some(SocketAddr::new(ip, a.port()))
+}
+
 impl Inner {
+    fn lock_checks(&self) -> MutexGuard<'_, HashMap<PeerId, Check>> {
+        self.checks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<[u8; 32], Site>> {
         self.sites.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -40,6 +40,7 @@ pub async fn start(
                 .filter(|m| {
                     !m.is_self
                         && m.state == mesh::MemberState::Alive
+                        && m.has_role(mesh::trust::ROLE_CACHE)
                         && m.meta
                             .as_ref()
                             .is_some_and(|x| x.services.contains_key("redis"))

@@ -97,6 +97,7 @@ pub async fn start(
     config: &Config,
     data_dir: &Path,
     resolver: Arc<dyn SiteResolver>,
+    identity: &crate::identity::NodeIdentity,
     mesh: &mesh::Mesh,
     services: &mut BTreeMap<String, ServiceInfo>,
     registry: &mut Registry,
@@ -124,8 +125,20 @@ pub async fn start(
     fetcher.register_metrics(cdn_registry.sub_registry_with_prefix("fetch"));
     tracker.spawn(fetcher.clone().run_announcer(shutdown.clone()));
     tracker.spawn(fetcher.clone().run_gossip(shutdown.clone()));
+    // The gateway proves to other nodes that its address answers for this node (steering
+    // names an HTTP address only after that check).
+    let key = identity.signing_key().clone();
+    let gateway_config = cdn_edge::gateway::GatewayConfig {
+        identity: Some(cdn_edge::gateway::IdentitySigner(Arc::new(
+            move |msg: &[u8]| {
+                use ed25519_dalek::Signer;
+                key.sign(msg).to_bytes()
+            },
+        ))),
+        ..config.cdn.gateway()
+    };
     let gw = Gateway::new(
-        config.cdn.gateway(),
+        gateway_config,
         resolver.clone(),
         Arc::new(fetcher.clone()) as Arc<dyn BlobSource>,
     );

@@ -30,6 +30,7 @@ pub async fn start(
         shutdown.clone(),
         tracker,
     ));
+    steering.register_metrics(registry.sub_registry_with_prefix("steering"));
     let dns_config = dns::DnsConfig {
         tlds: config.naming.tlds.clone(),
         ..config.dns.clone()

@@ -45,6 +45,7 @@ pub async fn start(
     };
     let mut mc = mesh::MeshConfig::local();
     mc.quic_listen = config.quic_listen;
+    mc.advertise_ip = config.advertise_addr;
     mc.control.listen = parse("p2p_listen", &config.p2p_listen)?;
     mc.control.bootstrap = parse("bootstrap", &config.bootstrap)?;
     mc.services = advertised(services);
@@ -62,7 +63,20 @@ pub async fn start(
         "quic".into(),
         crate::admin::service("quic (data plane)", m.quic_addr()),
     );
-    if let Some(p2p) = m.p2p_addrs().await.first() {
+    // The libp2p address members dial: one on the advertised IP (a listener on 0.0.0.0 is
+    // reported once per interface, loopback first).
+    let p2p_addrs = m.p2p_addrs().await;
+    let ip = m.quic_addr().ip();
+    let p2p = p2p_addrs
+        .iter()
+        .find(|a| mesh::multiaddr_ip(a) == Some(ip))
+        .or_else(|| {
+            p2p_addrs
+                .iter()
+                .find(|a| mesh::multiaddr_ip(a).is_some_and(|i| !i.is_unspecified()))
+        })
+        .or(p2p_addrs.first());
+    if let Some(p2p) = p2p {
         services.insert(
             "p2p".into(),
             ServiceInfo {

@@ -402,8 +402,10 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
 
     // A fourth node joins: it pulls its ranges, clients follow MOVED, nothing is lost.
     let p2p = cluster.nodes[0].addr("p2p").unwrap();
+    let token = cluster.join_token().unwrap();
     let fourth = TestNode::start(|c| {
         c.bootstrap = vec![p2p];
+        c.cluster.join_token = Some(token);
         c.cache.sync_replication = true;
     })
     .expect("fourth node");

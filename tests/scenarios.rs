@@ -49,3 +49,8 @@ fn churn() {
 fn hostile_peer() {
     run("hostile-peer");
 }
+
+#[test]
+fn rogue_member() {
+    run("rogue-member");
+}

@@ -193,6 +193,11 @@ pub async fn start(
             deps.shutdown.child_token(),
         ));
         let _ = shared.cluster.set(cl.clone());
+        deps.registry.register(
+            "uncertified_streams_refused",
+            "Cache streams (session, link, pull, merge) refused: the peer holds no cache certificate",
+            cl.uncertified_refused.clone(),
+        );
         let (s, c) = (shared.clone(), cl.clone());
         mesh.dataplane()
             .serve_streams(cluster::proto::ALPN, move |peer, send, recv| {

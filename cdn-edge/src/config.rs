@@ -121,6 +121,7 @@ impl CdnConfig {
             request_timeout: self.request_timeout,
             max_header_bytes: self.max_header_bytes,
             named_max_age: self.named_max_age,
+            identity: None,
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod hostile;
 pub mod net;
 pub mod probe;
 pub mod report;
+pub mod rogue;
 pub mod sites;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub enum Kind {
     Churn,
     /// A peer serving corrupted blobs and forged zones.
     HostilePeer,
+    /// An uncertified process with a fresh key trying every attack on a certified mesh.
+    RogueMember,
 }
 
 /// The size and knobs of one run.
@@ -229,6 +232,7 @@ pub fn run(spec: &Spec, size: Size, params_override: Option<Params>) -> Result<R
         Kind::CacheNear => cache_near::run(&params, &mut report)?,
         Kind::Churn => churn::run(&params, &mut report)?,
         Kind::HostilePeer => hostile::run(&params, &mut report)?,
+        Kind::RogueMember => rogue::run(&params, &mut report)?,
     }
     report.wall_secs = started.elapsed().as_secs_f64();
     report.check(spec, size.label());

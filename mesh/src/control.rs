@@ -177,6 +177,8 @@ enum Command {
 #[derive(Clone)]
 pub struct ControlPlane {
     commands: mpsc::Sender<Command>,
+    /// Peers reached by dialing a configured bootstrap address (the operator named those).
+    bootstrap_peers: Arc<std::sync::Mutex<HashSet<PeerId>>>,
     /// DHT records refused by the validator or the size bound.
     pub invalid_records: Counter,
 }
@@ -267,7 +269,9 @@ impl ControlPlane {
         }
         let (tx, rx) = mpsc::channel(256);
         let invalid_records = Counter::default();
+        let bootstrap_peers = Arc::new(std::sync::Mutex::new(HashSet::new()));
         let task = SwarmTask {
+            bootstrap_peers: bootstrap_peers.clone(),
             swarm,
             membership,
             validator: config.validator,
@@ -283,8 +287,17 @@ impl ControlPlane {
         tokio::spawn(task.run(rx, shutdown));
         Ok(Self {
             commands: tx,
+            bootstrap_peers,
             invalid_records,
         })
+    }
+
+    /// The peers this node reached by dialing one of its configured bootstrap addresses.
+    pub fn bootstrap_peers(&self) -> HashSet<PeerId> {
+        self.bootstrap_peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn call<T>(
@@ -380,6 +393,7 @@ struct ProviderQuery {
 }
 
 struct SwarmTask {
+    bootstrap_peers: Arc<std::sync::Mutex<HashSet<PeerId>>>,
     swarm: libp2p::Swarm<Behaviour>,
     membership: Membership,
     validator: Option<RecordValidator>,
@@ -540,6 +554,17 @@ impl SwarmTask {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint
+                    && self
+                        .bootstrap
+                        .iter()
+                        .any(|b| ip_port(b).is_some() && ip_port(b) == ip_port(address))
+                {
+                    self.bootstrap_peers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(peer_id);
+                }
                 self.swarm
                     .behaviour_mut()
                     .kad
@@ -735,4 +760,15 @@ impl SwarmTask {
             _ => {}
         }
     }
+}
+
+/// The IP and port of a multiaddr (TCP or UDP), to match a dialed address with a configured one.
+fn ip_port(m: &Multiaddr) -> Option<(std::net::IpAddr, u16)> {
+    use libp2p::multiaddr::Protocol;
+    let ip = crate::multiaddr_ip(m)?;
+    let port = m.iter().find_map(|p| match p {
+        Protocol::Tcp(p) | Protocol::Udp(p) => Some(p),
+        _ => None,
+    })?;
+    Some((ip, port))
 }

@@ -11,6 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const FRAME_VERSION: u8 = 1;
 /// Header bytes before the payload.
 pub const HEADER_LEN: usize = 5;
+/// How far ahead of the bytes received a frame's buffer may grow.
+const READ_CHUNK: usize = 64 * 1024;
 /// Default payload bound (1 MiB); protocols pass their own.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
 
@@ -108,15 +110,20 @@ impl FrameDecoder {
             got += n;
         }
         let len = self.check_header(&header)?;
-        // Safe to allocate: `len` is within the caller's bound.
-        let mut payload = vec![0u8; len];
-        reader.read_exact(&mut payload).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                FrameError::Truncated
-            } else {
-                FrameError::Io(e)
+        // The announced length is believed only as bytes arrive: the buffer grows by what was
+        // read, at most [`READ_CHUNK`] ahead, so a peer announcing 64 MiB and sending nothing
+        // costs 64 KiB, not 64 MiB.
+        let mut payload = Vec::with_capacity(len.min(READ_CHUNK));
+        while payload.len() < len {
+            let want = (len - payload.len()).min(READ_CHUNK);
+            let start = payload.len();
+            payload.resize(start + want, 0);
+            let n = reader.read(&mut payload[start..]).await?;
+            payload.truncate(start + n);
+            if n == 0 {
+                return Err(FrameError::Truncated);
             }
-        })?;
+        }
         Ok(Some(Bytes::from(payload)))
     }
 }
@@ -196,5 +203,48 @@ mod tests {
             dec.read(&mut huge).await,
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    /// A reader that records the largest buffer it was asked to fill.
+    struct Widest<'a> {
+        data: &'a [u8],
+        widest: usize,
+    }
+
+    impl AsyncRead for Widest<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.widest = self.widest.max(buf.remaining());
+            let n = buf.remaining().min(self.data.len());
+            buf.put_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_announced_length_is_believed_only_as_bytes_arrive() {
+        // 64 MiB announced, 10 bytes sent: the buffer never grows past one chunk ahead.
+        let dec = FrameDecoder::new(64 << 20);
+        let mut data = vec![FRAME_VERSION];
+        data.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        data.extend_from_slice(&[7; 10]);
+        let mut r = Widest {
+            data: &data,
+            widest: 0,
+        };
+        assert!(matches!(dec.read(&mut r).await, Err(FrameError::Truncated)));
+        assert!(r.widest <= READ_CHUNK, "asked to fill {} bytes", r.widest);
+        // A whole large frame still arrives intact across many chunks.
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let frame = encode(&big).unwrap();
+        let mut r = Widest {
+            data: &frame,
+            widest: 0,
+        };
+        assert_eq!(dec.read(&mut r).await.unwrap().unwrap(), &big[..]);
     }
 }

@@ -34,11 +34,12 @@ pub mod dataplane;
 pub mod directory;
 pub mod frame;
 pub mod membership;
+pub mod trust;
 pub mod wan;
 mod wan_tcp;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,79 @@ pub fn keypair_from_seed(seed: [u8; 32]) -> Keypair {
     Keypair::ed25519_from_bytes(&mut seed).expect("any 32 bytes are a valid ed25519 secret key")
 }
 
+/// The IP to advertise for a node bound to `bound`: `bound` itself unless it is unspecified;
+/// then the local IP of the route to the first bootstrap peer (the interface that peer's
+/// network reaches us on; a connected UDP socket sends nothing), else the first non-loopback
+/// interface address of the same family, else loopback.
+pub fn advertise_ip(bound: IpAddr, bootstrap: &[Multiaddr]) -> IpAddr {
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    let v6 = bound.is_ipv6();
+    let route = bootstrap.iter().find_map(|m| {
+        let peer = multiaddr_ip(m)?;
+        if peer.is_ipv6() != v6 {
+            return None;
+        }
+        let any: SocketAddr = (bound, 0).into();
+        let sock = std::net::UdpSocket::bind(any).ok()?;
+        sock.connect((peer, 9)).ok()?;
+        let ip = sock.local_addr().ok()?.ip();
+        (!ip.is_unspecified()).then_some(ip)
+    });
+    route.or_else(|| first_interface_ip(v6)).unwrap_or(if v6 {
+        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::from(std::net::Ipv4Addr::LOCALHOST)
+    })
+}
+
+/// The IP of a multiaddr's first `/ip4` or `/ip6` component.
+pub fn multiaddr_ip(m: &Multiaddr) -> Option<IpAddr> {
+    m.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(IpAddr::from(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(IpAddr::from(ip)),
+        _ => None,
+    })
+}
+
+fn first_interface_ip(v6: bool) -> Option<IpAddr> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    addrs
+        .filter_map(|i| {
+            let a = i.address?;
+            if let Some(s) = a.as_sockaddr_in() {
+                Some(IpAddr::from(s.ip()))
+            } else {
+                a.as_sockaddr_in6().map(|s| IpAddr::from(s.ip()))
+            }
+        })
+        .find(|ip| {
+            ip.is_ipv6() == v6
+                && !ip.is_loopback()
+                && !ip.is_unspecified()
+                // Link-local IPv6 needs a scope id a peer cannot use from an address string.
+                && !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+        })
+}
+
+/// `addr` with its IP replaced by `ip` when it is unspecified.
+fn reachable(addr: SocketAddr, ip: IpAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// [`reachable`] for an advertised service address (left alone when it is not `IP:PORT`).
+fn reachable_str(addr: &str, ip: IpAddr) -> String {
+    match addr.parse::<SocketAddr>() {
+        Ok(a) => reachable(a, ip).to_string(),
+        Err(_) => addr.to_owned(),
+    }
+}
+
 /// ALPN of the RTT probe protocol (an echo of one frame).
 pub const PING_ALPN: &[u8] = b"proxima/ping/1";
 /// Largest probe frame.
@@ -80,6 +154,10 @@ const MAX_PING: usize = 64;
 pub struct MeshConfig {
     /// QUIC data-plane listen address (port 0 picks one).
     pub quic_listen: SocketAddr,
+    /// The IP other members reach this node at, used in its identity and in every service
+    /// address it advertises whose listen IP is unspecified (`0.0.0.0`, `::`). Required to be
+    /// reachable when listening on an unspecified address; see [`advertise_ip`] for a default.
+    pub advertise_ip: Option<IpAddr>,
     /// libp2p control plane.
     pub control: ControlConfig,
     /// Service addresses this node advertises (`dns`, `http`, `redis`, ...); `quic` is added.
@@ -103,6 +181,7 @@ impl MeshConfig {
     pub fn local() -> Self {
         Self {
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_ip: None,
             control: ControlConfig {
                 listen: vec![
                     "/ip4/127.0.0.1/udp/0/quic-v1"
@@ -160,6 +239,9 @@ pub struct MemberStatus {
     pub coord_distance_ms: Option<f64>,
     /// Measured RTT of a live connection (ms).
     pub rtt_ms: Option<f64>,
+    /// What its membership certificate grants, as this node verified it.
+    #[serde(default)]
+    pub standing: trust::Standing,
 }
 
 /// The running mesh of one node. Cheap to clone.
@@ -211,6 +293,17 @@ impl Mesh {
                 }
             })
         })?;
+        // Members must be told an address they can reach: never `0.0.0.0` (Consul's
+        // `advertise_addr`). A bound unspecified IP is replaced by the advertised one.
+        let advertised_ip = config
+            .advertise_ip
+            .unwrap_or_else(|| advertise_ip(quic.ip(), &config.control.bootstrap));
+        let quic = reachable(quic, advertised_ip);
+        config.services = config
+            .services
+            .into_iter()
+            .map(|(k, v)| (k, reachable_str(&v, advertised_ip)))
+            .collect();
         config.services.insert("quic".into(), quic.to_string());
         let local = MemberId {
             peer: keypair.public().to_peer_id(),
@@ -223,6 +316,8 @@ impl Mesh {
             load: 0.0,
             coord: None,
             leaving: false,
+            cert: None,
+            revoked: None,
         };
         let metrics = membership::MembershipMetrics::default();
         registry.register(
@@ -244,6 +339,11 @@ impl Mesh {
             "swim_refused_packets",
             "SWIM packets refused (bad frame, bad envelope, refused by foca)",
             metrics.refused_packets.clone(),
+        );
+        registry.register(
+            "certificates_refused",
+            "Membership certificates presented by members and not believed",
+            metrics.refused_certificates.clone(),
         );
         let membership = membership::Membership::start(
             plane.clone(),
@@ -315,9 +415,53 @@ impl Mesh {
         self.membership.set_load(load).await;
     }
 
+    /// Sets what this node believes about certificates ([`trust`]).
+    pub async fn set_trust_policy(&self, policy: trust::TrustPolicy) {
+        self.membership.set_policy(policy).await;
+    }
+
+    /// Sets the membership certificate this node presents to members.
+    pub async fn set_certificate(&self, cert: Option<trust::Certificate>) {
+        self.membership.set_certificate(cert).await;
+    }
+
+    /// Adopts a revocation list if it is valid and newer than the one held; it then spreads
+    /// with this node's packets.
+    pub async fn set_revocations(&self, list: trust::Revocations) {
+        self.membership.set_revocations(list).await;
+    }
+
+    /// The newest valid revocation list this node holds.
+    pub fn revocations(&self) -> Option<trust::Revocations> {
+        self.membership.revocations()
+    }
+
+    /// This node's own standing (what its certificate grants, as it verified it).
+    pub fn own_standing(&self) -> trust::Standing {
+        self.members()
+            .into_iter()
+            .find(|m| m.is_self)
+            .map(|m| m.standing)
+            .unwrap_or_default()
+    }
+
+    /// Whether member `peer` holds `role` by a valid certificate (or the cluster is open).
+    pub fn peer_has_role(&self, peer: &PeerId, role: &str) -> bool {
+        self.members()
+            .iter()
+            .any(|m| m.id.peer == *peer && m.has_role(role))
+    }
+
     /// Replaces the service addresses this node advertises (`dns`, `http`, `redis`, ...; `quic`
     /// is always added). Services that start after the mesh call this once they listen.
-    pub async fn advertise(&self, mut services: BTreeMap<String, String>) {
+    /// An address whose IP is unspecified (`0.0.0.0:6300`) is advertised with this node's
+    /// advertised IP (that of its QUIC address) instead.
+    pub async fn advertise(&self, services: BTreeMap<String, String>) {
+        let ip = self.quic_addr().ip();
+        let mut services: BTreeMap<String, String> = services
+            .into_iter()
+            .map(|(k, v)| (k, reachable_str(&v, ip)))
+            .collect();
         services.insert("quic".into(), self.quic_addr().to_string());
         self.membership.set_services(services).await;
     }
@@ -372,6 +516,7 @@ impl Mesh {
                     coordinate: meta.coord,
                     coord_distance_ms,
                     rtt_ms: rtts.get(&m.id.peer).map(|d| d.as_secs_f64() * 1000.0),
+                    standing: m.standing,
                 }
             })
             .collect()

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::coords::{NetCoord, Pharos, PharosConfig};
 use crate::dataplane::{Connection, DataPlane};
 use crate::frame::{self, FrameDecoder};
+use crate::trust::{self, Certificate, Revocations, Standing, TrustPolicy};
 
 /// ALPN of the SWIM protocol on the data plane.
 pub const SWIM_ALPN: &[u8] = b"proxima/swim/1";
@@ -87,6 +88,12 @@ pub struct MemberMeta {
     pub coord: Option<NetCoord>,
     /// Set in the packets of a graceful leave.
     pub leaving: bool,
+    /// Its membership certificate, if it holds one ([`crate::trust`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<Certificate>,
+    /// The newest revocation list it has seen (so lists spread with every member's packets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocations>,
 }
 
 impl MemberMeta {
@@ -98,6 +105,11 @@ impl MemberMeta {
                 .all(|(k, v)| k.len() <= 64 && v.len() <= 256)
             && self.load.is_finite()
             && self.coord.as_ref().is_none_or(NetCoord::is_valid)
+            && self.cert.as_ref().is_none_or(Certificate::is_bounded)
+            && self
+                .revoked
+                .as_ref()
+                .is_none_or(|r| r.entries.len() <= trust::MAX_REVOKED)
     }
 }
 
@@ -126,6 +138,17 @@ pub struct MemberView {
     pub meta: Option<MemberMeta>,
     /// Whether this is the local node.
     pub is_self: bool,
+    /// What its certificate grants, as this node verified it (recomputed continuously:
+    /// expiry and revocation take effect within one membership tick).
+    #[serde(default)]
+    pub standing: Standing,
+}
+
+impl MemberView {
+    /// Whether the member holds `role` by a valid certificate (or the cluster is open).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.standing.has_role(role)
+    }
 }
 
 /// SWIM timing.
@@ -218,6 +241,9 @@ pub struct MembershipMetrics {
     pub declared_down: prometheus_client::metrics::counter::Counter,
     /// SWIM packets refused (bad frame, bad envelope, or refused by foca).
     pub refused_packets: prometheus_client::metrics::counter::Counter,
+    /// Certificates presented by members and not believed (bad signature, other cluster,
+    /// other peer, expired, revoked), counted once per distinct certificate.
+    pub refused_certificates: prometheus_client::metrics::counter::Counter,
 }
 
 enum Command {
@@ -225,6 +251,9 @@ enum Command {
     Leave(oneshot::Sender<()>),
     SetLoad(f32),
     SetServices(BTreeMap<String, String>),
+    SetPolicy(TrustPolicy),
+    SetCertificate(Option<Certificate>),
+    SetRevocations(Revocations),
 }
 
 /// Shared, read-mostly state other parts of the mesh look at.
@@ -295,6 +324,8 @@ impl Membership {
             metas: HashMap::new(),
             left: HashSet::new(),
             own: meta,
+            policy: TrustPolicy::default(),
+            verified: HashMap::new(),
             coords: Pharos::new(pharos).with_seed(seed),
             shared: shared.clone(),
             sends: Arc::new(tokio::sync::Semaphore::new(MAX_SENDS_IN_FLIGHT)),
@@ -328,6 +359,30 @@ impl Membership {
     /// Replaces the service addresses this node advertises (they travel with the next gossip).
     pub async fn set_services(&self, services: BTreeMap<String, String>) {
         let _ = self.commands.send(Command::SetServices(services)).await;
+    }
+
+    /// Sets what this node believes (anchor, open cluster).
+    pub async fn set_policy(&self, policy: TrustPolicy) {
+        let _ = self.commands.send(Command::SetPolicy(policy)).await;
+    }
+
+    /// Sets the certificate this node presents.
+    pub async fn set_certificate(&self, cert: Option<Certificate>) {
+        let _ = self.commands.send(Command::SetCertificate(cert)).await;
+    }
+
+    /// Adopts `list` if it is valid under the anchor and newer than the one held.
+    pub async fn set_revocations(&self, list: Revocations) {
+        let _ = self.commands.send(Command::SetRevocations(list)).await;
+    }
+
+    /// The newest valid revocation list this node holds.
+    pub fn revocations(&self) -> Option<Revocations> {
+        self.members()
+            .into_iter()
+            .find(|m| m.is_self)
+            .and_then(|m| m.meta)
+            .and_then(|m| m.revoked)
     }
 
     /// Leaves gracefully: tells members, then returns once the goodbyes are on the wire
@@ -424,6 +479,12 @@ struct Task {
     metas: HashMap<PeerId, MemberMeta>,
     left: HashSet<MemberId>,
     own: MemberMeta,
+    /// What this node believes.
+    policy: TrustPolicy,
+    /// Certificates checked so far, by member: the signature checked and the outcome (a
+    /// certificate is verified once, not at every packet; time and revocation are rechecked
+    /// at every [`Task::publish`]).
+    verified: HashMap<PeerId, (String, Result<(), trust::TrustError>)>,
     coords: Pharos<PeerId>,
     shared: Arc<RwLock<Shared>>,
     sends: Arc<tokio::sync::Semaphore>,
@@ -463,6 +524,17 @@ impl Task {
                     }
                     Command::SetLoad(load) => self.own.load = load.clamp(0.0, 1.0),
                     Command::SetServices(services) => self.own.services = services,
+                    Command::SetPolicy(policy) => {
+                        self.policy = policy;
+                        self.verified.clear();
+                        if self.own.revoked.as_ref().is_some_and(|r| {
+                            self.policy.anchor.is_none_or(|a| r.verify(&a).is_err())
+                        }) {
+                            self.own.revoked = None;
+                        }
+                    }
+                    Command::SetCertificate(cert) => self.own.cert = cert,
+                    Command::SetRevocations(list) => self.adopt_revocations(list),
                     Command::Leave(done) => {
                         self.own.leaving = true;
                         // foca tells only a few members (and forgets the rest as it leaves);
@@ -516,6 +588,10 @@ impl Task {
             }
         }
         let leaving = meta.leaving;
+        if let Some(list) = &meta.revoked {
+            self.adopt_revocations(list.clone());
+        }
+        self.check_certificate(peer, meta.cert.as_ref());
         self.metas.insert(peer, meta);
         if !packet.is_empty()
             && let Err(e) = self.foca.handle_data(packet, &mut self.runtime)
@@ -542,6 +618,88 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Takes `list` if it is signed by our anchor and newer than ours; it then travels in our
+    /// own packets too.
+    fn adopt_revocations(&mut self, list: Revocations) {
+        let Some(anchor) = self.policy.anchor else {
+            return;
+        };
+        if self
+            .own
+            .revoked
+            .as_ref()
+            .is_some_and(|r| r.version >= list.version)
+        {
+            return;
+        }
+        match list.verify(&anchor) {
+            Ok(()) => {
+                tracing::info!(
+                    version = list.version,
+                    revoked = list.entries.len(),
+                    "revocation list adopted"
+                );
+                self.own.revoked = Some(list);
+            }
+            Err(e) => tracing::debug!(error = %e, "revocation list refused"),
+        }
+    }
+
+    /// Verifies a member's certificate once per distinct signature (time and revocation are
+    /// checked at every publish).
+    fn check_certificate(&mut self, peer: PeerId, cert: Option<&Certificate>) {
+        let Some(cert) = cert else {
+            self.verified.remove(&peer);
+            return;
+        };
+        if self
+            .verified
+            .get(&peer)
+            .is_some_and(|(sig, _)| *sig == cert.sig)
+        {
+            return;
+        }
+        let outcome = match self.policy.anchor {
+            // Checked without the clock here: expiry is a matter of time, not of validity.
+            Some(anchor) => cert.verify(&anchor, &peer, cert.not_before),
+            None => Err(trust::TrustError::OtherCluster),
+        };
+        if let Err(e) = &outcome {
+            self.metrics.refused_certificates.inc();
+            tracing::debug!(%peer, error = %e, "membership certificate not believed");
+        }
+        self.verified.insert(peer, (cert.sig.clone(), outcome));
+    }
+
+    /// The standing of `peer` presenting `cert` now.
+    fn standing(&self, peer: &PeerId, cert: Option<&Certificate>, is_self: bool) -> Standing {
+        if self.policy.open {
+            return Standing::Open;
+        }
+        let Some(cert) = cert else {
+            return Standing::Uncertified;
+        };
+        let checked = if is_self {
+            match self.policy.anchor {
+                Some(a) => cert.verify(&a, peer, cert.not_before).is_ok(),
+                None => false,
+            }
+        } else {
+            self.verified
+                .get(peer)
+                .is_some_and(|(sig, r)| *sig == cert.sig && r.is_ok())
+        };
+        let now = trust::unix_now();
+        if !checked
+            || now < cert.not_before
+            || now >= cert.not_after
+            || self.own.revoked.as_ref().is_some_and(|r| r.contains(peer))
+        {
+            return Standing::Uncertified;
+        }
+        Standing::Certified(cert.roles.clone())
     }
 
     /// Feeds the RTT of every live data-plane connection to the coordinates.
@@ -666,6 +824,7 @@ impl Task {
             },
             meta: Some(self.own.clone()),
             is_self: true,
+            standing: self.standing(&self.local.peer, self.own.cert.as_ref(), true),
         }];
         for m in self.foca.iter_membership_state() {
             let id = m.id().clone();
@@ -675,11 +834,15 @@ impl Task {
                 foca::State::Down if self.left.contains(&id) => MemberState::Left,
                 foca::State::Down => MemberState::Dead,
             };
+            let meta = self.metas.get(&id.peer).cloned();
+            let standing =
+                self.standing(&id.peer, meta.as_ref().and_then(|m| m.cert.as_ref()), false);
             members.push(MemberView {
-                meta: self.metas.get(&id.peer).cloned(),
+                meta,
                 id,
                 state,
                 is_self: false,
+                standing,
             });
         }
         let count = |s: MemberState| {

@@ -99,9 +99,16 @@ struct Inner {
     clock: Arc<dyn Clock>,
     role: Role,
     state: Mutex<State>,
+    /// Transactions per owner key: a burst of [`OWNER_BURST`], then [`OWNER_PER_SEC`].
+    owner_rate: Mutex<crate::ratelimit::TokenBuckets<[u8; 32]>>,
     /// Number of changes so far; wakes change streams.
     count_tx: watch::Sender<u64>,
 }
+
+/// Ledger transactions one owner may make at once.
+pub const OWNER_BURST: u32 = 100;
+/// Ledger transactions one owner may make per second after its burst.
+pub const OWNER_PER_SEC: f64 = 2.0;
 
 struct State {
     file: File,
@@ -281,6 +288,10 @@ impl EmbeddedLedger {
                     clock,
                     role,
                     state: Mutex::new(state),
+                    owner_rate: Mutex::new(crate::ratelimit::TokenBuckets::new(
+                        OWNER_BURST,
+                        OWNER_PER_SEC,
+                    )),
                     count_tx,
                 }),
             },
@@ -460,6 +471,7 @@ impl Inner {
         let mut state = self.lock()?;
         let now = self.clock.now();
         let signer = Owner::Ed25519(owner_key.verifying_key().to_bytes());
+        self.rate_limit(&owner_key.verifying_key().to_bytes())?;
         check_rules(&state, name, signer, &op, now, self.config.term)?;
         let Role::Registrar(registrar) = &self.role else {
             return Err(LedgerError::Refused("this ledger is a replica".into()));
@@ -477,6 +489,23 @@ impl Inner {
         body.extend_from_slice(&owner_sig.to_bytes());
         seal(&mut body, registrar);
         self.commit(&mut state, body, seq, now, name, signer, op)
+    }
+
+    /// Takes one of `owner`'s transaction tokens.
+    fn rate_limit(&self, owner: &[u8; 32]) -> Result<(), LedgerError> {
+        let allowed = self
+            .owner_rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(owner);
+        if allowed {
+            Ok(())
+        } else {
+            Err(LedgerError::Refused(format!(
+                "rate limited: at most {OWNER_BURST} transactions at once and {OWNER_PER_SEC} a \
+                 second per owner"
+            )))
+        }
     }
 
     /// Writes, syncs and applies one sealed record body.
@@ -566,6 +595,7 @@ impl Inner {
             .verify_strict(&[OWNER_CONTEXT, &tx[..owner_sig_at]].concat(), &sig)
             .map_err(|_| bad("owner signature does not verify"))?;
         check_registrable(&fields.name, &self.config.tld)?;
+        self.rate_limit(&owner.to_bytes())?;
         let mut state = self.lock()?;
         let len = state.changes.len() as u64;
         if fields.seq != len || fields.prev != state.last_hash {

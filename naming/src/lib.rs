@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod ledger;
 pub mod name;
+pub mod ratelimit;
 pub mod store;
 pub mod zone;
 

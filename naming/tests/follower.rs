@@ -212,3 +212,49 @@ async fn forwarded_transactions_are_sealed_by_the_registrar() {
     assert!(reg.submit_signed(&vec![0; 5000]).await.is_err());
     assert_eq!(reg.len(), 1);
 }
+
+#[tokio::test]
+async fn one_owner_cannot_flood_the_registrar() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let reg = registrar(dir.path(), 1, &clock);
+    // A forwarded transaction from the same owner, built before the flood (the rate limit is
+    // checked before the transaction's place in the log).
+    let f = follower(dir.path(), reg.registrar_key(), &clock);
+    let forwarded = f
+        .owner_tx(
+            &name("forwarded.proxima"),
+            &owner(10),
+            Tx::Register {
+                zone_key: zone_key(20),
+                periods: 1,
+            },
+        )
+        .unwrap();
+    // The burst is taken, then registrations are refused (the bucket refills at 2/s while
+    // the loop runs, so a few more may pass first; never many).
+    let burst = naming::embedded::OWNER_BURST as usize;
+    let mut refused = None;
+    for i in 0..burst * 2 {
+        match reg
+            .register(&name(&format!("n{i}.proxima")), &owner(10), zone_key(20), 1)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (at, err) = refused.expect("an owner flooding the registrar is refused");
+    assert!(err.to_string().contains("rate limited"), "{err}");
+    assert!(at >= burst && at < burst + 20, "refused after {at}");
+    // Forwarded transactions count against the same owner.
+    let err = reg.submit_signed(&forwarded).await.unwrap_err();
+    assert!(err.to_string().contains("rate limited"), "{err}");
+    // Another owner is not affected.
+    reg.register(&name("other.proxima"), &owner(11), zone_key(21), 1)
+        .await
+        .unwrap();
+}

@@ -198,15 +198,31 @@ async fn discover(mesh: &mesh::Mesh, wait: Duration) -> Result<Role> {
     let me = mesh.peer_id();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let asks: Vec<_> = mesh
-            .members()
-            .into_iter()
-            .filter(|m| !m.is_self && m.state == mesh::MemberState::Alive)
+        let members = mesh.members();
+        // Only members the cluster certified for the registrar role are asked, and only an
+        // answer naming such a member (or this node) is believed: never whoever answers first.
+        let certified = |p: &PeerId| {
+            *p == me
+                || members
+                    .iter()
+                    .any(|m| m.id.peer == *p && m.has_role(mesh::trust::ROLE_REGISTRAR))
+        };
+        let asks: Vec<_> = members
+            .iter()
+            .filter(|m| {
+                !m.is_self
+                    && m.state == mesh::MemberState::Alive
+                    && m.has_role(mesh::trust::ROLE_REGISTRAR)
+            })
             .map(|m| {
                 let peer = m.id.peer;
                 Box::pin(async move {
                     match tokio::time::timeout(Duration::from_secs(2), hello(mesh, peer)).await {
-                        Ok(Ok(registrar)) => Ok((peer, registrar)),
+                        Ok(Ok(registrar)) if certified(&registrar) => Ok((peer, registrar)),
+                        Ok(Ok(registrar)) => {
+                            tracing::warn!(%peer, %registrar, "a member named an uncertified registrar; ignored");
+                            Err(())
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "hello failed");
                             Err(())
@@ -231,8 +247,9 @@ async fn discover(mesh: &mesh::Mesh, wait: Duration) -> Result<Role> {
         }
         if tokio::time::Instant::now() >= deadline {
             anyhow::bail!(
-                "cannot learn the embedded ledger's registrar from the bootstrap peers within {wait:?}; \
-                 set [naming] registrar = \"<peer id>\" (or \"self\" to keep a ledger of its own)"
+                "cannot learn the embedded ledger's registrar within {wait:?}: no member certified \
+                 for the registrar role answered (join with a token from the cluster, or set \
+                 [naming] registrar = \"<peer id>\", or \"self\" to keep a ledger of its own)"
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -268,11 +285,15 @@ async fn hello(mesh: &mesh::Mesh, peer: PeerId) -> Result<PeerId> {
 
 /// Serves [`LEDGER_ALPN`] for `ledger`, whose registrar is `registrar`.
 pub fn serve(mesh: &mesh::Mesh, ledger: EmbeddedLedger, registrar: PeerId) -> Result<()> {
+    let per_peer = Arc::new(parking_lot::Mutex::new(
+        naming::ratelimit::TokenBuckets::new(PEER_BURST, PEER_PER_SEC),
+    ));
     mesh.dataplane()
         .serve_streams(LEDGER_ALPN, move |peer, send, recv| {
             let ledger = ledger.clone();
+            let per_peer = per_peer.clone();
             Box::pin(async move {
-                if let Err(e) = handle(ledger, registrar, send, recv).await {
+                if let Err(e) = handle(ledger, registrar, peer, &per_peer, send, recv).await {
                     tracing::debug!(%peer, error = %e, "ledger stream ended");
                 }
             })
@@ -285,9 +306,16 @@ async fn write_reply(send: &mut mesh::SendStream, reply: &Reply) -> Result<()> {
     Ok(())
 }
 
+/// Transactions one peer may forward at once.
+const PEER_BURST: u32 = 200;
+/// Transactions one peer may forward per second after its burst.
+const PEER_PER_SEC: f64 = 5.0;
+
 async fn handle(
     ledger: EmbeddedLedger,
     registrar: PeerId,
+    peer: PeerId,
+    per_peer: &parking_lot::Mutex<naming::ratelimit::TokenBuckets<PeerId>>,
     mut send: mesh::SendStream,
     mut recv: mesh::RecvStream,
 ) -> Result<()> {
@@ -305,7 +333,15 @@ async fn handle(
             let _ = send.finish();
         }
         Request::Submit { tx } => {
+            let allowed = per_peer.lock().allow(&peer);
             let reply = match hex::decode(&tx) {
+                _ if !allowed => Reply::Failed {
+                    error: (&LedgerError::Refused(format!(
+                        "rate limited: at most {PEER_BURST} forwarded transactions at once and \
+                         {PEER_PER_SEC} a second per peer"
+                    )))
+                        .into(),
+                },
                 Err(_) => Reply::Failed {
                     error: (&LedgerError::Refused("transaction is not hex".into())).into(),
                 },

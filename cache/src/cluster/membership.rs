@@ -38,6 +38,8 @@ use super::{
 use crate::shared::Shared;
 use crate::slot::key_slot;
 
+/// The certificate role that makes a member a cache member.
+pub const CACHE_ROLE: &str = "cache";
 /// How often the membership is read.
 const POLL: Duration = Duration::from_millis(200);
 /// How often the nearness order of replicas is refreshed.
@@ -63,8 +65,15 @@ pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
 
 fn nodes_of(cl: &Cluster, members: &[mesh::MemberView], redis: std::net::SocketAddr) -> Vec<Node> {
     let mut nodes = vec![Node::new(cl.me, redis)];
+    // A node without the cache role holds no one's data: its cache serves only itself.
+    if !members.iter().any(|m| m.is_self && m.has_role(CACHE_ROLE)) {
+        return nodes;
+    }
     for m in members {
+        // Only members certified for the cache own slots (a stranger with a fresh key who
+        // advertises `redis` owns nothing).
         if m.is_self
+            || !m.has_role(CACHE_ROLE)
             || !matches!(
                 m.state,
                 mesh::MemberState::Alive | mesh::MemberState::Suspect
@@ -98,6 +107,7 @@ fn is_majority(members: &[mesh::MemberView], live: &[Node]) -> bool {
         .iter()
         .filter(|m| {
             m.state == mesh::MemberState::Dead
+                && m.has_role(CACHE_ROLE)
                 && m.meta
                     .as_ref()
                     .is_some_and(|x| x.services.contains_key("redis"))
@@ -588,6 +598,10 @@ impl Cluster {
 /// includes every cache member that another member knows, so that the first map is the real
 /// one (a partial map would make it pull from, and forward to, nodes that do not hold ranges).
 pub async fn wait_complete(cl: &Cluster, redis: std::net::SocketAddr, deadline: Duration) {
+    // Without the cache role this node's cache serves only itself: nothing to wait for.
+    if !cl.mesh.own_standing().has_role(CACHE_ROLE) {
+        return;
+    }
     let start = Instant::now();
     while start.elapsed() < deadline {
         let mine = cache_nodes(cl, redis);

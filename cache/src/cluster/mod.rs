@@ -294,6 +294,8 @@ pub struct Cluster {
     pub(crate) kick: Notify,
     /// Cancelled at shutdown.
     pub shutdown: CancellationToken,
+    /// Cache streams refused because the peer holds no certificate for the cache role.
+    pub uncertified_refused: prometheus_client::metrics::counter::Counter,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -345,6 +347,7 @@ impl Cluster {
             installed: AtomicBool::new(false),
             kick: Notify::new(),
             shutdown,
+            uncertified_refused: Default::default(),
         }
     }
 

@@ -26,6 +26,13 @@ pub async fn handle(
     mut send: mesh::SendStream,
     mut recv: mesh::RecvStream,
 ) {
+    // Every cache stream (session, link, pull, merge, members) needs a member certified
+    // for the cache: a stranger reaching the QUIC port with a fresh key gets nothing.
+    if !cl.mesh.peer_has_role(&peer, super::membership::CACHE_ROLE) {
+        cl.uncertified_refused.inc();
+        tracing::debug!(%peer, "cache stream from an uncertified member refused");
+        return;
+    }
     let hello = match mesh::frame::FrameDecoder::new(1024).read(&mut recv).await {
         Ok(Some(h)) if !h.is_empty() => h,
         _ => return,

@@ -63,6 +63,28 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     /// `max-age` of named (mutable) paths.
     pub named_max_age: u32,
+    /// Answers [`IDENTITY_PATH`] challenges with the node key, so that other nodes can check
+    /// that this address answers for this node before they send visitors here.
+    pub identity: Option<IdentitySigner>,
+}
+
+/// Path of the identity challenge: `GET /.well-known/proxima/identity?challenge=<64 hex>`
+/// answers the hex Ed25519 signature of [`IDENTITY_DOMAIN`] followed by the 32 challenge bytes.
+pub const IDENTITY_PATH: &str = "/.well-known/proxima/identity";
+/// What an identity signature covers before the challenge.
+pub const IDENTITY_DOMAIN: &[u8] = b"proxima/http-identity/1\0";
+
+/// A function that signs bytes with the node key.
+pub type SignFn = dyn Fn(&[u8]) -> [u8; 64] + Send + Sync;
+
+/// Signs identity challenges with the node key.
+#[derive(Clone)]
+pub struct IdentitySigner(pub Arc<SignFn>);
+
+impl std::fmt::Debug for IdentitySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentitySigner")
+    }
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +95,7 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             named_max_age: 60,
+            identity: None,
         }
     }
 }
@@ -295,6 +318,35 @@ impl Gateway {
                 .await;
         }
         let raw_path = session.req_header().uri.path().to_owned();
+        if raw_path == IDENTITY_PATH {
+            let query = session.req_header().uri.query().unwrap_or("").to_owned();
+            let challenge = query
+                .strip_prefix("challenge=")
+                .filter(|c| c.len() == 64)
+                .and_then(|c| {
+                    let mut out = [0u8; 32];
+                    hex::decode_to_slice(c, &mut out).ok().map(|()| out)
+                });
+            return match (&self.config.identity, challenge) {
+                (Some(signer), Some(c)) => {
+                    let sig = (signer.0)(&[IDENTITY_DOMAIN, &c].concat());
+                    let body = Bytes::from(hex::encode(sig));
+                    self.respond_text(
+                        session,
+                        200,
+                        "text/plain",
+                        body,
+                        &[("Cache-Control", "no-store".into())],
+                    )
+                    .await
+                }
+                (None, _) => self.error_page(session, 404, "No identity here.").await,
+                (_, None) => {
+                    self.error_page(session, 400, "Expected ?challenge= and 64 hex digits.")
+                        .await
+                }
+            };
+        }
         if let Some(rest) = raw_path.strip_prefix("/blob/") {
             let Ok(hash) = rest.trim_end_matches('/').parse::<Hash>() else {
                 return self
