@@ -47,6 +47,9 @@ pub struct NodeInfo {
     pub services: BTreeMap<String, ServiceInfo>,
     /// The admin endpoint's real address.
     pub admin_addr: SocketAddr,
+    /// The admin token (`DATA/admin.token`) changing admin requests must carry as
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: String,
     /// The node's mesh (for in-process tests and tools that act as another service would).
     pub mesh: mesh::Mesh,
 }
@@ -104,6 +107,11 @@ impl NodeHandle {
     /// `http://ADDR` of the admin endpoint.
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.info.admin_addr)
+    }
+
+    /// The admin token (`Authorization: Bearer <token>` on changing admin requests).
+    pub fn admin_token(&self) -> &str {
+        &self.info.admin_token
     }
 
     /// The real address of a running service (`admin`, `dns`, `http`, `redis`, `quic`, `p2p`).
@@ -217,7 +225,9 @@ async fn start_services(
     let started = Instant::now();
     // Default ports already taken (another node on this machine) fall back to free ones.
     let config = &crate::ports::free_defaults(config);
+    config.validate_admin()?;
     let data_dir = DataDir::open(&config.resolved_data_dir())?;
+    let admin_token = crate::admin_trust::load_or_create_token(data_dir.path())?;
     let identity = NodeIdentity::load_or_create(data_dir.path())?;
     let peer_id = identity.peer_id().to_string();
     #[allow(unused_mut)] // services register into it as they start
@@ -314,8 +324,11 @@ async fn start_services(
         registry: Arc::new(registry),
         metrics: node_metrics,
         mesh: Some(mesh.clone()),
+        guard: crate::admin_trust::Guard::new(&admin_token, &config.admin),
     };
     let app = admin::router(state, api);
+    // Local CLIs find the URL and token here; the file goes when the admin endpoint stops.
+    let runtime_file = write_runtime_file(admin_addr, &admin_token, data_dir.path());
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let served = axum::serve(admin_listener, app)
@@ -324,6 +337,7 @@ async fn start_services(
         if let Err(e) = served {
             tracing::error!(error = %e, "admin endpoint failed");
         }
+        drop(runtime_file);
     });
 
     let info = NodeInfo {
@@ -331,7 +345,27 @@ async fn start_services(
         data_dir: data_dir.path().to_path_buf(),
         services: (*services).clone(),
         admin_addr,
+        admin_token,
         mesh,
     };
     Ok((info, data_dir))
+}
+
+/// The runtime file (see [`crate::admin_trust::RuntimeFile`]); a node without one still runs.
+fn write_runtime_file(
+    addr: SocketAddr,
+    token: &str,
+    data_dir: &std::path::Path,
+) -> Option<crate::admin_trust::RuntimeFile> {
+    let dir = crate::admin_trust::runtime_dir()?;
+    match crate::admin_trust::RuntimeFile::write(&dir, addr, token, data_dir) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot write the runtime file; the CLI needs --token-file"
+            );
+            None
+        }
+    }
 }
