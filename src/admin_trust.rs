@@ -183,6 +183,11 @@ pub struct Guard {
 impl Guard {
     /// A guard for the admin token `token` and the `[admin]` section.
     pub fn new(token: &str, config: &AdminConfig) -> Self {
+        if !config.require_token {
+            tracing::warn!(
+                "[admin] require_token = false: the admin API takes changes without a token"
+            );
+        }
         Self {
             token: config.require_token.then(|| Arc::from(token)),
             allowed_hosts: config
@@ -410,6 +415,22 @@ impl RuntimeFile {
             path,
             token: token.to_owned(),
         })
+    }
+
+    /// Writes the runtime file into [`runtime_dir`]; on failure logs why and returns `None` (a
+    /// node without one still runs; CLIs then need `--token-file`).
+    pub fn publish(addr: SocketAddr, token: &str, data_dir: &Path) -> Option<Self> {
+        let dir = runtime_dir()?;
+        match Self::write(&dir, addr, token, data_dir) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot write the runtime file; local CLIs need --token-file"
+                );
+                None
+            }
+        }
     }
 
     /// Where the file is.

@@ -328,7 +328,8 @@ async fn start_services(
     };
     let app = admin::router(state, api);
     // Local CLIs find the URL and token here; the file goes when the admin endpoint stops.
-    let runtime_file = write_runtime_file(admin_addr, &admin_token, data_dir.path());
+    let runtime_file =
+        crate::admin_trust::RuntimeFile::publish(admin_addr, &admin_token, data_dir.path());
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let served = axum::serve(admin_listener, app)
@@ -349,23 +350,4 @@ async fn start_services(
         mesh,
     };
     Ok((info, data_dir))
-}
-
-/// The runtime file (see [`crate::admin_trust::RuntimeFile`]); a node without one still runs.
-fn write_runtime_file(
-    addr: SocketAddr,
-    token: &str,
-    data_dir: &std::path::Path,
-) -> Option<crate::admin_trust::RuntimeFile> {
-    let dir = crate::admin_trust::runtime_dir()?;
-    match crate::admin_trust::RuntimeFile::write(&dir, addr, token, data_dir) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "cannot write the runtime file; the CLI needs --token-file"
-            );
-            None
-        }
-    }
 }
