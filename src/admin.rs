@@ -1,5 +1,7 @@
 //! The admin HTTP endpoint: `/health` (JSON), `/metrics` (Prometheus text), and the API routes
-//! that services add (the CLI talks to these).
+//! that services add (the CLI talks to these). Every route, those of services included, is
+//! behind [`admin_trust::guard`](crate::admin_trust::guard): `Host` check, and the admin token
+//! for every changing request.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,6 +57,8 @@ pub struct AdminState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) metrics: NodeMetrics,
     pub(crate) mesh: Option<mesh::Mesh>,
+    /// The token and `Host` rules every request is checked against.
+    pub(crate) guard: crate::admin_trust::Guard,
 }
 
 impl AdminState {
@@ -76,14 +80,20 @@ impl AdminState {
     }
 }
 
-/// The admin router; `extra` holds the API routes of the services.
+/// The admin router; `extra` holds the API routes of the services. The guard goes over the
+/// merged router, so it covers every route however it was added.
 pub fn router(state: AdminState, extra: Router) -> Router {
+    let guard = state.guard.clone();
     Router::new()
         .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(extra)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::admin_trust::guard,
+        ))
 }
 
 /// The operator's dashboard: one static page that renders `/health` and `/metrics`.

@@ -154,9 +154,10 @@ impl Api {
         };
         let base =
             reqwest::Url::parse(&base).with_context(|| format!("bad --node URL {node:?}"))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        let http = crate::client::admin_http(
+            base.as_str(),
+            reqwest::Client::builder().timeout(Duration::from_secs(60)),
+        )?;
         Ok(Self { base, http })
     }
 

@@ -65,11 +65,14 @@ fn base(node: &str) -> String {
     }
 }
 
-fn http() -> Result<reqwest::Client> {
+/// A client of the node's admin API at `base`, sending the admin token (see
+/// [`crate::client::admin_http`]).
+fn http(base: &str) -> Result<reqwest::Client> {
     // No overall timeout: uploads of large files take as long as they take.
-    Ok(reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()?)
+    crate::client::admin_http(
+        base,
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(10)),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +104,7 @@ pub async fn publish(args: PublishArgs) -> Result<PublishReport> {
     let manifest_bytes = manifest.encode()?;
     let manifest_hash = Hash::of(&manifest_bytes);
     let base = base(&args.node);
-    let client = http()?;
+    let client = http(&base)?;
 
     // What the node lacks (files and manifest).
     let mut all: Vec<Hash> = hashed.iter().map(|f| f.hash).collect();
@@ -294,7 +297,7 @@ async fn upload_file(
 /// verifies the bytes against the hash locally, and writes `out` (atomically) or stdout.
 pub async fn get(node: &str, target: &str, out: Option<&Path>) -> Result<Hash> {
     let base = base(node);
-    let client = http()?;
+    let client = http(&base)?;
     let hash = if let Ok(h) = target.parse::<Hash>() {
         h
     } else {

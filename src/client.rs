@@ -1,13 +1,61 @@
 //! The client side of the CLI: commands that talk to a running node's admin API.
+//!
+//! Every command builds its HTTP client with [`admin_http`], which sends the admin token found by
+//! [`admin_token`]: `--token-file FILE` ([`set_token_file`]), else `PROXIMA_ADMIN_TOKEN`, else
+//! the runtime file of the node at `--node` on this machine (see [`crate::admin_trust`]), else
+//! none (the node then answers 401 with a message naming `--token-file`).
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::admin::Health;
+use crate::admin_trust;
 
 /// The admin address of a node started with the defaults.
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:7300";
+
+static TOKEN_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every later admin client of this process read its token from `path` (the global
+/// `--token-file` flag). The first call wins.
+pub fn set_token_file(path: PathBuf) {
+    let _ = TOKEN_FILE.set(path);
+}
+
+/// The admin token to send to the node at `node` (see the module docs), if one is known.
+pub fn admin_token(node: &str) -> Result<Option<String>> {
+    if let Some(path) = TOKEN_FILE.get() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            bail!("--token-file {} is empty", path.display());
+        }
+        return Ok(Some(token.to_owned()));
+    }
+    if let Ok(token) = std::env::var(admin_trust::TOKEN_ENV)
+        && !token.trim().is_empty()
+    {
+        return Ok(Some(token.trim().to_owned()));
+    }
+    Ok(admin_trust::token_from_runtime_files(node))
+}
+
+/// An HTTP client for the admin API of the node at `node`, from `builder` (timeouts), that
+/// sends the admin token with every request if one is known.
+pub fn admin_http(node: &str, builder: reqwest::ClientBuilder) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = admin_token(node)? {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the admin token has characters a header cannot carry")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(builder.default_headers(headers).build()?)
+}
 
 /// A client of one node's admin API.
 #[derive(Debug, Clone)]
@@ -25,9 +73,10 @@ impl AdminClient {
         } else {
             format!("http://{base}")
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
+        let http = admin_http(
+            &base,
+            reqwest::Client::builder().timeout(Duration::from_secs(10)),
+        )?;
         Ok(Self { base, http })
     }
 

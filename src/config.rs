@@ -75,6 +75,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Default log filter when `RUST_LOG` is not set (tracing env-filter syntax).
     pub log: String,
+    /// Admin API trust: `require_token`, `allowed_hosts` (`[admin]`; see `admin_trust`).
+    pub admin: crate::admin_trust::AdminConfig,
     /// DNS: ledger TLDs, forwarding upstreams, allowed clients, rate limiting (`[dns]`).
     pub dns: dns::DnsConfig,
     /// Naming: ledger TLD, authoritative TLDs, Ethereum account key file (`[naming]`).
@@ -104,6 +106,7 @@ impl Default for Config {
             eth_registry: None,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
+            admin: crate::admin_trust::AdminConfig::default(),
             dns: dns::DnsConfig::default(),
             naming: crate::names::NamingConfig::default(),
             cache: cache::Config::default(),
@@ -146,7 +149,12 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            // PROXIMA_NODE and PROXIMA_ADMIN_TOKEN are the CLI's, not configuration.
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .ignore(&["node", "admin_token"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(|e| describe(&figment, e))?;
         config.validate()?;
@@ -217,6 +225,7 @@ impl Config {
         if let Err((key, value, problem)) = self.cluster.validate() {
             return Err(bad(&key, value, &problem));
         }
+        self.validate_admin()?;
         if let Err((key, value, problem)) = self.naming.validate() {
             return Err(bad(&key, value, &problem));
         }
@@ -238,6 +247,19 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The `[admin]` checks, among them the bind rule (no non-loopback `admin_listen` without
+    /// `require_token`); the node runs them at start too.
+    pub fn validate_admin(&self) -> Result<(), ConfigError> {
+        self.admin
+            .validate(self.admin_listen)
+            .map_err(|(key, value, problem)| ConfigError {
+                key,
+                value,
+                problem,
+                source_hint: String::new(),
+            })
     }
 
     /// The data directory to use: the configured one or the platform default.
@@ -268,6 +290,8 @@ fn allowed(key: &str) -> &'static str {
         "ledger" => "allowed values: \"embedded\", \"eth\"",
         "log_format" => "allowed values: \"text\", \"json\"",
         "data_dir" => "expected a directory path",
+        "require_token" => "expected true or false",
+        "allowed_hosts" => "expected a list of host names",
         _ => "see `proxima config example` for the allowed keys and values",
     }
 }

@@ -3,6 +3,11 @@
 //! (`dig`, `kdig`, `redis-cli`, `curl`) against them.
 //!
 //! Every wait has a deadline; nothing here sleeps for a fixed time and hopes.
+//!
+//! Changing admin requests need the node's admin token: [`TestNode::admin_token`],
+//! [`TestNode::auth_header`] (for `curl -H`), [`admin_client`] (a reqwest client that sends it),
+//! [`read_admin_token`] (for a node run as a process). The `proxima` CLI, run as the same user,
+//! finds it by itself through the node's runtime file.
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -84,6 +89,21 @@ impl TestNode {
     /// `http://ADDR` of the admin endpoint.
     pub fn admin_url(&self) -> String {
         self.running().admin_url()
+    }
+
+    /// The admin token (the same across restarts: it lives in the data directory).
+    pub fn admin_token(&self) -> String {
+        self.running().admin_token().to_owned()
+    }
+
+    /// `Authorization: Bearer <token>`, for `curl -H` on changing admin requests.
+    pub fn auth_header(&self) -> String {
+        auth_header(&self.admin_token())
+    }
+
+    /// A reqwest client that sends this node's admin token with every request.
+    pub fn admin_client(&self) -> reqwest::Client {
+        admin_client(&self.admin_token())
     }
 
     /// The real address of a service (`admin`, `dns`, `http`, `redis`, `quic`, `p2p`).
@@ -307,6 +327,32 @@ pub fn http_get(url: &str) -> Result<String> {
     })
     .join()
     .map_err(|_| anyhow::anyhow!("http_get thread panicked"))?
+}
+
+/// `Authorization: Bearer <token>`, for `curl -H`.
+pub fn auth_header(token: &str) -> String {
+    format!("Authorization: Bearer {token}")
+}
+
+/// A reqwest client (10 s timeout) that sends `Authorization: Bearer <token>` with every request.
+pub fn admin_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("an admin token is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
+        .build()
+        .expect("a reqwest client")
+}
+
+/// The admin token of a node run as a process on `data_dir` (its `admin.token`), once written.
+pub fn read_admin_token(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join(crate::admin_trust::TOKEN_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.trim().to_owned())
 }
 
 /// Whether an external tool is on `PATH`.

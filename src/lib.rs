@@ -8,6 +8,7 @@
 //! crates; this crate only configures, starts, observes and stops them.
 
 pub mod admin;
+pub mod admin_trust;
 pub mod cli_cluster;
 pub mod cli_name;
 pub mod cli_publish;

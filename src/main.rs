@@ -15,6 +15,10 @@ use proxima::node::{NodeHandle, NodeOptions};
 #[derive(Parser, Debug)]
 #[command(name = "proxima", version, about = "A decentralized edge network node", long_about = None)]
 struct Cli {
+    /// File holding the node's admin token (DATA/admin.token). Default: PROXIMA_ADMIN_TOKEN, else
+    /// the runtime file of the node at --node on this machine.
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -178,6 +182,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(path) = cli.token_file {
+        client::set_token_file(path);
+    }
     match cli.command {
         Command::Node(args) => run_node(*args),
         Command::Status { json, target } => {

@@ -47,6 +47,9 @@ pub struct NodeInfo {
     pub services: BTreeMap<String, ServiceInfo>,
     /// The admin endpoint's real address.
     pub admin_addr: SocketAddr,
+    /// The admin token (`DATA/admin.token`) changing admin requests must carry as
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: String,
     /// The node's mesh (for in-process tests and tools that act as another service would).
     pub mesh: mesh::Mesh,
     /// Its cluster membership (anchor, certificate; join tokens on an issuer).
@@ -106,6 +109,11 @@ impl NodeHandle {
     /// `http://ADDR` of the admin endpoint.
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.info.admin_addr)
+    }
+
+    /// The admin token (`Authorization: Bearer <token>` on changing admin requests).
+    pub fn admin_token(&self) -> &str {
+        &self.info.admin_token
     }
 
     /// The real address of a running service (`admin`, `dns`, `http`, `redis`, `quic`, `p2p`).
@@ -219,7 +227,9 @@ async fn start_services(
     let started = Instant::now();
     // Default ports already taken (another node on this machine) fall back to free ones.
     let config = &crate::ports::free_defaults(config);
+    config.validate_admin()?;
     let data_dir = DataDir::open(&config.resolved_data_dir())?;
+    let admin_token = crate::admin_trust::load_or_create_token(data_dir.path())?;
     let identity = NodeIdentity::load_or_create(data_dir.path())?;
     let peer_id = identity.peer_id().to_string();
     #[allow(unused_mut)] // services register into it as they start
@@ -331,8 +341,12 @@ async fn start_services(
         registry: Arc::new(registry),
         metrics: node_metrics,
         mesh: Some(mesh.clone()),
+        guard: crate::admin_trust::Guard::new(&admin_token, &config.admin),
     };
     let app = admin::router(state, api);
+    // Local CLIs find the URL and token here; the file goes when the admin endpoint stops.
+    let runtime_file =
+        crate::admin_trust::RuntimeFile::publish(admin_addr, &admin_token, data_dir.path());
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let served = axum::serve(admin_listener, app)
@@ -341,6 +355,7 @@ async fn start_services(
         if let Err(e) = served {
             tracing::error!(error = %e, "admin endpoint failed");
         }
+        drop(runtime_file);
     });
 
     let info = NodeInfo {
@@ -348,6 +363,7 @@ async fn start_services(
         data_dir: data_dir.path().to_path_buf(),
         services: (*services).clone(),
         admin_addr,
+        admin_token,
         mesh,
         cluster,
     };

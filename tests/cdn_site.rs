@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use proxima::harness::{TestNode, curl, http_get, wait_for};
+use proxima::harness::{TestNode, auth_header, curl, http_get, read_admin_token, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxima");
 
@@ -321,6 +321,8 @@ fn altered_blob_on_disk_is_flagged_and_dropped() {
             "-X",
             "POST",
             "-H",
+            &node.auth_header(),
+            "-H",
             "Content-Type: application/json",
             "-d",
             &format!("{{\"hashes\":[\"{hash}\"]}}"),
@@ -349,6 +351,8 @@ fn altered_blob_on_disk_is_flagged_and_dropped() {
 struct NodeProcess {
     child: Child,
     admin: String,
+    /// `Authorization: Bearer <its admin token>`, for changing requests with `curl -H`.
+    auth: String,
 }
 
 impl NodeProcess {
@@ -412,6 +416,7 @@ impl NodeProcess {
         Ok(Self {
             child,
             admin: format!("http://{admin}"),
+            auth: auth_header(&read_admin_token(data_dir)?),
         })
     }
 
@@ -467,6 +472,8 @@ fn sigkill_during_publish_leaves_only_good_blobs() {
     let mut upload = Command::new("curl")
         .args([
             "-s",
+            "-H",
+            &node.auth,
             "-T",
             big_path.to_str().unwrap(),
             "--limit-rate",
@@ -492,7 +499,14 @@ fn sigkill_during_publish_leaves_only_good_blobs() {
     let _ = upload.wait();
 
     let node = NodeProcess::start(data.path()).unwrap();
-    let verify = curl(&["-X", "POST", &format!("{}/api/blobs/verify", node.admin)]).unwrap();
+    let verify = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &node.auth,
+        &format!("{}/api/blobs/verify", node.admin),
+    ])
+    .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert_eq!(report["ok"].as_u64().unwrap(), stored, "{report}");
     assert_eq!(
@@ -509,6 +523,8 @@ fn sigkill_during_publish_leaves_only_good_blobs() {
         &curl(&[
             "-X",
             "POST",
+            "-H",
+            &node.auth,
             "-H",
             "Content-Type: application/json",
             "-d",

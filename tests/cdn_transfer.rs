@@ -230,7 +230,15 @@ fn altered_bytes_are_caught_at_the_first_bad_group_and_the_fetch_fails_over() {
 
     // A holds the real blob (uploaded through its admin API, which announces it).
     let put = Command::new("curl")
-        .args(["-sf", "-X", "PUT", "--data-binary", "@-"])
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "--data-binary",
+            "@-",
+            "-H",
+            &a.auth_header(),
+        ])
         .arg(format!("{}/api/blobs/{hash}", a.admin_url()))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -355,6 +363,8 @@ fn a_provider_killed_mid_transfer_does_not_fail_the_visitor() {
             "-f",
             "-X",
             "PUT",
+            "-H",
+            &n.auth_header(),
             "--data-binary",
             &format!("@{}", path.display()),
             &format!("{}/api/blobs/{hash}", n.admin_url()),

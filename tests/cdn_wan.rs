@@ -47,7 +47,16 @@ fn json(url: &str) -> serde_json::Value {
 
 fn upload(node: &TestNode, hash: Hash, path: &std::path::Path) {
     let out = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-X", "PUT", "--data-binary"])
+        .args([
+            "-sf",
+            "-o",
+            "/dev/null",
+            "-X",
+            "PUT",
+            "-H",
+            &node.auth_header(),
+        ])
+        .arg("--data-binary")
         .arg(format!("@{}", path.display()))
         .arg(format!("{}/api/blobs/{hash}", node.admin_url()))
         .status()

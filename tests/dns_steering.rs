@@ -125,7 +125,18 @@ fn site_names_answer_with_the_nearest_healthy_holders() {
             cluster.node(i).admin_url(),
             manifest.to_hex()
         );
-        let out = curl(&["-sf", "-X", "PUT", "--data-binary", MANIFEST, &url]).unwrap();
+        let auth = cluster.node(i).auth_header();
+        let out = curl(&[
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            &auth,
+            "--data-binary",
+            MANIFEST,
+            &url,
+        ])
+        .unwrap();
         assert!(out.status.success(), "upload to node {i}: {out:?}");
     }
     expect_answer(

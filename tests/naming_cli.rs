@@ -14,6 +14,7 @@ fn cli(node: &TestNode, args: &[&str]) -> Output {
         .args(args)
         .args(["--node", &node.admin_url()])
         .env_remove("PROXIMA_NODE")
+        .env_remove("PROXIMA_ADMIN_TOKEN")
         .output()
         .expect("run proxima")
 }
@@ -139,6 +140,7 @@ fn register_set_show_records_rotate_transfer() {
     let manifest = "ab".repeat(32);
     let resp = curl::post_json(
         &format!("{}/api/names/blog.proxima/site", node.admin_url()),
+        &node.auth_header(),
         &format!("{{\"manifest\":\"{manifest}\"}}"),
     );
     assert!(resp.contains(&manifest), "{resp}");
@@ -174,12 +176,14 @@ fn register_set_show_records_rotate_transfer() {
 
 /// Minimal blocking JSON POST without pulling more test dependencies.
 mod curl {
-    pub(crate) fn post_json(url: &str, body: &str) -> String {
+    pub(crate) fn post_json(url: &str, auth: &str, body: &str) -> String {
         let out = std::process::Command::new("curl")
             .args([
                 "-s",
                 "-X",
                 "POST",
+                "-H",
+                auth,
                 "-H",
                 "content-type: application/json",
                 "-d",

@@ -108,6 +108,8 @@ fn inject(
                 "-X",
                 "POST",
                 "-H",
+                &a.auth,
+                "-H",
                 "content-type: application/json",
                 "-d",
                 body,

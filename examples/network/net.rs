@@ -85,6 +85,8 @@ pub fn pick_rows(full: &[Vec<f64>], n: usize, seed: u64) -> Result<Vec<usize>> {
 pub struct Addrs {
     /// Admin base URL.
     pub admin: String,
+    /// `Authorization: Bearer <admin token>`, for changing admin requests (`curl -H`).
+    pub auth: String,
     /// DNS (UDP and TCP).
     pub dns: SocketAddr,
     /// HTTP gateway.
@@ -107,6 +109,7 @@ impl Addrs {
         };
         Ok(Self {
             admin: node.admin_url(),
+            auth: node.auth_header(),
             dns: get("dns")?,
             http: get("http")?,
             redis: get("redis")?,
