@@ -43,7 +43,13 @@ pub async fn handle(
         return;
     }
     match hello[0] {
-        KIND_SESSION => session(&shared, &cl, &mut send, &mut recv).await,
+        KIND_SESSION => match proto::decode_session_hello(&hello[1..]) {
+            Ok(cred) => session(&shared, &cl, cred, &mut send, &mut recv).await,
+            Err(e) => {
+                shared.metrics.peer_refused("bad_session");
+                tracing::warn!(%peer, error = %e, "bad session hello");
+            }
+        },
         KIND_LINK => link(&shared, &cl, peer, &mut send, &mut recv).await,
         proto::KIND_MERGE => match proto::decode_ranges(&hello[1..]) {
             Ok(groups) => merge(&shared, &cl, &groups, &mut send).await,
@@ -73,7 +79,7 @@ pub async fn run_frame(
     let forwarded = if conn.cl.pending.is_empty() {
         Vec::new()
     } else {
-        super::forward::run_pending(shared, cl, &mut conn.cl, resp3).await
+        super::forward::run_pending(shared, cl, &mut conn.cl, conn.credential.as_ref(), resp3).await
     };
     let waits = std::mem::take(&mut conn.cl.waits);
     if !waits.is_empty() {
@@ -98,9 +104,16 @@ pub async fn run_frame(
         .collect()
 }
 
-/// Runs RESP commands here whatever the view says (a fallback after a failed forward).
-pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -> Vec<Bytes> {
-    let (mut conn, _rx) = ConnState::detached(shared);
+/// Runs RESP commands here whatever the view says (a fallback after a failed forward), as
+/// the client whose credential is `cred`.
+pub async fn exec_here(
+    shared: &Shared,
+    cl: &Cluster,
+    req: &[u8],
+    resp3: bool,
+    cred: Option<conn::Credential>,
+) -> Vec<Bytes> {
+    let (mut conn, _rx) = ConnState::detached_as(shared, cred);
     conn.cl.internal = Some(Internal {
         exec: true,
         readonly: false,
@@ -122,13 +135,17 @@ pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -
     segs.into_iter().map(|(a, b, _)| buf.slice(a..b)).collect()
 }
 
+/// Serves a proxied session as the client it proxies: authenticated only if this node needs
+/// no password or the client's credential (`cred`, from the hello) passes this node's
+/// `requirepass`; otherwise its commands answer `NOAUTH`, as on a connection of its own.
 async fn session(
     shared: &Shared,
     cl: &Cluster,
+    cred: Option<conn::Credential>,
     send: &mut mesh::SendStream,
     recv: &mut mesh::RecvStream,
 ) {
-    let (mut conn, _rx) = ConnState::detached(shared);
+    let (mut conn, _rx) = ConnState::detached_as(shared, cred);
     let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
     while let Ok(Some(f)) = dec.read(recv).await {
         if f.len() < 2 {
@@ -187,8 +204,10 @@ async fn link(
                     }
                 },
                 Record::Publish(b) => {
-                    conn::run_each(shared, &mut conn, &b, &mut out);
-                    out.buf.clear();
+                    if let Err(e) = deliver_publish(shared, &b) {
+                        shared.metrics.peer_refused("bad_publish");
+                        tracing::warn!(%peer, error = e, "refused a published record");
+                    }
                 }
                 Record::Done(groups) => cl.import_done(peer, &groups),
             }
@@ -198,6 +217,27 @@ async fn link(
         }
     }
     conn::cleanup(shared, &mut conn);
+}
+
+/// Delivers a [`Record::Publish`] to this node's subscribers. It must be exactly one
+/// `PUBLISH channel message` or `SPUBLISH channel message`: a peer's record never runs
+/// anything else.
+pub fn deliver_publish(shared: &Shared, body: &[u8]) -> Result<(), &'static str> {
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(3);
+    match crate::resp::parse(body, &mut argv, shared.limits()) {
+        Ok(crate::resp::Parsed::Multibulk { consumed }) if consumed == body.len() => {}
+        _ => return Err("not exactly one RESP command"),
+    }
+    match argv[..] {
+        [name, channel, message] if name.eq_ignore_ascii_case(b"publish") => {
+            shared.pubsub.lock().publish(channel, message);
+        }
+        [name, channel, message] if name.eq_ignore_ascii_case(b"spublish") => {
+            shared.pubsub.lock().publish_shard(channel, message);
+        }
+        _ => return Err("not PUBLISH or SPUBLISH channel message"),
+    }
+    Ok(())
 }
 
 /// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
@@ -250,4 +290,56 @@ async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::S
         }
     }
     let _ = send.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::deliver_publish;
+    use crate::cluster::proto::command;
+    use crate::conn::{ConnState, Session};
+
+    #[test]
+    fn a_published_record_only_publishes() {
+        let mut s = Session::new();
+        s.cmd(&["SET", "k", "v"]);
+        let shared = s.shared().clone();
+        let (c, mut rx) = ConnState::detached(&shared);
+        shared.pubsub.lock().subscribe(false, b"ch", &c.sub);
+        shared.pubsub.lock().subscribe_shard(b"sh", &c.sub);
+        let rec = |cmds: &[&[&str]]| {
+            let mut b = BytesMut::new();
+            for c in cmds {
+                let v: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+                command(&mut b, &v);
+            }
+            b.to_vec()
+        };
+        assert!(deliver_publish(&shared, &rec(&[&["PUBLISH", "ch", "hi"]])).is_ok());
+        assert!(deliver_publish(&shared, &rec(&[&["spublish", "sh", "yo"]])).is_ok());
+        let m = rx.try_recv().unwrap();
+        assert_eq!(
+            (&m.channel[..], &m.payload[..], m.shard),
+            (&b"ch"[..], &b"hi"[..], false)
+        );
+        let m = rx.try_recv().unwrap();
+        assert_eq!(
+            (&m.channel[..], &m.payload[..], m.shard),
+            (&b"sh"[..], &b"yo"[..], true)
+        );
+        for bad in [
+            rec(&[&["FLUSHALL"]]),
+            rec(&[&["DEL", "k"]]),
+            rec(&[&["PUBLISH", "ch"]]),
+            rec(&[&["PUBLISH", "ch", "a", "b"]]),
+            rec(&[&["PUBLISH", "ch", "a"], &["DEL", "k"]]),
+            b"PUBLISH ch a\r\n".to_vec(),
+            Vec::new(),
+        ] {
+            assert!(deliver_publish(&shared, &bad).is_err(), "{bad:?}");
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(s.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+    }
 }
