@@ -44,7 +44,7 @@ fn info_field(a: SocketAddr, pass: Option<&str>, field: &str) -> Option<String> 
         .map(|v| v.trim().to_owned())
 }
 
-/// The primary of `key`'s slot according to `CLUSTER SLOTS` at `a`.
+/// The primary of `key`'s slot according to `CLUSTER SLOTS` on `con`.
 fn primary_of(con: &mut redis::Connection, key: &str) -> SocketAddr {
     let slot: i64 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
@@ -112,15 +112,17 @@ fn a_proxied_client_needs_the_owners_password() {
     })
     .expect("the two nodes converge");
 
-    let mut plain = connect(proxy, None);
+    // Asking for the map makes a connection cluster-aware (it would get MOVED): a separate one.
+    let mut map = connect(proxy, None);
     let key = (0..1000)
         .map(|i| format!("owned:{i}"))
-        .find(|k| primary_of(&mut plain, k) == owner)
+        .find(|k| primary_of(&mut map, k) == owner)
         .expect("some key lives on the owner");
     let local = (0..1000)
         .map(|i| format!("local:{i}"))
-        .find(|k| primary_of(&mut plain, k) == proxy)
+        .find(|k| primary_of(&mut map, k) == proxy)
         .expect("some key lives on the proxy");
+    let mut plain = connect(proxy, None);
     let mut on_owner = connect(owner, Some(PASS));
     let get = |con: &mut redis::Connection, k: &str| -> Option<String> {
         redis::cmd("GET").arg(k).query(con).unwrap()

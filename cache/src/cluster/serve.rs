@@ -294,11 +294,167 @@ async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::S
 
 #[cfg(test)]
 mod tests {
-    use bytes::BytesMut;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::{Bytes, BytesMut};
+    use tokio_util::sync::CancellationToken;
 
     use super::deliver_publish;
-    use crate::cluster::proto::command;
-    use crate::conn::{ConnState, Session};
+    use crate::cluster::link::Link;
+    use crate::cluster::proto::{self, Record, command};
+    use crate::cluster::{Cluster, max_peer_version};
+    use crate::conn::{ConnState, Credential, Session, now_ms};
+
+    async fn node(seed: u8) -> mesh::Mesh {
+        mesh::Mesh::start(
+            mesh::keypair_from_seed([seed; 32]),
+            mesh::MeshConfig::local(),
+            &mut prometheus_client::registry::Registry::default(),
+        )
+        .await
+        .expect("a mesh on loopback")
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn resp(cmds: &[&[&str]]) -> Bytes {
+        let mut b = BytesMut::new();
+        for c in cmds {
+            let v: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            command(&mut b, &v);
+        }
+        b.freeze()
+    }
+
+    fn state(key: &str, ver: u64, cmds: &[&[&str]]) -> Record {
+        let mut b = BytesMut::new();
+        proto::encode_key_state(&mut b, key.as_bytes(), ver, |o| {
+            o.extend_from_slice(&resp(cmds))
+        });
+        Record::Keys(b.freeze())
+    }
+
+    /// Opens a proxied session to `to` with `hello` and runs `cmd` there; the reply, or
+    /// `None` if the stream was closed.
+    async fn session_call(
+        from: &mesh::Mesh,
+        to: &mesh::Mesh,
+        hello: &[u8],
+        cmd: &[&str],
+    ) -> Option<String> {
+        let (mut send, mut recv) = from.open_bi(to.peer_id(), proto::ALPN).await.ok()?;
+        mesh::frame::write(&mut send, hello).await.ok()?;
+        let mut f = vec![0, 2];
+        f.extend_from_slice(&resp(&[cmd]));
+        mesh::frame::write(&mut send, &f).await.ok()?;
+        let ans = mesh::frame::FrameDecoder::new(proto::MAX_FRAME)
+            .read(&mut recv)
+            .await
+            .ok()??;
+        let r = proto::decode_replies(&ans, 1).ok()?;
+        Some(String::from_utf8_lossy(&r[0]).into_owned())
+    }
+
+    /// What a peer sends through the cache protocol's own streams, served by
+    /// [`super::handle`]: a session runs as the client whose credential it carries, checked
+    /// against this node's `requirepass`; a link's records are key states of their own keys
+    /// with bounded versions, and publications, nothing else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_gets_no_more_than_its_client_would() {
+        let (a, b) = (node(41).await, node(42).await);
+        let mut local = Session::new();
+        let shared = local.shared().clone();
+        shared.set_param("requirepass", "s3cret").unwrap();
+        let cl = Arc::new(Cluster::new(
+            b.clone(),
+            shared.addr,
+            2,
+            false,
+            CancellationToken::new(),
+        ));
+        let (s, c) = (shared.clone(), cl.clone());
+        b.dataplane()
+            .serve_streams(proto::ALPN, move |peer, send, recv| {
+                Box::pin(super::handle(s.clone(), c.clone(), peer, send, recv))
+            })
+            .unwrap();
+        a.join(b.local_member()).await;
+        until("a to see b", || {
+            a.members().iter().any(|m| m.id.peer == b.peer_id())
+        })
+        .await;
+
+        let cred = |pass: &str| Credential {
+            user: b"default".to_vec(),
+            pass: pass.as_bytes().to_vec(),
+        };
+        let noauth = Some("-NOAUTH Authentication required.\r\n".to_owned());
+        let hello = |c: Option<Credential>| proto::encode_session_hello(c.as_ref()).unwrap();
+        let set = ["SET", "k", "v"];
+        assert_eq!(session_call(&a, &b, &hello(None), &set).await, noauth);
+        assert_eq!(
+            session_call(&a, &b, &hello(Some(cred("wrong"))), &set).await,
+            noauth
+        );
+        assert_eq!(local.cmd(&["AUTH", "s3cret"]), "+OK\r\n");
+        assert_eq!(local.cmd(&["EXISTS", "k"]), ":0\r\n");
+        assert_eq!(
+            session_call(&a, &b, &hello(Some(cred("s3cret"))), &set)
+                .await
+                .as_deref(),
+            Some("+OK\r\n")
+        );
+        assert_eq!(local.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+        // A malformed hello: the stream is closed, counted.
+        assert_eq!(
+            session_call(&a, &b, &[proto::KIND_SESSION, 0, 9, 1], &set).await,
+            None
+        );
+        assert_eq!(shared.metrics.peer_refused_count("bad_session"), 1);
+
+        let (sub, mut rx) = ConnState::detached(&shared);
+        shared.pubsub.lock().subscribe(false, b"ch", &sub.sub);
+        let link = Link::start(a.clone(), b.peer_id(), CancellationToken::new(), None);
+        let future = max_peer_version(now_ms() + 1_000) + 1;
+        for r in [
+            Record::Publish(resp(&[&["FLUSHALL"]])),
+            Record::Publish(resp(&[&["PUBLISH", "ch", "hi"]])),
+            state("k2", 1, &[&["FLUSHALL"]]),
+            state(
+                "k2",
+                1,
+                &[&["SET", "k2", "x"], &["SET", "k", "overwritten"]],
+            ),
+            state("k3", future, &[&["SET", "k3", "pinned"]]),
+            state("k4", 1, &[&["SET", "k4", "v4"]]),
+        ] {
+            link.push(r);
+        }
+        let last = link.push(Record::Publish(resp(&[&["SET", "k", "published"]])));
+        assert!(link.wait(last, Duration::from_secs(20)).await);
+        assert_eq!(local.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(local.cmd(&["EXISTS", "k2", "k3"]), ":0\r\n");
+        assert_eq!(local.cmd(&["GET", "k4"]), "$2\r\nv4\r\n");
+        let m = rx.try_recv().expect("the PUBLISH is delivered");
+        assert_eq!((&m.channel[..], &m.payload[..]), (&b"ch"[..], &b"hi"[..]));
+        assert!(rx.try_recv().is_err());
+        let count = |r| shared.metrics.peer_refused_count(r);
+        assert_eq!(
+            (
+                count("bad_publish"),
+                count("bad_state"),
+                count("future_version")
+            ),
+            (2, 2, 1)
+        );
+    }
 
     #[test]
     fn a_published_record_only_publishes() {
