@@ -216,7 +216,9 @@ pub fn state_commands<'a>(
             return Err("a command that does not build a value");
         };
         let ok = |c: &Vec<&[u8]>| {
-            is(c, name) && c.len() >= if pairs { 4 } else { 3 } && (!pairs || c.len() % 2 == 0)
+            is(c, name)
+                && c.len() >= if pairs { 4 } else { 3 }
+                && (!pairs || c.len().is_multiple_of(2))
         };
         if !body.iter().all(ok) {
             return Err("commands of several kinds, or with the wrong arity");
