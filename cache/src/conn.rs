@@ -285,6 +285,9 @@ async fn run(
                 // Answered: continue with the requests pipelined after it.
                 let (consumed, _) = process(shared, conn, &inbuf, &mut out);
                 inbuf.advance(consumed);
+                if conn.hangup {
+                    return Ok(());
+                }
             }
         }
         flush(shared, stream, conn, &mut out).await?;

@@ -25,6 +25,12 @@
 //!   *stale*: it hands no range over until it has pulled every range it owns again from the
 //!   other side, once it sees a majority again.
 //!
+//! - Trust: a proxied session runs as the client (its credential travels in the session
+//!   hello and the receiver checks it against its own `requirepass`); replication records are
+//!   key states of their own keys ([`dump::state_commands`]) or publications, never other
+//!   commands; versions from peers are refused beyond [`MAX_VERSION_DRIFT`] ahead of this
+//!   node's clock.
+//!
 //! Consistency is Redis Cluster's: asynchronous replicas may lag, reads from replicas
 //! (`READONLY`) may be stale, and a write is lost only if every node that had it dies.
 
