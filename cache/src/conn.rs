@@ -31,6 +31,25 @@ const QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
 /// Output buffers larger than this are released after being written.
 const OUT_SHRINK: usize = 1024 * 1024;
 
+/// Who a client authenticated as (`AUTH`, `HELLO ... AUTH`). A proxied session carries it
+/// to the node that runs the client's commands, which checks it against its own
+/// `requirepass`: the client is who it is on every node it reaches.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The user (`default`: the only one).
+    pub user: Vec<u8>,
+    /// The password.
+    pub pass: Vec<u8>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("user", &String::from_utf8_lossy(&self.user))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Per-connection state the commands can change.
 #[derive(Debug)]
 pub struct ConnState {
@@ -40,6 +59,10 @@ pub struct ConnState {
     pub info: Arc<ClientInfo>,
     /// Whether AUTH succeeded (or no password is set).
     pub authenticated: bool,
+    /// The credential of the last successful `AUTH`/`HELLO ... AUTH` (for a proxied session:
+    /// the one the forwarding node passed on), carried with the sessions this connection
+    /// opens to peers.
+    pub credential: Option<Credential>,
     /// Queued commands inside MULTI.
     pub multi: Option<Vec<Vec<Vec<u8>>>>,
     /// A command failed to queue: EXEC will abort.
@@ -56,6 +79,8 @@ pub struct ConnState {
     pub sub: Subscriber,
     /// Close after writing the replies.
     pub close: bool,
+    /// Close without writing anything (the client looks like an HTTP client).
+    pub hangup: bool,
     /// A blocking command waiting for data.
     pub block: Option<BlockRequest>,
     /// The waiter registered with the keyspace while blocked.
@@ -89,6 +114,7 @@ impl ConnState {
             id,
             info,
             authenticated: true,
+            credential: None,
             multi: None,
             multi_failed: false,
             watched: Vec::new(),
@@ -97,11 +123,28 @@ impl ConnState {
             shard_channels: HashSet::new(),
             sub: Subscriber { id, tx, kill },
             close: false,
+            hangup: false,
             block: None,
             waiter: Arc::new(Notify::new()),
             retry_deadline: None,
             cl: Default::default(),
         };
+        (conn, rx)
+    }
+
+    /// A detached state for a client's commands run on its behalf (a peer's proxied session,
+    /// a fallback): authenticated only if this node needs no password or `credential` passes
+    /// its `requirepass`, as the client's own connection here would be.
+    pub fn detached_as(
+        shared: &Shared,
+        credential: Option<Credential>,
+    ) -> (Self, mpsc::Receiver<PubMsg>) {
+        let (mut conn, rx) = Self::detached(shared);
+        conn.authenticated = !shared.needs_auth()
+            || credential
+                .as_ref()
+                .is_some_and(|c| shared.password_ok(&c.user, &c.pass));
+        conn.credential = credential;
         (conn, rx)
     }
 
@@ -151,6 +194,7 @@ pub async fn serve(
         id,
         info,
         authenticated: !shared.needs_auth(),
+        credential: None,
         multi: None,
         multi_failed: false,
         watched: Vec::new(),
@@ -163,6 +207,7 @@ pub async fn serve(
             kill: kill.clone(),
         },
         close: false,
+        hangup: false,
         block: None,
         waiter: Arc::new(Notify::new()),
         retry_deadline: None,
@@ -217,6 +262,9 @@ async fn run(
     loop {
         let (consumed, need) = process(shared, conn, &inbuf, &mut out);
         inbuf.advance(consumed);
+        if conn.hangup {
+            return Ok(());
+        }
         while let Some(block) = conn.block.take() {
             // Write what came before the blocking command first.
             flush(shared, stream, conn, &mut out).await?;
@@ -237,6 +285,9 @@ async fn run(
                 // Answered: continue with the requests pipelined after it.
                 let (consumed, _) = process(shared, conn, &inbuf, &mut out);
                 inbuf.advance(consumed);
+                if conn.hangup {
+                    return Ok(());
+                }
             }
         }
         flush(shared, stream, conn, &mut out).await?;
@@ -313,8 +364,14 @@ pub async fn finish_batch(shared: &Shared, conn: &mut ConnState, out: &mut Reply
     };
     if !conn.cl.pending.is_empty() {
         let offsets: Vec<usize> = conn.cl.pending.iter().map(|p| p.offset).collect();
-        let replies =
-            crate::cluster::forward::run_pending(shared, cl, &mut conn.cl, out.resp3).await;
+        let replies = crate::cluster::forward::run_pending(
+            shared,
+            cl,
+            &mut conn.cl,
+            conn.credential.as_ref(),
+            out.resp3,
+        )
+        .await;
         crate::cluster::forward::splice(&mut out.buf, &offsets, replies);
     }
     if !conn.cl.waits.is_empty() {
@@ -372,6 +429,11 @@ pub fn process(
             Ok(Parsed::Multibulk { consumed }) => {
                 pos += consumed;
                 if !argv.is_empty() {
+                    if looks_like_http(argv[0]) {
+                        hang_up(&mut ctx);
+                        pos = buf.len();
+                        break;
+                    }
                     count += 1;
                     execute(&mut ctx, &argv);
                 }
@@ -379,6 +441,11 @@ pub fn process(
             Ok(Parsed::Inline { consumed, args }) => {
                 pos += consumed;
                 if !args.is_empty() {
+                    if looks_like_http(&args[0]) {
+                        hang_up(&mut ctx);
+                        pos = buf.len();
+                        break;
+                    }
                     count += 1;
                     let v: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     execute(&mut ctx, &v);
@@ -406,6 +473,38 @@ pub fn process(
         shared.metrics.commands_total.inc_by(count);
     }
     (pos, need)
+}
+
+/// Whether a command name is one an HTTP request starts with (`POST`) or carries (`Host:`),
+/// as a browser tricked into posting to the Redis port sends (cross-protocol scripting).
+/// Redis registers both as commands that close the connection (`securityWarningCommand`).
+fn looks_like_http(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"post") || name.eq_ignore_ascii_case(b"host:")
+}
+
+/// Closes the connection at once without a reply (nothing else of the batch runs; replies
+/// of commands before it are dropped), logs a warning at most once a minute and counts it.
+fn hang_up(ctx: &mut Ctx<'_>) {
+    static LAST_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    ctx.conn.close = true;
+    ctx.conn.hangup = true;
+    ctx.out.buf.clear();
+    ctx.conn.cl.pending.clear();
+    ctx.shared.metrics.http_closed_total.inc();
+    let now = ctx.now;
+    let last = LAST_WARNED.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60_000
+        && LAST_WARNED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            id = ctx.conn.id,
+            addr = %ctx.conn.info.addr,
+            "possible security attack: a client sent POST or Host: to the Redis port \
+             (cross-protocol scripting from a browser?); connection closed"
+        );
+    }
 }
 
 /// Runs one owned request (a retried blocking command).
@@ -685,6 +784,12 @@ pub fn run_each(
 /// copy is newer: the version check and the commands run under one hold of the keyspace lock,
 /// so a write made here meanwhile is never overwritten by an older state. Returns whether the
 /// state was applied. `conn` is an apply session (no routing, no replication).
+///
+/// What a peer says is checked first, and a state that fails is refused whole (and counted in
+/// `peer_refused_total`): its version may be at most [`crate::cluster::MAX_VERSION_DRIFT`]
+/// ahead of this node's clock (`future_version`: a key versioned at `u64::MAX` could never be
+/// overwritten), and its commands must be exactly those that build its own key
+/// ([`crate::cluster::dump::state_commands`], `bad_state`).
 pub fn apply_state(
     shared: &Shared,
     conn: &mut ConnState,
@@ -693,6 +798,20 @@ pub fn apply_state(
 ) -> bool {
     let limits = shared.limits();
     let now = now_ms();
+    let key = String::from_utf8_lossy(&state.key[..state.key.len().min(128)]);
+    if state.ver > crate::cluster::max_peer_version(now) {
+        shared.metrics.peer_refused("future_version");
+        tracing::warn!(%key, ver = state.ver, now, "refused a key state versioned in the future");
+        return false;
+    }
+    let cmds = match crate::cluster::dump::state_commands(&state.key, &state.ops, limits) {
+        Ok(c) => c,
+        Err(e) => {
+            shared.metrics.peer_refused("bad_state");
+            tracing::warn!(%key, error = e, "refused a key state that is not one");
+            return false;
+        }
+    };
     if let Some(cl) = shared.cluster.get() {
         cl.observe(state.ver);
     }
@@ -702,7 +821,7 @@ pub fn apply_state(
     let apply = mine == 0 || state.ver > mine;
     tracing::trace!(
         target: "cache::keys",
-        key = %String::from_utf8_lossy(&state.key),
+        %key,
         ver = state.ver,
         mine,
         apply,
@@ -711,21 +830,8 @@ pub fn apply_state(
     if !apply {
         return false;
     }
-    let mut argv: Vec<&[u8]> = Vec::with_capacity(8);
-    let mut pos = 0;
-    while pos < state.ops.len() {
-        match resp::parse(&state.ops[pos..], &mut argv, limits) {
-            Ok(Parsed::Multibulk { consumed }) => {
-                pos += consumed;
-                if !argv.is_empty() {
-                    execute(&mut ctx, &argv);
-                }
-            }
-            _ => {
-                tracing::debug!("bad key state from a peer");
-                break;
-            }
-        }
+    for argv in &cmds {
+        execute(&mut ctx, argv);
     }
     ctx.db().set_version(&state.key, state.ver);
     ctx.out.buf.clear();
@@ -776,6 +882,7 @@ impl Session {
             id,
             info,
             authenticated: !shared.needs_auth(),
+            credential: None,
             multi: None,
             multi_failed: false,
             watched: Vec::new(),
@@ -784,6 +891,7 @@ impl Session {
             shard_channels: HashSet::new(),
             sub: Subscriber { id, tx, kill },
             close: false,
+            hangup: false,
             block: None,
             waiter: Arc::new(Notify::new()),
             retry_deadline: None,
@@ -821,6 +929,9 @@ impl Session {
                 None => break,
             }
         }
+        if self.conn.hangup {
+            self.out.buf.clear();
+        }
         let out = self.out.buf.to_vec();
         self.out.buf.clear();
         out
@@ -844,5 +955,30 @@ impl Session {
 impl Default for Session {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Session;
+
+    #[test]
+    fn http_to_the_redis_port_is_closed_without_a_reply() {
+        for req in [
+            &b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nSET pwned 1\r\n"[..],
+            b"PING\r\nhOsT: x\r\nSET pwned 1\r\n",
+            b"*1\r\n$4\r\npost\r\n*3\r\n$3\r\nSET\r\n$5\r\npwned\r\n$1\r\n1\r\n",
+        ] {
+            let mut s = Session::new();
+            assert_eq!(s.feed(req), b"");
+            assert!(s.closed());
+            assert_eq!(s.shared().metrics.http_closed_total.get(), 1);
+            let mut t = Session::on(s.shared().clone());
+            assert_eq!(t.cmd(&["EXISTS", "pwned"]), ":0\r\n");
+        }
+        // A key or value named so is fine.
+        let mut s = Session::new();
+        assert_eq!(s.cmd(&["SET", "post", "host:"]), "+OK\r\n");
+        assert!(!s.closed());
     }
 }

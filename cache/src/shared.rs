@@ -199,6 +199,11 @@ impl Shared {
         !self.requirepass.read().is_empty()
     }
 
+    /// Whether `user` and `pass` authenticate here (the `default` user with `requirepass`).
+    pub fn password_ok(&self, user: &[u8], pass: &[u8]) -> bool {
+        user == b"default" && self.requirepass.read().as_bytes() == pass
+    }
+
     /// Applies `CONFIG SET name value`; `Err` with Redis's message.
     pub fn set_param(&self, name: &str, value: &str) -> Result<(), String> {
         let name = name.to_ascii_lowercase();

@@ -153,6 +153,80 @@ pub fn dump_key(db: &Db, key: &[u8], now: u64, out: &mut BytesMut) {
     }
 }
 
+/// The commands of a key state a peer sent, parsed, if they are exactly what [`dump_key`]
+/// emits for `key` and nothing else: `SET key value [PXAT ms]` alone; or `DEL key`, then
+/// commands of one collection kind (`RPUSH`, `HSET`, `SADD` or `ZADD`) each naming `key`,
+/// then at most one `PEXPIREAT key ms`. Replication carries key states, never commands: a
+/// state that would run anything else (`FLUSHALL`, a write to another key) is refused whole,
+/// before any of it runs.
+pub fn state_commands<'a>(
+    key: &[u8],
+    ops: &'a [u8],
+    limits: crate::resp::Limits,
+) -> Result<Vec<Vec<&'a [u8]>>, &'static str> {
+    use crate::resp::{Parsed, parse};
+    let mut cmds: Vec<Vec<&'a [u8]>> = Vec::new();
+    let mut argv: Vec<&'a [u8]> = Vec::with_capacity(8);
+    let mut pos = 0;
+    while pos < ops.len() {
+        match parse(&ops[pos..], &mut argv, limits) {
+            Ok(Parsed::Multibulk { consumed }) if !argv.is_empty() => {
+                pos += consumed;
+                cmds.push(std::mem::take(&mut argv));
+            }
+            _ => return Err("not a sequence of RESP commands"),
+        }
+    }
+    let is = |c: &[&[u8]], name: &str| c[0].eq_ignore_ascii_case(name.as_bytes());
+    if cmds.iter().any(|c| c.get(1).copied() != Some(key)) {
+        return Err("a command that does not name the state's key");
+    }
+    let Some((first, rest)) = cmds.split_first() else {
+        return Err("no commands");
+    };
+    if is(first, "SET") {
+        let pxat = first.len() == 5 && first[3].eq_ignore_ascii_case(b"PXAT");
+        if (first.len() != 3 && !pxat) || !rest.is_empty() {
+            return Err("SET is not SET key value [PXAT ms] alone");
+        }
+        return Ok(cmds);
+    }
+    if !is(first, "DEL") || first.len() != 2 {
+        return Err("the first command is neither SET nor DEL key");
+    }
+    let body = match rest.split_last() {
+        Some((last, body)) if is(last, "PEXPIREAT") => {
+            if last.len() != 3 || body.is_empty() {
+                return Err("a PEXPIREAT that is not PEXPIREAT key ms after a value");
+            }
+            body
+        }
+        _ => rest,
+    };
+    if let Some(kind) = body.first() {
+        let (name, pairs) = if is(kind, "RPUSH") {
+            ("RPUSH", false)
+        } else if is(kind, "SADD") {
+            ("SADD", false)
+        } else if is(kind, "HSET") {
+            ("HSET", true)
+        } else if is(kind, "ZADD") {
+            ("ZADD", true)
+        } else {
+            return Err("a command that does not build a value");
+        };
+        let ok = |c: &Vec<&[u8]>| {
+            is(c, name)
+                && c.len() >= if pairs { 4 } else { 3 }
+                && (!pairs || c.len().is_multiple_of(2))
+        };
+        if !body.iter().all(ok) {
+            return Err("commands of several kinds, or with the wrong arity");
+        }
+    }
+    Ok(cmds)
+}
+
 /// A score as text that parses back to the same `f64`.
 fn score_text(s: f64) -> String {
     if s == f64::INFINITY {
@@ -166,7 +240,110 @@ fn score_text(s: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
+    use super::state_commands;
+    use crate::cluster::proto::command;
     use crate::conn::Session;
+    use crate::resp::Limits;
+
+    fn ops(cmds: &[&[&str]]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        for c in cmds {
+            let v: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            command(&mut b, &v);
+        }
+        b.to_vec()
+    }
+
+    #[test]
+    fn only_the_commands_a_dump_emits_for_its_own_key_pass() {
+        let ok: &[&[&[&str]]] = &[
+            &[&["DEL", "k"]],
+            &[&["SET", "k", "v"]],
+            &[&["set", "k", "v", "pxat", "123"]],
+            &[
+                &["DEL", "k"],
+                &["RPUSH", "k", "a", "b"],
+                &["RPUSH", "k", "c"],
+            ],
+            &[
+                &["DEL", "k"],
+                &["HSET", "k", "f", "v"],
+                &["PEXPIREAT", "k", "9"],
+            ],
+            &[&["DEL", "k"], &["SADD", "k", "m"]],
+            &[&["DEL", "k"], &["ZADD", "k", "1", "m", "2", "n"]],
+        ];
+        for o in ok {
+            let b = ops(o);
+            assert!(state_commands(b"k", &b, Limits::default()).is_ok(), "{o:?}");
+        }
+        let bad: &[&[&[&str]]] = &[
+            &[],
+            &[&["FLUSHALL"]],
+            &[&["DEL", "k"], &["FLUSHALL"]],
+            &[&["SET", "other", "v"]],
+            &[&["DEL", "k"], &["RPUSH", "other", "a"]],
+            &[&["DEL", "k", "other"]],
+            &[&["SET", "k", "v"], &["DEL", "k"]],
+            &[&["SET", "k", "v", "GET"]],
+            &[&["SET", "k", "v", "EX", "10"]],
+            &[&["DEL", "k"], &["RPUSH", "k", "a"], &["SADD", "k", "m"]],
+            &[&["DEL", "k"], &["HSET", "k", "f"]],
+            &[&["DEL", "k"], &["ZADD", "k", "1"]],
+            &[&["DEL", "k"], &["PEXPIREAT", "k", "9"]],
+            &[
+                &["DEL", "k"],
+                &["RPUSH", "k", "a"],
+                &["PEXPIREAT", "k", "9", "x"],
+            ],
+            &[
+                &["DEL", "k"],
+                &["PEXPIREAT", "k", "9"],
+                &["RPUSH", "k", "a"],
+            ],
+            &[&["DEL", "k"], &["EVAL", "k", "0"]],
+            &[&["CONFIG", "k", "requirepass", "x"]],
+        ];
+        for o in bad {
+            let b = ops(o);
+            assert!(
+                state_commands(b"k", &b, Limits::default()).is_err(),
+                "{o:?}"
+            );
+        }
+        // Inline commands and trailing garbage are refused too.
+        assert!(state_commands(b"k", b"DEL k\r\n", Limits::default()).is_err());
+        let mut b = ops(&[&["DEL", "k"]]);
+        b.extend_from_slice(b"*1\r\n");
+        assert!(state_commands(b"k", &b, Limits::default()).is_err());
+    }
+
+    #[test]
+    fn every_dump_passes_the_state_check() {
+        let mut a = Session::new();
+        a.cmd(&["SET", "s", "v", "PX", "100000"]);
+        a.cmd(&["SET", "p", "v"]);
+        a.cmd(&["HSET", "h", "f", "1", "g", "2"]);
+        a.cmd(&["RPUSH", "l", "a", "b", "c"]);
+        a.cmd(&["SADD", "st", "x", "y"]);
+        a.cmd(&["ZADD", "z", "1.5", "m", "-inf", "n", "0.1", "o"]);
+        a.cmd(&["PEXPIRE", "z", "100000"]);
+        let many: Vec<String> = (0..1500).map(|i| i.to_string()).collect();
+        let mut args = vec!["RPUSH", "big"];
+        args.extend(many.iter().map(String::as_str));
+        a.cmd(&args);
+        let now = crate::conn::now_ms();
+        for k in ["s", "p", "h", "l", "st", "z", "big", "missing"] {
+            let mut out = BytesMut::new();
+            super::dump_key(&a.shared().db.lock(), k.as_bytes(), now, &mut out);
+            assert!(
+                state_commands(k.as_bytes(), &out, Limits::default()).is_ok(),
+                "{k}"
+            );
+        }
+    }
 
     #[test]
     fn a_dump_recreates_every_type() {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use mesh::PeerId;
 
-use super::proto::{self, F_EXEC, F_READONLY, F_RESP3, KIND_SESSION, MAX_FRAME};
+use super::proto::{self, F_EXEC, F_READONLY, F_RESP3, MAX_FRAME};
 use super::{Cluster, ConnCluster};
+use crate::conn::Credential;
 use crate::shared::Shared;
 
 /// How long a forwarded batch may take before the peer is suspected.
@@ -40,18 +41,28 @@ pub struct Pending {
     pub take_last: bool,
 }
 
-/// An open proxy stream to one peer.
+/// An open proxy stream to one peer, authenticated there with the credential it was opened
+/// with (the client's, see [`proto::encode_session_hello`]).
 #[derive(Debug)]
 pub struct PeerSession {
     send: mesh::SendStream,
     recv: mesh::RecvStream,
+    cred: Option<Credential>,
 }
 
 impl PeerSession {
-    async fn open(mesh: &mesh::Mesh, peer: PeerId) -> Option<Self> {
+    async fn open(mesh: &mesh::Mesh, peer: PeerId, cred: Option<&Credential>) -> Option<Self> {
+        let hello = proto::encode_session_hello(cred).or_else(|| {
+            tracing::debug!(%peer, "credential too long to carry; proxying unauthenticated");
+            proto::encode_session_hello(None)
+        })?;
         let (mut send, recv) = mesh.open_bi(peer, proto::ALPN).await.ok()?;
-        mesh::frame::write(&mut send, &[KIND_SESSION]).await.ok()?;
-        Some(Self { send, recv })
+        mesh::frame::write(&mut send, &hello).await.ok()?;
+        Some(Self {
+            send,
+            recv,
+            cred: cred.cloned(),
+        })
     }
 
     async fn call(&mut self, flags: u8, hops: u8, req: &[u8], n: usize) -> Option<Vec<Bytes>> {
@@ -83,13 +94,18 @@ fn finish_reply(replies: Vec<Bytes>, take_last: bool) -> Bytes {
 }
 
 /// Sends the batch's pending commands and returns one reply per pending entry, in order.
+/// They run as the client: `cred` is what it authenticated with here (sessions opened with
+/// another credential are opened again).
 pub async fn run_pending(
     shared: &Shared,
     cl: &Cluster,
     cc: &mut ConnCluster,
+    cred: Option<&Credential>,
     resp3: bool,
 ) -> Vec<Bytes> {
     let pend = std::mem::take(&mut cc.pending);
+    // The client authenticated again since: its sessions carry the new credential.
+    cc.sessions.retain(|_, s| s.cred.as_ref() == cred);
     let base = if cc.internal.map_or(cc.readonly, |i| i.readonly) {
         F_READONLY
     } else {
@@ -129,7 +145,7 @@ pub async fn run_pending(
             }
             let res = tokio::time::timeout(FORWARD_TIMEOUT, async {
                 if sess.is_none() {
-                    *sess = PeerSession::open(&cl.mesh, *peer).await;
+                    *sess = PeerSession::open(&cl.mesh, *peer, cred).await;
                 }
                 match sess.as_mut() {
                     Some(s) => s.call(flags, hops, &req, n).await,
@@ -181,14 +197,16 @@ pub async fn run_pending(
         while res.is_none() && tried.len() <= 3 {
             match cl.fallback_after(p.slot, &tried) {
                 None => {
-                    res = Some(super::serve::exec_here(shared, cl, &p.req, resp3).await);
+                    res = Some(
+                        super::serve::exec_here(shared, cl, &p.req, resp3, cred.cloned()).await,
+                    );
                 }
                 Some(next) => {
                     tried.push(next);
                     let mut s = cc.sessions.remove(&next);
                     let r = tokio::time::timeout(FORWARD_TIMEOUT, async {
                         if s.is_none() {
-                            s = PeerSession::open(&cl.mesh, next).await;
+                            s = PeerSession::open(&cl.mesh, next, cred).await;
                         }
                         match s.as_mut() {
                             Some(s) => s.call(flags, 1, &p.req, p.ncmds).await,

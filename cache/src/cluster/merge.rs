@@ -232,4 +232,85 @@ mod tests {
         ));
         assert_eq!(me.cmd(&["GET", "n"]), "$1\r\nv\r\n");
     }
+
+    fn state(key: &str, ver: u64, cmds: &[&[&str]]) -> proto::KeyState {
+        let mut b = BytesMut::new();
+        proto::encode_key_state(&mut b, key.as_bytes(), ver, |o| {
+            for c in cmds {
+                let v: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+                proto::command(o, &v);
+            }
+        });
+        proto::decode_keys(&b.freeze()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_state_versioned_beyond_the_drift_is_refused() {
+        let mut me = Session::new();
+        let shared = me.shared().clone();
+        let (mut c, _rx) = ConnState::detached(&shared);
+        c.cl.apply = true;
+        let mut out = Reply::new();
+        let refused = || shared.metrics.peer_refused_count("future_version");
+        // A second beyond the drift (the bound moves with the clock while the test runs).
+        let beyond = crate::cluster::version_at(conn::now_ms() + 61_000);
+        for ver in [u64::MAX, beyond] {
+            assert!(!conn::apply_state(
+                &shared,
+                &mut c,
+                &mut out,
+                &state("k", ver, &[&["SET", "k", "pinned"]])
+            ));
+        }
+        assert_eq!(refused(), 2);
+        assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
+        // Within the drift (a peer's clock a little ahead): taken, and a later write here
+        // still gets a newer version.
+        let ahead = crate::cluster::version_at(conn::now_ms() + 30_000);
+        assert!(conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state("k", ahead, &[&["SET", "k", "ahead"]])
+        ));
+        assert_eq!(me.cmd(&["GET", "k"]), "$5\r\nahead\r\n");
+        assert_eq!(refused(), 2);
+    }
+
+    #[test]
+    fn a_state_carrying_other_commands_is_refused_whole() {
+        let mut me = Session::new();
+        me.cmd(&["SET", "other", "kept"]);
+        me.cmd(&["SET", "k", "mine"]);
+        let shared = me.shared().clone();
+        let (mut c, _rx) = ConnState::detached(&shared);
+        c.cl.apply = true;
+        let mut out = Reply::new();
+        let bad: &[&[&[&str]]] = &[
+            &[&["FLUSHALL"]],
+            &[&["DEL", "k"], &["FLUSHALL"]],
+            &[&["SET", "k", "theirs"], &["SET", "other", "theirs"]],
+            &[&["SET", "other", "theirs"]],
+            &[&["DEL", "other"]],
+            &[&["CONFIG", "SET", "requirepass", "x"]],
+        ];
+        for (i, cmds) in bad.iter().enumerate() {
+            assert!(
+                !conn::apply_state(&shared, &mut c, &mut out, &state("k", 100, cmds)),
+                "{cmds:?}"
+            );
+            assert_eq!(shared.metrics.peer_refused_count("bad_state"), i as u64 + 1);
+        }
+        assert_eq!(me.cmd(&["GET", "k"]), "$4\r\nmine\r\n");
+        assert_eq!(me.cmd(&["GET", "other"]), "$4\r\nkept\r\n");
+        assert!(!shared.needs_auth());
+        // The same key's state passes.
+        assert!(conn::apply_state(
+            &shared,
+            &mut c,
+            &mut out,
+            &state("k", 100, &[&["SET", "k", "theirs"]])
+        ));
+        assert_eq!(me.cmd(&["GET", "k"]), "$6\r\ntheirs\r\n");
+    }
 }

@@ -25,6 +25,12 @@
 //!   *stale*: it hands no range over until it has pulled every range it owns again from the
 //!   other side, once it sees a majority again.
 //!
+//! - Trust: a proxied session runs as the client (its credential travels in the session
+//!   hello and the receiver checks it against its own `requirepass`); replication records are
+//!   key states of their own keys ([`dump::state_commands`]) or publications, never other
+//!   commands; versions from peers are refused beyond [`MAX_VERSION_DRIFT`] ahead of this
+//!   node's clock.
+//!
 //! Consistency is Redis Cluster's: asynchronous replicas may lag, reads from replicas
 //! (`READONLY`) may be stale, and a write is lost only if every node that had it dies.
 
@@ -78,6 +84,52 @@ const FRESH: u8 = 0;
 const STALE: u8 = 1;
 /// Back with a majority, pulling every owned range again; fresh once every pull is done.
 const CATCHING_UP: u8 = 2;
+
+/// How far a version from a peer may be ahead of this node's own clock. Versions are hybrid
+/// clocks (milliseconds << 16, plus a counter) and the newer state of a key wins, so a peer
+/// that sent `u64::MAX` would make its key impossible to overwrite, and [`Cluster::observe`]
+/// would drag this node's clock (and every version it issues) along. Honest members' clocks
+/// agree within NTP's milliseconds, and skew beyond the time between two writes of a key
+/// already breaks last-writer-wins; a minute leaves room for a badly synchronised member
+/// while bounding how far ahead a peer can pin a key (it is overwritten once the minute has
+/// passed).
+pub const MAX_VERSION_DRIFT: Duration = Duration::from_secs(60);
+
+/// The version of a write made at `now_ms` with counter 0 (saturating).
+pub fn version_at(now_ms: u64) -> u64 {
+    now_ms.saturating_mul(1 << 16)
+}
+
+/// The newest version accepted from a peer at `now_ms`: [`MAX_VERSION_DRIFT`] ahead of this
+/// node's physical clock, any counter.
+pub fn max_peer_version(now_ms: u64) -> u64 {
+    version_at(now_ms.saturating_add(MAX_VERSION_DRIFT.as_millis() as u64)) | 0xffff
+}
+
+/// The hybrid clock that versions key states (see [`Cluster::next_version`]).
+#[derive(Debug, Default)]
+struct HybridClock(AtomicU64);
+
+impl HybridClock {
+    /// A version for a write at `now_ms` to a key at version `floor`: above both and above
+    /// every version issued or observed (saturating: never wraps to an old version).
+    fn next(&self, now_ms: u64, floor: u64) -> u64 {
+        let phys = version_at(now_ms);
+        let prev = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.max(phys).max(floor).saturating_add(1))
+            })
+            .unwrap_or_else(|c| c);
+        prev.max(phys).max(floor).saturating_add(1)
+    }
+
+    /// Moves the clock up to `ver`, but never beyond [`max_peer_version`] at `now_ms`.
+    fn observe(&self, ver: u64, now_ms: u64) {
+        self.0
+            .fetch_max(ver.min(max_peer_version(now_ms)), Ordering::AcqRel);
+    }
+}
 
 /// What a node answers requests from peers with before its first view is installed.
 const STARTING: &str = "TRYAGAIN this node is starting";
@@ -282,7 +334,7 @@ pub struct Cluster {
     resync: AtomicBool,
     /// The hybrid clock that versions key states: milliseconds in the high bits, a counter in
     /// the low 16, never behind a version this node has seen.
-    clock: AtomicU64,
+    clock: HybridClock,
     /// Per member, the ranges to ask it for its copies of ([`merge`]).
     merges: Mutex<HashMap<PeerId, Vec<u16>>>,
     /// A first real view is installed. Until then this node's view holds only itself (every
@@ -342,7 +394,7 @@ impl Cluster {
             suspects: Mutex::default(),
             generation: AtomicU64::new(0),
             resync: AtomicBool::new(false),
-            clock: AtomicU64::new(0),
+            clock: HybridClock::default(),
             merges: Mutex::default(),
             installed: AtomicBool::new(false),
             kick: Notify::new(),
@@ -729,19 +781,13 @@ impl Cluster {
     /// A version for a write made now to a key whose state has version `floor`: newer than
     /// `floor` and than every version this node issued or saw.
     pub fn next_version(&self, now_ms: u64, floor: u64) -> u64 {
-        let phys = now_ms << 16;
-        let prev = self
-            .clock
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                Some(c.max(phys).max(floor) + 1)
-            })
-            .unwrap_or_else(|c| c);
-        prev.max(phys).max(floor) + 1
+        self.clock.next(now_ms, floor)
     }
 
-    /// Notes a version received from a peer: later writes here get newer ones.
+    /// Notes a version received from a peer: later writes here get newer ones. The clock never
+    /// moves beyond [`max_peer_version`] of the moment, whatever the peer sent.
     pub fn observe(&self, ver: u64) {
-        self.clock.fetch_max(ver, Ordering::AcqRel);
+        self.clock.observe(ver, crate::conn::now_ms());
     }
 
     /// Versions the key states a write left behind and queues them on the replication links.
@@ -901,4 +947,29 @@ pub fn command_slot(cmd: &Command, args: &[&[u8]]) -> Result<Option<u16>, &'stat
         }
     }
     Ok(slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_cannot_push_the_clock_beyond_the_drift() {
+        let now = 1_800_000_000_000;
+        let c = HybridClock::default();
+        let v = c.next(now, 0);
+        assert_eq!(v, version_at(now) + 1);
+        c.observe(u64::MAX, now);
+        let v = c.next(now, 0);
+        assert!(v <= max_peer_version(now) + 1, "{v:#x}");
+        assert!(v > version_at(now + 59_000), "{v:#x}");
+        // A version within the drift is taken as it is.
+        let c = HybridClock::default();
+        c.observe(version_at(now + 1_000) + 5, now);
+        assert_eq!(c.next(now, 0), version_at(now + 1_000) + 6);
+        // Saturating: a floor at the top stays at the top, never wraps to an old version.
+        assert_eq!(c.next(now, u64::MAX), u64::MAX);
+        assert_eq!(c.next(u64::MAX, 0), u64::MAX);
+        assert_eq!(max_peer_version(u64::MAX), u64::MAX);
+    }
 }

@@ -2,7 +2,9 @@
 //! [`ALPN`]). Every decoder here bounds what it reads by the frame it was given.
 //!
 //! A stream starts with a one-frame hello naming its kind:
-//! - [`KIND_SESSION`]: a proxied client session. Requests are `[flags][hops]` followed by RESP
+//! - [`KIND_SESSION`]: a proxied client session. The hello carries the credential the client
+//!   authenticated with on the forwarding node, if any ([`encode_session_hello`]); the receiver
+//!   checks it against its own `requirepass`. Requests are `[flags][hops]` followed by RESP
 //!   commands; each answer frame holds one `[u32 length][RESP reply]` per command, in order.
 //!   The remote keeps one connection state per stream (`WATCH`, `MULTI` and `SELECT` live
 //!   there).
@@ -82,6 +84,55 @@ pub const KIND_MERGE: u8 = 6;
 pub const KIND_MEMBERS: u8 = 4;
 /// Largest member list answer.
 pub const MAX_MEMBERS_FRAME: usize = 256 * 1024;
+
+/// Longest credential (user and password together) a session hello carries. A client that
+/// authenticated with a longer one is proxied without it (the owner answers `NOAUTH` if it
+/// needs a password).
+pub const MAX_CREDENTIAL: usize = 512;
+
+/// The hello of a proxied session: [`KIND_SESSION`], then nothing (the client did not
+/// authenticate) or `[u16 user length][user][u16 password length][password]`. `None` if the
+/// credential is longer than [`MAX_CREDENTIAL`].
+pub fn encode_session_hello(cred: Option<&crate::conn::Credential>) -> Option<Vec<u8>> {
+    let mut v = vec![KIND_SESSION];
+    if let Some(c) = cred {
+        if c.user.len() + c.pass.len() > MAX_CREDENTIAL {
+            return None;
+        }
+        for part in [&c.user, &c.pass] {
+            v.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            v.extend_from_slice(part);
+        }
+    }
+    Some(v)
+}
+
+/// Decodes what follows [`KIND_SESSION`] in a session hello.
+pub fn decode_session_hello(b: &[u8]) -> Result<Option<crate::conn::Credential>, ProtoError> {
+    if b.is_empty() {
+        return Ok(None);
+    }
+    if b.len() > 4 + MAX_CREDENTIAL {
+        return Err(ProtoError("credential too long"));
+    }
+    let mut pos = 0;
+    let mut part = || -> Result<Vec<u8>, ProtoError> {
+        let len = b.get(pos..pos + 2).ok_or(ProtoError("short credential"))?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        pos += 2;
+        let v = b
+            .get(pos..pos + len)
+            .ok_or(ProtoError("credential longer than its hello"))?;
+        pos += len;
+        Ok(v.to_vec())
+    };
+    let user = part()?;
+    let pass = part()?;
+    if pos != b.len() {
+        return Err(ProtoError("bytes after the credential"));
+    }
+    Ok(Some(crate::conn::Credential { user, pass }))
+}
 
 /// Session request flag: execute here, whatever this node's view says.
 pub const F_EXEC: u8 = 1;
@@ -342,6 +393,34 @@ mod tests {
         assert!(decode_link(&f.slice(..f.len() - 1)).is_err());
         assert!(decode_ranges(&[0, 1, 1, 0]).is_err());
         assert!(decode_replies(&Bytes::from_static(&[0, 0, 0, 9, 1]), 1).is_err());
+    }
+
+    #[test]
+    fn session_hellos_round_trip_and_refuse_garbage() {
+        use crate::conn::Credential;
+        assert_eq!(encode_session_hello(None).unwrap(), vec![KIND_SESSION]);
+        assert_eq!(decode_session_hello(&[]).unwrap(), None);
+        let c = Credential {
+            user: b"default".to_vec(),
+            pass: b"s3cret".to_vec(),
+        };
+        let h = encode_session_hello(Some(&c)).unwrap();
+        assert_eq!(h[0], KIND_SESSION);
+        assert_eq!(decode_session_hello(&h[1..]).unwrap(), Some(c.clone()));
+        for cut in 2..h.len() {
+            assert!(decode_session_hello(&h[1..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = h.clone();
+        longer.push(0);
+        assert!(decode_session_hello(&longer[1..]).is_err());
+        let big = Credential {
+            user: b"default".to_vec(),
+            pass: vec![b'x'; MAX_CREDENTIAL],
+        };
+        assert_eq!(encode_session_hello(Some(&big)), None);
+        // A length that claims more than the hello holds is refused before anything is read.
+        assert!(decode_session_hello(&[0xff, 0xff, 1]).is_err());
+        assert!(decode_session_hello(&vec![0; 4 + MAX_CREDENTIAL + 1]).is_err());
     }
 
     #[test]

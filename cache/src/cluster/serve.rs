@@ -50,7 +50,13 @@ pub async fn handle(
         return;
     }
     match hello[0] {
-        KIND_SESSION => session(&shared, &cl, &mut send, &mut recv).await,
+        KIND_SESSION => match proto::decode_session_hello(&hello[1..]) {
+            Ok(cred) => session(&shared, &cl, cred, &mut send, &mut recv).await,
+            Err(e) => {
+                shared.metrics.peer_refused("bad_session");
+                tracing::warn!(%peer, error = %e, "bad session hello");
+            }
+        },
         KIND_LINK => link(&shared, &cl, peer, &mut send, &mut recv).await,
         proto::KIND_MERGE => match proto::decode_ranges(&hello[1..]) {
             Ok(groups) => merge(&shared, &cl, &groups, &mut send).await,
@@ -80,7 +86,7 @@ pub async fn run_frame(
     let forwarded = if conn.cl.pending.is_empty() {
         Vec::new()
     } else {
-        super::forward::run_pending(shared, cl, &mut conn.cl, resp3).await
+        super::forward::run_pending(shared, cl, &mut conn.cl, conn.credential.as_ref(), resp3).await
     };
     let waits = std::mem::take(&mut conn.cl.waits);
     if !waits.is_empty() {
@@ -105,9 +111,16 @@ pub async fn run_frame(
         .collect()
 }
 
-/// Runs RESP commands here whatever the view says (a fallback after a failed forward).
-pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -> Vec<Bytes> {
-    let (mut conn, _rx) = ConnState::detached(shared);
+/// Runs RESP commands here whatever the view says (a fallback after a failed forward), as
+/// the client whose credential is `cred`.
+pub async fn exec_here(
+    shared: &Shared,
+    cl: &Cluster,
+    req: &[u8],
+    resp3: bool,
+    cred: Option<conn::Credential>,
+) -> Vec<Bytes> {
+    let (mut conn, _rx) = ConnState::detached_as(shared, cred);
     conn.cl.internal = Some(Internal {
         exec: true,
         readonly: false,
@@ -129,13 +142,17 @@ pub async fn exec_here(shared: &Shared, cl: &Cluster, req: &[u8], resp3: bool) -
     segs.into_iter().map(|(a, b, _)| buf.slice(a..b)).collect()
 }
 
+/// Serves a proxied session as the client it proxies: authenticated only if this node needs
+/// no password or the client's credential (`cred`, from the hello) passes this node's
+/// `requirepass`; otherwise its commands answer `NOAUTH`, as on a connection of its own.
 async fn session(
     shared: &Shared,
     cl: &Cluster,
+    cred: Option<conn::Credential>,
     send: &mut mesh::SendStream,
     recv: &mut mesh::RecvStream,
 ) {
-    let (mut conn, _rx) = ConnState::detached(shared);
+    let (mut conn, _rx) = ConnState::detached_as(shared, cred);
     let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
     while let Ok(Some(f)) = dec.read(recv).await {
         if f.len() < 2 {
@@ -194,8 +211,10 @@ async fn link(
                     }
                 },
                 Record::Publish(b) => {
-                    conn::run_each(shared, &mut conn, &b, &mut out);
-                    out.buf.clear();
+                    if let Err(e) = deliver_publish(shared, &b) {
+                        shared.metrics.peer_refused("bad_publish");
+                        tracing::warn!(%peer, error = e, "refused a published record");
+                    }
                 }
                 Record::Done(groups) => cl.import_done(peer, &groups),
             }
@@ -205,6 +224,27 @@ async fn link(
         }
     }
     conn::cleanup(shared, &mut conn);
+}
+
+/// Delivers a [`Record::Publish`] to this node's subscribers. It must be exactly one
+/// `PUBLISH channel message` or `SPUBLISH channel message`: a peer's record never runs
+/// anything else.
+pub fn deliver_publish(shared: &Shared, body: &[u8]) -> Result<(), &'static str> {
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(3);
+    match crate::resp::parse(body, &mut argv, shared.limits()) {
+        Ok(crate::resp::Parsed::Multibulk { consumed }) if consumed == body.len() => {}
+        _ => return Err("not exactly one RESP command"),
+    }
+    match argv[..] {
+        [name, channel, message] if name.eq_ignore_ascii_case(b"publish") => {
+            shared.pubsub.lock().publish(channel, message);
+        }
+        [name, channel, message] if name.eq_ignore_ascii_case(b"spublish") => {
+            shared.pubsub.lock().publish_shard(channel, message);
+        }
+        _ => return Err("not PUBLISH or SPUBLISH channel message"),
+    }
+    Ok(())
 }
 
 /// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
@@ -257,4 +297,212 @@ async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::S
         }
     }
     let _ = send.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::{Bytes, BytesMut};
+    use tokio_util::sync::CancellationToken;
+
+    use super::deliver_publish;
+    use crate::cluster::link::Link;
+    use crate::cluster::proto::{self, Record, command};
+    use crate::cluster::{Cluster, max_peer_version};
+    use crate::conn::{ConnState, Credential, Session, now_ms};
+
+    async fn node(seed: u8) -> mesh::Mesh {
+        mesh::Mesh::start(
+            mesh::keypair_from_seed([seed; 32]),
+            mesh::MeshConfig::local(),
+            &mut prometheus_client::registry::Registry::default(),
+        )
+        .await
+        .expect("a mesh on loopback")
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn resp(cmds: &[&[&str]]) -> Bytes {
+        let mut b = BytesMut::new();
+        for c in cmds {
+            let v: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+            command(&mut b, &v);
+        }
+        b.freeze()
+    }
+
+    fn state(key: &str, ver: u64, cmds: &[&[&str]]) -> Record {
+        let mut b = BytesMut::new();
+        proto::encode_key_state(&mut b, key.as_bytes(), ver, |o| {
+            o.extend_from_slice(&resp(cmds))
+        });
+        Record::Keys(b.freeze())
+    }
+
+    /// Opens a proxied session to `to` with `hello` and runs `cmd` there; the reply, or
+    /// `None` if the stream was closed.
+    async fn session_call(
+        from: &mesh::Mesh,
+        to: &mesh::Mesh,
+        hello: &[u8],
+        cmd: &[&str],
+    ) -> Option<String> {
+        let (mut send, mut recv) = from.open_bi(to.peer_id(), proto::ALPN).await.ok()?;
+        mesh::frame::write(&mut send, hello).await.ok()?;
+        let mut f = vec![0, 2];
+        f.extend_from_slice(&resp(&[cmd]));
+        mesh::frame::write(&mut send, &f).await.ok()?;
+        let ans = mesh::frame::FrameDecoder::new(proto::MAX_FRAME)
+            .read(&mut recv)
+            .await
+            .ok()??;
+        let r = proto::decode_replies(&ans, 1).ok()?;
+        Some(String::from_utf8_lossy(&r[0]).into_owned())
+    }
+
+    /// What a peer sends through the cache protocol's own streams, served by
+    /// [`super::handle`]: a session runs as the client whose credential it carries, checked
+    /// against this node's `requirepass`; a link's records are key states of their own keys
+    /// with bounded versions, and publications, nothing else.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_gets_no_more_than_its_client_would() {
+        let (a, b) = (node(41).await, node(42).await);
+        let mut local = Session::new();
+        let shared = local.shared().clone();
+        shared.set_param("requirepass", "s3cret").unwrap();
+        let cl = Arc::new(Cluster::new(
+            b.clone(),
+            shared.addr,
+            2,
+            false,
+            CancellationToken::new(),
+        ));
+        let (s, c) = (shared.clone(), cl.clone());
+        b.dataplane()
+            .serve_streams(proto::ALPN, move |peer, send, recv| {
+                Box::pin(super::handle(s.clone(), c.clone(), peer, send, recv))
+            })
+            .unwrap();
+        a.join(b.local_member()).await;
+        until("a to see b", || {
+            a.members().iter().any(|m| m.id.peer == b.peer_id())
+        })
+        .await;
+
+        let cred = |pass: &str| Credential {
+            user: b"default".to_vec(),
+            pass: pass.as_bytes().to_vec(),
+        };
+        let noauth = Some("-NOAUTH Authentication required.\r\n".to_owned());
+        let hello = |c: Option<Credential>| proto::encode_session_hello(c.as_ref()).unwrap();
+        let set = ["SET", "k", "v"];
+        assert_eq!(session_call(&a, &b, &hello(None), &set).await, noauth);
+        assert_eq!(
+            session_call(&a, &b, &hello(Some(cred("wrong"))), &set).await,
+            noauth
+        );
+        assert_eq!(local.cmd(&["AUTH", "s3cret"]), "+OK\r\n");
+        assert_eq!(local.cmd(&["EXISTS", "k"]), ":0\r\n");
+        assert_eq!(
+            session_call(&a, &b, &hello(Some(cred("s3cret"))), &set)
+                .await
+                .as_deref(),
+            Some("+OK\r\n")
+        );
+        assert_eq!(local.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+        // A malformed hello: the stream is closed, counted.
+        assert_eq!(
+            session_call(&a, &b, &[proto::KIND_SESSION, 0, 9, 1], &set).await,
+            None
+        );
+        assert_eq!(shared.metrics.peer_refused_count("bad_session"), 1);
+
+        let (sub, mut rx) = ConnState::detached(&shared);
+        shared.pubsub.lock().subscribe(false, b"ch", &sub.sub);
+        let link = Link::start(a.clone(), b.peer_id(), CancellationToken::new(), None);
+        let future = max_peer_version(now_ms() + 1_000) + 1;
+        for r in [
+            Record::Publish(resp(&[&["FLUSHALL"]])),
+            Record::Publish(resp(&[&["PUBLISH", "ch", "hi"]])),
+            state("k2", 1, &[&["FLUSHALL"]]),
+            state(
+                "k2",
+                1,
+                &[&["SET", "k2", "x"], &["SET", "k", "overwritten"]],
+            ),
+            state("k3", future, &[&["SET", "k3", "pinned"]]),
+            state("k4", 1, &[&["SET", "k4", "v4"]]),
+        ] {
+            link.push(r);
+        }
+        let last = link.push(Record::Publish(resp(&[&["SET", "k", "published"]])));
+        assert!(link.wait(last, Duration::from_secs(20)).await);
+        assert_eq!(local.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(local.cmd(&["EXISTS", "k2", "k3"]), ":0\r\n");
+        assert_eq!(local.cmd(&["GET", "k4"]), "$2\r\nv4\r\n");
+        let m = rx.try_recv().expect("the PUBLISH is delivered");
+        assert_eq!((&m.channel[..], &m.payload[..]), (&b"ch"[..], &b"hi"[..]));
+        assert!(rx.try_recv().is_err());
+        let count = |r| shared.metrics.peer_refused_count(r);
+        assert_eq!(
+            (
+                count("bad_publish"),
+                count("bad_state"),
+                count("future_version")
+            ),
+            (2, 2, 1)
+        );
+    }
+
+    #[test]
+    fn a_published_record_only_publishes() {
+        let mut s = Session::new();
+        s.cmd(&["SET", "k", "v"]);
+        let shared = s.shared().clone();
+        let (c, mut rx) = ConnState::detached(&shared);
+        shared.pubsub.lock().subscribe(false, b"ch", &c.sub);
+        shared.pubsub.lock().subscribe_shard(b"sh", &c.sub);
+        let rec = |cmds: &[&[&str]]| {
+            let mut b = BytesMut::new();
+            for c in cmds {
+                let v: Vec<&[u8]> = c.iter().map(|a| a.as_bytes()).collect();
+                command(&mut b, &v);
+            }
+            b.to_vec()
+        };
+        assert!(deliver_publish(&shared, &rec(&[&["PUBLISH", "ch", "hi"]])).is_ok());
+        assert!(deliver_publish(&shared, &rec(&[&["spublish", "sh", "yo"]])).is_ok());
+        let m = rx.try_recv().unwrap();
+        assert_eq!(
+            (&m.channel[..], &m.payload[..], m.shard),
+            (&b"ch"[..], &b"hi"[..], false)
+        );
+        let m = rx.try_recv().unwrap();
+        assert_eq!(
+            (&m.channel[..], &m.payload[..], m.shard),
+            (&b"sh"[..], &b"yo"[..], true)
+        );
+        for bad in [
+            rec(&[&["FLUSHALL"]]),
+            rec(&[&["DEL", "k"]]),
+            rec(&[&["PUBLISH", "ch"]]),
+            rec(&[&["PUBLISH", "ch", "a", "b"]]),
+            rec(&[&["PUBLISH", "ch", "a"], &["DEL", "k"]]),
+            b"PUBLISH ch a\r\n".to_vec(),
+            Vec::new(),
+        ] {
+            assert!(deliver_publish(&shared, &bad).is_err(), "{bad:?}");
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(s.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+    }
 }

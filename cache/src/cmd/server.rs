@@ -89,17 +89,26 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
     ctx.conn.info.resp3.store(false, Ordering::Relaxed);
     ctx.conn.info.name.lock().clear();
     ctx.conn.authenticated = !ctx.shared.needs_auth();
+    ctx.conn.credential = None;
     ctx.out.simple("RESET");
     Ok(())
 }
 
 fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), CmdError> {
-    let required = ctx.shared.requirepass.read();
-    if user == b"default" && required.as_bytes() == pass {
+    if ctx.shared.password_ok(user, pass) {
         Ok(())
     } else {
         Err("WRONGPASS invalid username-password pair or user is disabled.".into())
     }
+}
+
+/// Notes the credential a client authenticated with: its proxied sessions carry it.
+fn authenticated_as(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) {
+    ctx.conn.authenticated = true;
+    ctx.conn.credential = Some(crate::conn::Credential {
+        user: user.to_vec(),
+        pass: pass.to_vec(),
+    });
 }
 
 /// AUTH [username] password
@@ -120,7 +129,7 @@ pub fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     } else if user != b"default" {
         return Err("WRONGPASS invalid username-password pair or user is disabled.".into());
     }
-    ctx.conn.authenticated = true;
+    authenticated_as(ctx, user, pass);
     ctx.out.ok();
     Ok(())
 }
@@ -139,13 +148,13 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     }
     let mut i = 2;
     let mut setname = None;
-    let mut authed = false;
+    let mut authed = None;
     while i < args.len() {
         if eq_ic(args[i], "AUTH") && i + 2 < args.len() {
             if ctx.shared.needs_auth() {
                 check_password(ctx, args[i + 1], args[i + 2])?;
             }
-            authed = true;
+            authed = Some((args[i + 1], args[i + 2]));
             i += 3;
         } else if eq_ic(args[i], "SETNAME") && i + 1 < args.len() {
             setname = Some(args[i + 1]);
@@ -158,8 +167,8 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             .into());
         }
     }
-    if authed {
-        ctx.conn.authenticated = true;
+    if let Some((user, pass)) = authed {
+        authenticated_as(ctx, user, pass);
     }
     if !ctx.conn.authenticated {
         return Err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into());
