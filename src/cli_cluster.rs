@@ -21,6 +21,13 @@ pub enum ClusterCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Create a network key file (IPFS swarm.key format, mode 0600) for `[mesh]
+    /// network_key_file`: a private deployment where peers without it are refused at the
+    /// handshake. Copy it to every node.
+    NetworkKey {
+        /// Where to write it (never overwritten).
+        file: PathBuf,
+    },
     /// Print a one-time join token (for `proxima node --join-token`), from a node that holds
     /// the cluster key.
     Token {
@@ -84,6 +91,23 @@ pub async fn run(cmd: ClusterCommand) -> Result<String> {
                 "cluster key written to {} (mode 0600)\ncluster {}\n",
                 path.display(),
                 hex::encode(key.public())
+            ))
+        }
+        ClusterCommand::NetworkKey { file } => {
+            if file.exists() {
+                bail!(
+                    "{} already exists: a key file is never overwritten",
+                    file.display()
+                );
+            }
+            let key: [u8; 32] = rand::random();
+            crate::cluster::write_private(
+                &file,
+                &format!("/key/swarm/psk/1.0.0/\n/base16/\n{}\n", hex::encode(key)),
+            )?;
+            Ok(format!(
+                "network key written to {} (mode 0600); set [mesh] network_key_file on every node\n",
+                file.display()
             ))
         }
         ClusterCommand::Token { roles, ttl, target } => {

@@ -87,6 +87,35 @@ pub struct Config {
     pub cdn: cdn_edge::CdnConfig,
     /// Cluster membership: the cluster key or anchor, join token, certificate roles (`[cluster]`).
     pub cluster: crate::cluster::ClusterConfig,
+    /// Mesh options: a private network key (`[mesh]`).
+    pub mesh: MeshSection,
+}
+
+/// `[mesh]`: options of the node's mesh beyond its listen addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshSection {
+    /// A private deployment's network key (64 hex digits, or an IPFS `swarm.key`; create one
+    /// with `proxima cluster network-key FILE`): peers without it are refused at the handshake
+    /// of both planes. The libp2p control plane then runs on TCP (QUIC addresses become TCP
+    /// ones on the same port).
+    pub network_key_file: Option<PathBuf>,
+}
+
+/// Reads a network key file: 64 hex digits, alone or as the last line of an IPFS
+/// `swarm.key` (`/key/swarm/psk/1.0.0/`, `/base16/`, key).
+pub fn read_network_key(path: &Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(line, &mut key).map_err(|_| {
+        "expected 64 hex digits (alone or as the last line of a swarm.key)".to_owned()
+    })?;
+    Ok(key)
 }
 
 impl Default for Config {
@@ -112,6 +141,7 @@ impl Default for Config {
             cache: cache::Config::default(),
             cdn: cdn_edge::CdnConfig::default(),
             cluster: crate::cluster::ClusterConfig::default(),
+            mesh: MeshSection::default(),
         }
     }
 }
@@ -226,6 +256,15 @@ impl Config {
             return Err(bad(&key, value, &problem));
         }
         self.validate_admin()?;
+        if let Some(path) = &self.mesh.network_key_file
+            && let Err(problem) = read_network_key(path)
+        {
+            return Err(bad(
+                "mesh.network_key_file",
+                format!("{:?}", path.display().to_string()),
+                &problem,
+            ));
+        }
         if let Err((key, value, problem)) = self.naming.validate() {
             return Err(bad(&key, value, &problem));
         }

@@ -46,6 +46,12 @@ pub async fn start(
     let mut mc = mesh::MeshConfig::local();
     mc.quic_listen = config.quic_listen;
     mc.advertise_ip = config.advertise_addr;
+    if let Some(path) = &config.mesh.network_key_file {
+        let key = crate::config::read_network_key(path)
+            .map_err(|e| anyhow::anyhow!("mesh.network_key_file {}: {e}", path.display()))?;
+        mc.network_key = Some(key);
+        tracing::info!("private network: peers without the network key are refused");
+    }
     mc.control.listen = parse("p2p_listen", &config.p2p_listen)?;
     mc.control.bootstrap = parse("bootstrap", &config.bootstrap)?;
     mc.services = advertised(services);

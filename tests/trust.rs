@@ -301,3 +301,82 @@ fn steering_names_an_http_address_only_after_it_answered_for_its_member() {
         "a stranger's unchecked address was steered to: {answer}"
     );
 }
+
+#[test]
+fn a_network_key_refuses_strangers_at_the_handshake_of_both_planes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("swarm.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxima"))
+        .args(["cluster", "network-key"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kf = key_file.clone();
+    let a = TestNode::start(move |c| c.mesh.network_key_file = Some(kf)).expect("a");
+    let boot = a.addr("p2p").unwrap();
+    assert!(
+        boot.contains("/tcp/"),
+        "the control plane runs on TCP: {boot}"
+    );
+    let a_peer = a.handle().unwrap().info().peer_id.clone();
+    // A member with the key joins (its bootstrap address written for QUIC, as an operator
+    // would copy it: it becomes TCP on the same port).
+    let quic_boot = boot.replace("/tcp/", "/udp/") + "/quic-v1";
+    let (kf, qb) = (key_file.clone(), quic_boot.clone());
+    let b = TestNode::start(move |c| {
+        c.mesh.network_key_file = Some(kf);
+        c.bootstrap = vec![qb];
+    })
+    .expect("b");
+    wait_for(BOUND, || {
+        b.health().is_ok_and(|h| {
+            h.members
+                .iter()
+                .any(|m| m.peer_id == a_peer && m.state == mesh::MemberState::Alive)
+        })
+    })
+    .expect("a member with the key joins");
+    // A stranger without the key: its libp2p dial fails the pre-shared-key handshake, and its
+    // data plane, told a's address directly, is closed before any protocol is served.
+    let a_id: mesh::PeerId = a_peer.parse().unwrap();
+    let a_quic: SocketAddr = a.addr("quic").unwrap().parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stranger = rt.block_on(async move {
+        let mut mc = mesh::MeshConfig::local();
+        mc.control.bootstrap = vec![quic_boot.parse().unwrap()];
+        let mut registry = prometheus_client::registry::Registry::default();
+        let m = mesh::Mesh::start(mesh::keypair_from_seed(rand::random()), mc, &mut registry)
+            .await
+            .unwrap();
+        m.join(mesh::MemberId {
+            peer: a_id,
+            quic: a_quic,
+            generation: 1,
+        })
+        .await;
+        m
+    });
+    wait_for(BOUND, || {
+        metric(&a, "proxima_mesh_network_key_refused") >= 1.0
+    })
+    .expect("the stranger's data-plane connection is refused and counted");
+    let sp = stranger.peer_id().to_string();
+    let h = a.health().unwrap();
+    assert!(
+        !h.members.iter().any(|m| m.peer_id == sp),
+        "the stranger became a member: {:?}",
+        h.members
+    );
+    assert!(
+        !stranger
+            .members()
+            .iter()
+            .any(|m| m.id.peer == a_id && m.state == mesh::MemberState::Alive),
+        "the stranger sees a alive"
+    );
+}

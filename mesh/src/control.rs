@@ -60,6 +60,10 @@ pub struct ControlConfig {
     /// Run on an emulated WAN: TCP only (QUIC listen addresses become TCP ones on the same IP),
     /// every connection through the delay line of [`crate::wan_tcp`].
     pub wan: Option<WanLink>,
+    /// A private network's pre-shared key (libp2p `pnet`): TCP only, like the WAN mode, since
+    /// libp2p's QUIC transport cannot carry a pre-shared key; QUIC listen and bootstrap
+    /// addresses become TCP ones on the same IP and port.
+    pub network_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -204,8 +208,43 @@ impl ControlPlane {
         let swarm_config =
             |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(120));
         let mut listen = config.listen.clone();
-        let mut swarm = match config.wan.clone() {
-            None => libp2p::SwarmBuilder::with_existing_identity(keypair)
+        let mut bootstrap = config.bootstrap.clone();
+        let mut swarm = match (config.wan.clone(), config.network_key) {
+            (wan, Some(psk)) => {
+                listen = listen.iter().map(wan_tcp::tcp_same_port).collect();
+                bootstrap = bootstrap.iter().map(wan_tcp::tcp_same_port).collect();
+                let psk = libp2p::pnet::PreSharedKey::new(psk);
+                libp2p::SwarmBuilder::with_existing_identity(keypair)
+                    .with_tokio()
+                    .with_other_transport(|key| {
+                        use libp2p::Transport as _;
+                        let noise = noise::Config::new(key)?;
+                        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                            tcp::tokio::Transport::new(tcp::Config::default())
+                                .and_then(move |stream, endpoint| {
+                                    let attached = match &wan {
+                                        Some(link) => wan_tcp::attach(link, stream, &endpoint),
+                                        None => Ok(wan_tcp::plain(stream)),
+                                    };
+                                    async move {
+                                        libp2p::pnet::PnetConfig::new(psk)
+                                            .handshake(attached?)
+                                            .await
+                                            .map_err(std::io::Error::other)
+                                    }
+                                })
+                                .upgrade(libp2p::core::upgrade::Version::V1)
+                                .authenticate(noise)
+                                .multiplex(yamux::Config::default()),
+                        )
+                    })
+                    .map_err(|e| setup(&e))?
+                    .with_behaviour(behaviour)
+                    .map_err(|e| setup(&e))?
+                    .with_swarm_config(swarm_config)
+                    .build()
+            }
+            (None, None) => libp2p::SwarmBuilder::with_existing_identity(keypair)
                 .with_tokio()
                 .with_tcp(
                     tcp::Config::default(),
@@ -218,7 +257,7 @@ impl ControlPlane {
                 .map_err(|e| setup(&e))?
                 .with_swarm_config(swarm_config)
                 .build(),
-            Some(link) => {
+            (Some(link), None) => {
                 listen = listen.iter().map(wan_tcp::tcp_instead_of_quic).collect();
                 libp2p::SwarmBuilder::with_existing_identity(keypair)
                     .with_tokio()
@@ -262,7 +301,7 @@ impl ControlPlane {
                 Err(_) => return Err(ControlError::Setup("listeners did not come up".into())),
             }
         }
-        for addr in &config.bootstrap {
+        for addr in &bootstrap {
             if let Err(e) = swarm.dial(addr.clone()) {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
@@ -278,7 +317,7 @@ impl ControlPlane {
             invalid_records: invalid_records.clone(),
             topics: HashMap::new(),
             hello_sent: HashSet::new(),
-            bootstrap: config.bootstrap.clone(),
+            bootstrap,
             get_queries: HashMap::new(),
             put_queries: HashMap::new(),
             provider_queries: HashMap::new(),

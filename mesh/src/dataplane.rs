@@ -44,6 +44,25 @@ pub struct DataPlaneConfig {
     pub connect_timeout: Duration,
     /// Incoming connections served at once.
     pub max_incoming: usize,
+    /// A private deployment's network key: every connection must prove it knows the key
+    /// before any protocol handler sees it ([`network_proof`]); strangers are closed.
+    pub network_key: Option<[u8; 32]>,
+}
+
+/// How long a listener waits for a dialer's network-key proof.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The proof a dialer sends on its first unidirectional stream when a network key is set: a
+/// keyed BLAKE3 hash of both peer ids and the protocol, so it cannot be replayed to another
+/// peer or for another identity, and it travels inside TLS.
+pub fn network_proof(key: &[u8; 32], dialer: &PeerId, listener: &PeerId, alpn: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"proxima/network-key/1\0");
+    for part in [dialer.to_bytes(), listener.to_bytes(), alpn.to_vec()] {
+        h.update(&(part.len() as u32).to_be_bytes());
+        h.update(&part);
+    }
+    *h.finalize().as_bytes()
 }
 
 impl Default for DataPlaneConfig {
@@ -53,6 +72,7 @@ impl Default for DataPlaneConfig {
             keep_alive: Duration::from_millis(1000),
             connect_timeout: Duration::from_secs(3),
             max_incoming: 1024,
+            network_key: None,
         }
     }
 }
@@ -120,6 +140,8 @@ struct Inner {
     /// Every live connection (both directions) by quinn's stable id.
     live: Mutex<HashMap<usize, (PeerId, Connection)>>,
     shutdown: CancellationToken,
+    /// Incoming connections closed for lack of the network key.
+    refused_network_key: prometheus_client::metrics::counter::Counter,
 }
 
 /// Dropped with the runtime's tasks: closes the endpoint and drops every handler, connection
@@ -202,6 +224,7 @@ impl DataPlane {
             outgoing: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            refused_network_key: Default::default(),
         });
         let plane = Self { inner };
         plane.refresh_server_config()?;
@@ -225,6 +248,11 @@ impl DataPlane {
     /// This node's peer id.
     pub fn local_peer(&self) -> PeerId {
         self.inner.local_peer
+    }
+
+    /// Incoming connections closed because they did not prove the network key.
+    pub fn refused_network_key(&self) -> prometheus_client::metrics::counter::Counter {
+        self.inner.refused_network_key.clone()
     }
 
     /// Serves protocol `alpn`: every authenticated incoming connection that negotiated it is
@@ -328,6 +356,25 @@ impl DataPlane {
                 peer,
                 source: Box::new(source),
             })?;
+        if let Some(key) = &self.inner.config.network_key {
+            // The proof goes on the connection's first unidirectional stream, before any
+            // other stream is opened on it.
+            let me = self.inner.keypair.public().to_peer_id();
+            let proof = network_proof(key, &me, &peer, alpn);
+            let mut s = conn
+                .open_uni()
+                .await
+                .map_err(|e| DataPlaneError::Connection {
+                    peer,
+                    source: Box::new(e),
+                })?;
+            let sent = s.write_all(&proof).await.is_ok() && s.finish().is_ok();
+            if !sent {
+                return Err(DataPlaneError::Tls(
+                    "cannot send the network-key proof".into(),
+                ));
+            }
+        }
         self.track(peer, conn.clone());
         *guard = Some(conn.clone());
         Ok(conn)
@@ -485,6 +532,26 @@ impl DataPlane {
                     conn.close(2u32.into(), b"unknown protocol");
                     return;
                 };
+                if let Some(key) = &this.inner.config.network_key {
+                    let me = this.inner.keypair.public().to_peer_id();
+                    let want = network_proof(key, &peer, &me, &alpn);
+                    let got = tokio::time::timeout(PROOF_TIMEOUT, async {
+                        let mut s = conn.accept_uni().await.ok()?;
+                        let mut proof = [0u8; 32];
+                        s.read_exact(&mut proof).await.ok()?;
+                        Some(proof)
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    // Compared as BLAKE3 hashes: constant time.
+                    if got.map(blake3::Hash::from) != Some(blake3::Hash::from(want)) {
+                        this.inner.refused_network_key.inc();
+                        tracing::debug!(%peer, "connection without the network key refused");
+                        conn.close(3u32.into(), b"network key");
+                        return;
+                    }
+                }
                 this.track(peer, conn.clone());
                 handler(peer, conn).await;
             });

@@ -158,6 +158,10 @@ pub struct MeshConfig {
     /// address it advertises whose listen IP is unspecified (`0.0.0.0`, `::`). Required to be
     /// reachable when listening on an unspecified address; see [`advertise_ip`] for a default.
     pub advertise_ip: Option<IpAddr>,
+    /// A private deployment's network key: peers without it are refused at the handshake of
+    /// the libp2p control plane (a pre-shared key, libp2p's `pnet`, which runs on TCP only)
+    /// and of the QUIC data plane (a keyed proof before any protocol is served).
+    pub network_key: Option<[u8; 32]>,
     /// libp2p control plane.
     pub control: ControlConfig,
     /// Service addresses this node advertises (`dns`, `http`, `redis`, ...); `quic` is added.
@@ -182,6 +186,7 @@ impl MeshConfig {
         Self {
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise_ip: None,
+            network_key: None,
             control: ControlConfig {
                 listen: vec![
                     "/ip4/127.0.0.1/udp/0/quic-v1"
@@ -192,6 +197,7 @@ impl MeshConfig {
                 mdns: false,
                 validator: None,
                 wan: None,
+                network_key: None,
             },
             services: BTreeMap::new(),
             capacity: 1,
@@ -271,10 +277,13 @@ impl Mesh {
         registry: &mut Registry,
     ) -> Result<Self, MeshError> {
         let shutdown = CancellationToken::new();
+        let mut dp_config = config.dataplane.clone();
+        dp_config.network_key = config.network_key;
+        config.control.network_key = config.network_key;
         let plane = DataPlane::bind(
             config.quic_listen,
             keypair.clone(),
-            config.dataplane.clone(),
+            dp_config,
             config.wan.as_ref().map(|w| w.emulator.clone()),
         )?;
         let quic = plane.local_addr().map_err(|source| DataPlaneError::Bind {
@@ -339,6 +348,11 @@ impl Mesh {
             "swim_refused_packets",
             "SWIM packets refused (bad frame, bad envelope, refused by foca)",
             metrics.refused_packets.clone(),
+        );
+        registry.register(
+            "network_key_refused",
+            "Data-plane connections closed for lack of the network key",
+            plane.refused_network_key(),
         );
         registry.register(
             "certificates_refused",

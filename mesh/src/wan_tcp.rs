@@ -40,6 +40,26 @@ const CHUNK: usize = 16 * 1024;
 /// so the line limits latency, not bandwidth.
 const IN_FLIGHT: usize = 64;
 
+/// A TCP stream that is not on an emulated WAN, as the same type.
+pub(crate) fn plain(stream: TcpStream) -> WanStream {
+    Either::Left(stream)
+}
+
+/// `/ip4/A/udp/N/quic-v1` as `/ip4/A/tcp/N` (same port), for a control plane on TCP only
+/// (with a network key) whose bootstrap addresses were written for QUIC.
+pub(crate) fn tcp_same_port(addr: &libp2p::Multiaddr) -> libp2p::Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    let mut out = libp2p::Multiaddr::empty();
+    for p in addr.iter() {
+        match p {
+            Protocol::Udp(port) => out.push(Protocol::Tcp(port)),
+            Protocol::QuicV1 | Protocol::Quic => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Puts a freshly connected TCP stream under the emulated WAN (see the module doc).
 pub(crate) fn attach(
     link: &WanLink,
