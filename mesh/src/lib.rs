@@ -136,11 +136,14 @@ fn reachable(addr: SocketAddr, ip: IpAddr) -> SocketAddr {
     }
 }
 
-/// [`reachable`] for an advertised service address (left alone when it is not `IP:PORT`).
-fn reachable_str(addr: &str, ip: IpAddr) -> String {
+/// [`reachable`] for an advertised service address (left alone when it is not `IP:PORT`);
+/// `None` for a service bound to loopback on a node reached at another address: members
+/// elsewhere cannot reach it, so they are not told of it.
+fn reachable_str(addr: &str, ip: IpAddr) -> Option<String> {
     match addr.parse::<SocketAddr>() {
-        Ok(a) => reachable(a, ip).to_string(),
-        Err(_) => addr.to_owned(),
+        Ok(a) if a.ip().is_loopback() && !ip.is_loopback() => None,
+        Ok(a) => Some(reachable(a, ip).to_string()),
+        Err(_) => Some(addr.to_owned()),
     }
 }
 
@@ -311,7 +314,7 @@ impl Mesh {
         config.services = config
             .services
             .into_iter()
-            .map(|(k, v)| (k, reachable_str(&v, advertised_ip)))
+            .filter_map(|(k, v)| Some((k, reachable_str(&v, advertised_ip)?)))
             .collect();
         config.services.insert("quic".into(), quic.to_string());
         let local = MemberId {
@@ -474,7 +477,7 @@ impl Mesh {
         let ip = self.quic_addr().ip();
         let mut services: BTreeMap<String, String> = services
             .into_iter()
-            .map(|(k, v)| (k, reachable_str(&v, ip)))
+            .filter_map(|(k, v)| Some((k, reachable_str(&v, ip)?)))
             .collect();
         services.insert("quic".into(), self.quic_addr().to_string());
         self.membership.set_services(services).await;

@@ -313,14 +313,22 @@ mod tests {
     use crate::cluster::{Cluster, max_peer_version};
     use crate::conn::{ConnState, Credential, Session, now_ms};
 
+    /// A member of an open cluster (every member certified for the cache): these tests are
+    /// about what a member's peer may do, not about certificates (`tests/trust.rs`).
     async fn node(seed: u8) -> mesh::Mesh {
-        mesh::Mesh::start(
+        let m = mesh::Mesh::start(
             mesh::keypair_from_seed([seed; 32]),
             mesh::MeshConfig::local(),
             &mut prometheus_client::registry::Registry::default(),
         )
         .await
-        .expect("a mesh on loopback")
+        .expect("a mesh on loopback");
+        m.set_trust_policy(mesh::trust::TrustPolicy {
+            anchor: None,
+            open: true,
+        })
+        .await;
+        m
     }
 
     async fn until(what: &str, mut f: impl FnMut() -> bool) {
