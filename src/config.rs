@@ -100,6 +100,11 @@ pub struct MeshSection {
     /// of both planes. The libp2p control plane then runs on TCP (QUIC addresses become TCP
     /// ones on the same port).
     pub network_key_file: Option<PathBuf>,
+    /// Bits of identity work every member's key must carry (0 = none): a new node key is
+    /// minted until its identity hash has that many leading zero bits (16 bits: about a second
+    /// of CPU), and SWIM packets from identities with less are refused. Every node of a
+    /// deployment must use the same value. It prices Sybil identities; it does not stop them.
+    pub identity_work_bits: u32,
 }
 
 /// Reads a network key file: 64 hex digits, alone or as the last line of an IPFS
@@ -256,6 +261,13 @@ impl Config {
             return Err(bad(&key, value, &problem));
         }
         self.validate_admin()?;
+        if self.mesh.identity_work_bits > 32 {
+            return Err(bad(
+                "mesh.identity_work_bits",
+                self.mesh.identity_work_bits.to_string(),
+                "expected 0 (none) to 32 bits; 16 costs about a second per identity",
+            ));
+        }
         if let Some(path) = &self.mesh.network_key_file
             && let Err(problem) = read_network_key(path)
         {

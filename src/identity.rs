@@ -29,6 +29,28 @@ impl std::fmt::Debug for NodeIdentity {
 impl NodeIdentity {
     /// Loads the key from `dir/node.key`, creating it (mode 0600) if absent.
     pub fn load_or_create(dir: &Path) -> Result<Self> {
+        Self::load_or_create_with_work(dir, 0)
+    }
+
+    /// [`NodeIdentity::load_or_create`], a new key carrying `work_bits` of identity work
+    /// (`mesh::trust::identity_work`); an existing key with less is refused with the reason.
+    pub fn load_or_create_with_work(dir: &Path, work_bits: u32) -> Result<Self> {
+        let id = Self::load_or_create_inner(dir, work_bits)?;
+        let peer = mesh::keypair_from_seed(id.signing_key().to_bytes())
+            .public()
+            .to_peer_id();
+        let work = mesh::trust::identity_work(&peer);
+        if work < work_bits {
+            anyhow::bail!(
+                "{} carries {work} bits of identity work, [mesh] identity_work_bits asks for \
+                 {work_bits}: move the key away to mint a new identity",
+                dir.join(NODE_KEY_FILE).display()
+            );
+        }
+        Ok(id)
+    }
+
+    fn load_or_create_inner(dir: &Path, work_bits: u32) -> Result<Self> {
         let path = dir.join(NODE_KEY_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -41,7 +63,12 @@ impl NodeIdentity {
                 Ok(Self::from_seed(seed))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+                let signing = if work_bits == 0 {
+                    SigningKey::generate(&mut rand::rngs::OsRng)
+                } else {
+                    tracing::info!(work_bits, "minting a node identity with identity work");
+                    SigningKey::from_bytes(&mesh::trust::mint_identity(work_bits))
+                };
                 let mut opts = OpenOptions::new();
                 opts.write(true).create_new(true);
                 #[cfg(unix)]

@@ -230,7 +230,8 @@ async fn start_services(
     config.validate_admin()?;
     let data_dir = DataDir::open(&config.resolved_data_dir())?;
     let admin_token = crate::admin_trust::load_or_create_token(data_dir.path())?;
-    let identity = NodeIdentity::load_or_create(data_dir.path())?;
+    let identity =
+        NodeIdentity::load_or_create_with_work(data_dir.path(), config.mesh.identity_work_bits)?;
     let peer_id = identity.peer_id().to_string();
     #[allow(unused_mut)] // services register into it as they start
     let (mut registry, node_metrics) = crate::metrics::new_registry(&peer_id);

@@ -57,10 +57,12 @@ pub async fn start(
     mc.services = advertised(services);
     // Zone records pushed to us must decode and carry a valid signature.
     mc.control.validator = Some(crate::names::spread::dht_validator());
+    let work_bits = config.mesh.identity_work_bits;
     if let Some(w) = wan {
         mc.wan = Some(w.clone());
         mc.membership = mesh::MembershipConfig::wan();
     }
+    mc.membership.identity_work_bits = work_bits;
     let keypair = mesh::keypair_from_seed(identity.signing_key().to_bytes());
     let m = mesh::Mesh::start(keypair, mc, registry.sub_registry_with_prefix("mesh"))
         .await

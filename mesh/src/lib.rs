@@ -34,6 +34,7 @@ pub mod dataplane;
 pub mod directory;
 pub mod frame;
 pub mod membership;
+pub mod reports;
 pub mod trust;
 pub mod wan;
 mod wan_tcp;
@@ -260,6 +261,15 @@ pub struct Mesh {
     membership: membership::Membership,
     control: ControlPlane,
     standing: Arc<Mutex<directory::Standing>>,
+    /// Signs this node's standing reports.
+    keypair: Keypair,
+    /// When this node last reported each peer (one report per peer per minute).
+    reported: Arc<Mutex<std::collections::HashMap<PeerId, Instant>>>,
+    /// Reports received by outcome.
+    report_outcomes: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
     shutdown: CancellationToken,
 }
 
@@ -358,6 +368,11 @@ impl Mesh {
             plane.refused_network_key(),
         );
         registry.register(
+            "identity_work_refused",
+            "SWIM packets refused: the sender's identity carries too little work",
+            metrics.refused_identity_work.clone(),
+        );
+        registry.register(
             "certificates_refused",
             "Membership certificates presented by members and not believed",
             metrics.refused_certificates.clone(),
@@ -372,7 +387,7 @@ impl Mesh {
             shutdown.clone(),
         )?;
         let control = ControlPlane::start(
-            keypair,
+            keypair.clone(),
             config.control.clone(),
             membership.clone(),
             shutdown.clone(),
@@ -383,13 +398,110 @@ impl Mesh {
             "DHT records refused by the validator or the size bound",
             control.invalid_records.clone(),
         );
-        Ok(Self {
+        let mesh = Self {
             plane,
             membership,
             control,
             standing: Arc::default(),
+            keypair,
+            reported: Arc::default(),
+            report_outcomes: Default::default(),
             shutdown,
-        })
+        };
+        registry.register(
+            "standing_reports",
+            "Standing reports received, by outcome (counted, ignored, invalid)",
+            mesh.report_outcomes.clone(),
+        );
+        match mesh.control.subscribe(reports::REPORT_TOPIC).await {
+            Ok(rx) => {
+                tokio::spawn(
+                    mesh.clone()
+                        .receive_reports(rx, config.membership.identity_work_bits),
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe to standing reports"),
+        }
+        Ok(mesh)
+    }
+
+    /// Weighs every standing report gossiped to this node (see [`reports`]).
+    async fn receive_reports(
+        self,
+        mut rx: tokio::sync::broadcast::Receiver<(PeerId, bytes::Bytes)>,
+        work_bits: u32,
+    ) {
+        let mut ledger = reports::Ledger::default();
+        loop {
+            let msg = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                m = rx.recv() => m,
+            };
+            let bytes = match msg {
+                Ok((_, b)) => b,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let outcome = self.weigh_report(&bytes, work_bits, &mut ledger);
+            self.report_outcomes
+                .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
+                .inc();
+        }
+    }
+
+    fn weigh_report(
+        &self,
+        bytes: &[u8],
+        work_bits: u32,
+        ledger: &mut reports::Ledger,
+    ) -> &'static str {
+        let (_, reporter, accused) = match reports::Report::verify(bytes, trust::unix_now()) {
+            Ok(v) => v,
+            Err(why) => {
+                tracing::debug!(why, "standing report refused");
+                return "invalid";
+            }
+        };
+        if accused == self.peer_id() {
+            return "ignored";
+        }
+        let now = Instant::now();
+        let members = self.members();
+        let Some(m) = members.iter().find(|m| m.id.peer == reporter) else {
+            return "ignored";
+        };
+        let own_strikes = self
+            .standing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strikes(&reporter, now);
+        let weight = if own_strikes >= directory::CORRUPT_STRIKES {
+            0
+        } else if !matches!(m.standing, trust::Standing::Uncertified) {
+            reports::CERTIFIED_WEIGHT
+        } else if work_bits > 0 {
+            reports::WORKED_WEIGHT
+        } else {
+            0
+        };
+        let add = ledger.admit(reporter, accused, weight, directory::STANDING_WINDOW, now);
+        if add == 0 {
+            return "ignored";
+        }
+        self.standing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strike(accused, add, now);
+        tracing::info!(%reporter, %accused, strikes = add, "standing report counted");
+        "counted"
+    }
+
+    /// Current strikes against `peer` in this node's directory (own and shared).
+    pub fn strikes(&self, peer: &PeerId) -> u32 {
+        self.standing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strikes(peer, Instant::now())
     }
 
     /// This node's peer id.
@@ -631,11 +743,45 @@ impl Mesh {
     }
 
     /// `peer` served corrupt data: it loses more standing.
+    /// The report is also signed and gossiped, so other nodes can weigh it ([`reports`]).
     pub fn report_corrupt(&self, peer: PeerId) {
+        let now = Instant::now();
         self.standing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .strike(peer, directory::CORRUPT_STRIKES, Instant::now());
+            .strike(peer, directory::CORRUPT_STRIKES, now);
+        {
+            let mut last = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+            if last
+                .get(&peer)
+                .is_some_and(|t| now.saturating_duration_since(*t) < reports::REPORT_EVERY)
+            {
+                return;
+            }
+            if last.len() > 4096 {
+                last.retain(|_, t| now.saturating_duration_since(*t) < reports::REPORT_EVERY);
+            }
+        }
+        let Some(report) = reports::Report::sign(&self.keypair, &peer, "corrupt") else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&report) else {
+            return;
+        };
+        let control = self.control.clone();
+        let reported = self.reported.clone();
+        tokio::spawn(async move {
+            match control.publish(reports::REPORT_TOPIC, bytes.into()).await {
+                // Only a report that went out counts against the once-a-minute limit.
+                Ok(()) => {
+                    reported
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(peer, now);
+                }
+                Err(e) => tracing::debug!(error = %e, "standing report not gossiped"),
+            }
+        });
     }
 
     /// Leaves gracefully: SWIM goodbye to members, then closes the endpoint and stops the

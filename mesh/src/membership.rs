@@ -168,6 +168,9 @@ pub struct MembershipConfig {
     pub reconnect_down_every: Duration,
     /// Expected cluster size (sizes the gossip fan-out).
     pub cluster_size_hint: u32,
+    /// Packets from identities carrying fewer bits of identity work are refused
+    /// ([`crate::trust::identity_work`]); 0 = no work required.
+    pub identity_work_bits: u32,
 }
 
 impl MembershipConfig {
@@ -180,6 +183,7 @@ impl MembershipConfig {
             remove_down_after: Duration::from_secs(120),
             reconnect_down_every: Duration::from_secs(2),
             cluster_size_hint: 16,
+            identity_work_bits: 0,
         }
     }
 
@@ -192,6 +196,7 @@ impl MembershipConfig {
             remove_down_after: Duration::from_secs(300),
             reconnect_down_every: Duration::from_secs(5),
             cluster_size_hint: 32,
+            identity_work_bits: 0,
         }
     }
 
@@ -244,6 +249,8 @@ pub struct MembershipMetrics {
     /// Certificates presented by members and not believed (bad signature, other cluster,
     /// other peer, expired, revoked), counted once per distinct certificate.
     pub refused_certificates: prometheus_client::metrics::counter::Counter,
+    /// SWIM packets refused because the sender's identity carries too little work.
+    pub refused_identity_work: prometheus_client::metrics::counter::Counter,
 }
 
 enum Command {
@@ -325,6 +332,7 @@ impl Membership {
             left: HashSet::new(),
             own: meta,
             policy: TrustPolicy::default(),
+            identity_work_bits: config.identity_work_bits,
             verified: HashMap::new(),
             coords: Pharos::new(pharos).with_seed(seed),
             shared: shared.clone(),
@@ -481,6 +489,8 @@ struct Task {
     own: MemberMeta,
     /// What this node believes.
     policy: TrustPolicy,
+    /// Identity work a sender must carry ([`MembershipConfig::identity_work_bits`]).
+    identity_work_bits: u32,
     /// Certificates checked so far, by member: the signature checked and the outcome (a
     /// certificate is verified once, not at every packet; time and revocation are rechecked
     /// at every [`Task::publish`]).
@@ -564,6 +574,12 @@ impl Task {
     }
 
     fn handle_packet(&mut self, peer: PeerId, payload: &[u8]) {
+        let bits = self.identity_work_bits;
+        if bits > 0 && trust::identity_work(&peer) < bits {
+            self.metrics.refused_identity_work.inc();
+            tracing::debug!(%peer, bits, "SWIM packet from an identity without enough work refused");
+            return;
+        }
         let Some((meta, packet)) = decode_envelope(payload) else {
             self.metrics.refused_packets.inc();
             tracing::debug!(%peer, "malformed SWIM envelope refused");

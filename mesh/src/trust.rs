@@ -356,6 +356,38 @@ pub fn standing_of(
     Ok(Standing::Certified(cert.roles.clone()))
 }
 
+/// Leading zero bits of the identity hash of `peer`: the proof of work an identity carries
+/// (`[mesh] identity_work_bits`). Each bit doubles the expected CPU time to mint an identity,
+/// so a Sybil attacker pays per identity while an honest node pays once.
+pub fn identity_work(peer: &PeerId) -> u32 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"proxima/identity-work/1\0");
+    h.update(&peer.to_bytes());
+    let digest = h.finalize();
+    let mut bits = 0;
+    for b in digest.as_bytes() {
+        if *b == 0 {
+            bits += 8;
+        } else {
+            bits += b.leading_zeros();
+            break;
+        }
+    }
+    bits
+}
+
+/// A 32-byte Ed25519 seed whose identity carries at least `bits` of work (tries random seeds;
+/// expected 2^bits tries, about 1 s at 16 bits on one core).
+pub fn mint_identity(bits: u32) -> [u8; 32] {
+    loop {
+        let seed: [u8; 32] = rand::random();
+        if bits == 0 || identity_work(&crate::keypair_from_seed(seed).public().to_peer_id()) >= bits
+        {
+            return seed;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +453,13 @@ mod tests {
         // Expired entries are dropped when the list is signed.
         let old = k.revoke(2, &[(p.to_string(), 1)]);
         assert!(old.entries.is_empty());
+    }
+
+    #[test]
+    fn minted_identities_carry_their_work() {
+        let seed = mint_identity(8);
+        let peer = crate::keypair_from_seed(seed).public().to_peer_id();
+        assert!(identity_work(&peer) >= 8);
     }
 
     #[test]
