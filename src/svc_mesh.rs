@@ -72,7 +72,12 @@ pub async fn start(
         crate::admin::service("quic (data plane)", m.quic_addr()),
     );
     // The libp2p address members dial: one on the advertised IP (a listener on 0.0.0.0 is
-    // reported once per interface, loopback first).
+    // reported once per interface, loopback first, and maybe not every one yet: the
+    // advertised IP is then put in, since a wildcard listener answers on it).
+    let mc_listen_unspecified: Vec<mesh::Multiaddr> = parse("p2p_listen", &config.p2p_listen)?
+        .into_iter()
+        .filter(|a| mesh::multiaddr_ip(a).is_some_and(|i| i.is_unspecified()))
+        .collect();
     let p2p_addrs = m.p2p_addrs().await;
     let ip = m.quic_addr().ip();
     let p2p = p2p_addrs
@@ -83,7 +88,9 @@ pub async fn start(
                 .iter()
                 .find(|a| mesh::multiaddr_ip(a).is_some_and(|i| !i.is_unspecified()))
         })
-        .or(p2p_addrs.first());
+        .or(p2p_addrs.first())
+        .cloned()
+        .map(|a| on_advertised_ip(a, ip, &mc_listen_unspecified));
     if let Some(p2p) = p2p {
         services.insert(
             "p2p".into(),
@@ -100,4 +107,28 @@ pub async fn start(
         leaving.leave(LEAVE_DEADLINE).await;
     });
     Ok(m)
+}
+
+/// `addr` with its IP replaced by `ip` when this node listens on a wildcard address and `addr`
+/// is on another IP (loopback, typically) than the one members reach it at.
+fn on_advertised_ip(
+    addr: mesh::Multiaddr,
+    ip: std::net::IpAddr,
+    wildcard_listens: &[mesh::Multiaddr],
+) -> mesh::Multiaddr {
+    use mesh::multiaddr::Protocol;
+    if wildcard_listens.is_empty()
+        || ip.is_unspecified()
+        || ip.is_loopback()
+        || mesh::multiaddr_ip(&addr) == Some(ip)
+    {
+        return addr;
+    }
+    addr.iter()
+        .map(|p| match (p, ip) {
+            (Protocol::Ip4(_) | Protocol::Ip6(_), std::net::IpAddr::V4(v4)) => Protocol::Ip4(v4),
+            (Protocol::Ip4(_) | Protocol::Ip6(_), std::net::IpAddr::V6(v6)) => Protocol::Ip6(v6),
+            (other, _) => other,
+        })
+        .collect()
 }

@@ -72,6 +72,7 @@ fn missing(con: &mut redis::Connection, prefix: &str, range: std::ops::Range<usi
 }
 
 fn run(sync: bool) {
+    proxima::harness::logs_from_env();
     let started = Instant::now();
     let mut cluster = Cluster::start_meshed(
         5,

@@ -55,6 +55,7 @@ pub use dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, RecvStream, Send
 pub use directory::{Ranked, RttSource};
 pub use libp2p::Multiaddr;
 pub use libp2p::identity::PeerId;
+pub use libp2p::multiaddr;
 
 /// The Ed25519 public key an Ed25519 peer id carries (every Proxima node's id does), e.g. to
 /// check signatures made with the node key.
