@@ -178,6 +178,11 @@ pub struct Guard {
     token: Option<Arc<str>>,
     /// `[admin] allowed_hosts`, lower case, without a trailing dot.
     allowed_hosts: Arc<[String]>,
+    /// Requests refused, by reason (`host`, `origin`, `no_token`, `wrong_token`).
+    refused: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 impl Guard {
@@ -195,7 +200,23 @@ impl Guard {
                 .iter()
                 .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
+            refused: Default::default(),
         }
+    }
+
+    /// Registers `refused_total{reason}` (give it the node's registry: `proxima_admin_…`).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "refused",
+            "Admin API requests refused, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    fn count(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
     }
 
     /// Whether `Host` value `authority` (`host[:port]`) names this node acceptably: an IP
@@ -288,6 +309,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         Some(Ok(h)) if guard.host_allowed(h) => Some(h),
         Some(h) => {
             tracing::debug!(host = ?h, path = %request.uri().path(), "admin: Host not allowed");
+            guard.count("host");
             return refuse(
                 StatusCode::FORBIDDEN,
                 "Host not allowed: the admin API answers to IP addresses, localhost and \
@@ -302,6 +324,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         let origin = origin.to_str().unwrap_or("null");
         if !guard.origin_allowed(origin, host) {
             tracing::debug!(origin, path = %request.uri().path(), "admin: Origin not allowed");
+            guard.count("origin");
             return refuse(
                 StatusCode::FORBIDDEN,
                 "Origin not allowed: the admin API takes no changes from other sites' pages",
@@ -311,6 +334,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     if let Some(expected) = &guard.token {
         match bearer(headers) {
             None => {
+                guard.count("no_token");
                 let mut resp = refuse(
                     StatusCode::UNAUTHORIZED,
                     "admin token required: send `Authorization: Bearer <token>` (the token is in \
@@ -324,6 +348,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
             }
             Some(t) if !constant_time_eq(t.as_bytes(), expected.as_bytes()) => {
                 tracing::debug!(path = %request.uri().path(), "admin: wrong token");
+                guard.count("wrong_token");
                 return refuse(
                     StatusCode::FORBIDDEN,
                     "wrong admin token: it must be the contents of the node's admin.token \

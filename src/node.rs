@@ -333,6 +333,8 @@ async fn start_services(
     // Every service listens now: tell the members where.
     mesh.advertise(crate::svc_mesh::advertised(&services)).await;
 
+    let guard = crate::admin_trust::Guard::new(&admin_token, &config.admin);
+    guard.register_metrics(registry.sub_registry_with_prefix("admin"));
     let services = Arc::new(services);
     let state = AdminState {
         started,
@@ -342,7 +344,7 @@ async fn start_services(
         registry: Arc::new(registry),
         metrics: node_metrics,
         mesh: Some(mesh.clone()),
-        guard: crate::admin_trust::Guard::new(&admin_token, &config.admin),
+        guard,
     };
     let app = admin::router(state, api);
     // Local CLIs find the URL and token here; the file goes when the admin endpoint stops.

@@ -227,16 +227,20 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
         .filter_map(|&i| net.peer_id(i)?.parse().ok())
         .collect();
 
-    // slots: give the maps time to change, then look for the rogue's node id.
-    std::thread::sleep(Duration::from_secs(2));
+    // slots: the maps follow the membership within a poll; watch them for a few seconds (an
+    // early exit when the attack succeeds).
     let rogue_id = cache::cluster::view::node_id(&rogue.mesh.peer_id());
-    let taken = honest
-        .iter()
-        .filter_map(|&i| net.addrs(i))
-        .filter(|a| {
-            redis_string(a.redis, &["CLUSTER", "NODES"]).is_some_and(|n| n.contains(&rogue_id))
-        })
-        .count();
+    let count_taken = || {
+        honest
+            .iter()
+            .filter_map(|&i| net.addrs(i))
+            .filter(|a| {
+                redis_string(a.redis, &["CLUSTER", "NODES"]).is_some_and(|n| n.contains(&rogue_id))
+            })
+            .count()
+    };
+    let _ = proxima::harness::wait_for(Duration::from_secs(3), || count_taken() > 0);
+    let taken = count_taken();
     steps.push(("slots", taken, honest.len()));
 
     // session
@@ -274,12 +278,14 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
             Duration::from_millis(500),
         );
     }
-    std::thread::sleep(Duration::from_secs(1));
     let any = honest.first().and_then(|&i| net.addrs(i));
-    let link_ok = any
-        .as_ref()
-        .and_then(|a| redis_string(a.redis, &["EXISTS", "rogue:link"]))
-        .is_some_and(|v| v == "1");
+    let link_applied = || {
+        any.as_ref()
+            .and_then(|a| redis_string(a.redis, &["EXISTS", "rogue:link"]))
+            .is_some_and(|v| v == "1")
+    };
+    let _ = proxima::harness::wait_for(Duration::from_secs(2), link_applied);
+    let link_ok = link_applied();
     steps.push(("link", usize::from(link_ok), peers.len()));
     let changed = any
         .as_ref()
@@ -459,6 +465,8 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
             "refused",
         ),
         ("certificates", "proxima_mesh_certificates_refused", ""),
+        ("admin", "proxima_admin_refused_total", ""),
+        ("resp_http", "proxima_cache_http_closed_total", ""),
     ];
     let mut rows = Vec::new();
     for (label, name, l) in refusals {
