@@ -40,6 +40,31 @@ fn metric(node: &TestNode, name: &str) -> f64 {
         .sum()
 }
 
+/// A raw mesh member with a fresh key and no certificate, advertising `service`, bootstrapped
+/// from `boot`; returns once it sees `target` as a member.
+async fn stranger(
+    boot: mesh::Multiaddr,
+    target: mesh::PeerId,
+    service: (&str, &str),
+) -> mesh::Mesh {
+    let mut mc = mesh::MeshConfig::local();
+    mc.control.bootstrap = vec![boot];
+    mc.services.insert(service.0.into(), service.1.into());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let rogue = mesh::Mesh::start(mesh::keypair_from_seed(rand::random()), mc, &mut registry)
+        .await
+        .expect("rogue mesh");
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while !rogue.members().iter().any(|m| m.id.peer == target) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stranger never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rogue
+}
+
 #[test]
 fn a_stranger_with_a_fresh_key_owns_nothing_and_reaches_no_key() {
     let a = TestNode::start(|c| c.cache.requirepass = "secret".into()).expect("a");
@@ -94,18 +119,7 @@ fn a_raw_mesh_peer_advertising_redis_is_not_a_slot_owner_and_its_streams_are_ref
     let a_peer: mesh::PeerId = a.handle().unwrap().info().peer_id.parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let refused = rt.block_on(async move {
-        let mut mc = mesh::MeshConfig::local();
-        mc.control.bootstrap = vec![boot];
-        mc.services.insert("redis".into(), "127.0.0.1:1".into());
-        let mut registry = prometheus_client::registry::Registry::default();
-        let rogue = mesh::Mesh::start(mesh::keypair_from_seed(rand::random()), mc, &mut registry)
-            .await
-            .expect("rogue mesh");
-        let deadline = tokio::time::Instant::now() + BOUND;
-        while !rogue.members().iter().any(|m| m.id.peer == a_peer) {
-            assert!(tokio::time::Instant::now() < deadline, "rogue never joined");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let rogue = stranger(boot, a_peer, ("redis", "127.0.0.1:1")).await;
         // A proxied session: the hello, then a PING. An honest owner would answer.
         let (mut send, mut recv) = rogue.open_bi(a_peer, b"proxima/cache/1").await.unwrap();
         mesh::frame::write(&mut send, &[1]).await.unwrap();
@@ -265,21 +279,7 @@ fn steering_names_an_http_address_only_after_it_answered_for_its_member() {
     let a_peer: mesh::PeerId = a.handle().unwrap().info().peer_id.parse().unwrap();
     // A stranger advertises an HTTP address that does not answer for it.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let _rogue = rt.block_on(async move {
-        let mut mc = mesh::MeshConfig::local();
-        mc.control.bootstrap = vec![boot];
-        mc.services.insert("http".into(), "127.0.0.9:9".into());
-        let mut registry = prometheus_client::registry::Registry::default();
-        let rogue = mesh::Mesh::start(mesh::keypair_from_seed(rand::random()), mc, &mut registry)
-            .await
-            .expect("rogue mesh");
-        let deadline = tokio::time::Instant::now() + BOUND;
-        while !rogue.members().iter().any(|m| m.id.peer == a_peer) {
-            assert!(tokio::time::Instant::now() < deadline, "rogue never joined");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        rogue
-    });
+    let _rogue = rt.block_on(stranger(boot, a_peer, ("http", "127.0.0.9:9")));
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxima"))
             .args(args)
