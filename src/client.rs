@@ -139,20 +139,7 @@ impl AdminClient {
 
     /// `GET /health` as raw JSON.
     pub async fn health_json(&self) -> Result<serde_json::Value> {
-        let url = format!("{}/health", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the node at {} (is `proxima node` running?)",
-                    self.base
-                )
-            })?
-            .error_for_status()?;
-        resp.json().await.context("the node's /health is not JSON")
+        self.get_json("/health").await
     }
 }
 

@@ -542,8 +542,14 @@ impl Task {
                         }) {
                             self.own.revoked = None;
                         }
+                        let (me, cert) = (self.local.peer, self.own.cert.clone());
+                        self.check_certificate(me, cert.as_ref());
                     }
-                    Command::SetCertificate(cert) => self.own.cert = cert,
+                    Command::SetCertificate(cert) => {
+                        // Verified once here, like a member's, not at every publish.
+                        self.check_certificate(self.local.peer, cert.as_ref());
+                        self.own.cert = cert;
+                    }
                     Command::SetRevocations(list) => self.adopt_revocations(list),
                     Command::Leave(done) => {
                         self.own.leaving = true;
@@ -690,23 +696,17 @@ impl Task {
     }
 
     /// The standing of `peer` presenting `cert` now.
-    fn standing(&self, peer: &PeerId, cert: Option<&Certificate>, is_self: bool) -> Standing {
+    fn standing(&self, peer: &PeerId, cert: Option<&Certificate>) -> Standing {
         if self.policy.open {
             return Standing::Open;
         }
         let Some(cert) = cert else {
             return Standing::Uncertified;
         };
-        let checked = if is_self {
-            match self.policy.anchor {
-                Some(a) => cert.verify(&a, peer, cert.not_before).is_ok(),
-                None => false,
-            }
-        } else {
-            self.verified
-                .get(peer)
-                .is_some_and(|(sig, r)| *sig == cert.sig && r.is_ok())
-        };
+        let checked = self
+            .verified
+            .get(peer)
+            .is_some_and(|(sig, r)| *sig == cert.sig && r.is_ok());
         let now = trust::unix_now();
         if !checked
             || now < cert.not_before
@@ -840,7 +840,7 @@ impl Task {
             },
             meta: Some(self.own.clone()),
             is_self: true,
-            standing: self.standing(&self.local.peer, self.own.cert.as_ref(), true),
+            standing: self.standing(&self.local.peer, self.own.cert.as_ref()),
         }];
         for m in self.foca.iter_membership_state() {
             let id = m.id().clone();
@@ -851,8 +851,7 @@ impl Task {
                 foca::State::Down => MemberState::Dead,
             };
             let meta = self.metas.get(&id.peer).cloned();
-            let standing =
-                self.standing(&id.peer, meta.as_ref().and_then(|m| m.cert.as_ref()), false);
+            let standing = self.standing(&id.peer, meta.as_ref().and_then(|m| m.cert.as_ref()));
             members.push(MemberView {
                 meta,
                 id,
