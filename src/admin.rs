@@ -80,12 +80,11 @@ impl AdminState {
     }
 }
 
-/// The admin router; `extra` holds the API routes of the services. The guard goes over the
+/// The admin router; `extra` holds the API routes of the services and the dashboard. The guard goes over the
 /// merged router, so it covers every route however it was added.
 pub fn router(state: AdminState, extra: Router) -> Router {
     let guard = state.guard.clone();
     Router::new()
-        .route("/", get(dashboard))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -94,11 +93,6 @@ pub fn router(state: AdminState, extra: Router) -> Router {
             guard,
             crate::admin_trust::guard,
         ))
-}
-
-/// The operator's dashboard: one static page that renders `/health` and `/metrics`.
-async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard.html"))
 }
 
 async fn health(State(state): State<AdminState>) -> Json<Health> {

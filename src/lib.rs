@@ -15,6 +15,7 @@ pub mod cli_publish;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod datadir;
 pub mod harness;
 pub mod identity;

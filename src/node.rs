@@ -320,7 +320,7 @@ async fn start_services(
     api = api.merge(cdn.routes());
 
     // Cache: the Redis protocol on redis_listen (service `redis`).
-    let _cache = crate::svc_cache::start(
+    let cache = crate::svc_cache::start(
         config,
         &mesh,
         &mut services,
@@ -336,12 +336,28 @@ async fn start_services(
     let guard = crate::admin_trust::Guard::new(&admin_token, &config.admin);
     guard.register_metrics(registry.sub_registry_with_prefix("admin"));
     let services = Arc::new(services);
+    let registry = Arc::new(registry);
+    // The dashboard samples the same registry `/metrics` renders, every 2 s.
+    let dashboard = crate::dashboard::start(
+        crate::dashboard::Sources {
+            registry: registry.clone(),
+            metrics: node_metrics.clone(),
+            started,
+            mesh: mesh.clone(),
+            zones: names.zones(),
+            store: cdn.store.clone(),
+            cache: Some(cache),
+        },
+        shutdown,
+        tracker,
+    );
+    api = api.merge(crate::dashboard::routes(dashboard));
     let state = AdminState {
         started,
         peer_id: peer_id.clone(),
         data_dir: data_dir.path().display().to_string(),
         services: services.clone(),
-        registry: Arc::new(registry),
+        registry,
         metrics: node_metrics,
         mesh: Some(mesh.clone()),
         guard,

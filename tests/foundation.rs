@@ -216,5 +216,22 @@ fn dashboard_page_is_served() {
     let node = TestNode::start(|_| {}).unwrap();
     let page = http_get(&format!("{}/", node.admin_url())).unwrap();
     assert!(page.contains("<title>Proxima node</title>"), "{page}");
-    assert!(page.contains("fetch('/health')"));
+    // Every asset the page names is served from the binary (no network needed).
+    for asset in [
+        "/assets/dashboard.js",
+        "/assets/dashboard.css",
+        "/assets/uPlot.iife.min.js",
+        "/assets/uPlot.min.css",
+    ] {
+        assert!(page.contains(asset), "the page does not load {asset}");
+        let body = http_get(&format!("{}{asset}", node.admin_url())).unwrap();
+        assert!(body.len() > 500, "{asset} is nearly empty");
+    }
+    let script = http_get(&format!("{}/assets/dashboard.js", node.admin_url())).unwrap();
+    assert!(script.contains("/api/dashboard"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{}/api/dashboard", node.admin_url())).unwrap())
+            .unwrap();
+    assert!(doc["points"]["times"].is_array(), "{doc}");
+    assert!(doc["cache"]["cluster"]["majority"].is_boolean(), "{doc}");
 }

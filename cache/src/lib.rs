@@ -118,6 +118,12 @@ impl CacheHandle {
     pub fn key_count(&self) -> usize {
         self.shared.db.lock().len()
     }
+
+    /// This node's part in the cluster (slots, pulls, replication lag, majority); `None` when
+    /// the cache runs alone, without a mesh.
+    pub fn cluster_status(&self) -> Option<cluster::ClusterStatus> {
+        self.shared.cluster.get().map(|c| c.status())
+    }
 }
 
 fn validate(config: &Config) -> Result<(u64, db::Policy, u64), Error> {

@@ -102,6 +102,14 @@ impl Link {
         seq
     }
 
+    /// Key states queued or sent to the peer and not acknowledged yet: the replication lag,
+    /// in records.
+    pub fn in_flight(&self) -> u64 {
+        self.seq
+            .load(Ordering::Acquire)
+            .saturating_sub(*self.acked.borrow())
+    }
+
     /// Whether the link was closed (the peer left the view, or the node is stopping).
     pub fn is_closed(&self) -> bool {
         self.cancel.is_cancelled()

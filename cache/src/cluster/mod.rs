@@ -85,6 +85,40 @@ const STALE: u8 = 1;
 /// Back with a majority, pulling every owned range again; fresh once every pull is done.
 const CATCHING_UP: u8 = 2;
 
+/// This node's part in the cluster at one moment ([`Cluster::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterStatus {
+    /// The view's epoch (`cluster_current_epoch`).
+    pub epoch: u64,
+    /// Cache members in the view.
+    pub members: usize,
+    /// Copies per slot.
+    pub replication_factor: usize,
+    /// Slots this node is the primary of.
+    pub slots_primary: usize,
+    /// Slots this node holds a replica of.
+    pub slots_replica: usize,
+    /// Ranges (of 64 slots) this node owns and is still pulling.
+    pub ranges_pulling: usize,
+    /// Ranges a peer pulled from here recently (it still receives their writes).
+    pub ranges_exporting: usize,
+    /// Whether this node sees a majority of the members (writes are accepted).
+    pub majority: bool,
+    /// Whether its copies may miss writes made elsewhere (it is catching up).
+    pub stale: bool,
+    /// Replication links to the other owners.
+    pub links: Vec<LinkStatus>,
+}
+
+/// One replication link: the replication lag towards a peer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkStatus {
+    /// The peer's id.
+    pub peer: String,
+    /// Key states sent or queued and not acknowledged yet.
+    pub in_flight: u64,
+}
+
 /// How far a version from a peer may be ahead of this node's own clock. Versions are hybrid
 /// clocks (milliseconds << 16, plus a counter) and the newer state of a key wins, so a peer
 /// that sent `u64::MAX` would make its key impossible to overwrite, and [`Cluster::observe`]
@@ -521,6 +555,43 @@ impl Cluster {
             .iter()
             .filter(|s| s.load(Ordering::Relaxed) == IMPORTING)
             .count()
+    }
+
+    /// A snapshot of this node's part in the cluster, for status pages.
+    pub fn status(&self) -> ClusterStatus {
+        let view = self.view();
+        let (mut primary, mut replica) = (0, 0);
+        for g in 0..GROUPS {
+            let slot = g as u16 * GROUP_SLOTS;
+            if view.primary(slot) == view.me {
+                primary += usize::from(GROUP_SLOTS);
+            } else if view.is_owner(slot) {
+                replica += usize::from(GROUP_SLOTS);
+            }
+        }
+        let mut links: Vec<LinkStatus> = self
+            .links
+            .lock()
+            .values()
+            .filter(|l| !l.is_closed())
+            .map(|l| LinkStatus {
+                peer: l.peer.to_string(),
+                in_flight: l.in_flight(),
+            })
+            .collect();
+        links.sort_by(|a, b| a.peer.cmp(&b.peer));
+        ClusterStatus {
+            epoch: view.epoch,
+            members: view.nodes.len(),
+            replication_factor: view.rf,
+            slots_primary: primary,
+            slots_replica: replica,
+            ranges_pulling: self.importing(),
+            ranges_exporting: self.exporting(),
+            majority: self.has_majority(),
+            stale: self.is_stale(),
+            links,
+        }
     }
 
     /// Number of ranges some peer pulled from here recently and so still receives the writes

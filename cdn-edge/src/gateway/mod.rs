@@ -382,7 +382,14 @@ impl Gateway {
             }
             Err(e) => return self.error_page(session, 400, &e.to_string()).await,
         };
-        let Some(manifest_hash) = self.resolver.manifest_for(&host) else {
+        // Browsers resolve every `*.localhost` name to loopback themselves (RFC 6761), so
+        // `http://blog.proxima.localhost:PORT/` opens a site through a local node before any
+        // resolver is set up (the dashboard links sites this way, as IPFS gateways do).
+        let manifest_hash = self.resolver.manifest_for(&host).or_else(|| {
+            host.strip_suffix(".localhost")
+                .and_then(|site| self.resolver.manifest_for(site))
+        });
+        let Some(manifest_hash) = manifest_hash else {
             let msg = format!(
                 "No site is published at {host} on this node. Sites are served by name through \
                  the Host header (e.g. Host: blog.proxima) once `proxima publish DIR --name NAME` \

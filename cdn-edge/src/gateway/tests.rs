@@ -132,6 +132,12 @@ async fn serves_a_site_with_http_semantics() {
     assert!(h.contains("content-type: text/html"), "{h}");
     assert!(h.contains("cache-control: public, max-age=60"), "{h}");
 
+    // `NAME.localhost` is the same site (browsers resolve `*.localhost` to loopback).
+    let (s, _, b) = curl(get(&f, "site.proxima.localhost:8080", "/", &[])).await;
+    assert_eq!((s, b.as_slice()), (200, &b"<h1>home</h1>"[..]));
+    let (s, _, _) = curl(get(&f, "other.proxima.localhost", "/", &[])).await;
+    assert_eq!(s, 404);
+
     let (s, _, b) = curl(get(&f, "site.proxima", "/docs/", &[])).await;
     assert_eq!((s, b.as_slice()), (200, &b"<h1>docs</h1>"[..]));
     let (s, h, _) = curl(get(&f, "site.proxima", "/docs", &[])).await;

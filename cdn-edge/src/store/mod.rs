@@ -412,6 +412,11 @@ impl Store {
             .collect()
     }
 
+    /// Bytes on disk above which unpinned blobs are evicted.
+    pub fn disk_budget(&self) -> u64 {
+        self.inner.config.disk_budget
+    }
+
     /// Number of blobs and their total size.
     pub fn stats(&self) -> (u64, u64) {
         let entries = self.lock();
