@@ -355,6 +355,15 @@ pub fn read_admin_token(data_dir: &std::path::Path) -> Result<String> {
     Ok(text.trim().to_owned())
 }
 
+/// Fails the calling test, with the reason, when an external tool is missing (a test whose
+/// tool is missing must never pass by returning early; `scripts/test` installs every tool).
+pub fn require_tool(name: &str) {
+    assert!(
+        have_tool(name),
+        "{name} is not installed; run scripts/install-deps test, which installs the test tools"
+    );
+}
+
 /// Whether an external tool is on `PATH`.
 pub fn have_tool(name: &str) -> bool {
     which::which(name).is_ok()

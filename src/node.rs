@@ -68,7 +68,7 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Starts a node and returns once every service is listening.
     pub fn start(config: Config, options: NodeOptions) -> Result<Self> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<NodeInfo>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<NodeInfo>>(1);
         let graceful = CancellationToken::new();
         let kill = CancellationToken::new();
         let (g, k) = (graceful.clone(), kill.clone());
@@ -164,7 +164,7 @@ fn run_node_thread(
     options: NodeOptions,
     graceful: CancellationToken,
     kill: CancellationToken,
-    ready: std::sync::mpsc::Sender<Result<NodeInfo>>,
+    ready: std::sync::mpsc::SyncSender<Result<NodeInfo>>,
 ) {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder

@@ -252,6 +252,8 @@ async fn pubsub_invalidation_resp2_and_resp3() {
 
     // RESP3: push messages on a multiplexed connection.
     let client3 = redis::Client::open(format!("redis://{addr}/?protocol=resp3")).unwrap();
+    // redis-rs delivers push messages to an unbounded sender (its API); a test reads three.
+    #[allow(clippy::disallowed_methods)]
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let config = redis::AsyncConnectionConfig::new().set_push_sender(tx);
     let mut c3 = client3

@@ -381,7 +381,7 @@ impl NodeProcess {
             .stderr(Stdio::piped())
             .spawn()?;
         // The node logs its real admin address when ready (JSON lines on stdout or stderr).
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(8); // one "node ready" line per pipe
         for pipe in [
             child
                 .stdout

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use naming::ed25519_dalek::SigningKey;
 use naming::{Name, Record, RecordData, SignedZone, Zone};
-use proxima::harness::{
-    Cluster, TestNode, curl, dig, have_tool, http_get, run_tool, test_options, wait_for,
-};
+use proxima::harness::{Cluster, TestNode, curl, dig, http_get, run_tool, test_options, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -138,10 +136,7 @@ fn forged_zone(name: &str, sequence: u64, timestamp: u64, a: &str) -> SignedZone
 
 #[test]
 fn forged_and_stale_zones_never_become_answers() {
-    if !have_tool("dig") {
-        eprintln!("dig not installed; skipping");
-        return;
-    }
+    proxima::harness::require_tool("dig");
     let cluster =
         Cluster::start_meshed(2, |_, _| {}, |_| test_options(), DEADLINE).expect("two nodes");
     let n0 = cluster.node(0);
@@ -236,28 +231,26 @@ fn forged_and_stale_zones_never_become_answers() {
             ghost.contains("SOA"),
             "SOA in the authority section: {ghost}"
         );
-        // TCP, full path.
-        if have_tool("kdig") {
-            let d = dns(n);
-            let out = run_tool(
-                "kdig",
-                &[
-                    &format!("@{}", d.ip()),
-                    "-p",
-                    &d.port().to_string(),
-                    "+tcp",
-                    "+short",
-                    "victim.proxima",
-                    "AAAA",
-                ],
-            )
-            .unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout).trim(),
-                "2001:db8::2",
-                "over TCP"
-            );
-        }
+        // TCP, full path (`run_tool` fails with the reason when kdig is missing).
+        let d = dns(n);
+        let out = run_tool(
+            "kdig",
+            &[
+                &format!("@{}", d.ip()),
+                "-p",
+                &d.port().to_string(),
+                "+tcp",
+                "+short",
+                "victim.proxima",
+                "AAAA",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "2001:db8::2",
+            "over TCP"
+        );
     }
     rogue
         .rt

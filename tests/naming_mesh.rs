@@ -77,10 +77,7 @@ fn refused(node: &TestNode, reason: &str) -> f64 {
 
 #[test]
 fn names_resolve_on_every_node_and_on_late_joiners() {
-    if !proxima::harness::have_tool("dig") {
-        eprintln!("dig not installed; skipping");
-        return;
-    }
+    proxima::harness::require_tool("dig");
     let cluster = meshed(3);
     let (n0, n2) = (cluster.node(0), cluster.node(2));
 
@@ -139,10 +136,7 @@ fn names_resolve_on_every_node_and_on_late_joiners() {
 
 #[test]
 fn follower_catches_up_after_its_restart() {
-    if !proxima::harness::have_tool("dig") {
-        eprintln!("dig not installed; skipping");
-        return;
-    }
+    proxima::harness::require_tool("dig");
     let mut cluster = meshed(3);
     ok(cluster.node(0), &["name", "register", "before.proxima"]);
     ok(
@@ -229,10 +223,7 @@ impl Rogue {
 
 #[test]
 fn forged_and_replayed_zones_are_refused_by_every_node() {
-    if !proxima::harness::have_tool("dig") {
-        eprintln!("dig not installed; skipping");
-        return;
-    }
+    proxima::harness::require_tool("dig");
     let cluster = meshed(3);
     let n0 = cluster.node(0);
     ok(n0, &["name", "register", "victim.proxima"]);
@@ -314,10 +305,7 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn followers_survive_a_registrar_restart() {
-    if !proxima::harness::have_tool("dig") {
-        eprintln!("dig not installed; skipping");
-        return;
-    }
+    proxima::harness::require_tool("dig");
     // The registrar keeps its mesh addresses across the restart, as a real node with a
     // configured listen address does, so the members find it again.
     let (quic, p2p) = (free_udp_port(), free_udp_port());

@@ -64,7 +64,8 @@ async fn killed_writer_loses_nothing_acknowledged() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let kill_after: usize = rng.gen_range(1..60);
-        let (tx, rx) = std::sync::mpsc::channel::<Name>();
+        // Far more than the child acknowledges before it is killed.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Name>(100_000);
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };

@@ -13,7 +13,7 @@
 //! after a view change, and a message published a minute ago is not delivered late.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,13 @@ use super::proto::{self, KIND_LINK, Record};
 pub const BATCH_BYTES: usize = 1 << 20;
 /// Records kept for a peer that does not acknowledge; beyond this the link gives up on it.
 const MAX_UNACKED_BYTES: usize = 256 << 20;
+/// Records queued for the link's task at most, and their bytes at most: a peer whose stream
+/// stalls stops the task from draining the queue, and the queue must not grow without bound
+/// meanwhile. Reaching either closes the link (as a peer that stopped acknowledging is given
+/// up on): the writes waiting for this peer learn it did not acknowledge, and the next link
+/// sends the key states this one still held.
+const QUEUE_RECORDS: usize = 1 << 16;
+const MAX_QUEUED_BYTES: usize = 256 << 20;
 /// How long a closed link's unacknowledged key states wait for the next link to its peer.
 pub const BACKLOG_TTL: Duration = Duration::from_secs(60);
 /// How long a new link waits for its closed predecessor's task to hand its backlog over (the
@@ -44,7 +51,9 @@ pub struct Link {
     /// The peer.
     pub peer: PeerId,
     seq: AtomicU64,
-    tx: mpsc::UnboundedSender<(u64, Record)>,
+    tx: mpsc::Sender<(u64, Record)>,
+    /// Bytes of the records in `tx`'s queue.
+    queued: Arc<AtomicUsize>,
     acked: watch::Receiver<u64>,
     cancel: CancellationToken,
     closed_at: OnceLock<Instant>,
@@ -61,7 +70,8 @@ impl Link {
         cancel: CancellationToken,
         before: Option<&Link>,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
+        let queued = Arc::new(AtomicUsize::new(0));
         let (ack_tx, acked) = watch::channel(0u64);
         let (backlog_tx, backlog_rx) = oneshot::channel();
         let inherited = before
@@ -73,6 +83,7 @@ impl Link {
             peer,
             seq: AtomicU64::new(first_seq),
             tx,
+            queued: queued.clone(),
             acked,
             cancel: cancel.clone(),
             closed_at: OnceLock::new(),
@@ -89,16 +100,39 @@ impl Link {
                 unacked = frames;
             }
             let mut rx = rx;
-            deliver(&mesh, peer, &mut rx, &ack_tx, &cancel, &mut unacked).await;
+            deliver(
+                &mesh,
+                peer,
+                &mut rx,
+                &queued,
+                &ack_tx,
+                &cancel,
+                &mut unacked,
+            )
+            .await;
             let _ = backlog_tx.send(keys_left(unacked, rx));
         });
         link
     }
 
     /// Queues a record; returns its sequence number. Call under the keyspace lock for writes.
+    /// Never waits: when the queue is full the link is closed instead (see [`QUEUE_RECORDS`]),
+    /// and whoever waits for this record's acknowledgement learns that it never came.
     pub fn push(&self, rec: Record) -> u64 {
         let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
-        let _ = self.tx.send((seq, rec));
+        let len = rec.len();
+        // Counted before it is sent: the task subtracts what it receives.
+        let before = self.queued.fetch_add(len, Ordering::AcqRel);
+        // A single record larger than the bound still goes alone (the frame limit applies).
+        if (before > 0 && before + len > MAX_QUEUED_BYTES) || self.tx.try_send((seq, rec)).is_err()
+        {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            if self.is_closed() {
+                return seq;
+            }
+            tracing::warn!(peer = %self.peer, "cache link: queue full, the peer is not keeping up; closing the link");
+            self.close();
+        }
         seq
     }
 
@@ -152,7 +186,8 @@ impl Link {
 async fn deliver(
     mesh: &mesh::Mesh,
     peer: PeerId,
-    rx: &mut mpsc::UnboundedReceiver<(u64, Record)>,
+    rx: &mut mpsc::Receiver<(u64, Record)>,
+    queued: &AtomicUsize,
     ack_tx: &watch::Sender<u64>,
     cancel: &CancellationToken,
     unacked: &mut Frames,
@@ -197,14 +232,15 @@ async fn deliver(
             continue;
         }
         // Acks are read by their own task: a frame read is not cancel-safe inside a select.
-        let (ack_in, mut acks) = mpsc::unbounded_channel::<u64>();
+        // Bounded: the reader waits while the loop below is busy writing.
+        let (ack_in, mut acks) = mpsc::channel::<u64>(1024);
         let reader = tokio::spawn(async move {
             let dec = mesh::frame::FrameDecoder::new(64);
             while let Ok(Some(a)) = dec.read(&mut recv).await {
                 let Ok(b) = <[u8; 8]>::try_from(&a[..]) else {
                     return;
                 };
-                if ack_in.send(u64::from_be_bytes(b)).is_err() {
+                if ack_in.send(u64::from_be_bytes(b)).await.is_err() {
                     return;
                 }
             }
@@ -242,6 +278,7 @@ async fn deliver(
                             Err(_) => break,
                         }
                     }
+                    queued.fetch_sub(size, Ordering::AcqRel);
                     let (last, frame) = encode_frame(batch);
                     unacked_bytes += frame.len();
                     unacked.push_back((last, frame.clone()));
@@ -278,7 +315,7 @@ fn encode_frame(records: Vec<(u64, Record)>) -> (u64, Bytes) {
 
 /// The key states of a stopped link's unacknowledged frames and of the records it never sent,
 /// in order, as frames for the next link to the same peer (bounded like a live backlog).
-fn keys_left(unacked: Frames, mut rx: mpsc::UnboundedReceiver<(u64, Record)>) -> Frames {
+fn keys_left(unacked: Frames, mut rx: mpsc::Receiver<(u64, Record)>) -> Frames {
     rx.close();
     let mut records: Vec<(u64, Record)> = Vec::new();
     for (last, frame) in unacked {

@@ -373,11 +373,16 @@ struct Inner {
     config: FetchConfig,
     inflight: Mutex<HashMap<Hash, Arc<Fetch>>>,
     gossip: moka::sync::Cache<Hash, Arc<Mutex<Vec<PeerId>>>>,
-    announce: tokio::sync::mpsc::UnboundedSender<Hash>,
-    announce_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Hash>>>,
+    announce: tokio::sync::mpsc::Sender<Hash>,
+    announce_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Hash>>>,
+    /// Set when a hash did not fit in the queue: the announcer then announces every held blob.
+    announce_overflow: std::sync::atomic::AtomicBool,
     records: Mutex<VecDeque<FetchRecord>>,
     metrics: Metrics,
 }
+
+/// Hashes waiting to be announced at most; beyond, the whole store is announced once instead.
+const ANNOUNCE_QUEUE: usize = 16_384;
 
 /// The networked blob source: the local store first, then the mesh. Cheap to clone.
 #[derive(Clone)]
@@ -395,7 +400,7 @@ impl Fetcher {
     /// A fetcher over `store` and `mesh`. Start [`Fetcher::run_announcer`] and
     /// [`Fetcher::run_gossip`] on the node's runtime.
     pub fn new(store: Store, mesh: mesh::Mesh, config: FetchConfig) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(ANNOUNCE_QUEUE);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -405,6 +410,7 @@ impl Fetcher {
                 gossip: moka::sync::Cache::new(100_000),
                 announce: tx,
                 announce_rx: Mutex::new(Some(rx)),
+                announce_overflow: std::sync::atomic::AtomicBool::new(false),
                 records: Mutex::new(VecDeque::new()),
                 metrics: Metrics::default(),
             }),
@@ -474,7 +480,14 @@ impl Fetcher {
 
     /// Queues `hash` to be announced (DHT provider record and `have` gossip).
     pub fn announce(&self, hash: Hash) {
-        let _ = self.inner.announce.send(hash);
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+            self.inner.announce.try_send(hash)
+        {
+            // Never lost: the announcer announces the whole store instead (it is in the store).
+            self.inner
+                .announce_overflow
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Announces queued hashes, and every held blob at start and every
@@ -503,6 +516,13 @@ impl Fetcher {
                                 Ok(h) => batch.push(h),
                                 Err(_) => break,
                             }
+                        }
+                        if self
+                            .inner
+                            .announce_overflow
+                            .swap(false, std::sync::atomic::Ordering::AcqRel)
+                        {
+                            batch = self.inner.store.hashes();
                         }
                     }
                     None => return,
