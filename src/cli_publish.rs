@@ -1,5 +1,5 @@
 //! `proxima publish` and `proxima get`: the publisher and fetcher sides of the CDN, talking to a
-//! node's admin API (see `svc_cdn` for the routes).
+//! node's admin API (see `api::blobs` for the routes).
 //!
 //! Publishing: scan the directory, hash every file in parallel (progress bar on a terminal),
 //! build the manifest, ask the node which blobs it lacks, upload only those (each verified by

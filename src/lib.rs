@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod admin_trust;
+pub mod api;
 pub mod cli_cluster;
 pub mod cli_name;
 pub mod cli_publish;
@@ -23,9 +24,8 @@ pub mod metrics;
 pub mod names;
 pub mod node;
 pub mod ports;
+pub mod sites;
 pub mod steering;
-pub mod svc_cache;
-pub mod svc_cdn;
 pub mod svc_dns;
 pub mod svc_mesh;
 pub mod telemetry;

@@ -21,6 +21,9 @@ use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::identity::NodeIdentity;
 
+/// How long a joining node's cache waits for a complete member list before its first map.
+const CACHE_JOIN_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a graceful shutdown may take before remaining tasks are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
@@ -303,32 +306,60 @@ async fn start_services(
     )
     .await?;
 
-    // CDN edge: the blob store and the HTTP gateway (service `http`), blob API routes; sites
-    // resolve through the naming service's verified zones.
-    let cdn = crate::svc_cdn::start(
-        config,
-        data_dir.path(),
-        Arc::new(crate::svc_cdn::ZoneSites(names.zones())),
-        &identity,
-        &mesh,
-        &mut services,
-        &mut registry,
-        shutdown,
-        tracker,
+    // CDN edge: the blob store, transfers between nodes and the HTTP gateway (service `http`);
+    // sites resolve through the naming service's verified zones. The gateway answers identity
+    // challenges with the node key, so other nodes can check its address before steering to it.
+    let key = identity.signing_key().clone();
+    let sign = move |msg: &[u8]| {
+        use ed25519_dalek::Signer;
+        key.sign(msg).to_bytes()
+    };
+    let cdn = cdn_edge::start(
+        &config.cdn,
+        config.http_listen,
+        cdn_edge::Deps {
+            store_dir: data_dir.path().join("blobs"),
+            resolver: Arc::new(crate::sites::ZoneSites(names.zones())),
+            mesh: mesh.clone(),
+            identity: Some(cdn_edge::gateway::IdentitySigner(Arc::new(sign))),
+            registry: registry.sub_registry_with_prefix("cdn"),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        },
     )
     .await?;
-    api = api.merge(cdn.routes());
+    services.insert("http".to_owned(), admin::service("http", cdn.http_addr));
+    api = api.merge(crate::api::blobs::routes(
+        cdn.clone(),
+        config.cdn.max_upload_bytes,
+    ));
 
-    // Cache: the Redis protocol on redis_listen (service `redis`).
-    let cache = crate::svc_cache::start(
-        config,
-        &mesh,
-        &mut services,
-        &mut registry,
-        shutdown,
-        tracker,
+    // Cache: the Redis protocol on redis_listen (service `redis`), its keyspace spread over the
+    // mesh's cache members. A joining node's cache waits (at most `CACHE_JOIN_WAIT`) for the
+    // member list before its first slot map; its address is advertised only below, so no
+    // member routes to it before that map exists.
+    let cache = cache::start(
+        &config.cache,
+        config.redis_listen,
+        cache::Deps {
+            registry: registry.sub_registry_with_prefix("cache"),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+            mesh: Some(mesh.clone()),
+            join_wait: (!config.bootstrap.is_empty()).then_some(CACHE_JOIN_WAIT),
+        },
     )
-    .await?;
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the cache on redis_listen {}",
+            config.redis_listen
+        )
+    })?;
+    services.insert(
+        "redis".to_owned(),
+        admin::service("redis", cache.local_addr()),
+    );
 
     // Every service listens now: tell the members where.
     mesh.advertise(crate::svc_mesh::advertised(&services)).await;

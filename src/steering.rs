@@ -3,9 +3,11 @@
 //! A name whose zone holds a site record answers A/AAAA with the nearest healthy nodes that hold
 //! the site and serve HTTP ([`MeshSteering`], the node's [`dns::SiteSteering`]):
 //!
-//! - holders are the DHT providers of the site's manifest (`cdn_edge::Hash::provider_key`, under
-//!   which the CDN announces what it holds); when nobody announces it (or no holder serves HTTP),
-//!   every live member serving HTTP is a candidate, since any gateway can fetch a published site;
+//! - holders are the holders of the site's manifest in the mesh's provider table
+//!   ([`mesh::Mesh::holders`] under `cdn_edge::Hash::provider_key`, the record the CDN's fetcher
+//!   reads and feeds too: DHT provider records and `have` gossip); when nobody holds it (or no
+//!   holder serves HTTP), every live member serving HTTP is a candidate, since any gateway can
+//!   fetch a published site;
 //! - candidates are ordered by the mesh directory (`Mesh::rank`: measured RTT, coordinates,
 //!   health, load, standing), the local node first when it serves HTTP and holds the site;
 //! - each is mapped to the IP of the `http` service it advertises (its QUIC address's IP when it
@@ -18,10 +20,9 @@
 //!   first), so a client can fail over while a lone holder's death is not yet detected.
 //!
 //! The DNS request path never waits for the DHT: [`dns::SiteSteering::nodes_for_site`] only
-//! reads a small table. A background task looks up the providers of every site asked for
-//! recently ([`LOOKUP_EVERY`], or [`LOOKUP_EVERY_UNHELD`] while none is known), ranks them again every [`RERANK_EVERY`] (cheap, local), and
-//! forgets sites nobody asked for in [`IDLE`]. The first question for a site is answered from
-//! membership alone, and wakes the task.
+//! reads the answers kept here and the provider table (which keeps a key asked for fresh in
+//! the background: [`mesh::providers`]). A background task ranks the sites asked for lately
+//! again every [`RERANK_EVERY`] (cheap, local) and forgets sites nobody asked for in [`IDLE`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -29,7 +30,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mesh::{MemberState, MemberView, Mesh, PeerId};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,12 +39,6 @@ pub const MAX_ADDRESSES: usize = 4;
 /// holder is answered with it and the nearest other gateway, so a client whose first address
 /// fails (the holder died, not yet detected) falls over to a node that can fetch the site.
 pub const MIN_ADDRESSES: usize = 2;
-/// Provider lists are looked up again this often for sites still asked for.
-pub const LOOKUP_EVERY: Duration = Duration::from_secs(15);
-/// Until some holder is found, a site is looked up this often (it was probably just published).
-pub const LOOKUP_EVERY_UNHELD: Duration = Duration::from_secs(3);
-/// A DHT lookup taking longer than this is abandoned (the old list stays).
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Answers are ranked again this often (RTTs, liveness and load change).
 pub const RERANK_EVERY: Duration = Duration::from_secs(1);
 /// Only sites asked for within this long are ranked again every second.
@@ -53,8 +47,6 @@ pub const RERANK_ACTIVE: Duration = Duration::from_secs(60);
 pub const IDLE: Duration = Duration::from_secs(600);
 /// Most sites tracked at once; beyond this, new sites are answered from membership alone.
 pub const MAX_SITES: usize = 4096;
-/// DHT lookups running at once.
-const MAX_LOOKUPS: usize = 16;
 /// A member's HTTP address is checked again this often.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(60);
 /// A failed check is retried after this.
@@ -76,12 +68,6 @@ struct Check {
 /// What is known about one site.
 #[derive(Debug)]
 struct Site {
-    /// Its holders from the last lookup (`None`: not looked up yet).
-    providers: Option<Vec<PeerId>>,
-    /// When the last lookup started.
-    looked_up: Option<Instant>,
-    /// A lookup is running.
-    in_flight: bool,
     /// The current answer.
     answer: Arc<[IpAddr]>,
     /// When DNS last asked.
@@ -107,8 +93,7 @@ struct Inner {
         Vec<(String, String)>,
         prometheus_client::metrics::counter::Counter,
     >,
-    wake: Notify,
-    /// Stops the refresh task and any lookup in flight (a shutdown does not wait for the DHT).
+    /// Stops the refresh task and any check in flight.
     shutdown: CancellationToken,
 }
 
@@ -141,7 +126,6 @@ impl MeshSteering {
                     .build()
                     .unwrap_or_default(),
                 checked: Default::default(),
-                wake: Notify::new(),
                 shutdown: shutdown.clone(),
             }),
         };
@@ -155,7 +139,6 @@ impl MeshSteering {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.inner.wake.notified() => {}
                 () = tokio::time::sleep(RERANK_EVERY) => {}
             }
             let now = Instant::now();
@@ -163,12 +146,7 @@ impl MeshSteering {
                 let s = self.clone();
                 tracker.spawn(async move { s.check(peer, addr).await });
             }
-            let due = self.due_lookups(now);
-            for manifest in due {
-                let s = self.clone();
-                tracker.spawn(async move { s.lookup(manifest).await });
-            }
-            self.rerank();
+            self.rerank(now);
         }
     }
 
@@ -277,77 +255,25 @@ impl MeshSteering {
         );
     }
 
-    /// Forgets idle sites and marks the ones whose provider list is due for a lookup.
-    fn due_lookups(&self, now: Instant) -> Vec<[u8; 32]> {
-        let mut sites = self.inner.lock();
-        sites.retain(|_, s| now.duration_since(s.last_asked) < IDLE);
-        let running = sites.values().filter(|s| s.in_flight).count();
-        let mut due = Vec::new();
-        for (m, s) in sites.iter_mut() {
-            if running + due.len() >= MAX_LOOKUPS {
-                break;
-            }
-            let every = match &s.providers {
-                Some(p) if !p.is_empty() => LOOKUP_EVERY,
-                _ => LOOKUP_EVERY_UNHELD,
-            };
-            let stale = s.looked_up.is_none_or(|t| now.duration_since(t) >= every);
-            if stale && !s.in_flight {
-                s.in_flight = true;
-                s.looked_up = Some(now);
-                due.push(*m);
-            }
-        }
-        due
-    }
-
-    /// Asks the DHT who provides `manifest`, then ranks it again with the result.
-    async fn lookup(self, manifest: [u8; 32]) {
-        let key = cdn_edge::Hash(manifest).provider_key();
-        let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.mesh.control().providers(key));
-        let found = tokio::select! {
-            () = self.inner.shutdown.cancelled() => return,
-            found = lookup => found,
+    /// Forgets idle sites and ranks the ones asked for lately again from their holders in the
+    /// provider table (the others are ranked again once they are asked for).
+    fn rerank(&self, now: Instant) {
+        let active: Vec<[u8; 32]> = {
+            let mut sites = self.inner.lock();
+            sites.retain(|_, s| now.duration_since(s.last_asked) < IDLE);
+            sites
+                .iter()
+                .filter(|(_, s)| now.duration_since(s.last_asked) < RERANK_ACTIVE)
+                .map(|(m, _)| *m)
+                .collect()
         };
-        let providers = match found {
-            Ok(Ok(p)) => Some(p),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "site provider lookup failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("site provider lookup timed out");
-                None
-            }
-        };
-        let answer = providers.as_ref().map(|p| self.rank(p));
-        let mut sites = self.inner.lock();
-        if let Some(s) = sites.get_mut(&manifest) {
-            s.in_flight = false;
-            if let (Some(p), Some(a)) = (providers, answer) {
-                tracing::debug!(providers = p.len(), answer = ?a, "site providers looked up");
-                s.providers = Some(p);
-                s.answer = a.into();
-            }
-        }
-    }
-
-    /// Ranks the sites asked for lately again from their last provider lists (the others are
-    /// ranked again once they are asked for, a second later).
-    fn rerank(&self) {
-        let now = Instant::now();
-        let lists: Vec<([u8; 32], Vec<PeerId>)> = self
-            .inner
-            .lock()
-            .iter()
-            .filter(|(_, s)| now.duration_since(s.last_asked) < RERANK_ACTIVE)
-            .map(|(m, s)| (*m, s.providers.clone().unwrap_or_default()))
-            .collect();
-        if lists.is_empty() {
+        if active.is_empty() {
             return;
         }
-        let answers: Vec<([u8; 32], Vec<IpAddr>)> =
-            lists.into_iter().map(|(m, p)| (m, self.rank(&p))).collect();
+        let answers: Vec<([u8; 32], Vec<IpAddr>)> = active
+            .into_iter()
+            .map(|m| (m, self.rank(&self.holders(&m))))
+            .collect();
         let mut sites = self.inner.lock();
         for (m, a) in answers {
             if let Some(s) = sites.get_mut(&m)
@@ -356,6 +282,13 @@ impl MeshSteering {
                 s.answer = a.into();
             }
         }
+    }
+
+    /// The holders of a site's manifest in the mesh's provider table.
+    fn holders(&self, manifest: &[u8; 32]) -> Vec<PeerId> {
+        self.inner
+            .mesh
+            .holders(&cdn_edge::Hash(*manifest).provider_key())
     }
 
     /// The addresses to send visitors of a site held by `providers` to, best first.
@@ -457,39 +390,27 @@ impl Inner {
 impl dns::SiteSteering for MeshSteering {
     fn nodes_for_site(&self, manifest: &[u8; 32]) -> Vec<IpAddr> {
         let now = Instant::now();
-        let idle_providers = {
+        {
             let mut sites = self.inner.lock();
-            match sites.get_mut(manifest) {
-                Some(s) if now.duration_since(s.last_asked) < RERANK_ACTIVE => {
-                    s.last_asked = now;
-                    return s.answer.to_vec();
-                }
-                // Not ranked again while nobody asked: rank it now (no DHT, a local decision).
-                Some(s) => Some(s.providers.clone().unwrap_or_default()),
-                None => None,
-            }
-        };
-        if let Some(providers) = idle_providers {
-            let answer = self.rank(&providers);
-            if let Some(s) = self.inner.lock().get_mut(manifest) {
+            if let Some(s) = sites.get_mut(manifest)
+                && now.duration_since(s.last_asked) < RERANK_ACTIVE
+            {
                 s.last_asked = now;
-                s.answer = answer.clone().into();
+                return s.answer.to_vec();
             }
-            return answer;
         }
-        // First question for this site: answer from membership alone (no DHT), start tracking.
-        let answer = self.rank(&[]);
+        // Not asked lately: rank it now from the provider table (a local decision; the table
+        // starts keeping the site's holders fresh), and keep the answer for the next question.
+        let answer = self.rank(&self.holders(manifest));
         let mut sites = self.inner.lock();
-        if sites.len() < MAX_SITES {
-            sites.entry(*manifest).or_insert_with(|| Site {
-                providers: None,
-                looked_up: None,
-                in_flight: false,
-                answer: answer.clone().into(),
-                last_asked: now,
-            });
-            drop(sites);
-            self.inner.wake.notify_one();
+        if sites.len() < MAX_SITES || sites.contains_key(manifest) {
+            sites.insert(
+                *manifest,
+                Site {
+                    answer: answer.clone().into(),
+                    last_asked: now,
+                },
+            );
         }
         answer
     }

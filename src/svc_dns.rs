@@ -38,11 +38,13 @@ pub async fn start(
     let handle = dns::start(
         &dns_config,
         config.dns_listen,
-        zones,
-        steering,
-        registry,
-        shutdown.clone(),
-        tracker,
+        dns::Deps {
+            zones,
+            steering,
+            registry,
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        },
     )
     .await
     .with_context(|| format!("cannot start DNS on dns_listen {}", config.dns_listen))?;

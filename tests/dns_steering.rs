@@ -193,3 +193,89 @@ fn site_names_answer_with_the_nearest_healthy_holders() {
         "explicit A record",
     );
 }
+
+/// The peers node `at`'s fetcher would fetch `hash` from (`/api/blobs/{hash}/providers`).
+fn fetch_providers(cluster: &Cluster, at: usize, hash: &cdn_edge::Hash) -> Vec<String> {
+    let url = format!(
+        "{}/api/blobs/{}/providers",
+        cluster.node(at).admin_url(),
+        hash.to_hex()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&proxima::harness::http_get(&url).unwrap_or_default())
+            .unwrap_or_default();
+    let mut peers: Vec<String> = v["providers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["peer"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    peers.sort();
+    peers
+}
+
+/// DNS steering and the fetcher read one provider record (the mesh's provider table): a holder
+/// recorded once in node 0's table, as the CDN's `have` gossip would, is where node 0's DNS
+/// sends the site's visitors and where its fetcher would fetch the manifest from.
+#[test]
+fn steering_and_the_fetcher_read_one_provider_record() {
+    let cluster = Cluster::start_meshed(
+        3,
+        |i, c| c.http_listen = SocketAddr::new(http_ip(i), 0),
+        |_| proxima::harness::test_options(),
+        Duration::from_secs(60),
+    )
+    .expect("three nodes see each other");
+    // A site whose manifest nobody holds or announces.
+    let manifest = cdn_edge::Hash::of(b"a manifest held by nobody");
+    let node0 = cluster.node(0);
+    proxima(node0, &["name", "register", "shared.proxima"]);
+    proxima(
+        node0,
+        &["name", "set", "shared.proxima", "SITE", &manifest.to_hex()],
+    );
+    assert!(
+        fetch_providers(&cluster, 0, &manifest).is_empty(),
+        "nobody holds it yet"
+    );
+
+    // One record: node 0 hears that node 2 holds the manifest.
+    let mesh0 = &node0.handle().expect("node 0 runs").info().mesh;
+    let peer2: mesh::PeerId = cluster.node(2).health().unwrap().peer_id.parse().unwrap();
+    mesh0.providers().note(&manifest.provider_key(), peer2);
+
+    // The fetcher would fetch from node 2 ...
+    let mut providers = Vec::new();
+    let ok = wait_for(Duration::from_secs(10), || {
+        providers = fetch_providers(&cluster, 0, &manifest);
+        providers == [peer2.to_string()]
+    });
+    assert!(ok.is_ok(), "fetcher providers: {providers:?}");
+    // ... and DNS sends visitors to node 2 first (then node 0 itself, the fallback gateway).
+    expect_answer(
+        &cluster,
+        "shared.proxima",
+        &[http_ip(2), http_ip(0)],
+        Duration::from_secs(30),
+        "the holder in the provider table, then this node",
+    );
+
+    // A second holder recorded: both readers see both.
+    let peer1: mesh::PeerId = cluster.node(1).health().unwrap().peer_id.parse().unwrap();
+    mesh0.providers().note(&manifest.provider_key(), peer1);
+    let mut both = vec![peer1.to_string(), peer2.to_string()];
+    both.sort();
+    let ok = wait_for(Duration::from_secs(10), || {
+        providers = fetch_providers(&cluster, 0, &manifest);
+        providers == both
+    });
+    assert!(ok.is_ok(), "fetcher providers: {providers:?}");
+    let mut answer = Vec::new();
+    let ok = wait_for(Duration::from_secs(30), || {
+        answer = a_records(node0, "shared.proxima");
+        answer.len() == 2 && answer.contains(&http_ip(1)) && answer.contains(&http_ip(2))
+    });
+    assert!(ok.is_ok(), "DNS answer: {answer:?}");
+}

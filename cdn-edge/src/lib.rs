@@ -14,8 +14,10 @@ pub mod gateway;
 pub mod hash;
 pub mod manifest;
 pub mod publish;
+pub mod service;
 pub mod store;
 pub mod transfer;
 
 pub use config::CdnConfig;
 pub use hash::Hash;
+pub use service::{CdnHandle, Deps, StartError, start};

@@ -51,11 +51,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dns::start(
             &config,
             listen,
-            zones,
-            Arc::new(LocalSteering::default()),
-            &mut registry,
-            stop.clone(),
-            &tracker,
+            dns::Deps {
+                zones,
+                steering: Arc::new(LocalSteering::default()),
+                registry: &mut registry,
+                shutdown: stop.clone(),
+                tracker: tracker.clone(),
+            },
         )
         .await
     })?;

@@ -26,6 +26,6 @@ pub mod wire;
 pub mod zones;
 
 pub use config::DnsConfig;
-pub use server::{DnsHandle, StartError, start};
+pub use server::{Deps, DnsHandle, StartError, start};
 pub use store_source::StoreZones;
 pub use zones::{LocalSteering, MemoryZones, SiteSteering, ZoneSource, ZoneView};

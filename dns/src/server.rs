@@ -97,18 +97,36 @@ impl DnsHandle {
     }
 }
 
+/// What the DNS service is given by whoever starts it.
+pub struct Deps<'a> {
+    /// The zones of the ledger TLDs (verified by their source).
+    pub zones: Arc<dyn ZoneSource>,
+    /// Which addresses answer for a site name ([`crate::LocalSteering`] outside a mesh).
+    pub steering: Arc<dyn SiteSteering>,
+    /// Registry to register metrics into (the caller chooses the prefix).
+    pub registry: &'a mut Registry,
+    /// Cancelled when the node shuts down: stops everything.
+    pub shutdown: CancellationToken,
+    /// Where the service's tasks are tracked, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
 /// Starts the DNS service on `listen` (port 0 picks a free port shared by UDP and TCP),
-/// answering the ledger TLDs from `zones` and forwarding the rest. Tasks run on the current
-/// runtime and are tracked by `tracker`; `shutdown` stops everything.
+/// answering the ledger TLDs from `deps.zones` and forwarding the rest. Tasks run on the
+/// current runtime.
 pub async fn start(
     config: &DnsConfig,
     listen: SocketAddr,
-    zones: Arc<dyn ZoneSource>,
-    steering: Arc<dyn SiteSteering>,
-    registry: &mut Registry,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
+    deps: Deps<'_>,
 ) -> Result<DnsHandle, StartError> {
+    let Deps {
+        zones,
+        steering,
+        registry,
+        shutdown,
+        tracker,
+    } = deps;
+    let tracker = &tracker;
     config.validate()?;
     let n_udp = match config.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -46,11 +46,13 @@ fn start(config: DnsConfig) -> Running {
             dns::start(
                 &config,
                 "127.0.0.1:0".parse().unwrap(),
-                z,
-                Arc::new(LocalSteering::default()),
-                &mut registry,
-                s,
-                &tracker,
+                dns::Deps {
+                    zones: z,
+                    steering: Arc::new(LocalSteering::default()),
+                    registry: &mut registry,
+                    shutdown: s,
+                    tracker: tracker.clone(),
+                },
             )
             .await
         })

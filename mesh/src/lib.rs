@@ -34,12 +34,13 @@ pub mod dataplane;
 pub mod directory;
 pub mod frame;
 pub mod membership;
+pub mod providers;
 pub mod reports;
 pub mod trust;
 pub mod wan;
 mod wan_tcp;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -271,6 +272,8 @@ pub struct Mesh {
         Vec<(String, String)>,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Who holds what (blobs, sites), for every service that fetches or steers.
+    providers: providers::ProviderTable,
     shutdown: CancellationToken,
 }
 
@@ -407,8 +410,10 @@ impl Mesh {
             keypair,
             reported: Arc::default(),
             report_outcomes: Default::default(),
+            providers: providers::ProviderTable::default(),
             shutdown,
         };
+        tokio::spawn(mesh.clone().refresh_providers());
         registry.register(
             "standing_reports",
             "Standing reports received, by outcome (counted, ignored, invalid)",
@@ -424,6 +429,94 @@ impl Mesh {
             Err(e) => tracing::warn!(error = %e, "cannot subscribe to standing reports"),
         }
         Ok(mesh)
+    }
+
+    /// The provider table (who holds a key); services feed it what members say they hold.
+    pub fn providers(&self) -> &providers::ProviderTable {
+        &self.providers
+    }
+
+    /// The holders of `key` that are live members (this node included when it announced the
+    /// key), without waiting: the table is read and the key kept fresh in the background
+    /// (see [`providers`]). For answers that must not wait, such as DNS steering.
+    pub fn holders(&self, key: &[u8]) -> Vec<PeerId> {
+        let peers = self.providers.read(key, true);
+        let live: HashSet<PeerId> = self
+            .members()
+            .into_iter()
+            .filter(|m| matches!(m.state, MemberState::Alive | MemberState::Suspect))
+            .map(|m| m.id.peer)
+            .collect();
+        peers.into_iter().filter(|p| live.contains(p)).collect()
+    }
+
+    /// The other live members holding `key`, for a fetch: the table's holders if a lookup
+    /// found them within [`providers::LOOKUP_EVERY`], else after a DHT lookup of at most
+    /// `wait` (300 ms when some holder is already known).
+    pub async fn find_holders(&self, key: &[u8], wait: Duration) -> Vec<PeerId> {
+        let known = self.other_live(self.providers.read(key, false));
+        if !known.is_empty() && self.providers.recently_looked_up(key) {
+            return known;
+        }
+        let wait = if known.is_empty() {
+            wait
+        } else {
+            wait.min(Duration::from_millis(300))
+        };
+        self.providers.start_lookup(key);
+        self.lookup_holders(key.to_vec(), wait).await;
+        self.other_live(self.providers.read(key, false))
+    }
+
+    fn other_live(&self, peers: Vec<PeerId>) -> Vec<PeerId> {
+        let me = self.peer_id();
+        let alive: HashSet<PeerId> = self
+            .members()
+            .into_iter()
+            .filter(|m| !m.is_self && m.state == MemberState::Alive)
+            .map(|m| m.id.peer)
+            .collect();
+        peers
+            .into_iter()
+            .filter(|p| *p != me && alive.contains(p))
+            .collect()
+    }
+
+    async fn lookup_holders(&self, key: Vec<u8>, wait: Duration) {
+        let found = tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            r = tokio::time::timeout(wait, self.control.providers(key.clone())) => match r {
+                Ok(Ok(peers)) => Some(peers),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "DHT provider lookup failed");
+                    None
+                }
+                Err(_) => None,
+            },
+        };
+        self.providers.looked_up(&key, found);
+    }
+
+    /// Looks the watched keys of the provider table up in the background (see [`providers`]).
+    async fn refresh_providers(self) {
+        let running = Arc::new(tokio::sync::Semaphore::new(providers::MAX_LOOKUPS));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                () = self.providers.wait(Duration::from_secs(1)) => {}
+            }
+            for key in self.providers.due(running.available_permits()) {
+                let Ok(permit) = running.clone().try_acquire_owned() else {
+                    self.providers.looked_up(&key, None);
+                    continue;
+                };
+                let mesh = self.clone();
+                tokio::spawn(async move {
+                    mesh.lookup_holders(key, providers::LOOKUP_TIMEOUT).await;
+                    drop(permit);
+                });
+            }
+        }
     }
 
     /// Weighs every standing report gossiped to this node (see [`reports`]).

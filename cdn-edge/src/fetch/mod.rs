@@ -1,9 +1,10 @@
 //! The fetcher: gets blobs this node lacks from the nearest providers, verified, and makes
 //! this node a provider of what it holds.
 //!
-//! - **Who has it**: providers of a hash are the DHT provider records under
-//!   [`Hash::provider_key`] plus what members said on the `have` gossip topic ([`HAVE_TOPIC`]).
-//!   The mesh directory ranks them ([`mesh::Mesh::rank`]); dead members and peers that failed or
+//! - **Who has it**: the mesh's provider table ([`mesh::providers`], which DNS steering reads
+//!   too) under [`Hash::provider_key`]: the DHT provider records plus what members said on the
+//!   `have` gossip topic ([`HAVE_TOPIC`]), which the fetcher feeds into the table. The mesh
+//!   directory ranks them ([`mesh::Mesh::rank`]); dead members and peers that failed or
 //!   served corrupt data recently fall behind.
 //! - **One fetch per blob**: concurrent requests for the same hash share one [`Fetch`]
 //!   (single-flight). It runs to completion even if the visitor that started it goes away, so
@@ -49,8 +50,6 @@ use crate::transfer::{self, Decoder, Flow, Progress, Request, TransferError};
 pub const HAVE_TOPIC: &str = "proxima/cdn/have/1";
 /// Most hashes in one `have` message (fits the mesh's 64 KiB gossip bound).
 const MAX_HAVE: usize = 1900;
-/// Most peers remembered per hash from gossip.
-const MAX_GOSSIP_PEERS: usize = 16;
 /// Fetch records kept for `/api/blobs/fetches`.
 const MAX_RECORDS: usize = 256;
 
@@ -372,7 +371,6 @@ struct Inner {
     mesh: mesh::Mesh,
     config: FetchConfig,
     inflight: Mutex<HashMap<Hash, Arc<Fetch>>>,
-    gossip: moka::sync::Cache<Hash, Arc<Mutex<Vec<PeerId>>>>,
     announce: tokio::sync::mpsc::Sender<Hash>,
     announce_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Hash>>>,
     /// Set when a hash did not fit in the queue: the announcer then announces every held blob.
@@ -407,7 +405,6 @@ impl Fetcher {
                 mesh,
                 config,
                 inflight: Mutex::new(HashMap::new()),
-                gossip: moka::sync::Cache::new(100_000),
                 announce: tx,
                 announce_rx: Mutex::new(Some(rx)),
                 announce_overflow: std::sync::atomic::AtomicBool::new(false),
@@ -573,65 +570,23 @@ impl Fetcher {
             if data.len() % 32 != 0 || data.len() > MAX_HAVE * 32 {
                 continue;
             }
+            // Into the mesh's provider table, which DNS steering reads too.
+            let table = self.inner.mesh.providers();
             for h in data.chunks_exact(32) {
                 let mut b = [0u8; 32];
                 b.copy_from_slice(h);
-                let list = self.inner.gossip.get_with(Hash(b), Default::default);
-                let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
-                if !list.contains(&peer) {
-                    if list.len() >= MAX_GOSSIP_PEERS {
-                        list.remove(0);
-                    }
-                    list.push(peer);
-                }
+                table.note(&Hash(b).provider_key(), peer);
             }
         }
     }
 
-    /// Providers of `hash` known from gossip and the DHT that are live members (not self).
+    /// Other live members holding `hash`, from the mesh's provider table (gossip and the
+    /// DHT), looked up now unless a recent lookup found some.
     pub async fn providers(&self, hash: Hash) -> Vec<PeerId> {
-        let mut found: Vec<PeerId> = self
-            .inner
-            .gossip
-            .get(&hash)
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone())
-            .unwrap_or_default();
-        let wait = if found.is_empty() {
-            self.inner.config.lookup_timeout
-        } else {
-            self.inner
-                .config
-                .lookup_timeout
-                .min(Duration::from_millis(300))
-        };
-        let asked = Instant::now();
-        let dht = tokio::time::timeout(
-            wait,
-            self.inner.mesh.control().providers(hash.provider_key()),
-        )
-        .await;
-        match dht {
-            Ok(Ok(peers)) => {
-                tracing::debug!(%hash, gossip = found.len(), dht = peers.len(), ms = asked.elapsed().as_millis() as u64, "providers looked up");
-                found.extend(peers);
-            }
-            Ok(Err(e)) => tracing::debug!(%hash, error = %e, "DHT provider lookup failed"),
-            Err(_) => {
-                tracing::debug!(%hash, gossip = found.len(), ?wait, "DHT provider lookup timed out")
-            }
-        }
-        let me = self.inner.mesh.peer_id();
-        let members: HashSet<PeerId> = self
-            .inner
+        self.inner
             .mesh
-            .members()
-            .into_iter()
-            .filter(|m| !m.is_self && m.state == mesh::MemberState::Alive)
-            .map(|m| m.id.peer)
-            .collect();
-        let mut seen = HashSet::new();
-        found.retain(|p| *p != me && members.contains(p) && seen.insert(*p));
-        found
+            .find_holders(&hash.provider_key(), self.inner.config.lookup_timeout)
+            .await
     }
 
     /// `peers` as the mesh directory ranks them for a fetch (best first).

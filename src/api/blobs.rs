@@ -1,9 +1,5 @@
-//! Wiring of the CDN edge into the node: the blob store under `<data_dir>/blobs`, the HTTP
-//! gateway on `http_listen` (service `http`), the site resolver over the naming service's
-//! verified zones, the blob admin API used by `proxima publish` and `proxima get`, and metrics
-//! under `proxima_cdn_*`.
-//!
-//! Admin API (JSON unless noted):
+//! The blob store's admin API, used by `proxima publish` and `proxima get` (JSON unless
+//! noted):
 //!
 //! - `GET  /api/blobs`: `{count, bytes}` of the store.
 //! - `POST /api/blobs/missing` `{hashes: [hex]}` -> `{missing: [hex]}`: what an upload must send.
@@ -17,18 +13,7 @@
 //!   gossip), as the directory ranks them.
 //! - `GET  /api/blobs/fetches`: the recent fetches from peers (providers ranked and used,
 //!   groups per provider, failures, time to first group and to completion).
-//!
-//! Blobs this node lacks are fetched from the nearest providers over the mesh
-//! ([`cdn_edge::fetch`]); this node serves what it holds to its peers on
-//! [`cdn_edge::transfer::ALPN`] and announces every blob it stores (uploaded, pinned or
-//! fetched) as a provider.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::{Context, Result};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -36,145 +21,45 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cdn_edge::fetch::{FetchConfig, Fetcher};
-use cdn_edge::gateway::{Gateway, SiteResolver};
-use cdn_edge::store::{BlobSource, Store, StoreError};
-use cdn_edge::{Hash, gateway};
+use cdn_edge::store::{BlobSource, StoreError};
+use cdn_edge::{CdnHandle, Hash};
 use futures::StreamExt;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use crate::admin::{self, ServiceInfo};
-use crate::config::Config;
 
 /// Most hashes in one `missing` or `pin` request.
 const MAX_HASHES: usize = 100_000;
 
-/// The running CDN edge of a node.
+/// What the routes act on.
 #[derive(Clone)]
-pub struct Cdn {
-    /// The blob store.
-    pub store: Store,
-    /// The gateway's real address.
-    pub http_addr: SocketAddr,
-    /// The networked blob source (store first, then providers on the mesh).
-    pub fetcher: Fetcher,
-    resolver: Arc<dyn SiteResolver>,
+struct Cdn {
+    edge: CdnHandle,
+    /// Largest upload accepted (`cdn.max_upload_bytes`).
     max_upload: u64,
 }
 
-impl std::fmt::Debug for Cdn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cdn")
-            .field("store", &self.store)
-            .field("http_addr", &self.http_addr)
-            .finish()
+impl std::ops::Deref for Cdn {
+    type Target = CdnHandle;
+    fn deref(&self) -> &CdnHandle {
+        &self.edge
     }
 }
 
-/// Sites from the naming service's verified zones: a host's site record is the `Site` record
-/// owned by exactly that name, in the zone that answers for it.
-pub struct ZoneSites(pub Arc<naming::ZoneStore>);
-
-impl SiteResolver for ZoneSites {
-    fn manifest_for(&self, host: &str) -> Option<Hash> {
-        let name = naming::Name::parse(host).ok()?;
-        let zone = self.0.lookup(&name)?;
-        zone.zone.records_for(&name).find_map(|r| match r.data {
-            naming::RecordData::Site { manifest } => Some(Hash(manifest)),
-            _ => None,
-        })
-    }
-}
-
-/// Starts the store and the gateway on `config.http_listen`.
-// Each argument is a distinct dependency the node hands over; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
-pub async fn start(
-    config: &Config,
-    data_dir: &Path,
-    resolver: Arc<dyn SiteResolver>,
-    identity: &crate::identity::NodeIdentity,
-    mesh: &mesh::Mesh,
-    services: &mut BTreeMap<String, ServiceInfo>,
-    registry: &mut Registry,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> Result<Cdn> {
-    config
-        .cdn
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let store_config = config.cdn.store(data_dir.join("blobs"));
-    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
-        .await
-        .context("blob store open task failed")?
-        .context("cannot open the blob store")?;
-    let cdn_registry = registry.sub_registry_with_prefix("cdn");
-    store.register_metrics(cdn_registry.sub_registry_with_prefix("store"));
-    // Serve what this node holds to its peers, and fetch what it lacks from them.
-    let server = cdn_edge::transfer::Server::new(Arc::new(store.clone()), 64);
-    server.register_metrics(cdn_registry.sub_registry_with_prefix("transfer"));
-    server
-        .serve_on(mesh.dataplane())
-        .context("cannot serve the blob transfer protocol")?;
-    let fetcher = Fetcher::new(store.clone(), mesh.clone(), FetchConfig::default());
-    fetcher.register_metrics(cdn_registry.sub_registry_with_prefix("fetch"));
-    tracker.spawn(fetcher.clone().run_announcer(shutdown.clone()));
-    tracker.spawn(fetcher.clone().run_gossip(shutdown.clone()));
-    // The gateway proves to other nodes that its address answers for this node (steering
-    // names an HTTP address only after that check).
-    let key = identity.signing_key().clone();
-    let gateway_config = cdn_edge::gateway::GatewayConfig {
-        identity: Some(cdn_edge::gateway::IdentitySigner(Arc::new(
-            move |msg: &[u8]| {
-                use ed25519_dalek::Signer;
-                key.sign(msg).to_bytes()
-            },
-        ))),
-        ..config.cdn.gateway()
-    };
-    let gw = Gateway::new(
-        gateway_config,
-        resolver.clone(),
-        Arc::new(fetcher.clone()) as Arc<dyn BlobSource>,
-    );
-    gw.register_metrics(cdn_registry.sub_registry_with_prefix("gateway"));
-    let listener = gateway::bind(config.http_listen)
-        .await
-        .with_context(|| format!("cannot listen on http_listen {}", config.http_listen))?;
-    let http_addr = listener.local_addr()?;
-    tracker.spawn(gw.serve(listener, shutdown.clone()));
-    services.insert("http".to_owned(), admin::service("http", http_addr));
-    Ok(Cdn {
-        store,
-        fetcher,
-        http_addr,
-        resolver,
-        max_upload: config.cdn.max_upload_bytes,
-    })
-}
-
-impl Cdn {
-    /// The admin API routes of the blob store.
-    pub fn routes(&self) -> Router {
-        let blob_routes = Router::new()
-            .route("/api/blobs/{hash}", get(get_blob).put(put_blob))
-            .layer(DefaultBodyLimit::disable());
-        Router::new()
-            .route("/api/blobs", get(stats))
-            .route("/api/blobs/missing", post(missing))
-            .route("/api/blobs/pin", post(pin))
-            .route("/api/blobs/verify", post(verify))
-            .route("/api/blobs/fetches", get(fetches))
-            .route("/api/blobs/{hash}/providers", get(providers))
-            .route("/api/sites/{host}", get(site))
-            .merge(blob_routes)
-            .with_state(self.clone())
-    }
+/// The routes, over the running CDN edge.
+pub fn routes(edge: CdnHandle, max_upload: u64) -> Router {
+    let blob_routes = Router::new()
+        .route("/api/blobs/{hash}", get(get_blob).put(put_blob))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/api/blobs", get(stats))
+        .route("/api/blobs/missing", post(missing))
+        .route("/api/blobs/pin", post(pin))
+        .route("/api/blobs/verify", post(verify))
+        .route("/api/blobs/fetches", get(fetches))
+        .route("/api/blobs/{hash}/providers", get(providers))
+        .route("/api/sites/{host}", get(site))
+        .merge(blob_routes)
+        .with_state(Cdn { edge, max_upload })
 }
 
 /// A list of hashes.
