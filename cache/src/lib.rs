@@ -101,12 +101,28 @@ pub struct Deps<'a> {
 #[derive(Debug, Clone)]
 pub struct CacheHandle {
     shared: Arc<Shared>,
+    /// Stops this service only (a child of the node's token).
+    stop: CancellationToken,
+    /// This service's tasks.
+    tasks: TaskTracker,
 }
 
 impl CacheHandle {
     /// The real listen address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// Stops the service (the node's shutdown does too): the listener closes, connections and
+    /// tasks end.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until every task of the service has ended (after a shutdown).
+    pub async fn join(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// The node id this server reports in `CLUSTER MYID` and `INFO`.
@@ -155,6 +171,10 @@ pub async fn start(
     deps: Deps<'_>,
 ) -> Result<CacheHandle, Error> {
     let (maxmemory, _, _) = validate(config)?;
+    // The service's own token and tasks, so that it can be stopped and joined alone; the
+    // node's tracker waits for them.
+    let stop = deps.shutdown.child_token();
+    let tasks = TaskTracker::new();
     if !listen.ip().is_loopback()
         && config.requirepass.is_empty()
         && !config.allow_remote_without_password
@@ -196,7 +216,7 @@ pub async fn start(
             addr,
             config.replication_factor.max(1),
             config.sync_replication,
-            deps.shutdown.child_token(),
+            stop.child_token(),
         ));
         let _ = shared.cluster.set(cl.clone());
         deps.registry.register(
@@ -220,17 +240,22 @@ pub async fn start(
             cluster::membership::wait_complete(&cl, addr, wait).await;
         }
         cl.install_first(&shared);
-        deps.tracker
-            .spawn(cluster::membership::run(cl, shared.clone()));
+        tasks.spawn(cluster::membership::run(cl, shared.clone()));
     }
-    let tracker = deps.tracker.clone();
-    let shutdown = deps.shutdown.clone();
     let s = shared.clone();
-    deps.tracker
-        .spawn(accept_loop(listener, s, shutdown.clone(), tracker));
-    deps.tracker.spawn(housekeeping(shared.clone(), shutdown));
+    tasks.spawn(accept_loop(listener, s, stop.clone(), tasks.clone()));
+    tasks.spawn(housekeeping(shared.clone(), stop.clone()));
+    let waiter = tasks.clone();
+    deps.tracker.spawn(async move {
+        waiter.close();
+        waiter.wait().await;
+    });
     tracing::info!(%addr, "redis protocol listening");
-    Ok(CacheHandle { shared })
+    Ok(CacheHandle {
+        shared,
+        stop,
+        tasks,
+    })
 }
 
 async fn accept_loop(

@@ -73,6 +73,24 @@ pub struct CdnHandle {
     pub http_addr: SocketAddr,
     /// The site resolver the gateway uses.
     pub resolver: Arc<dyn SiteResolver>,
+    /// Stops this service only (a child of the node's token).
+    stop: CancellationToken,
+    /// This service's tasks.
+    tasks: TaskTracker,
+}
+
+impl CdnHandle {
+    /// Stops the service (the node's shutdown does too): the gateway stops accepting, the
+    /// announcer and gossip listener end.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until every task of the service has ended (after a shutdown).
+    pub async fn join(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 impl std::fmt::Debug for CdnHandle {
@@ -94,6 +112,10 @@ pub async fn start(
     config
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
+    // The service's own token and tasks, so that it can be stopped and joined alone; the
+    // node's tracker waits for them.
+    let stop = deps.shutdown.child_token();
+    let tasks = TaskTracker::new();
     let store_config = config.store(deps.store_dir);
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await
@@ -108,10 +130,8 @@ pub async fn start(
         .map_err(|e| StartError::Transfer(e.to_string()))?;
     let fetcher = Fetcher::new(store.clone(), deps.mesh.clone(), FetchConfig::default());
     fetcher.register_metrics(deps.registry.sub_registry_with_prefix("fetch"));
-    deps.tracker
-        .spawn(fetcher.clone().run_announcer(deps.shutdown.clone()));
-    deps.tracker
-        .spawn(fetcher.clone().run_gossip(deps.shutdown.clone()));
+    tasks.spawn(fetcher.clone().run_announcer(stop.clone()));
+    tasks.spawn(fetcher.clone().run_gossip(stop.clone()));
 
     let gateway_config = gateway::GatewayConfig {
         identity: deps.identity,
@@ -133,12 +153,18 @@ pub async fn start(
         addr: http_listen,
         source,
     })?;
-    deps.tracker
-        .spawn(gw.serve(listener, deps.shutdown.clone()));
+    tasks.spawn(gw.serve(listener, stop.clone()));
+    let waiter = tasks.clone();
+    deps.tracker.spawn(async move {
+        waiter.close();
+        waiter.wait().await;
+    });
     Ok(CdnHandle {
         store,
         fetcher,
         http_addr,
         resolver: deps.resolver,
+        stop,
+        tasks,
     })
 }

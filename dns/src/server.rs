@@ -78,6 +78,10 @@ pub struct DnsHandle {
     addr: SocketAddr,
     upstreams: Vec<SocketAddr>,
     engine: Arc<Engine>,
+    /// Stops this service only (a child of the node's token).
+    stop: CancellationToken,
+    /// This service's tasks.
+    tasks: TaskTracker,
 }
 
 impl DnsHandle {
@@ -94,6 +98,17 @@ impl DnsHandle {
     /// The request path (for in-process benchmarks and tools).
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// Stops the service (the node's shutdown does too): sockets close, tasks end.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until every task of the service has ended (after a shutdown).
+    pub async fn join(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
@@ -123,10 +138,14 @@ pub async fn start(
         zones,
         steering,
         registry,
-        shutdown,
-        tracker,
+        shutdown: parent,
+        tracker: node_tracker,
     } = deps;
-    let tracker = &tracker;
+    // The service's own token and tasks, so that it can be stopped and joined alone; the
+    // node's tracker waits for them.
+    let shutdown = parent.child_token();
+    let tasks = TaskTracker::new();
+    let tracker = &tasks;
     config.validate()?;
     let n_udp = match config.udp_sockets {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -247,10 +266,17 @@ pub async fn start(
     });
 
     tracing::info!(%addr, upstreams = ?upstreams, tlds = ?config.tlds, udp_sockets = n_udp, "DNS listening");
+    let waiter = tasks.clone();
+    node_tracker.spawn(async move {
+        waiter.close();
+        waiter.wait().await;
+    });
     Ok(DnsHandle {
         addr,
         upstreams,
         engine,
+        stop: shutdown,
+        tasks,
     })
 }
 
