@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use proxima::harness::wait_for;
 
-/// Five hosts: measured on two shared cores (debug build), the test takes about 19 s, 35 s
+/// Five hosts: measured on two shared cores (debug build), the test takes 19 to 25 s, 35 s
 /// with two busy loops competing for the cores, so there is no reason to drop to four.
 const HOSTS: usize = 5;
 /// The host killed: it published the site and owns cache slots.
