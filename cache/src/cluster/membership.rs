@@ -64,7 +64,8 @@ pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
 }
 
 fn nodes_of(cl: &Cluster, members: &[mesh::MemberView], redis: std::net::SocketAddr) -> Vec<Node> {
-    let mut nodes = vec![Node::new(cl.me, redis)];
+    // This node as clients elsewhere reach it (never `0.0.0.0`), as members name it.
+    let mut nodes = vec![Node::new(cl.me, super::reachable_redis(&cl.mesh, redis))];
     // A node without the cache role holds no one's data: its cache serves only itself.
     if !members.iter().any(|m| m.is_self && m.has_role(CACHE_ROLE)) {
         return nodes;
@@ -876,5 +877,26 @@ mod tests {
         assert_eq!(asked(cl.due_pulls()), Some((sources[1], Accept::Served)));
         assert_eq!(cl.import_target(g, true), Some(sources[0]));
         assert_eq!(cl.import_target(g, false), Some(sources[0]));
+    }
+
+    /// A node listening on `0.0.0.0` names itself in its slot map by the address members are
+    /// told (its advertised IP), never `0.0.0.0`: cluster clients elsewhere connect to it.
+    #[tokio::test]
+    async fn a_node_on_0_0_0_0_names_itself_by_its_advertised_ip() {
+        let mut mc = mesh::MeshConfig::local();
+        mc.quic_listen = "0.0.0.0:0".parse().unwrap();
+        mc.advertise_ip = Some("198.18.0.9".parse().unwrap());
+        let m = mesh::Mesh::start(
+            mesh::keypair_from_seed([7; 32]),
+            mc,
+            &mut prometheus_client::registry::Registry::default(),
+        )
+        .await
+        .expect("a mesh");
+        let bound: std::net::SocketAddr = "0.0.0.0:6300".parse().unwrap();
+        let cl = Cluster::new(m, bound, 2, false, CancellationToken::new());
+        let want: std::net::SocketAddr = "198.18.0.9:6300".parse().unwrap();
+        assert_eq!(cl.view().nodes[cl.view().me].redis, want);
+        assert_eq!(cache_nodes(&cl, bound)[0].redis, want);
     }
 }

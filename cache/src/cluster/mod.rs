@@ -400,6 +400,23 @@ pub fn group_of(slot: u16) -> u16 {
     slot / GROUP_SLOTS
 }
 
+/// The address clients elsewhere reach this node's Redis listener at: the bound address,
+/// unless it is unspecified (`0.0.0.0:6300`); then the mesh's advertised IP (its QUIC
+/// address's, the one members are told for `redis`) with the bound port. This node's entry in
+/// its own slot map (what `CLUSTER SLOTS/SHARDS/NODES` tell cluster clients to connect to)
+/// must use it: a node listening on `0.0.0.0` otherwise named itself `0.0.0.0:6300`, which a
+/// cluster client on another host cannot connect to (found by `tests/multihost.rs`).
+pub(crate) fn reachable_redis(
+    mesh: &mesh::Mesh,
+    bound: std::net::SocketAddr,
+) -> std::net::SocketAddr {
+    if bound.ip().is_unspecified() {
+        std::net::SocketAddr::new(mesh.quic_addr().ip(), bound.port())
+    } else {
+        bound
+    }
+}
+
 impl Cluster {
     /// A cluster layer whose first view holds only this node.
     pub fn new(
@@ -410,7 +427,12 @@ impl Cluster {
         shutdown: CancellationToken,
     ) -> Self {
         let me = mesh.peer_id();
-        let view = View::new(vec![view::Node::new(me, redis)], me, rf, 1);
+        let view = View::new(
+            vec![view::Node::new(me, reachable_redis(&mesh, redis))],
+            me,
+            rf,
+            1,
+        );
         Self {
             mesh,
             me,
