@@ -4,7 +4,6 @@
 //! for every changing request.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -110,8 +109,16 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     )
 }
 
+/// The service addresses a node advertises to members: every service's real listen address.
+pub fn advertised(services: &BTreeMap<String, ServiceInfo>) -> BTreeMap<String, String> {
+    services
+        .iter()
+        .map(|(name, s)| (name.clone(), s.listen.clone()))
+        .collect()
+}
+
 /// Formats an address for `/health`.
-pub fn service(protocol: &str, addr: SocketAddr) -> ServiceInfo {
+pub fn service(protocol: &str, addr: impl std::fmt::Display) -> ServiceInfo {
     ServiceInfo {
         protocol: protocol.into(),
         listen: addr.to_string(),

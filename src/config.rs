@@ -107,6 +107,37 @@ pub struct MeshSection {
     pub identity_work_bits: u32,
 }
 
+impl Config {
+    /// The mesh's configuration: listen and bootstrap addresses, the advertised IP, the
+    /// network key, identity work; zone records pushed through the DHT must decode and carry
+    /// a valid signature. Service addresses are filled in by the node.
+    pub fn mesh_config(&self) -> anyhow::Result<mesh::MeshConfig> {
+        use anyhow::Context;
+        let parse = |key: &str, list: &[String]| -> anyhow::Result<Vec<mesh::Multiaddr>> {
+            list.iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("{key}: {a:?} is not a multiaddr"))
+                })
+                .collect()
+        };
+        let mut mc = mesh::MeshConfig::local();
+        mc.quic_listen = self.quic_listen;
+        mc.advertise_ip = self.advertise_addr;
+        if let Some(path) = &self.mesh.network_key_file {
+            let key = read_network_key(path)
+                .map_err(|e| anyhow::anyhow!("mesh.network_key_file {}: {e}", path.display()))?;
+            mc.network_key = Some(key);
+            tracing::info!("private network: peers without the network key are refused");
+        }
+        mc.control.listen = parse("p2p_listen", &self.p2p_listen)?;
+        mc.control.bootstrap = parse("bootstrap", &self.bootstrap)?;
+        mc.control.validator = Some(crate::names::spread::dht_validator());
+        mc.membership.identity_work_bits = self.mesh.identity_work_bits;
+        Ok(mc)
+    }
+}
+
 /// Reads a network key file: 64 hex digits, alone or as the last line of an IPFS
 /// `swarm.key` (`/key/swarm/psk/1.0.0/`, `/base16/`, key).
 pub fn read_network_key(path: &Path) -> Result<[u8; 32], String> {

@@ -362,7 +362,7 @@ async fn start_services(
     );
 
     // Every service listens now: tell the members where.
-    mesh.advertise(crate::svc_mesh::advertised(&services)).await;
+    mesh.advertise(admin::advertised(&services)).await;
 
     let guard = crate::admin_trust::Guard::new(&admin_token, &config.admin);
     guard.register_metrics(registry.sub_registry_with_prefix("admin"));

@@ -110,6 +110,22 @@ pub fn multiaddr_ip(m: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
+/// `addr` with its IP replaced by `ip` when this node listens on a wildcard address and `addr`
+/// is on another IP (loopback, typically) than the one members reach it at.
+fn on_ip(addr: Multiaddr, ip: IpAddr, wildcard: bool) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    if !wildcard || ip.is_unspecified() || ip.is_loopback() || multiaddr_ip(&addr) == Some(ip) {
+        return addr;
+    }
+    addr.iter()
+        .map(|p| match (p, ip) {
+            (Protocol::Ip4(_) | Protocol::Ip6(_), IpAddr::V4(v4)) => Protocol::Ip4(v4),
+            (Protocol::Ip4(_) | Protocol::Ip6(_), IpAddr::V6(v6)) => Protocol::Ip6(v6),
+            (other, _) => other,
+        })
+        .collect()
+}
+
 fn first_interface_ip(v6: bool) -> Option<IpAddr> {
     let addrs = nix::ifaddrs::getifaddrs().ok()?;
     addrs
@@ -626,6 +642,29 @@ impl Mesh {
     /// The libp2p listen addresses.
     pub async fn p2p_addrs(&self) -> Vec<Multiaddr> {
         self.control.listeners().await.unwrap_or_default()
+    }
+
+    /// The libp2p address members should dial: one on the advertised IP. A listener on a
+    /// wildcard address (`listens` holds one) is reported once per interface, loopback first,
+    /// and maybe not on every interface yet; the advertised IP is then put in, since a wildcard
+    /// listener answers on it.
+    pub async fn dialable_p2p_addr(&self, listens: &[Multiaddr]) -> Option<Multiaddr> {
+        let wildcard = listens
+            .iter()
+            .any(|a| multiaddr_ip(a).is_some_and(|i| i.is_unspecified()));
+        let addrs = self.p2p_addrs().await;
+        let ip = self.quic_addr().ip();
+        addrs
+            .iter()
+            .find(|a| multiaddr_ip(a) == Some(ip))
+            .or_else(|| {
+                addrs
+                    .iter()
+                    .find(|a| multiaddr_ip(a).is_some_and(|i| !i.is_unspecified()))
+            })
+            .or(addrs.first())
+            .cloned()
+            .map(|a| on_ip(a, ip, wildcard))
     }
 
     /// Joins through a member whose identity is known (without the libp2p hello).
