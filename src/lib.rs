@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod datadir;
+#[cfg(feature = "test-utils")]
 pub mod harness;
 pub mod identity;
 pub mod metrics;

@@ -21,6 +21,7 @@ pub mod ready;
 pub mod rrl;
 pub mod server;
 pub mod store_source;
+#[cfg(feature = "test-utils")]
 pub mod testing;
 pub mod wire;
 pub mod zones;

@@ -29,6 +29,7 @@
 
 pub mod control;
 pub mod coords;
+#[cfg(feature = "test-utils")]
 pub mod coords_eval;
 pub mod dataplane;
 pub mod directory;
