@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use proxima::harness::{Cluster, cache_converged, redis_cli, test_options, wait_for};
 
-mod common;
+use crate::common;
 use common::connect;
 
 const KEYS: usize = 100_000;

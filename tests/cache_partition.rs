@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use proxima::harness::{Cluster, cache_converged, cluster_info_field, wait_for, wan_options};
 
-mod common;
+use crate::common;
 use common::connect;
 
 const NODES: usize = 7;

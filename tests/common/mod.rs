@@ -1,5 +1,4 @@
-//! Helpers shared by the cache's whole-system tests. Each test binary compiles this module and
-//! uses only some of it, hence the `dead_code` allowance.
+//! Helpers shared by the cache's whole-system tests.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
