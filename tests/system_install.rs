@@ -1,9 +1,13 @@
 //! An install that fits the system, through the real binary: completions and man pages generated
-//! from the CLI, and `proxima resolver setup|undo` into a temporary root (with stand-in
-//! `systemctl`, `ip` and `resolvectl` that log their calls, so the running machine is never
-//! touched).
+//! from the CLI, `proxima resolver setup|undo` into a temporary root (with stand-in `systemctl`,
+//! `ip` and `resolvectl` that log their calls, so the running machine is never touched), and the
+//! Debian package: built by `scripts/package` from this test's own binary, listed, installed
+//! with dpkg into an empty directory tree, checked by lintian and `systemd-analyze verify`, and
+//! purged. A tool these checks need that is missing fails the test with its name
+//! (`scripts/install-deps test` installs them all).
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxima");
@@ -49,6 +53,10 @@ fn fails(cmd: &mut Command) -> Output {
         text(&out.stdout)
     );
     out
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
@@ -228,8 +236,9 @@ fn resolver_dry_run_lists_the_checks_the_unit_and_the_commands() {
 
 #[test]
 fn resolver_setup_then_undo_with_a_running_resolved() {
-    // A node on port 53: the route names no port.
-    let root = root_with_config("dns_listen = \"127.0.0.1:53\"\n");
+    // The packaged configuration: the route goes to port 53.
+    let shipped = std::fs::read_to_string(repo().join("packaging/proxima.toml")).unwrap();
+    let root = root_with_config(&shipped);
     let r = root.path().to_str().unwrap();
     let system = FakeSystem::new("active", &[]);
     let unit = root.path().join(UNIT);
@@ -350,4 +359,261 @@ fn resolver_setup_fails_loudly_without_resolved() {
     assert!(unit.exists());
     succeeds(&mut system.proxima(&["resolver", "undo", "--root", r]));
     assert!(!unit.exists());
+}
+
+#[test]
+fn shipped_configuration_is_valid_for_a_system_node() {
+    let path = repo().join("packaging/proxima.toml");
+    let shown = succeeds(&mut proxima(&[
+        "config",
+        "show",
+        "--config",
+        path.to_str().unwrap(),
+    ]));
+    for want in [
+        "data_dir = \"/var/lib/proxima\"",
+        "dns_listen = \"127.0.0.1:53\"",
+        "admin_listen = \"127.0.0.1:7300\"",
+    ] {
+        assert!(shown.contains(want), "config show lacks {want:?}:\n{shown}");
+    }
+}
+
+/// `tool` on PATH (with the sbin directories), or a failure naming it and how to get it.
+fn require(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{tool} is not installed; `scripts/install-deps test` installs it")
+        })
+}
+
+/// Runs `program args`, returning (success, stdout + stderr).
+fn run(program: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{} did not run: {e}", program.display()));
+    (
+        out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+#[test]
+fn debian_package_installs_into_an_empty_tree_and_passes_lintian() {
+    for tool in [
+        "cargo-deb",
+        "dpkg",
+        "dpkg-deb",
+        "dpkg-shlibdeps",
+        "strip",
+        "lintian",
+        "systemd-analyze",
+        "systemd-sysusers",
+        "deb-systemd-helper",
+    ] {
+        require(tool);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("out");
+
+    // The package of this very binary; --fast: light compression of a large debug build.
+    let script = repo().join("scripts/package");
+    let (ok, log) = run(
+        &script,
+        &[
+            "--binary",
+            BIN,
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--fast",
+        ],
+    );
+    assert!(ok, "scripts/package failed:\n{log}");
+    let debs: Vec<PathBuf> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    assert_eq!(
+        debs.len(),
+        1,
+        "expected one .deb in {}:\n{log}",
+        out_dir.display()
+    );
+    let deb = debs[0].to_str().unwrap();
+
+    // What it holds.
+    let (ok, listing) = run(&require("dpkg-deb"), &["-c", deb]);
+    assert!(ok, "{listing}");
+    for path in [
+        "./usr/bin/proxima",
+        "./etc/proxima/proxima.toml",
+        "./usr/lib/systemd/system/proxima.service",
+        "./usr/lib/sysusers.d/proxima.conf",
+        "./usr/share/bash-completion/completions/proxima",
+        "./usr/share/zsh/vendor-completions/_proxima",
+        "./usr/share/fish/vendor_completions.d/proxima.fish",
+        "./usr/share/man/man1/proxima.1.gz",
+        "./usr/share/man/man1/proxima-resolver-setup.1.gz",
+        "./usr/share/doc/proxima/copyright",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(&format!(" {path}"))),
+            "the package lacks {path}:\n{listing}"
+        );
+    }
+    let (ok, info) = run(&require("dpkg-deb"), &["-I", deb]);
+    assert!(ok, "{info}");
+    for want in [
+        "conffiles",
+        "postinst",
+        "prerm",
+        "postrm",
+        "Package: proxima",
+        "Depends: ",
+    ] {
+        assert!(info.contains(want), "dpkg-deb -I lacks {want:?}:\n{info}");
+    }
+    // The changelog's top entry is this version (cargo-deb takes the version from Cargo.toml).
+    let version = format!("{}-1", env!("CARGO_PKG_VERSION"));
+    let (ok, field) = run(&require("dpkg-deb"), &["-f", deb, "Version"]);
+    assert!(ok && field.trim() == version, "{field}");
+    let changelog = std::fs::read_to_string(repo().join("packaging/debian/changelog")).unwrap();
+    assert!(
+        changelog.starts_with(&format!("proxima ({version}) ")),
+        "packaging/debian/changelog does not start with version {version}: add an entry"
+    );
+    let (ok, conffiles) = run(&require("dpkg-deb"), &["-I", deb, "conffiles"]);
+    assert!(
+        ok && conffiles.trim() == "/etc/proxima/proxima.toml",
+        "{conffiles}"
+    );
+
+    // Installed by dpkg into an empty tree with an admin directory of its own. The maintainer
+    // scripts run without chroot (the tree has no shell) with DPKG_ROOT set, which they honour:
+    // systemd-sysusers --root creates the user in the tree's /etc/passwd. Dependencies are the
+    // host's business, not the empty tree's.
+    let root = work.path().join("root");
+    let admin = root.join("var/lib/dpkg");
+    for d in ["info", "updates", "triggers"] {
+        std::fs::create_dir_all(admin.join(d)).unwrap();
+    }
+    std::fs::write(admin.join("status"), "").unwrap();
+    let r = format!("--root={}", root.display());
+    let dpkg = require("dpkg");
+    let dpkg_args = |action: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            r.clone(),
+            "--force-script-chrootless".to_owned(),
+            "--force-depends".to_owned(),
+            "--no-triggers".to_owned(),
+        ];
+        v.extend(action.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let args = dpkg_args(&["-i", deb]);
+    let (ok, log) = run(&dpkg, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "dpkg -i into {} failed:\n{log}", root.display());
+    let installed_bin = root.join("usr/bin/proxima");
+    let (ok, version) = run(&installed_bin, &["--version"]);
+    assert!(ok && version.starts_with("proxima "), "{version}");
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("proxima:") && l.contains(":/var/lib/proxima:")),
+        "postinst made no proxima user:\n{passwd}"
+    );
+    let (ok, status) = run(&dpkg, &[&r, "-s", "proxima"]);
+    assert!(
+        ok && status.contains("Status: install ok installed"),
+        "{status}"
+    );
+    assert!(
+        status.contains("/etc/proxima/proxima.toml"),
+        "no conffile: {status}"
+    );
+
+    // The unit, checked by systemd as it would load it: in a root holding the host's units
+    // (the targets it is ordered against), the unit, and its ExecStart= binary (hard-linked
+    // from the installed tree); man pages from the installed tree (Documentation=). Unknown
+    // keys are only warnings to systemd-analyze, so any output at all fails the check.
+    let host_units = Path::new("/usr/lib/systemd/system");
+    assert!(
+        host_units.is_dir(),
+        "{} is missing: is systemd installed?",
+        host_units.display()
+    );
+    let check = work.path().join("unit-check");
+    let units = check.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(check.join("usr/bin")).unwrap();
+    for entry in std::fs::read_dir(host_units).unwrap() {
+        let entry = entry.unwrap();
+        let to = units.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &to).unwrap();
+        } else if meta.is_file() {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    std::fs::copy(
+        root.join("usr/lib/systemd/system/proxima.service"),
+        units.join("proxima.service"),
+    )
+    .unwrap();
+    std::fs::hard_link(&installed_bin, check.join("usr/bin/proxima")).unwrap();
+    let analyze = require("systemd-analyze");
+    let check_root = format!("--root={}", check.display());
+    let out = Command::new(&analyze)
+        .args(["verify", &check_root, "proxima.service"])
+        .env("MANPATH", root.join("usr/share/man"))
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify proxima.service:\n{said}"
+    );
+    // The sandbox, as systemd scores it (0 = fully locked down, 10 = none; 1.5 when written):
+    // a weakened unit fails here.
+    let (ok, security) = run(
+        &analyze,
+        &[
+            "security",
+            "--offline=yes",
+            &check_root,
+            "--threshold=20",
+            "proxima.service",
+        ],
+    );
+    assert!(ok, "the unit's exposure rose above 2.0:\n{security}");
+
+    // Lintian: no errors; the warnings it may print are in ARCHITECTURE.md.
+    let (ok, lint) = run(
+        &require("lintian"),
+        &["--fail-on", "error", "--no-tag-display-limit", deb],
+    );
+    assert!(ok, "lintian reports errors:\n{lint}");
+    assert!(!lint.lines().any(|l| l.starts_with("E: ")), "{lint}");
+    eprintln!("lintian:\n{lint}");
+
+    // Purged: the files, the conffile and the data go; the user stays (Debian keeps them).
+    std::fs::create_dir_all(root.join("var/lib/proxima")).unwrap();
+    let args = dpkg_args(&["--purge", "proxima"]);
+    let (ok, log) = run(&dpkg, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "dpkg --purge failed:\n{log}");
+    for gone in [
+        "usr/bin/proxima",
+        "etc/proxima/proxima.toml",
+        "var/lib/proxima",
+    ] {
+        assert!(!root.join(gone).exists(), "{gone} left after purge");
+    }
 }
