@@ -13,6 +13,7 @@ pub mod api;
 pub mod cli_cluster;
 pub mod cli_name;
 pub mod cli_publish;
+pub mod cli_system;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use proxima::client::{self, DEFAULT_NODE_URL};
@@ -51,6 +51,13 @@ enum Command {
     /// Cluster membership: keys, join tokens, certificates, revocation.
     #[command(subcommand)]
     Cluster(proxima::cli_cluster::ClusterCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(proxima::cli_system::CompletionsCmd),
+    /// Print the man page, or write it and one page per subcommand into a directory.
+    Man(proxima::cli_system::ManCmd),
+    /// Route the node's TLDs to it through systemd-resolved (split DNS), or undo that.
+    #[command(subcommand)]
+    Resolver(proxima::cli_system::ResolverCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -215,6 +222,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", block_on(proxima::cli_publish::run_get(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions(cmd) => {
+            proxima::cli_system::completions(&cmd, Cli::command());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(cmd) => {
+            print!("{}", proxima::cli_system::man(&cmd, Cli::command())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resolver(cmd) => proxima::cli_system::resolver(cmd),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)

@@ -31,4 +31,5 @@ mod multihost;
 mod naming_cli;
 mod naming_mesh;
 mod scenarios;
+mod system_install;
 mod trust;

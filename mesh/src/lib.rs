@@ -467,14 +467,11 @@ impl Mesh {
         peers.into_iter().filter(|p| live.contains(p)).collect()
     }
 
-    /// The other live members holding `key`, for a fetch: the table's holders if a lookup
-    /// found them within [`providers::LOOKUP_EVERY`], else after a DHT lookup of at most
-    /// `wait` (300 ms when some holder is already known).
+    /// The other live members holding `key`, for a fetch: the table's holders after a DHT
+    /// lookup of at most `wait` (300 ms when some holder is already known: a fetch starts with
+    /// what is known rather than wait, and a provider that appeared since is still found).
     pub async fn find_holders(&self, key: &[u8], wait: Duration) -> Vec<PeerId> {
         let known = self.other_live(self.providers.read(key, false));
-        if !known.is_empty() && self.providers.recently_looked_up(key) {
-            return known;
-        }
         let wait = if known.is_empty() {
             wait
         } else {

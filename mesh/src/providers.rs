@@ -13,9 +13,9 @@
 //! - [`crate::Mesh::holders`] never waits: it reads the table and marks the key *watched*; the
 //!   background task looks watched keys up every [`LOOKUP_EVERY`] (every
 //!   [`LOOKUP_EVERY_EMPTY`] while no holder is known) until nobody asked for [`IDLE`].
-//! - [`crate::Mesh::find_holders`] (a fetch) looks the key up now unless a recent lookup
-//!   found holders, and does not make the key watched: a blob fetched once is not looked up
-//!   again and again.
+//! - [`crate::Mesh::find_holders`] (a fetch) looks the key up now (briefly when holders are
+//!   known) and does not make the key watched: a blob fetched once is not looked up again and
+//!   again in the background.
 //! - At most [`MAX_KEYS`] keys are kept (the least recently used go first) and [`MAX_PEERS`]
 //!   holders per key.
 
@@ -172,14 +172,6 @@ impl ProviderTable {
         peers
     }
 
-    /// Whether a lookup of `key` finished within [`LOOKUP_EVERY`].
-    pub(crate) fn recently_looked_up(&self, key: &[u8]) -> bool {
-        self.lock()
-            .get(key)
-            .and_then(|e| e.looked_up)
-            .is_some_and(|t| t.elapsed() < LOOKUP_EVERY)
-    }
-
     /// Stores what a DHT lookup of `key` found (`None`: it failed; the holders stay).
     pub(crate) fn looked_up(&self, key: &[u8], found: Option<Vec<PeerId>>) {
         let now = Instant::now();
@@ -283,7 +275,6 @@ mod tests {
         // A failed lookup keeps what was known.
         t.looked_up(b"k", None);
         assert_eq!(t.read(b"k", false), vec![a, c]);
-        assert!(t.recently_looked_up(b"k"));
     }
 
     #[test]

@@ -90,7 +90,12 @@ function drawCharts() {
     }
     // The latest value of every series, in words, next to the chart's title.
     const now = document.querySelector(`.now[data-group="${c.id}"]`);
-    now.innerHTML = keys.map(k => `<span data-series="${esc(k)}" data-value="${last(state.series[k]) ?? ''}">${esc(c.label(k))} <b>${esc(c.fmt(last(state.series[k]), k))}</b></span>`).join(' · ');
+    // data-value: the latest point; data-peak: the highest in the window (what the chart's
+    // line reaches), for tools that read the page.
+    now.innerHTML = keys.map(k => {
+      const peak = Math.max(0, ...state.series[k].filter(v => v != null));
+      return `<span data-series="${esc(k)}" data-value="${last(state.series[k]) ?? ''}" data-peak="${peak}">${esc(c.label(k))} <b>${esc(c.fmt(last(state.series[k]), k))}</b></span>`;
+    }).join(' · ');
   }
 }
 
