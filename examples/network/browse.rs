@@ -18,10 +18,10 @@ use super::report::{Report, Table, percentile};
 use super::sites::{self, Site};
 
 /// Which nodes hold each site: its publisher and every node that served it whole and verified.
-pub type Holders = Arc<Mutex<Vec<BTreeSet<usize>>>>;
+pub(crate) type Holders = Arc<Mutex<Vec<BTreeSet<usize>>>>;
 
 /// Holders known at the start: each site's publisher.
-pub fn holders_of(sites: &[Site]) -> Holders {
+pub(crate) fn holders_of(sites: &[Site]) -> Holders {
     Arc::new(Mutex::new(
         sites
             .iter()
@@ -32,7 +32,7 @@ pub fn holders_of(sites: &[Site]) -> Holders {
 
 /// What one page view saw.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// DNS query time at the local node (ms).
     pub dns_ms: Option<f64>,
     /// The node that served the page.
@@ -56,7 +56,13 @@ pub struct Outcome {
 /// Resolves `site` at `client`'s node and fetches it through the first answered node that
 /// works (as a browser tries the next address when one fails), skipping nodes the client
 /// cannot reach (partition) and at most three attempts.
-pub async fn view(net: &Net, client: usize, site: &Site, idx: usize, holders: &Holders) -> Outcome {
+pub(crate) async fn view(
+    net: &Net,
+    client: usize,
+    site: &Site,
+    idx: usize,
+    holders: &Holders,
+) -> Outcome {
     let mut out = Outcome::default();
     let known: Vec<usize> = holders.lock().unwrap()[idx].iter().copied().collect();
     let reachable: Vec<usize> = known
@@ -127,7 +133,7 @@ pub async fn view(net: &Net, client: usize, site: &Site, idx: usize, holders: &H
 }
 
 /// `count` client nodes spread over `0..n`.
-pub fn client_nodes(n: usize, count: usize) -> Vec<usize> {
+pub(crate) fn client_nodes(n: usize, count: usize) -> Vec<usize> {
     let count = count.clamp(1, n);
     let v: BTreeSet<usize> = (0..count).map(|k| k * n / count).collect();
     v.into_iter().collect()
@@ -135,7 +141,10 @@ pub fn client_nodes(n: usize, count: usize) -> Vec<usize> {
 
 /// Publishes the sites and waits until every node's DNS answers each name; returns the sites
 /// and the time that took.
-pub async fn publish_and_spread(net: &Net, p: &Params) -> Result<(Vec<Site>, Option<Duration>)> {
+pub(crate) async fn publish_and_spread(
+    net: &Net,
+    p: &Params,
+) -> Result<(Vec<Site>, Option<Duration>)> {
     let sites = sites::publish_all(p.seed, p.sites, net.n, |i| {
         net.addrs(i)
             .expect("every node runs while publishing")
@@ -173,7 +182,7 @@ pub async fn publish_and_spread(net: &Net, p: &Params) -> Result<(Vec<Site>, Opt
 }
 
 /// Runs the scenario.
-pub fn run(p: &Params, report: &mut Report) -> Result<()> {
+pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let net = Arc::new(Net::start(p, 0, 0, |_, _| {})?);
     report.metric("mesh_formed_s", net.formed_in.as_secs_f64());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -225,7 +234,7 @@ pub fn run(p: &Params, report: &mut Report) -> Result<()> {
 }
 
 /// Tables and metrics of a set of page views (cold and warm).
-pub fn summarize(report: &mut Report, outcomes: &[(bool, Outcome)], clients: &[usize]) {
+pub(crate) fn summarize(report: &mut Report, outcomes: &[(bool, Outcome)], clients: &[usize]) {
     let mut lat = Report::latency_table(&format!(
         "Latency at {} client nodes (DNS at the local node; TTFB and full page through the answered node, client RTT included)",
         clients.len()

@@ -19,7 +19,7 @@ use super::probe::ms;
 use super::report::{Report, Table, percentile};
 
 /// A multiplexed connection to `addr`.
-pub async fn connect(addr: std::net::SocketAddr) -> Result<MultiplexedConnection> {
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> Result<MultiplexedConnection> {
     let client = redis::Client::open(format!("redis://{addr}/"))?;
     let con = tokio::time::timeout(
         Duration::from_secs(5),
@@ -31,7 +31,7 @@ pub async fn connect(addr: std::net::SocketAddr) -> Result<MultiplexedConnection
 }
 
 /// The value written under key `i`.
-pub fn value(seed: u64, i: usize) -> String {
+pub(crate) fn value(seed: u64, i: usize) -> String {
     format!("value-{seed}-{i}-{}", "x".repeat(64))
 }
 
@@ -136,7 +136,7 @@ impl ReadonlyClient {
 }
 
 /// Runs the scenario.
-pub fn run(p: &Params, report: &mut Report) -> Result<()> {
+pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let net = Arc::new(Net::start(p, 0, 0, |_, _| {})?);
     report.metric("mesh_formed_s", net.formed_in.as_secs_f64());
     let rt = tokio::runtime::Builder::new_multi_thread()

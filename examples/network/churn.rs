@@ -148,7 +148,7 @@ fn inject(
 }
 
 /// Runs the scenario.
-pub fn run(p: &Params, report: &mut Report) -> Result<()> {
+pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let net = Arc::new(Net::start(p, 0, 0, |_, _| {})?);
     report.metric("mesh_formed_s", net.formed_in.as_secs_f64());
     let rt = tokio::runtime::Builder::new_multi_thread()

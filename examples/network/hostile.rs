@@ -194,7 +194,7 @@ impl Rogue {
 }
 
 /// Runs the scenario.
-pub fn run(p: &Params, report: &mut Report) -> Result<()> {
+pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let clients: Vec<usize> = client_nodes(p.nodes, p.clients + 1)
         .into_iter()
         .filter(|&c| c != 0)

@@ -20,15 +20,15 @@
 
 #![allow(dead_code)]
 
-pub mod browse;
-pub mod cache_near;
-pub mod churn;
-pub mod hostile;
-pub mod net;
-pub mod probe;
-pub mod report;
-pub mod rogue;
-pub mod sites;
+pub(super) mod browse;
+pub(super) mod cache_near;
+pub(super) mod churn;
+pub(super) mod hostile;
+pub(super) mod net;
+pub(super) mod probe;
+pub(super) mod report;
+pub(super) mod rogue;
+pub(super) mod sites;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,12 +36,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-pub use report::Report;
+pub(super) use report::Report;
 
 /// The workloads the runner knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(super) enum Kind {
     /// Publish sites, resolve through the local node's DNS, fetch through the answered node.
     ResolveAndBrowse,
     /// Read-heavy Redis workload: `READONLY` reads versus primary reads.
@@ -57,7 +57,7 @@ pub enum Kind {
 /// The size and knobs of one run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Params {
+pub(super) struct Params {
     /// Nodes started.
     pub nodes: usize,
     /// Tokio worker threads per node.
@@ -122,7 +122,7 @@ impl Default for Params {
 /// A bound on one metric.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Threshold {
+pub(super) struct Threshold {
     /// The metric must be at most this.
     pub max: Option<f64>,
     /// The metric must be at least this.
@@ -134,7 +134,7 @@ pub struct Threshold {
 /// A scenario file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Spec {
+pub(super) struct Spec {
     /// Short name (the file's stem).
     pub name: String,
     /// The workload.
@@ -151,13 +151,13 @@ pub struct Spec {
 }
 
 /// The scenario directory of the repository.
-pub fn scenario_dir() -> PathBuf {
+pub(super) fn scenario_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
 }
 
 impl Spec {
     /// Loads `scenarios/NAME.toml` (or a path to a file).
-    pub fn load(name_or_path: &str) -> Result<Self> {
+    pub(super) fn load(name_or_path: &str) -> Result<Self> {
         let path = if name_or_path.ends_with(".toml") {
             PathBuf::from(name_or_path)
         } else {
@@ -179,7 +179,7 @@ impl Spec {
     }
 
     /// Every scenario file in `scenarios/`, by name.
-    pub fn all() -> Result<Vec<String>> {
+    pub(super) fn all() -> Result<Vec<String>> {
         let mut names: Vec<String> = std::fs::read_dir(scenario_dir())?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -194,7 +194,7 @@ impl Spec {
 
 /// Which size to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Size {
+pub(super) enum Size {
     /// The scenario's `full` parameters.
     Full,
     /// The scenario's `reduced` parameters.
@@ -214,13 +214,13 @@ impl Size {
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
 /// Prints a progress line with the time since the first one.
-pub fn progress(what: &str) {
+pub(super) fn progress(what: &str) {
     let t = START.get_or_init(std::time::Instant::now).elapsed();
     eprintln!("[{:>6.1} s] {what}", t.as_secs_f64());
 }
 
 /// Runs a scenario at a size and checks its thresholds (the report says which failed).
-pub fn run(spec: &Spec, size: Size, params_override: Option<Params>) -> Result<Report> {
+pub(super) fn run(spec: &Spec, size: Size, params_override: Option<Params>) -> Result<Report> {
     let params = params_override.unwrap_or_else(|| match size {
         Size::Full => spec.full.clone(),
         Size::Reduced => spec.reduced.clone(),

@@ -18,31 +18,31 @@ use super::Params;
 
 /// `std::sync` locks with the poisoning unwrapped (a panicking scenario thread fails the run).
 mod parking_lot_shim {
-    pub struct Mutex<T>(std::sync::Mutex<T>);
+    pub(super) struct Mutex<T>(std::sync::Mutex<T>);
     impl<T> Mutex<T> {
-        pub fn new(v: T) -> Self {
+        pub(super) fn new(v: T) -> Self {
             Self(std::sync::Mutex::new(v))
         }
-        pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
             self.0.lock().unwrap_or_else(|e| e.into_inner())
         }
     }
-    pub struct RwLock<T>(std::sync::RwLock<T>);
+    pub(super) struct RwLock<T>(std::sync::RwLock<T>);
     impl<T> RwLock<T> {
-        pub fn new(v: T) -> Self {
+        pub(super) fn new(v: T) -> Self {
             Self(std::sync::RwLock::new(v))
         }
-        pub fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        pub(super) fn read(&self) -> std::sync::RwLockReadGuard<'_, T> {
             self.0.read().unwrap_or_else(|e| e.into_inner())
         }
-        pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        pub(super) fn write(&self) -> std::sync::RwLockWriteGuard<'_, T> {
             self.0.write().unwrap_or_else(|e| e.into_inner())
         }
     }
 }
 
 /// The full PlanetLab matrix (ms), vendored by the mesh crate.
-pub fn planetlab() -> Result<Vec<Vec<f64>>> {
+pub(crate) fn planetlab() -> Result<Vec<Vec<f64>>> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/mesh/testdata/planetlab-490.tsv"
@@ -58,7 +58,7 @@ pub fn planetlab() -> Result<Vec<Vec<f64>>> {
 }
 
 /// Picks `n` rows whose pairwise RTTs are all measured (> 0), in a seeded random order.
-pub fn pick_rows(full: &[Vec<f64>], n: usize, seed: u64) -> Result<Vec<usize>> {
+pub(crate) fn pick_rows(full: &[Vec<f64>], n: usize, seed: u64) -> Result<Vec<usize>> {
     let mut order: Vec<usize> = (0..full.len()).collect();
     order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     let mut rows: Vec<usize> = Vec::with_capacity(n);
@@ -82,7 +82,7 @@ pub fn pick_rows(full: &[Vec<f64>], n: usize, seed: u64) -> Result<Vec<usize>> {
 
 /// Where a running node's services listen.
 #[derive(Debug, Clone)]
-pub struct Addrs {
+pub(crate) struct Addrs {
     /// Admin base URL.
     pub admin: String,
     /// `Authorization: Bearer <admin token>`, for changing admin requests (`curl -H`).
@@ -120,13 +120,13 @@ impl Addrs {
 }
 
 /// The loopback address node `i` serves HTTP on.
-pub fn http_ip(i: usize) -> IpAddr {
+pub(crate) fn http_ip(i: usize) -> IpAddr {
     let i = u32::try_from(i + 1).expect("small index");
     IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | i))
 }
 
 /// The node a DNS answer's address names.
-pub fn node_of_ip(ip: IpAddr, n: usize) -> Option<usize> {
+pub(crate) fn node_of_ip(ip: IpAddr, n: usize) -> Option<usize> {
     let IpAddr::V4(v4) = ip else { return None };
     let o = v4.octets();
     let i = (u32::from(o[1]) << 16 | u32::from(o[2]) << 8 | u32::from(o[3])).checked_sub(1)?;
@@ -134,7 +134,7 @@ pub fn node_of_ip(ip: IpAddr, n: usize) -> Option<usize> {
 }
 
 /// The running network.
-pub struct Net {
+pub(crate) struct Net {
     /// The emulated WAN (positions `0..n` are the nodes, further positions are extras).
     pub wan: Arc<mesh::WanEmulator>,
     /// Node count.
@@ -151,7 +151,7 @@ pub struct Net {
 impl Net {
     /// Starts `p.nodes` nodes (plus `extra` emulator positions for outsiders, placed at the
     /// matrix rows nearest to node `near`), configured by `tweak`, and waits for the mesh.
-    pub fn start(
+    pub(crate) fn start(
         p: &Params,
         extra: usize,
         near: usize,
@@ -221,38 +221,38 @@ impl Net {
     }
 
     /// The RTT (ms) between two positions.
-    pub fn rtt(&self, a: usize, b: usize) -> f64 {
+    pub(crate) fn rtt(&self, a: usize, b: usize) -> f64 {
         self.rtt[a][b]
     }
 
     /// Node `i`'s addresses, if it runs.
-    pub fn addrs(&self, i: usize) -> Option<Addrs> {
+    pub(crate) fn addrs(&self, i: usize) -> Option<Addrs> {
         self.addrs.read()[i].clone()
     }
 
     /// Whether node `i` runs.
-    pub fn alive(&self, i: usize) -> bool {
+    pub(crate) fn alive(&self, i: usize) -> bool {
         self.addrs.read()[i].is_some()
     }
 
     /// Running nodes.
-    pub fn live(&self) -> Vec<usize> {
+    pub(crate) fn live(&self) -> Vec<usize> {
         (0..self.n).filter(|&i| self.alive(i)).collect()
     }
 
     /// Whether positions `a` and `b` can talk (not cut by a partition).
-    pub fn reachable(&self, a: usize, b: usize) -> bool {
+    pub(crate) fn reachable(&self, a: usize, b: usize) -> bool {
         !self.cut.read()[a][b]
     }
 
     /// Kills node `i` abruptly.
-    pub fn kill(&self, i: usize) {
+    pub(crate) fn kill(&self, i: usize) {
         self.addrs.write()[i] = None;
         self.cluster.lock().node_mut(i).kill();
     }
 
     /// Restarts node `i` on its data directory (same identity), waiting until it answers.
-    pub fn restart(&self, i: usize) -> Result<()> {
+    pub(crate) fn restart(&self, i: usize) -> Result<()> {
         let a = {
             let mut c = self.cluster.lock();
             c.node_mut(i).restart()?;
@@ -263,7 +263,7 @@ impl Net {
     }
 
     /// Cuts (or heals) every link between `group` and the other positions.
-    pub fn partition(&self, group: &[usize], cut: bool) {
+    pub(crate) fn partition(&self, group: &[usize], cut: bool) {
         let total = self.rtt.len();
         let mut m = self.cut.write();
         for &a in group {
@@ -276,13 +276,13 @@ impl Net {
     }
 
     /// Peer id of node `i` (as last seen running).
-    pub fn peer_id(&self, i: usize) -> Option<String> {
+    pub(crate) fn peer_id(&self, i: usize) -> Option<String> {
         self.addrs(i).map(|a| a.peer_id)
     }
 
     /// Whether every running node in `observers` sees the peer `peer` in `state` (or, with
     /// `alive == false`, not alive).
-    pub fn all_see(&self, observers: &[usize], peer: &str, alive: bool) -> bool {
+    pub(crate) fn all_see(&self, observers: &[usize], peer: &str, alive: bool) -> bool {
         observers.iter().all(|&o| {
             let Some(a) = self.addrs(o) else { return true };
             proxima::harness::get_health(&a.admin).is_ok_and(|h| {
@@ -297,7 +297,7 @@ impl Net {
 
     /// The observers for which [`Net::all_see`] does not hold, with what each sees instead:
     /// printed when a wait for convergence runs out, so a failed run says who disagreed.
-    pub fn disagreeing(&self, observers: &[usize], peer: &str, alive: bool) -> Vec<String> {
+    pub(crate) fn disagreeing(&self, observers: &[usize], peer: &str, alive: bool) -> Vec<String> {
         let mut out = Vec::new();
         for &o in observers {
             let Some(a) = self.addrs(o) else { continue };
@@ -319,7 +319,7 @@ impl Net {
     }
 
     /// Stops every node (gracefully).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let mut c = self.cluster.lock();
         for t in &mut c.nodes {
             t.shutdown();

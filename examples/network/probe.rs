@@ -11,7 +11,7 @@ use super::sites::Site;
 
 /// A DNS answer.
 #[derive(Debug, Clone)]
-pub struct DnsAnswer {
+pub(crate) struct DnsAnswer {
     /// Query to reply.
     pub elapsed: Duration,
     /// RCODE.
@@ -52,7 +52,7 @@ fn u16_at(p: &[u8], at: usize) -> Result<u16> {
 
 /// Parses the A records of a response (bounded by the packet; nothing is allocated from
 /// lengths the packet claims).
-pub fn parse_a(p: &[u8], id: u16) -> Result<(u8, Vec<IpAddr>)> {
+pub(crate) fn parse_a(p: &[u8], id: u16) -> Result<(u8, Vec<IpAddr>)> {
     if p.len() < 12 || u16_at(p, 0)? != id {
         bail!("not our response");
     }
@@ -78,7 +78,11 @@ pub fn parse_a(p: &[u8], id: u16) -> Result<(u8, Vec<IpAddr>)> {
 }
 
 /// Asks `server` for `name`'s A records over UDP.
-pub async fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> Result<DnsAnswer> {
+pub(crate) async fn resolve(
+    server: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<DnsAnswer> {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let id: u16 = rand::random();
     let started = Instant::now();
@@ -105,7 +109,7 @@ pub async fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> Resul
 
 /// One page visit through one node.
 #[derive(Debug, Clone, Default)]
-pub struct PageVisit {
+pub(crate) struct PageVisit {
     /// Request sent to the first byte of the index page's response (measured).
     pub ttfb: Duration,
     /// Until every file of the page was received and checked (measured).
@@ -120,7 +124,7 @@ pub struct PageVisit {
 /// `http`, with a new connection (as a browser's first visit to that address), and checks every
 /// body against the published hash. A non-200 status or a transport error fails the visit; a
 /// body that does not match its hash counts in `unverified`.
-pub async fn visit(http: SocketAddr, site: &Site, timeout: Duration) -> Result<PageVisit> {
+pub(crate) async fn visit(http: SocketAddr, site: &Site, timeout: Duration) -> Result<PageVisit> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .pool_max_idle_per_host(8)
@@ -174,12 +178,12 @@ pub async fn visit(http: SocketAddr, site: &Site, timeout: Duration) -> Result<P
 }
 
 /// Milliseconds of a duration.
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// A `/metrics` counter summed over the lines that start with `name` and contain `label`.
-pub fn metric(admin: &str, name: &str, label: &str) -> f64 {
+pub(crate) fn metric(admin: &str, name: &str, label: &str) -> f64 {
     let text = proxima::harness::http_get(&format!("{admin}/metrics")).unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(label))

@@ -12,7 +12,7 @@ use super::{Params, Spec};
 
 /// A table of the report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Table {
+pub(crate) struct Table {
     /// Caption.
     pub title: String,
     /// Column names.
@@ -23,7 +23,7 @@ pub struct Table {
 
 /// One threshold, checked.
 #[derive(Debug, Clone, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     /// Metric name.
     pub metric: String,
     /// `<=` or `>=`.
@@ -38,7 +38,7 @@ pub struct Check {
 
 /// Latency samples of one series (milliseconds), for the CDF plot.
 #[derive(Debug, Clone, Serialize)]
-pub struct Series {
+pub(crate) struct Series {
     /// Legend.
     pub label: String,
     /// Samples in ms.
@@ -47,7 +47,7 @@ pub struct Series {
 
 /// The result of one run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Scenario name.
     pub scenario: String,
     /// `full` or `reduced`.
@@ -74,7 +74,7 @@ pub struct Report {
 }
 
 /// `nproc` and the CPU model of this machine.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -89,7 +89,7 @@ pub fn machine() -> String {
 }
 
 /// The `p`-th percentile (0..=100) of `v` (nearest rank); NaN when empty.
-pub fn percentile(v: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -113,7 +113,7 @@ fn fmt(v: f64) -> String {
 
 impl Report {
     /// An empty report for a run of `spec`.
-    pub fn new(spec: &Spec, size: &str, params: &Params) -> Self {
+    pub(crate) fn new(spec: &Spec, size: &str, params: &Params) -> Self {
         Self {
             scenario: spec.name.clone(),
             size: size.into(),
@@ -138,13 +138,13 @@ impl Report {
     }
 
     /// Records a metric.
-    pub fn metric(&mut self, name: &str, value: f64) {
+    pub(crate) fn metric(&mut self, name: &str, value: f64) {
         self.metrics.insert(name.into(), value);
     }
 
     /// Records p50 and p99 of `samples` as `{name}_p50_ms` and `{name}_p99_ms`, and a row of
     /// `table` (count, p50, p90, p99, max).
-    pub fn latency(&mut self, name: &str, samples: &[f64], table: &mut Table) {
+    pub(crate) fn latency(&mut self, name: &str, samples: &[f64], table: &mut Table) {
         let (p50, p90, p99) = (
             percentile(samples, 50.0),
             percentile(samples, 90.0),
@@ -170,7 +170,7 @@ impl Report {
     }
 
     /// An empty latency table (name, n, p50, p90, p99, max in ms).
-    pub fn latency_table(title: &str) -> Table {
+    pub(crate) fn latency_table(title: &str) -> Table {
         Table {
             title: title.into(),
             header: ["series", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"]
@@ -181,7 +181,7 @@ impl Report {
     }
 
     /// Checks `spec`'s thresholds that apply at `size`.
-    pub fn check(&mut self, spec: &Spec, size: &str) {
+    pub(crate) fn check(&mut self, spec: &Spec, size: &str) {
         for (metric, t) in &spec.thresholds {
             if t.only.as_deref().is_some_and(|o| o != size) {
                 continue;
@@ -202,12 +202,12 @@ impl Report {
     }
 
     /// The checks that failed.
-    pub fn failed(&self) -> Vec<&Check> {
+    pub(crate) fn failed(&self) -> Vec<&Check> {
         self.checks.iter().filter(|c| !c.pass).collect()
     }
 
     /// The report as Markdown.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -249,7 +249,7 @@ impl Report {
     }
 
     /// Writes `result.json`, `result.md` and `cdf.svg` (when there are series) into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    pub(crate) fn write(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("result.json"), serde_json::to_string_pretty(self)?)?;
         std::fs::write(dir.join("result.md"), self.markdown())?;
@@ -260,7 +260,7 @@ impl Report {
     }
 
     /// Latency CDFs of every series, log-scaled x axis, as a standalone SVG.
-    pub fn cdf_svg(&self) -> String {
+    pub(crate) fn cdf_svg(&self) -> String {
         let (w, h, left, bottom, top, right) = (760.0, 440.0, 60.0, 40.0, 30.0, 190.0);
         let series: Vec<&Series> = self.series.iter().filter(|s| !s.ms.is_empty()).collect();
         let all = series.iter().flat_map(|s| s.ms.iter().copied());

@@ -186,7 +186,7 @@ fn write_round(net: &Net, round: usize, keys: usize) -> (Vec<String>, usize, usi
 }
 
 /// Runs the scenario.
-pub fn run(p: &Params, report: &mut Report) -> Result<()> {
+pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let net = Arc::new(Net::start(p, 1, 1.min(p.nodes - 1), |_, c| {
         c.cache.requirepass = PASSWORD.into();
     })?);

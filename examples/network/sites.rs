@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 
 /// A published site.
 #[derive(Debug, Clone)]
-pub struct Site {
+pub(crate) struct Site {
     /// Its name, e.g. `site03.proxima`.
     pub name: String,
     /// The node it was published from.
@@ -33,7 +33,7 @@ const ASSETS: [(&str, usize); 3] = [
 
 impl Site {
     /// Site number `idx` of a run with `seed`, to be published from node `publisher`.
-    pub fn generate(seed: u64, idx: usize, publisher: usize) -> Self {
+    pub(crate) fn generate(seed: u64, idx: usize, publisher: usize) -> Self {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((idx as u64 + 1) * 0x9e37_79b9));
         let name = format!("site{idx:02}.proxima");
         let mut contents = Vec::new();
@@ -65,7 +65,7 @@ impl Site {
     }
 
     /// The files a page view fetches after the index.
-    pub fn assets(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn assets(&self) -> impl Iterator<Item = &str> {
         self.files
             .iter()
             .map(|(p, _)| p.as_str())
@@ -73,7 +73,7 @@ impl Site {
     }
 
     /// Whether `body` is what was published at `path`.
-    pub fn matches(&self, path: &str, body: &[u8]) -> bool {
+    pub(crate) fn matches(&self, path: &str, body: &[u8]) -> bool {
         let path = path.trim_start_matches('/');
         self.files
             .iter()
@@ -81,7 +81,7 @@ impl Site {
     }
 
     /// Every content hash of the site (files and manifest).
-    pub fn hashes(&self) -> Vec<Hash> {
+    pub(crate) fn hashes(&self) -> Vec<Hash> {
         self.files
             .iter()
             .map(|(_, h)| *h)
@@ -90,7 +90,7 @@ impl Site {
     }
 
     /// Registers the name at `admin` and publishes the site there.
-    pub async fn publish(&mut self, admin: &str) -> Result<()> {
+    pub(crate) async fn publish(&mut self, admin: &str) -> Result<()> {
         let dir = tempfile::Builder::new().prefix("proxima-site-").tempdir()?;
         for (p, b) in &self.contents {
             std::fs::write(dir.path().join(p), b)?;
@@ -121,7 +121,7 @@ impl Site {
 
 /// Publishes `count` sites, site `s` from node `s * nodes / count` (spread over the network),
 /// with `admin(i)` giving node i's admin URL. Returns the sites.
-pub async fn publish_all(
+pub(crate) async fn publish_all(
     seed: u64,
     count: usize,
     nodes: usize,
@@ -140,7 +140,7 @@ pub async fn publish_all(
 }
 
 /// Waits until `check()` holds, polling every 100 ms, up to `deadline`; returns the time taken.
-pub async fn until<F, Fut>(deadline: Duration, mut check: F) -> Result<Duration>
+pub(crate) async fn until<F, Fut>(deadline: Duration, mut check: F) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A plain (not cluster-aware) client connection to `a`, patient enough for a cut to heal.
-pub fn connect(a: SocketAddr) -> redis::Connection {
+pub(crate) fn connect(a: SocketAddr) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{a}/"))
         .unwrap()
         .get_connection()
@@ -16,7 +16,7 @@ pub fn connect(a: SocketAddr) -> redis::Connection {
 
 /// Sets `{prefix}{i}` to `i` for every `i` below `n` in one pipeline; panics unless every write
 /// is acknowledged.
-pub fn write_all(con: &mut redis::Connection, prefix: &str, n: usize) {
+pub(crate) fn write_all(con: &mut redis::Connection, prefix: &str, n: usize) {
     let mut p = redis::pipe();
     for i in 0..n {
         p.cmd("SET").arg(format!("{prefix}{i}")).arg(i).ignore();
@@ -26,7 +26,7 @@ pub fn write_all(con: &mut redis::Connection, prefix: &str, n: usize) {
 
 /// The `i` below `n` whose key `{prefix}{i}` reads as a miss or a wrong value (all of them if
 /// the read fails).
-pub fn missing(con: &mut redis::Connection, prefix: &str, n: usize) -> Vec<usize> {
+pub(crate) fn missing(con: &mut redis::Connection, prefix: &str, n: usize) -> Vec<usize> {
     let mut p = redis::pipe();
     for i in 0..n {
         p.cmd("GET").arg(format!("{prefix}{i}"));
