@@ -2,7 +2,7 @@
 //!
 //! Every command builds its HTTP client with [`admin_http`], which sends the admin token found by
 //! [`admin_token`]: `--token-file FILE` ([`set_token_file`]), else `PROXIMA_ADMIN_TOKEN`, else
-//! the runtime file of the node at `--node` on this machine (see [`crate::admin_trust`]), else
+//! the runtime file of the node at `--node` on this machine (see [`crate::api::trust`]), else
 //! none (the node then answers 401 with a message naming `--token-file`).
 
 use std::path::PathBuf;
@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::Health;
-use crate::admin_trust;
+use crate::api::Health;
+use crate::api::trust;
 
 /// The admin address of a node started with the defaults.
 pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:7300";
@@ -36,12 +36,12 @@ pub fn admin_token(node: &str) -> Result<Option<String>> {
         }
         return Ok(Some(token.to_owned()));
     }
-    if let Ok(token) = std::env::var(admin_trust::TOKEN_ENV)
+    if let Ok(token) = std::env::var(trust::TOKEN_ENV)
         && !token.trim().is_empty()
     {
         return Ok(Some(token.trim().to_owned()));
     }
-    Ok(admin_trust::token_from_runtime_files(node))
+    Ok(trust::token_from_runtime_files(node))
 }
 
 /// An HTTP client for the admin API of the node at `node`, from `builder` (timeouts), that

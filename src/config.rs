@@ -75,8 +75,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Default log filter when `RUST_LOG` is not set (tracing env-filter syntax).
     pub log: String,
-    /// Admin API trust: `require_token`, `allowed_hosts` (`[admin]`; see `admin_trust`).
-    pub admin: crate::admin_trust::AdminConfig,
+    /// Admin API trust: `require_token`, `allowed_hosts` (`[admin]`; see `api::trust`).
+    pub admin: crate::api::trust::AdminConfig,
     /// DNS: ledger TLDs, forwarding upstreams, allowed clients, rate limiting (`[dns]`).
     pub dns: dns::DnsConfig,
     /// Naming: ledger TLD, authoritative TLDs, Ethereum account key file (`[naming]`).
@@ -171,7 +171,7 @@ impl Default for Config {
             eth_registry: None,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
-            admin: crate::admin_trust::AdminConfig::default(),
+            admin: crate::api::trust::AdminConfig::default(),
             dns: dns::DnsConfig::default(),
             naming: crate::names::NamingConfig::default(),
             cache: cache::Config::default(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::admin::Health;
+use crate::api::Health;
 use crate::config::Config;
 use crate::node::{NodeHandle, NodeOptions};
 
@@ -349,7 +349,7 @@ pub fn admin_client(token: &str) -> reqwest::Client {
 
 /// The admin token of a node run as a process on `data_dir` (its `admin.token`), once written.
 pub fn read_admin_token(data_dir: &std::path::Path) -> Result<String> {
-    let path = data_dir.join(crate::admin_trust::TOKEN_FILE);
+    let path = data_dir.join(crate::api::trust::TOKEN_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(text.trim().to_owned())

@@ -7,17 +7,11 @@
 //! Must not: implement a service itself. DNS, CDN, cache, mesh and naming live in their own
 //! crates; this crate only configures, starts, observes and stops them.
 
-pub mod admin;
-pub mod admin_trust;
 pub mod api;
-pub mod cli_cluster;
-pub mod cli_name;
-pub mod cli_publish;
-pub mod cli_system;
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
-pub mod dashboard;
 pub mod datadir;
 #[cfg(feature = "test-utils")]
 pub mod harness;

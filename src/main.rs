@@ -39,25 +39,25 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Publish a site directory at a name (hash, upload what the node lacks, sign the zone).
-    Publish(proxima::cli_publish::PublishCmd),
+    Publish(proxima::cli::publish::PublishCmd),
     /// Fetch a blob (HASH) or a site's file (NAME/PATH) through a node, verified.
-    Get(proxima::cli_publish::GetCmd),
+    Get(proxima::cli::publish::GetCmd),
     /// Register names and edit their signed records (through a node).
     #[command(subcommand)]
-    Name(proxima::cli_name::NameCommand),
+    Name(proxima::cli::name::NameCommand),
     /// Deploy the NameRegistry contract to an Ethereum endpoint.
     #[command(subcommand)]
-    Contracts(proxima::cli_name::ContractsCommand),
+    Contracts(proxima::cli::name::ContractsCommand),
     /// Cluster membership: keys, join tokens, certificates, revocation.
     #[command(subcommand)]
-    Cluster(proxima::cli_cluster::ClusterCommand),
+    Cluster(proxima::cli::cluster::ClusterCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions(proxima::cli_system::CompletionsCmd),
+    Completions(proxima::cli::system::CompletionsCmd),
     /// Print the man page, or write it and one page per subcommand into a directory.
-    Man(proxima::cli_system::ManCmd),
+    Man(proxima::cli::system::ManCmd),
     /// Route the node's TLDs to it through systemd-resolved (split DNS), or undo that.
     #[command(subcommand)]
-    Resolver(proxima::cli_system::ResolverCommand),
+    Resolver(proxima::cli::system::ResolverCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -203,34 +203,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Name(cmd) => {
-            print!("{}", block_on(proxima::cli_name::run_name(cmd))?);
+            print!("{}", block_on(proxima::cli::name::run_name(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Contracts(cmd) => {
-            print!("{}", block_on(proxima::cli_name::run_contracts(cmd))?);
+            print!("{}", block_on(proxima::cli::name::run_contracts(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster(cmd) => {
-            print!("{}", block_on(proxima::cli_cluster::run(cmd))?);
+            print!("{}", block_on(proxima::cli::cluster::run(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish(cmd) => {
-            print!("{}", block_on(proxima::cli_publish::run_publish(cmd))?);
+            print!("{}", block_on(proxima::cli::publish::run_publish(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Get(cmd) => {
-            print!("{}", block_on(proxima::cli_publish::run_get(cmd))?);
+            print!("{}", block_on(proxima::cli::publish::run_get(cmd))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions(cmd) => {
-            proxima::cli_system::completions(&cmd, Cli::command());
+            proxima::cli::system::completions(&cmd, Cli::command());
             Ok(ExitCode::SUCCESS)
         }
         Command::Man(cmd) => {
-            print!("{}", proxima::cli_system::man(&cmd, Cli::command())?);
+            print!("{}", proxima::cli::system::man(&cmd, Cli::command())?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Resolver(cmd) => proxima::cli_system::resolver(cmd),
+        Command::Resolver(cmd) => proxima::cli::system::resolver(cmd),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, AdminState, ServiceInfo};
+use crate::api::{self, AdminState, ServiceInfo};
 use crate::config::Config;
 use crate::datadir::DataDir;
 use crate::identity::NodeIdentity;
@@ -232,7 +232,7 @@ async fn start_services(
     let config = &crate::ports::free_defaults(config);
     config.validate_admin()?;
     let data_dir = DataDir::open(&config.resolved_data_dir())?;
-    let admin_token = crate::admin_trust::load_or_create_token(data_dir.path())?;
+    let admin_token = crate::api::trust::load_or_create_token(data_dir.path())?;
     let identity =
         NodeIdentity::load_or_create_with_work(data_dir.path(), config.mesh.identity_work_bits)?;
     let peer_id = identity.peer_id().to_string();
@@ -246,7 +246,7 @@ async fn start_services(
         .await
         .with_context(|| format!("cannot listen on admin_listen {}", config.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
-    services.insert("admin".to_owned(), admin::service("http", admin_addr));
+    services.insert("admin".to_owned(), api::service("http", admin_addr));
 
     // Services start here, each on its configured listen address, registering its metrics under
     // its own prefix (`registry.sub_registry_with_prefix(..)`), its real address in `services`,
@@ -278,7 +278,7 @@ async fn start_services(
         tracker,
     )
     .await?;
-    api = api.merge(crate::cluster::api::routes(cluster.clone()));
+    api = api.merge(crate::api::cluster::routes(cluster.clone()));
 
     // Naming: the ledger, the verified zone store and the keystore. DNS and the CDN take the
     // zone store from here (`names.zones()`); its admin routes are under /api/names.
@@ -328,7 +328,7 @@ async fn start_services(
         },
     )
     .await?;
-    services.insert("http".to_owned(), admin::service("http", cdn.http_addr));
+    services.insert("http".to_owned(), api::service("http", cdn.http_addr));
     api = api.merge(crate::api::blobs::routes(
         cdn.clone(),
         config.cdn.max_upload_bytes,
@@ -358,19 +358,19 @@ async fn start_services(
     })?;
     services.insert(
         "redis".to_owned(),
-        admin::service("redis", cache.local_addr()),
+        api::service("redis", cache.local_addr()),
     );
 
     // Every service listens now: tell the members where.
-    mesh.advertise(admin::advertised(&services)).await;
+    mesh.advertise(api::advertised(&services)).await;
 
-    let guard = crate::admin_trust::Guard::new(&admin_token, &config.admin);
+    let guard = crate::api::trust::Guard::new(&admin_token, &config.admin);
     guard.register_metrics(registry.sub_registry_with_prefix("admin"));
     let services = Arc::new(services);
     let registry = Arc::new(registry);
     // The dashboard samples the same registry `/metrics` renders, every 2 s.
-    let dashboard = crate::dashboard::start(
-        crate::dashboard::Sources {
+    let dashboard = crate::api::dashboard::start(
+        crate::api::dashboard::Sources {
             registry: registry.clone(),
             metrics: node_metrics.clone(),
             started,
@@ -382,7 +382,7 @@ async fn start_services(
         shutdown,
         tracker,
     );
-    api = api.merge(crate::dashboard::routes(dashboard));
+    api = api.merge(crate::api::dashboard::routes(dashboard));
     let state = AdminState {
         started,
         peer_id: peer_id.clone(),
@@ -393,10 +393,10 @@ async fn start_services(
         mesh: Some(mesh.clone()),
         guard,
     };
-    let app = admin::router(state, api);
+    let app = api::router(state, api);
     // Local CLIs find the URL and token here; the file goes when the admin endpoint stops.
     let runtime_file =
-        crate::admin_trust::RuntimeFile::publish(admin_addr, &admin_token, data_dir.path());
+        crate::api::trust::RuntimeFile::publish(admin_addr, &admin_token, data_dir.path());
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let served = axum::serve(admin_listener, app)

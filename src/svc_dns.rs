@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, ServiceInfo};
+use crate::api::{self, ServiceInfo};
 use crate::config::Config;
 
 /// Starts DNS on `config.dns_listen`, answering ledger names from `zones`.
@@ -48,6 +48,6 @@ pub async fn start(
     )
     .await
     .with_context(|| format!("cannot start DNS on dns_listen {}", config.dns_listen))?;
-    services.insert("dns".to_owned(), admin::service("dns", handle.local_addr()));
+    services.insert("dns".to_owned(), api::service("dns", handle.local_addr()));
     Ok(handle)
 }

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::ServiceInfo;
+use crate::api::ServiceInfo;
 use crate::config::Config;
 use crate::identity::NodeIdentity;
 
@@ -28,7 +28,7 @@ pub async fn start(
     tracker: &TaskTracker,
 ) -> Result<mesh::Mesh> {
     let mut mc = config.mesh_config()?;
-    mc.services = crate::admin::advertised(services);
+    mc.services = crate::api::advertised(services);
     if let Some(w) = wan {
         let work_bits = mc.membership.identity_work_bits;
         mc.wan = Some(w.clone());
@@ -42,10 +42,10 @@ pub async fn start(
     let m = mesh::Mesh::start(keypair, mc, registry.sub_registry_with_prefix("mesh"))
         .await
         .context("cannot start the mesh")?;
-    let quic = crate::admin::service("quic (data plane)", m.quic_addr());
+    let quic = crate::api::service("quic (data plane)", m.quic_addr());
     services.insert("quic".into(), quic);
     if let Some(p2p) = m.dialable_p2p_addr(&listens).await {
-        services.insert("p2p".into(), crate::admin::service("libp2p", p2p));
+        services.insert("p2p".into(), crate::api::service("libp2p", p2p));
     }
     let leaving = m.clone();
     let stop = shutdown.clone();

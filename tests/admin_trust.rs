@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use proxima::admin_trust::{RuntimeInfo, TOKEN_FILE, runtime_dir, runtime_file_name};
+use proxima::api::trust::{RuntimeInfo, TOKEN_FILE, runtime_dir, runtime_file_name};
 use proxima::harness::{TestNode, auth_header, curl};
 
 /// One request through `curl`: (status, lower-cased response headers, body).

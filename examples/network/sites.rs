@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cdn_edge::Hash;
 use cdn_edge::publish::SiteOptions;
-use proxima::cli_name::{NameCommand, NodeUrl, run_name};
-use proxima::cli_publish::{PublishArgs, publish};
+use proxima::cli::name::{NameCommand, NodeUrl, run_name};
+use proxima::cli::publish::{PublishArgs, publish};
 use rand::{Rng, SeedableRng};
 
 /// A published site.

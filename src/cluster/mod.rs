@@ -16,7 +16,6 @@
 //! - `cert.json` and `issuer`: this node's certificate and who renews it.
 //! - `tokens.json`, `revoked.json`: an issuer's outstanding join tokens and revocation list.
 
-pub mod api;
 pub mod token;
 
 use std::collections::HashMap;

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::ClusterService;
+use crate::cluster::ClusterService;
 
 /// Default lifetime of a join token.
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
