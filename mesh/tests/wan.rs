@@ -84,8 +84,11 @@ fn coordinates_converge_and_rank_picks_the_nearest() {
             == NODES - 1
     };
     while !meshes.iter().all(everyone) {
+        // A bound, not a timing: 20 meshes in one process take 10-30 s here, and over 40 s
+        // on a loaded 2-core machine (a full suite beside a build); the figure is in
+        // benches/results/mesh.md.
         assert!(
-            start.elapsed() < Duration::from_secs(40),
+            start.elapsed() < Duration::from_secs(120),
             "membership did not converge"
         );
         std::thread::sleep(Duration::from_millis(200));
