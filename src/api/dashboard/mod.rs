@@ -33,6 +33,9 @@ use history::History;
 
 /// Events kept (the oldest go first).
 const EVENTS: usize = 500;
+/// Names listed at most (a node may hold a million zones; the page lists the first ones in
+/// name order, those with a site held here first, and says how many there are).
+const NAMES: usize = 200;
 
 /// What the dashboard reads; each part is optional so a node without a service still has a
 /// page.
@@ -208,9 +211,10 @@ impl Dashboard {
                 .collect();
             (live.history.points_since(q.since.unwrap_or(0)), events)
         };
-        let mut names: Vec<NameRow> = s
-            .zones
-            .names()
+        let all = s.zones.names();
+        let names_total = all.len();
+        // Sites held here first, then names with a site, then the rest; each in name order.
+        let mut rows: Vec<NameRow> = all
             .into_iter()
             .filter_map(|n| {
                 let zone = s.zones.get(&n)?;
@@ -227,7 +231,14 @@ impl Dashboard {
                 })
             })
             .collect();
-        names.sort_by(|a, b| a.name.cmp(&b.name));
+        rows.sort_by(|a, b| {
+            (!a.site_held, a.site.is_none(), &a.name).cmp(&(
+                !b.site_held,
+                b.site.is_none(),
+                &b.name,
+            ))
+        });
+        rows.truncate(NAMES);
         let (blobs, bytes) = s.store.stats();
         Document {
             now: now_ms(),
@@ -235,7 +246,8 @@ impl Dashboard {
             uptime_secs: s.started.elapsed().as_secs_f64(),
             points,
             events,
-            names,
+            names: rows,
+            names_total,
             store: StoreUse {
                 blobs,
                 bytes,
@@ -290,7 +302,10 @@ struct Document {
     uptime_secs: f64,
     points: history::Points,
     events: Vec<Event>,
+    /// At most [`NAMES`] of the names with a zone here.
     names: Vec<NameRow>,
+    /// How many names have a zone here.
+    names_total: usize,
     store: StoreUse,
     cache: Option<CacheView>,
     members: Vec<mesh::MemberStatus>,

@@ -220,7 +220,8 @@ function drawNames(doc) {
       : `${link ? `<a class="site-link" data-name="${esc(n.name)}" href="${esc(link)}" target="_blank" rel="noopener">open</a> ` : ''}` +
         `<span class="${n.site_held ? 'ok' : 'warn'}" title="manifest ${esc(n.site)}">${n.site_held ? 'held here' : 'fetched on demand'}</span>`;
     return `<tr class="name" data-name="${esc(n.name)}"><td>${esc(n.name)}</td><td>${site}</td><td class="num">${n.records}</td><td class="num">${n.sequence}</td></tr>`;
-  }).join('');
+  }).join('') + (doc.names_total > doc.names.length
+    ? `<tr><td colspan="4" class="muted small">${doc.names.length} of ${doc.names_total} names shown (sites held here first)</td></tr>` : '');
 }
 
 function drawCache(c) {
