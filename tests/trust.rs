@@ -253,8 +253,14 @@ fn a_short_certificate_is_renewed_by_its_issuer() {
     let short = rt
         .block_on(issuer.admit(p1, vec!["cache".into()], 12))
         .expect("admit");
+    // The admitted certificate (cache only), or already its renewal: with 12 s of life it is
+    // renewed once 4 s are left, which a loaded machine may reach before this looks. The
+    // join token's certificate also carried the registrar role.
     wait_for(BOUND, || {
-        joined.status().certificate.as_ref() == Some(&short)
+        joined
+            .status()
+            .certificate
+            .is_some_and(|c| c.roles == short.roles && c.not_after >= short.not_after)
     })
     .expect("the admitted certificate is delivered and installed");
     wait_for(Duration::from_secs(20), || {
