@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::cli;
 use anyhow::{Context, Result, bail};
 use proxima::harness::{Cluster, TestNode, dig, http_get, test_options, wait_for};
-
-const BIN: &str = env!("CARGO_BIN_EXE_proxima");
 
 /// Where screenshots go for review (`target/browser/`, next to the build).
 fn shots_dir() -> PathBuf {
@@ -95,17 +94,6 @@ fn screenshot(url: &str, file: &Path, width: u32, height: u32, extra: &[&str]) -
     Ok(())
 }
 
-fn cli(args: &[&str]) -> Result<String> {
-    let out = Command::new(BIN).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "proxima {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A small site: a page that uses a stylesheet and an image, and checks in the browser that
 /// both arrived and applied (the result goes in `data-*` attributes of `<body>`).
 fn write_site(dir: &Path) {
@@ -134,6 +122,16 @@ addEventListener('load', () => {
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><rect width="120" height="40" fill="#4a78c2"/></svg>"##,
     )
     .unwrap();
+}
+
+/// Registers `site` on `node` and publishes the test site there, with the real CLI.
+fn publish_site(node: &TestNode, site: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    write_site(dir.path());
+    let admin = node.admin_url();
+    cli(&["name", "register", site, "--node", &admin]).unwrap();
+    let path = dir.path().to_str().unwrap();
+    cli(&["publish", path, "--name", site, "--node", &admin]).unwrap();
 }
 
 /// DNS, HTTP and cache traffic against `node` until `stop`, each on a thread of its own so
@@ -242,19 +240,7 @@ fn the_dashboard_shows_a_live_cluster_and_opens_its_sites() {
         Cluster::start_meshed(3, |_, _| {}, |_| test_options(), Duration::from_secs(60)).unwrap();
     let (publisher, viewer) = (cluster.node(0), cluster.node(1));
     let site = "browser.proxima";
-    let dir = tempfile::tempdir().unwrap();
-    write_site(dir.path());
-    let admin0 = publisher.admin_url();
-    cli(&["name", "register", site, "--node", &admin0]).unwrap();
-    cli(&[
-        "publish",
-        dir.path().to_str().unwrap(),
-        "--name",
-        site,
-        "--node",
-        &admin0,
-    ])
-    .unwrap();
+    publish_site(publisher, site);
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(viewer, site, stop.clone());
@@ -324,19 +310,8 @@ fn a_site_opens_by_name_with_its_stylesheet_and_image() {
     );
     let node = TestNode::start(|_| {}).unwrap();
     let site = "pages.proxima";
-    let dir = tempfile::tempdir().unwrap();
-    write_site(dir.path());
+    publish_site(&node, site);
     let admin = node.admin_url();
-    cli(&["name", "register", site, "--node", &admin]).unwrap();
-    cli(&[
-        "publish",
-        dir.path().to_str().unwrap(),
-        "--name",
-        site,
-        "--node",
-        &admin,
-    ])
-    .unwrap();
     let http = node.addr("http").unwrap();
     // The browser asks for the site by its name; the name resolves to the node's gateway, as
     // the node's DNS would answer it.

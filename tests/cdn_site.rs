@@ -7,35 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use crate::common::{cli, noise};
+use anyhow::{Context, Result};
 use proxima::harness::{TestNode, auth_header, curl, http_get, read_admin_token, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxima");
-
-/// Deterministic pseudo-random bytes (xorshift), so big files do not compress or repeat.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn cli(args: &[&str]) -> Result<String> {
-    let out = Command::new(BIN).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "proxima {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn write(root: &Path, rel: &str, data: &[u8]) {
     let p = root.join(rel);

@@ -9,38 +9,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use crate::common::{cli, noise};
 use cdn_edge::Hash;
 use cdn_edge::transfer::{self, Source};
 use proxima::harness::{Cluster, TestNode, curl, http_get, test_options, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_proxima");
 const GROUP: u64 = 16 * 1024;
-
-/// Deterministic pseudo-random bytes (xorshift), so big files do not compress or repeat.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn cli(args: &[&str]) -> Result<String> {
-    let out = Command::new(BIN).args(args).output()?;
-    if !out.status.success() {
-        bail!(
-            "proxima {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn json(url: &str) -> serde_json::Value {
     serde_json::from_str(&http_get(url).unwrap()).unwrap()

@@ -1,4 +1,4 @@
-//! Helpers shared by the cache's whole-system tests.
+//! Helpers shared by the whole-system tests: the `proxima` CLI, test data, Redis clients.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -40,4 +40,32 @@ pub(crate) fn missing(con: &mut redis::Connection, prefix: &str, n: usize) -> Ve
         .filter(|(i, v)| **v != Some(*i))
         .map(|(i, _)| i)
         .collect()
+}
+
+/// Runs the `proxima` CLI; its stdout, or an error with its stderr.
+pub(crate) fn cli(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxima"))
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "proxima {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big files do not compress or repeat.
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
