@@ -14,9 +14,14 @@ impl SiteResolver for ZoneSites {
     fn manifest_for(&self, host: &str) -> Option<Hash> {
         let name = naming::Name::parse(host).ok()?;
         let zone = self.0.lookup(&name)?;
-        zone.zone.records_for(&name).find_map(|r| match r.data {
-            naming::RecordData::Site { manifest } => Some(Hash(manifest)),
-            _ => None,
-        })
+        site_of(&zone, &name)
     }
+}
+
+/// The site record of exactly `name` in `zone`: the manifest of its site, if it has one.
+pub fn site_of(zone: &naming::SignedZone, name: &naming::Name) -> Option<Hash> {
+    zone.zone.records_for(name).find_map(|r| match r.data {
+        naming::RecordData::Site { manifest } => Some(Hash(manifest)),
+        _ => None,
+    })
 }

@@ -111,7 +111,14 @@ fn changing_requests_need_the_admin_token() {
     }
 
     // Reads stay open.
-    for path in ["/health", "/metrics", "/", "/api/names"] {
+    for path in [
+        "/health",
+        "/metrics",
+        "/",
+        "/api/names",
+        "/api/dashboard",
+        "/assets/dashboard.js",
+    ] {
         let (s, _, _) = call("GET", &format!("{admin}{path}"), &[], None);
         assert_eq!(s, 200, "GET {path}");
     }
@@ -126,15 +133,20 @@ fn host_must_name_this_node() {
     let port = node.handle().unwrap().info().admin_addr.port();
     let auth = node.auth_header();
 
-    // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1.
-    for method in ["GET", "POST"] {
+    // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1 (the
+    // dashboard's document names every member, site and refusal: it must not be readable).
+    for (method, path) in [
+        ("GET", "/health"),
+        ("POST", "/health"),
+        ("GET", "/api/dashboard"),
+    ] {
         let (s, _, out) = call(
             method,
-            &format!("{admin}/health"),
+            &format!("{admin}{path}"),
             &["Host: evil.example"],
             None,
         );
-        assert_eq!(s, 403, "{method}: {out}");
+        assert_eq!(s, 403, "{method} {path}: {out}");
         assert!(error_of(&out).contains("Host not allowed"), "{out}");
     }
     let (s, _, out) = call(

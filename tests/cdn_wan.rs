@@ -14,6 +14,8 @@ use std::time::Duration;
 use cdn_edge::Hash;
 use proxima::harness::{Cluster, TestNode, http_get, wait_for, wan_options};
 
+use crate::common::noise;
+
 /// PlanetLab rows the six nodes sit at (spread over continents).
 const ROWS: [usize; 6] = [0, 133, 378, 485, 60, 250];
 
@@ -26,19 +28,6 @@ fn planetlab() -> Vec<Vec<f64>> {
     text.lines()
         .map(|l| l.split('\t').map(|v| v.parse().unwrap()).collect())
         .collect()
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn json(url: &str) -> serde_json::Value {

@@ -127,7 +127,7 @@ impl ProviderTable {
         let now = Instant::now();
         let mut keys = self.lock();
         if !keys.contains_key(key) && keys.len() >= MAX_KEYS {
-            evict(&mut keys, now);
+            evict(&mut keys);
             if keys.len() >= MAX_KEYS {
                 return;
             }
@@ -201,7 +201,7 @@ impl ProviderTable {
         let now = Instant::now();
         let mut keys = self.lock();
         keys.retain(|_, e| now.duration_since(e.used) < IDLE || e.in_flight);
-        evict(&mut keys, now);
+        evict(&mut keys);
         let mut due = Vec::new();
         for (k, e) in keys.iter_mut() {
             if due.len() >= room {
@@ -238,7 +238,7 @@ impl ProviderTable {
 }
 
 /// Drops the least recently used keys beyond [`MAX_KEYS`] (keeps lookups in flight).
-fn evict(keys: &mut HashMap<Vec<u8>, Entry>, _now: Instant) {
+fn evict(keys: &mut HashMap<Vec<u8>, Entry>) {
     if keys.len() < MAX_KEYS {
         return;
     }

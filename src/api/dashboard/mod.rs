@@ -8,8 +8,9 @@
 //! - the blob store's use and the cache's part in the cluster (slots, pulls, lag, majority);
 //! - the members with their coordinates, measured and predicted RTT.
 //!
-//! The sampler runs on the node's runtime and the handler only copies what it prepared, so the
-//! page keeps answering when the node is busy; the page asks for what changed since its last
+//! The sampler runs on the node's runtime and the handler only copies what it prepared (the
+//! names are listed every 10 s: that walks every zone), so the page keeps answering when the
+//! node is busy; the page asks for what changed since its last
 //! poll (`?since=MS&events_after=SEQ`).
 
 pub mod history;
@@ -36,6 +37,8 @@ const EVENTS: usize = 500;
 /// Names listed at most (a node may hold a million zones; the page lists the first ones in
 /// name order, those with a site held here first, and says how many there are).
 const NAMES: usize = 200;
+/// The names are listed again every this many samples (every 10 s): listing walks every zone.
+const NAMES_EVERY: u64 = 5;
 
 /// What the dashboard reads; each part is optional so a node without a service still has a
 /// page.
@@ -80,6 +83,20 @@ struct Live {
     members: HashMap<String, mesh::MemberState>,
     /// The cache view's epoch at the last sample.
     cache_epoch: Option<u64>,
+    /// What the page shows besides rates and events, as of the last sample.
+    shot: Snapshot,
+    /// Samples taken.
+    ticks: u64,
+}
+
+/// The parts of [`Document`] the sampler prepares, so that a request only copies them.
+#[derive(Debug, Clone, Default)]
+struct Snapshot {
+    names: Vec<NameRow>,
+    names_total: usize,
+    store: StoreUse,
+    cache: Option<CacheView>,
+    members: Vec<mesh::MemberStatus>,
 }
 
 impl Live {
@@ -148,7 +165,33 @@ impl Dashboard {
             .as_ref()
             .and_then(cache::CacheHandle::cluster_status);
         let t = now_ms();
+        let names_due = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ticks
+            .is_multiple_of(NAMES_EVERY);
+        // Outside the lock: listing walks every zone.
+        let names = names_due.then(|| self.names());
+        let (blobs, bytes) = s.store.stats();
+        let store = StoreUse {
+            blobs,
+            bytes,
+            capacity: s.store.disk_budget(),
+        };
+        let cache_view = s.cache.as_ref().map(|c| CacheView {
+            keys: c.key_count(),
+            cluster: cache.clone(),
+        });
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.ticks += 1;
+        if let Some((rows, total)) = names {
+            live.shot.names = rows;
+            live.shot.names_total = total;
+        }
+        live.shot.store = store;
+        live.shot.cache = cache_view;
+        live.shot.members = members.clone();
         for r in live.history.record(t, &samples) {
             live.event(t, "refused", format!("{} +{}", r.series, r.delta));
         }
@@ -211,17 +254,37 @@ impl Dashboard {
                 .collect();
             (live.history.points_since(q.since.unwrap_or(0)), events)
         };
+        let shot = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shot
+            .clone();
+        Document {
+            now: now_ms(),
+            interval_ms: history::INTERVAL.as_millis() as u64,
+            uptime_secs: s.started.elapsed().as_secs_f64(),
+            points,
+            events,
+            names: shot.names,
+            names_total: shot.names_total,
+            store: shot.store,
+            cache: shot.cache,
+            members: shot.members,
+        }
+    }
+
+    /// The names with a zone here, sites held here first, then names with a site, then the
+    /// rest, each in name order; at most [`NAMES`] of them, and how many there are.
+    fn names(&self) -> (Vec<NameRow>, usize) {
+        let s = &self.sources;
         let all = s.zones.names();
-        let names_total = all.len();
-        // Sites held here first, then names with a site, then the rest; each in name order.
+        let total = all.len();
         let mut rows: Vec<NameRow> = all
             .into_iter()
             .filter_map(|n| {
                 let zone = s.zones.get(&n)?;
-                let site = zone.zone.records_for(&n).find_map(|r| match r.data {
-                    naming::RecordData::Site { manifest } => Some(cdn_edge::Hash(manifest)),
-                    _ => None,
-                });
+                let site = crate::sites::site_of(&zone, &n);
                 Some(NameRow {
                     name: n.to_string(),
                     site_held: site.is_some_and(|h| s.store.contains(h)),
@@ -239,26 +302,7 @@ impl Dashboard {
             ))
         });
         rows.truncate(NAMES);
-        let (blobs, bytes) = s.store.stats();
-        Document {
-            now: now_ms(),
-            interval_ms: history::INTERVAL.as_millis() as u64,
-            uptime_secs: s.started.elapsed().as_secs_f64(),
-            points,
-            events,
-            names: rows,
-            names_total,
-            store: StoreUse {
-                blobs,
-                bytes,
-                capacity: s.store.disk_budget(),
-            },
-            cache: s.cache.as_ref().map(|c| CacheView {
-                keys: c.key_count(),
-                cluster: c.cluster_status(),
-            }),
-            members: s.mesh.status(),
-        }
+        (rows, total)
     }
 }
 
@@ -270,7 +314,7 @@ struct Since {
 }
 
 /// A name with a zone here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct NameRow {
     name: String,
     /// Hash of the site manifest, if the zone has a site record.
@@ -281,14 +325,14 @@ struct NameRow {
     sequence: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct StoreUse {
     blobs: u64,
     bytes: u64,
     capacity: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct CacheView {
     keys: usize,
     cluster: Option<cache::cluster::ClusterStatus>,
@@ -311,32 +355,39 @@ struct Document {
     members: Vec<mesh::MemberStatus>,
 }
 
+/// The page and its assets: path, body, content type.
+const ASSETS: [(&str, &str, &str); 6] = [
+    ("/", INDEX, "text/html; charset=utf-8"),
+    (
+        "/assets/dashboard.js",
+        SCRIPT,
+        "text/javascript; charset=utf-8",
+    ),
+    ("/assets/dashboard.css", STYLE, "text/css; charset=utf-8"),
+    (
+        "/assets/uPlot.iife.min.js",
+        UPLOT_JS,
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/assets/uPlot.min.css",
+        UPLOT_CSS,
+        "text/css; charset=utf-8",
+    ),
+    (
+        "/assets/uPlot.LICENSE",
+        UPLOT_LICENSE,
+        "text/plain; charset=utf-8",
+    ),
+];
+
 /// The page, its script and style, uPlot, and `/api/dashboard`.
 pub fn routes(dash: Dashboard) -> Router {
-    Router::new()
-        .route("/", get(|| asset(INDEX, "text/html; charset=utf-8")))
-        .route(
-            "/assets/dashboard.js",
-            get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/assets/dashboard.css",
-            get(|| asset(STYLE, "text/css; charset=utf-8")),
-        )
-        .route(
-            "/assets/uPlot.iife.min.js",
-            get(|| asset(UPLOT_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/assets/uPlot.min.css",
-            get(|| asset(UPLOT_CSS, "text/css; charset=utf-8")),
-        )
-        .route(
-            "/assets/uPlot.LICENSE",
-            get(|| asset(UPLOT_LICENSE, "text/plain; charset=utf-8")),
-        )
-        .route("/api/dashboard", get(document))
-        .with_state(dash)
+    let mut router = Router::new().route("/api/dashboard", get(document));
+    for (path, body, content_type) in ASSETS {
+        router = router.route(path, get(move || asset(body, content_type)));
+    }
+    router.with_state(dash)
 }
 
 const INDEX: &str = include_str!("assets/index.html");
