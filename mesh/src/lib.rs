@@ -66,6 +66,13 @@ pub fn peer_ed25519_key(peer: &PeerId) -> Option<[u8; 32]> {
     let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
     Some(pk.try_into_ed25519().ok()?.to_bytes())
 }
+
+/// The peer id of the node whose Ed25519 public key is `key` (the inverse of
+/// [`peer_ed25519_key`]); `None` if the bytes are not a valid key.
+pub fn peer_from_ed25519(key: &[u8; 32]) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(key).ok()?;
+    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
 pub use membership::{MemberId, MemberMeta, MemberState, MemberView, MembershipConfig};
 pub use wan::{WanEmulator, WanLink};
 

@@ -12,8 +12,17 @@
 //! ```
 //!
 //! The owner signs everything before its signature (so a transaction cannot be forged or moved);
-//! the registrar (the node that keeps this log) signs everything before its own signature, so a
-//! follower can check that a log came from the registrar it trusts.
+//! the registrar (the node that sealed the record) signs everything before its own signature, so
+//! a follower can check that a log came from registrars it trusts.
+//!
+//! # Who may seal (the registrar group)
+//!
+//! The log's trust is rooted in its *founder*: the key that sealed its first records (the node
+//! that kept the ledger alone before it had a group). The set of keys that may seal is the
+//! founder alone until a *group record* (op 5) names a new set; a group record is itself sealed
+//! (and owner-signed) by a member of the set it replaces. So a replica that pins only the
+//! founder's key can verify every record of a log sealed by a changing group, and nobody outside
+//! the current set can add a record or a member.
 //!
 //! # Crash safety
 //!
@@ -101,8 +110,10 @@ struct Inner {
     state: Mutex<State>,
     /// Transactions per owner key: a burst of [`OWNER_BURST`], then [`OWNER_PER_SEC`].
     owner_rate: Mutex<crate::ratelimit::TokenBuckets<[u8; 32]>>,
-    /// Number of changes so far; wakes change streams.
+    /// Number of records so far (followers and forwarded transactions wait on it).
     count_tx: watch::Sender<u64>,
+    /// Number of name changes so far; wakes change streams.
+    changes_tx: watch::Sender<u64>,
 }
 
 /// Ledger transactions one owner may make at once.
@@ -114,25 +125,53 @@ struct State {
     file: File,
     entries: HashMap<Name, LedgerEntry>,
     changes: Vec<LedgerChange>,
+    /// Records in the log (name changes and group records).
+    records: u64,
+    /// Keys that may seal the next record: the founder, or the last group record's set.
+    group: Vec<[u8; 32]>,
     last_hash: [u8; 32],
     /// Set when a write failed half-way: the file may hold a partial frame, so refuse writes
     /// until reopened (which truncates it).
     poisoned: bool,
 }
 
-/// Whether this node keeps the log (signs records) or follows a registrar's log.
+/// Whether this node keeps the log alone or holds a replica of a group's log.
 enum Role {
-    /// Signs and appends records.
+    /// Keeps the log alone: seals and appends its own transactions at once.
     Registrar(SigningKey),
-    /// Appends only records signed by this registrar (replicated over the mesh).
-    Follower(VerifyingKey),
+    /// Appends only records that arrive sealed and verified (applied by the registrar group's
+    /// Raft log, or replicated over the mesh). With a `signer`, it seals proposals while its
+    /// key is in the group (the Raft leader does); it never appends outside the group's order.
+    Replica {
+        /// Root of trust: the key that sealed the first records.
+        founder: VerifyingKey,
+        /// This node's key, for sealing when it leads the group.
+        signer: Option<SigningKey>,
+    },
 }
 
 impl Role {
-    fn key(&self) -> VerifyingKey {
+    fn founder(&self) -> VerifyingKey {
         match self {
             Self::Registrar(k) => k.verifying_key(),
-            Self::Follower(k) => *k,
+            Self::Replica { founder, .. } => *founder,
+        }
+    }
+
+    fn signer(&self) -> Option<&SigningKey> {
+        match self {
+            Self::Registrar(k) => Some(k),
+            Self::Replica { signer, .. } => signer.as_ref(),
+        }
+    }
+
+    /// True if the file was written by this node alone (nothing to re-verify on open).
+    fn trusts_own_file(&self) -> bool {
+        match self {
+            Self::Registrar(_) => true,
+            Self::Replica { founder, signer } => {
+                signer.as_ref().map(SigningKey::verifying_key) == Some(*founder)
+            }
         }
     }
 }
@@ -162,8 +201,17 @@ pub enum Tx {
         /// The new zone key.
         zone_key: [u8; 32],
     },
+    /// Replace the set of keys that may seal records (the registrar group). Signed (as owner
+    /// and as registrar) by a member of the current set; the name is the ledger's TLD.
+    Group {
+        /// The new set, 1 to [`MAX_GROUP`] distinct Ed25519 keys.
+        members: Vec<[u8; 32]>,
+    },
 }
 use Tx as Op;
+
+/// Most keys a group record may name (Raft groups of 1, 3 or 5, with room for a change).
+pub const MAX_GROUP: usize = 7;
 
 /// Seconds a forwarded transaction's timestamp may differ from the registrar's clock.
 pub const MAX_CLOCK_SKEW: u64 = 120;
@@ -210,9 +258,25 @@ impl EmbeddedLedger {
         config: EmbeddedConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, OpenReport), LedgerError> {
-        let key = VerifyingKey::from_bytes(&registrar)
-            .map_err(|_| LedgerError::Storage("invalid registrar key".into()))?;
-        Self::open_role(dir, Role::Follower(key), config, clock)
+        Self::open_replica(dir, registrar, None, config, clock)
+    }
+
+    /// Opens (or creates) a replica in `dir` of the log founded by `founder`, for a node that
+    /// may join the registrar group: records are appended only through
+    /// [`EmbeddedLedger::apply_sealed`] (the group's Raft log) and
+    /// [`EmbeddedLedger::append_replicated`]; while `signer`'s key is in the group it can seal
+    /// proposals ([`EmbeddedLedger::seal_signed`], [`EmbeddedLedger::seal_group`]). Records are
+    /// re-verified on open unless `signer` is the founder (the file is its own).
+    pub fn open_replica(
+        dir: &Path,
+        founder: [u8; 32],
+        signer: Option<SigningKey>,
+        config: EmbeddedConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Self, OpenReport), LedgerError> {
+        let founder = VerifyingKey::from_bytes(&founder)
+            .map_err(|_| LedgerError::Storage("invalid founder key".into()))?;
+        Self::open_role(dir, Role::Replica { founder, signer }, config, clock)
     }
 
     fn open_role(
@@ -239,12 +303,10 @@ impl EmbeddedLedger {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(storage)?;
         let (mut records, mut good_len) = scan(&bytes);
-        if let Role::Follower(key) = &role {
+        let founder = role.founder().to_bytes();
+        if !role.trusts_own_file() {
             // A replica trusts nothing it cannot verify, not even its own file.
-            if let Some(bad) = records
-                .iter()
-                .position(|r| r.verify_signatures(key).is_err())
-            {
+            if let Some(bad) = first_unverified(&records, founder) {
                 good_len = records[..bad].iter().map(|r| r.frame.len()).sum();
                 records.truncate(bad);
             }
@@ -265,16 +327,18 @@ impl EmbeddedLedger {
             file,
             entries: HashMap::new(),
             changes: Vec::with_capacity(records.len()),
+            records: 0,
+            group: vec![founder],
             last_hash: [0; 32],
             poisoned: false,
         };
         let term = config.term;
         for rec in &records {
             apply(&mut state, rec, term);
-            state.last_hash = rec.hash;
         }
-        let count = state.changes.len() as u64;
+        let count = state.records;
         let (count_tx, _) = watch::channel(count);
+        let (changes_tx, _) = watch::channel(state.changes.len() as u64);
         let report = OpenReport {
             records: count,
             dropped_bytes: dropped as u64,
@@ -293,6 +357,7 @@ impl EmbeddedLedger {
                         OWNER_PER_SEC,
                     )),
                     count_tx,
+                    changes_tx,
                 }),
             },
             report,
@@ -310,14 +375,24 @@ impl EmbeddedLedger {
         .map(|(l, _)| l)
     }
 
-    /// The registrar's public key (followers pin it).
+    /// The founder's public key: the registrar that sealed the first records (followers pin
+    /// it; every later sealer is named by a group record it or its successors sealed).
     pub fn registrar_key(&self) -> [u8; 32] {
-        self.inner.role.key().to_bytes()
+        self.inner.role.founder().to_bytes()
     }
 
-    /// True if this is a read-only replica of another node's log.
+    /// The keys that may seal the next record (the registrar group), in the order last set.
+    pub fn group(&self) -> Vec<[u8; 32]> {
+        self.inner
+            .state
+            .lock()
+            .map(|s| s.group.clone())
+            .unwrap_or_default()
+    }
+
+    /// True if this is a replica (records arrive sealed), not a ledger kept alone.
     pub fn is_follower(&self) -> bool {
-        matches!(self.inner.role, Role::Follower(_))
+        matches!(self.inner.role, Role::Replica { .. })
     }
 
     /// Watches the number of records (changes whenever one is appended or replicated).
@@ -340,7 +415,7 @@ impl EmbeddedLedger {
             .state
             .lock()
             .map_err(|_| LedgerError::Storage("ledger lock poisoned".into()))?;
-        let seq = state.changes.len() as u64;
+        let seq = state.records;
         let mut b = encode_owner_part(
             seq,
             &state.last_hash,
@@ -379,6 +454,54 @@ impl EmbeddedLedger {
             .map_err(|e| LedgerError::Storage(format!("ledger task failed: {e}")))?
     }
 
+    /// Group side of a forwarded transaction (the Raft leader): the same checks as
+    /// [`EmbeddedLedger::submit_signed`] against the applied state, then returns the record
+    /// sealed with this replica's key, to be ordered by the group's log and applied by every
+    /// member with [`EmbeddedLedger::apply_sealed`]. Refused unless the key is in the group.
+    pub async fn seal_signed(&self, tx: &[u8]) -> Result<Vec<u8>, LedgerError> {
+        let inner = self.inner.clone();
+        let tx = tx.to_vec();
+        tokio::task::spawn_blocking(move || inner.seal_signed(&tx))
+            .await
+            .map_err(|e| LedgerError::Storage(format!("ledger task failed: {e}")))?
+    }
+
+    /// A group record naming `members` as the keys that may seal from now on, built on the
+    /// applied tip and sealed (and owner-signed) with this replica's key, which must be in the
+    /// current group.
+    pub fn seal_group(&self, members: &[[u8; 32]]) -> Result<Vec<u8>, LedgerError> {
+        self.inner.seal_group(members)
+    }
+
+    /// Applies one sealed record body (the state machine of the registrar group): appended if
+    /// it continues the log, its seal is by a current group key and it passes the rules at its
+    /// own timestamp; [`Applied::Held`] if the log already holds that position;
+    /// [`LedgerError::OutOfStep`] if it was sealed on another tip. Deterministic: every member
+    /// that applies the same records in the same order ends with the same log.
+    pub async fn apply_sealed(&self, body: Vec<u8>) -> Result<Applied, LedgerError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.apply_sealed(&body))
+            .await
+            .map_err(|e| LedgerError::Storage(format!("ledger task failed: {e}")))?
+    }
+
+    /// The whole log as stored (its valid frames), for a snapshot of the group's state.
+    pub fn read_log(&self) -> Result<Vec<u8>, LedgerError> {
+        let state = self.inner.lock()?;
+        let bytes = std::fs::read(&self.inner.path).map_err(storage)?;
+        let (records, good) = scan(&bytes);
+        if records.len() as u64 != state.records {
+            return Err(LedgerError::Storage(format!(
+                "log file holds {} records, the index {}",
+                records.len(),
+                state.records
+            )));
+        }
+        let mut bytes = bytes;
+        bytes.truncate(good);
+        Ok(bytes)
+    }
+
     /// Number of records in the log.
     pub fn len(&self) -> u64 {
         *self.inner.count_tx.borrow()
@@ -409,10 +532,17 @@ impl EmbeddedLedger {
                 bytes.len() - good
             )));
         }
-        let registrar = self.inner.role.key();
-        for rec in &records {
-            rec.verify_signatures(&registrar)
-                .map_err(|e| LedgerError::Storage(format!("record {}: {e}", rec.seq)))?;
+        if let Some(bad) = first_unverified(&records, self.registrar_key()) {
+            let why = {
+                let mut group = vec![self.registrar_key()];
+                for rec in &records[..bad] {
+                    if let Op::Group { members } = &rec.op {
+                        group = members.clone();
+                    }
+                }
+                records[bad].verify_signatures(&group).err().unwrap_or("")
+            };
+            return Err(LedgerError::Storage(format!("record {bad}: {why}")));
         }
         Ok(records.len() as u64)
     }
@@ -476,9 +606,8 @@ impl Inner {
         let Role::Registrar(registrar) = &self.role else {
             return Err(LedgerError::Refused("this ledger is a replica".into()));
         };
-        let seq = state.changes.len() as u64;
         let mut body = encode_owner_part(
-            seq,
+            state.records,
             &state.last_hash,
             now,
             name,
@@ -488,7 +617,8 @@ impl Inner {
         let owner_sig = owner_key.sign(&[OWNER_CONTEXT, &body].concat());
         body.extend_from_slice(&owner_sig.to_bytes());
         seal(&mut body, registrar);
-        self.commit(&mut state, body, seq, now, name, signer, op)
+        self.commit(&mut state, &body)?
+            .ok_or_else(|| LedgerError::Storage("change not recorded".into()))
     }
 
     /// Takes one of `owner`'s transaction tokens.
@@ -508,23 +638,16 @@ impl Inner {
         }
     }
 
-    /// Writes, syncs and applies one sealed record body.
-    #[allow(clippy::too_many_arguments)]
-    fn commit(
-        &self,
-        state: &mut State,
-        body: Vec<u8>,
-        seq: u64,
-        now: u64,
-        name: &Name,
-        signer: Owner,
-        op: Op,
-    ) -> Result<LedgerEntry, LedgerError> {
-        let hash = *blake3::hash(&body).as_bytes();
+    /// Writes and syncs one sealed record body that continues the log, then applies it.
+    /// Returns the changed entry (none for a group record).
+    fn commit(&self, state: &mut State, body: &[u8]) -> Result<Option<LedgerEntry>, LedgerError> {
+        let hash = *blake3::hash(body).as_bytes();
         let mut frame = Vec::with_capacity(4 + body.len() + 32);
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&body);
+        frame.extend_from_slice(body);
         frame.extend_from_slice(&hash);
+        let rec = decode_body(body, hash, &frame)
+            .ok_or_else(|| LedgerError::Storage("sealed record does not decode".into()))?;
         let written = state
             .file
             .write_all(&frame)
@@ -533,27 +656,17 @@ impl Inner {
             state.poisoned = true;
             return Err(storage(e));
         }
-        let rec = Decoded {
-            seq,
-            hash,
-            prev: state.last_hash,
-            timestamp: now,
-            name: name.clone(),
-            signer,
-            op,
-            frame,
-            body_len: body.len(),
-        };
-        apply(state, &rec, self.config.term);
-        state.last_hash = hash;
-        let entry = state
-            .changes
-            .last()
-            .map(|c| c.entry.clone())
-            .ok_or_else(|| LedgerError::Storage("change not recorded".into()))?;
-        let count = state.changes.len() as u64;
-        self.count_tx.send_replace(count);
-        Ok(entry)
+        let changed = apply(state, &rec, self.config.term);
+        self.publish(state);
+        Ok(changed
+            .then(|| state.changes.last().map(|c| c.entry.clone()))
+            .flatten())
+    }
+
+    /// Wakes followers and change streams after records were added.
+    fn publish(&self, state: &State) {
+        self.count_tx.send_replace(state.records);
+        self.changes_tx.send_replace(state.changes.len() as u64);
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, LedgerError> {
@@ -569,12 +682,14 @@ impl Inner {
         Ok(state)
     }
 
-    fn append_signed(&self, tx: &[u8]) -> Result<LedgerEntry, LedgerError> {
-        let Role::Registrar(registrar) = &self.role else {
-            return Err(LedgerError::Refused(
-                "this node is not the registrar".into(),
-            ));
-        };
+    /// Checks an owner-signed transaction against the current tip and rules, and returns it
+    /// sealed by `registrar` (not yet written).
+    fn check_and_seal(
+        &self,
+        state: &State,
+        tx: &[u8],
+        registrar: &SigningKey,
+    ) -> Result<Vec<u8>, LedgerError> {
         let bad = |why: &str| LedgerError::Refused(format!("bad transaction: {why}"));
         // The sealed record must still fit a frame.
         if tx.len() + 32 + 64 > MAX_FRAME {
@@ -594,12 +709,13 @@ impl Inner {
         owner
             .verify_strict(&[OWNER_CONTEXT, &tx[..owner_sig_at]].concat(), &sig)
             .map_err(|_| bad("owner signature does not verify"))?;
-        check_registrable(&fields.name, &self.config.tld)?;
+        if !matches!(fields.op, Op::Group { .. }) {
+            check_registrable(&fields.name, &self.config.tld)?;
+        }
+        // Before the tip check, so a flood costs its owner even when it is out of step.
         self.rate_limit(&owner.to_bytes())?;
-        let mut state = self.lock()?;
-        let len = state.changes.len() as u64;
-        if fields.seq != len || fields.prev != state.last_hash {
-            return Err(LedgerError::OutOfStep(len));
+        if fields.seq != state.records || fields.prev != state.last_hash {
+            return Err(LedgerError::OutOfStep(state.records));
         }
         let now = self.clock.now();
         if fields.timestamp.abs_diff(now) > MAX_CLOCK_SKEW {
@@ -608,8 +724,13 @@ impl Inner {
                 fields.timestamp
             )));
         }
+        if !state.group.contains(registrar.verifying_key().as_bytes()) {
+            return Err(LedgerError::Refused(
+                "this node's key is not in the registrar group".into(),
+            ));
+        }
         check_rules(
-            &state,
+            state,
             &fields.name,
             fields.signer,
             &fields.op,
@@ -618,25 +739,114 @@ impl Inner {
         )?;
         let mut body = tx.to_vec();
         seal(&mut body, registrar);
-        self.commit(
-            &mut state,
-            body,
-            fields.seq,
-            fields.timestamp,
-            &fields.name,
-            fields.signer,
-            fields.op,
-        )
+        Ok(body)
     }
 
-    fn append_replicated(&self, frames: &[u8]) -> Result<u64, LedgerError> {
-        let Role::Follower(registrar) = &self.role else {
+    fn append_signed(&self, tx: &[u8]) -> Result<LedgerEntry, LedgerError> {
+        let Role::Registrar(registrar) = &self.role else {
             return Err(LedgerError::Refused(
-                "the registrar does not take replicated records".into(),
+                "this node is not the registrar".into(),
             ));
         };
         let mut state = self.lock()?;
-        let have = state.changes.len() as u64;
+        let body = self.check_and_seal(&state, tx, registrar)?;
+        self.commit(&mut state, &body)?
+            .ok_or_else(|| LedgerError::Storage("change not recorded".into()))
+    }
+
+    fn seal_signed(&self, tx: &[u8]) -> Result<Vec<u8>, LedgerError> {
+        let Some(signer) = self.role.signer() else {
+            return Err(LedgerError::Refused(
+                "this replica has no key to seal with".into(),
+            ));
+        };
+        let state = self.lock()?;
+        self.check_and_seal(&state, tx, signer)
+    }
+
+    fn seal_group(&self, members: &[[u8; 32]]) -> Result<Vec<u8>, LedgerError> {
+        let Some(signer) = self.role.signer() else {
+            return Err(LedgerError::Refused(
+                "this replica has no key to seal with".into(),
+            ));
+        };
+        let state = self.lock()?;
+        let op = Op::Group {
+            members: members.to_vec(),
+        };
+        let now = self.clock.now();
+        let me = Owner::Ed25519(signer.verifying_key().to_bytes());
+        check_rules(&state, &self.config.tld, me, &op, now, self.config.term)?;
+        let mut body = encode_owner_part(
+            state.records,
+            &state.last_hash,
+            now,
+            &self.config.tld,
+            &signer.verifying_key(),
+            &op,
+        );
+        let owner_sig = signer.sign(&[OWNER_CONTEXT, &body].concat());
+        body.extend_from_slice(&owner_sig.to_bytes());
+        seal(&mut body, signer);
+        Ok(body)
+    }
+
+    fn apply_sealed(&self, body: &[u8]) -> Result<Applied, LedgerError> {
+        let bad = |why: String| LedgerError::Refused(format!("sealed record refused: {why}"));
+        if body.len() > MAX_FRAME {
+            return Err(bad("too large".into()));
+        }
+        let hash = *blake3::hash(body).as_bytes();
+        let mut frame = Vec::with_capacity(4 + body.len() + 32);
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(body);
+        frame.extend_from_slice(&hash);
+        let rec = decode_body(body, hash, &frame).ok_or_else(|| bad("does not decode".into()))?;
+        let mut state = self.lock()?;
+        if rec.seq < state.records {
+            // Already here (replicated by a follow stream, or applied before a restart).
+            return Ok(Applied::Held {
+                records: state.records,
+            });
+        }
+        if rec.seq > state.records {
+            // Every member holds the same prefix, so a gap means this replica lost records:
+            // stop rather than build a different log.
+            return Err(LedgerError::Storage(format!(
+                "record {} arrived while the log holds {} records",
+                rec.seq, state.records
+            )));
+        }
+        if rec.prev != state.last_hash {
+            return Err(LedgerError::OutOfStep(state.records));
+        }
+        rec.verify_signatures(&state.group)
+            .map_err(|e| bad(e.into()))?;
+        // The same rules the sealer checked, at the record's own time: deterministic, so every
+        // member applies or refuses a record alike.
+        check_rules(
+            &state,
+            &rec.name,
+            rec.signer,
+            &rec.op,
+            rec.timestamp,
+            self.config.term,
+        )?;
+        let entry = self.commit(&mut state, body)?;
+        Ok(Applied::Appended {
+            records: state.records,
+            entry,
+        })
+    }
+
+    fn append_replicated(&self, frames: &[u8]) -> Result<u64, LedgerError> {
+        if matches!(self.role, Role::Registrar(_)) {
+            return Err(LedgerError::Refused(
+                "the registrar does not take replicated records".into(),
+            ));
+        }
+        let mut state = self.lock()?;
+        let have = state.records;
         // Skip frames already held (a resumed stream may repeat the tip).
         let mut at = 0usize;
         let mut first_seq = None;
@@ -666,9 +876,13 @@ impl Inner {
                 have + records.len() as u64
             )));
         }
+        let mut group = state.group.clone();
         for rec in &records {
-            rec.verify_signatures(registrar)
+            rec.verify_signatures(&group)
                 .map_err(|e| LedgerError::Refused(format!("replicated record {}: {e}", rec.seq)))?;
+            if let Op::Group { members } = &rec.op {
+                group = members.clone();
+            }
         }
         let written = state
             .file
@@ -680,12 +894,42 @@ impl Inner {
         }
         for rec in &records {
             apply(&mut state, rec, self.config.term);
-            state.last_hash = rec.hash;
         }
-        let count = state.changes.len() as u64;
-        self.count_tx.send_replace(count);
-        Ok(count)
+        self.publish(&state);
+        Ok(state.records)
     }
+}
+
+/// What [`EmbeddedLedger::apply_sealed`] did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Written and applied; the log now holds `records` records.
+    Appended {
+        /// Records in the log after it.
+        records: u64,
+        /// The name's entry after the change (none for a group record).
+        entry: Option<LedgerEntry>,
+    },
+    /// The log already held a record at that position.
+    Held {
+        /// Records in the log.
+        records: u64,
+    },
+}
+
+/// Index of the first record whose seals do not verify against the group as the log sets it
+/// (founder first), if any.
+fn first_unverified(records: &[Decoded], founder: [u8; 32]) -> Option<usize> {
+    let mut group = vec![founder];
+    for (i, rec) in records.iter().enumerate() {
+        if rec.verify_signatures(&group).is_err() {
+            return Some(i);
+        }
+        if let Op::Group { members } = &rec.op {
+            group = members.clone();
+        }
+    }
+    None
 }
 
 /// The rules every transaction must pass against the current index, at time `now`.
@@ -747,6 +991,34 @@ fn check_rules(
             owned(current)?;
             check_zone_key(zone_key)?;
         }
+        Op::Group { members } => {
+            let Owner::Ed25519(sealer) = signer else {
+                return Err(LedgerError::WrongKeyKind(
+                    "a group record is signed by a group member's Ed25519 key",
+                ));
+            };
+            if !state.group.contains(&sealer) {
+                return Err(LedgerError::Refused(
+                    "only a member of the registrar group may change it".into(),
+                ));
+            }
+            if members.is_empty() || members.len() > MAX_GROUP {
+                return Err(LedgerError::Refused(format!(
+                    "a registrar group has 1 to {MAX_GROUP} members, not {}",
+                    members.len()
+                )));
+            }
+            for (i, key) in members.iter().enumerate() {
+                check_zone_key(key).map_err(|_| {
+                    LedgerError::Refused("a group member key is not a valid Ed25519 key".into())
+                })?;
+                if members[..i].contains(key) {
+                    return Err(LedgerError::Refused(
+                        "a group names each member once".into(),
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -762,10 +1034,17 @@ fn storage(e: std::io::Error) -> LedgerError {
     LedgerError::Storage(e.to_string())
 }
 
-/// Applies a valid record to the index and change list. Rules were checked when it was written.
-fn apply(state: &mut State, rec: &Decoded, term: Duration) {
+/// Applies a valid record to the index, the change list and the group. Rules were checked when
+/// it was written. Returns whether a name changed.
+fn apply(state: &mut State, rec: &Decoded, term: Duration) -> bool {
+    state.records = rec.seq + 1;
+    state.last_hash = rec.hash;
     let term = term.as_secs();
     let (kind, entry) = match (&rec.op, state.entries.get(&rec.name)) {
+        (Op::Group { members }, _) => {
+            state.group = members.clone();
+            return false;
+        }
         (Op::Register { zone_key, periods }, _) => (
             ChangeKind::Registered,
             LedgerEntry {
@@ -799,15 +1078,19 @@ fn apply(state: &mut State, rec: &Decoded, term: Duration) {
         (op, None) => {
             // Cannot happen for a log this code wrote; keep the sequence intact anyway.
             tracing::error!(seq = rec.seq, ?op, name = %rec.name, "ledger record for an unknown name");
-            return;
+            return false;
         }
     };
     state.entries.insert(rec.name.clone(), entry.clone());
+    // Cursors count name changes only (group records are not changes of a name), so a cursor
+    // means the same on every replica of the log.
+    let cursor = state.changes.len() as u64;
     state.changes.push(LedgerChange {
-        cursor: rec.seq,
+        cursor,
         kind,
         entry,
     });
+    true
 }
 
 /// Everything the owner signs: the record up to the owner signature.
@@ -857,6 +1140,13 @@ fn op_fields(op: &Op) -> (u8, Vec<u8>) {
             (3, f)
         }
         Op::SetZoneKey { zone_key } => (4, zone_key.to_vec()),
+        Op::Group { members } => {
+            let mut f = vec![members.len() as u8];
+            for m in members {
+                f.extend_from_slice(m);
+            }
+            (5, f)
+        }
     }
 }
 
@@ -876,15 +1166,20 @@ struct Decoded {
 }
 
 impl Decoded {
-    fn verify_signatures(&self, registrar: &VerifyingKey) -> Result<(), &'static str> {
+    /// Checks the owner signature and the seal, which must be by a key in `group`.
+    fn verify_signatures(&self, group: &[[u8; 32]]) -> Result<(), &'static str> {
         let body = &self.frame[4..4 + self.body_len];
         // Layout from the end: [32] registrar key, [64] registrar signature.
         let reg_sig_at = body.len() - 64;
         let reg_key_at = reg_sig_at - 32;
         let owner_sig_at = reg_key_at - 64;
-        if &body[reg_key_at..reg_sig_at] != registrar.as_bytes() {
-            return Err("signed by another registrar");
+        let sealer: [u8; 32] = body[reg_key_at..reg_sig_at]
+            .try_into()
+            .map_err(|_| "bad registrar key")?;
+        if !group.contains(&sealer) {
+            return Err("sealed by a key outside the registrar group");
         }
+        let registrar = VerifyingKey::from_bytes(&sealer).map_err(|_| "bad registrar key")?;
         let reg_sig = Signature::from_slice(&body[reg_sig_at..]).map_err(|_| "bad signature")?;
         registrar
             .verify_strict(&[REGISTRAR_CONTEXT, &body[..reg_sig_at]].concat(), &reg_sig)
@@ -988,6 +1283,17 @@ fn decode_fields(r: &mut &[u8]) -> Option<Fields> {
         4 => Op::SetZoneKey {
             zone_key: take(32)?.try_into().ok()?,
         },
+        5 => {
+            let n = usize::from(take(1)?[0]);
+            if n == 0 || n > MAX_GROUP {
+                return None;
+            }
+            let mut members = Vec::with_capacity(n);
+            for _ in 0..n {
+                members.push(take(32)?.try_into().ok()?);
+            }
+            Op::Group { members }
+        }
         _ => return None,
     };
     Some(Fields {
@@ -1096,7 +1402,7 @@ impl Ledger for EmbeddedLedger {
 
     fn changes(&self, from: u64) -> BoxStream<'static, Result<LedgerChange, LedgerError>> {
         let inner = self.inner.clone();
-        let rx = inner.count_tx.subscribe();
+        let rx = inner.changes_tx.subscribe();
         futures::stream::unfold((inner, rx, from), |(inner, mut rx, next)| async move {
             loop {
                 let available = *rx.borrow_and_update();

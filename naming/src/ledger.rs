@@ -180,6 +180,13 @@ pub enum LedgerError {
     /// of its log; the registrar holds this many records (catch up and retry).
     #[error("out of step with the registrar, which holds {0} records")]
     OutOfStep(u64),
+    /// Sent to a registrar-group member that does not lead the group; `leader` is the key of
+    /// the member it believes leads, if it knows one (send the transaction there).
+    #[error("this registrar-group member is not the leader{}", .leader.map(|k| format!("; the leader is {}", hex::encode(k))).unwrap_or_default())]
+    NotLeader {
+        /// The leader's Ed25519 key, if known.
+        leader: Option<[u8; 32]>,
+    },
 }
 
 /// A ledger: the authority on who controls a name.
@@ -309,7 +316,7 @@ impl Clock for ManualClock {
 
 macro_rules! hex_array {
     ($mod:ident, $n:literal) => {
-        mod $mod {
+        pub(crate) mod $mod {
             use serde::{Deserialize, Deserializer, Serializer};
             pub(crate) fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&hex::encode(v))

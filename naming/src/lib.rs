@@ -19,11 +19,12 @@ pub mod conformance;
 pub mod embedded;
 pub mod ledger;
 pub mod name;
+pub mod raft;
 pub mod ratelimit;
 pub mod store;
 pub mod zone;
 
-pub use embedded::{EmbeddedConfig, EmbeddedLedger, Tx};
+pub use embedded::{Applied, EmbeddedConfig, EmbeddedLedger, Tx};
 pub use ledger::{
     ChangeKind, Clock, Ledger, LedgerChange, LedgerEntry, LedgerError, ManualClock, Owner,
     OwnerKey, SystemClock, check_registrable,

@@ -1,0 +1,409 @@
+//! The registrar group: real openraft nodes with their redb logs and embedded ledgers, joined by
+//! an in-process transport that round-trips every message through its JSON encoding (the mesh
+//! transport's encoding) and can take a member down. The whole-node tests run the same group
+//! over the mesh.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use naming::ed25519_dalek::SigningKey;
+use naming::raft::{
+    GroupMessage, GroupReply, GroupRequest, GroupRouter, GroupSettings, GroupTransport,
+    RegistrarGroup, SubmitPath,
+};
+use naming::{
+    EmbeddedConfig, EmbeddedLedger, Ledger, LedgerError, Name, OwnerKey, SystemClock, Tx,
+};
+
+/// Members by key; a member in `down` neither sends nor receives.
+#[derive(Default)]
+struct LocalNet {
+    members: parking_lot::Mutex<HashMap<[u8; 32], Arc<RegistrarGroup>>>,
+    down: parking_lot::Mutex<HashSet<[u8; 32]>>,
+}
+
+#[derive(Clone)]
+struct Link {
+    net: Arc<LocalNet>,
+    me: [u8; 32],
+}
+
+#[async_trait]
+impl GroupTransport for Link {
+    async fn call(
+        &self,
+        to: [u8; 32],
+        message: GroupMessage,
+        timeout: Duration,
+    ) -> Result<GroupReply, String> {
+        {
+            let down = self.net.down.lock();
+            if down.contains(&self.me) || down.contains(&to) {
+                return Err("member down".into());
+            }
+        }
+        let group = self
+            .net
+            .members
+            .lock()
+            .get(&to)
+            .cloned()
+            .ok_or("unknown member")?;
+        let message: GroupMessage =
+            serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
+        let reply = tokio::time::timeout(timeout, group.handle(self.me, message))
+            .await
+            .map_err(|_| "timed out".to_string())?;
+        Ok(serde_json::from_slice(&serde_json::to_vec(&reply).unwrap()).unwrap())
+    }
+}
+
+#[async_trait]
+impl SubmitPath for Link {
+    async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
+        let message = GroupMessage {
+            founder: founder_key(),
+            request: GroupRequest::Submit { tx: tx.to_vec() },
+        };
+        match self.call(member, message, Duration::from_secs(10)).await {
+            Ok(GroupReply::Submitted(n)) => Ok(n),
+            Ok(GroupReply::Failed(e)) => Err(e.into_error()),
+            Ok(other) => Err(LedgerError::Refused(format!("unexpected {other:?}"))),
+            Err(e) => Err(LedgerError::Unreachable(e)),
+        }
+    }
+}
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn founder_key() -> [u8; 32] {
+    key(1).verifying_key().to_bytes()
+}
+
+fn settings() -> GroupSettings {
+    GroupSettings {
+        // Small, so that a member that misses a few records must be sent a snapshot.
+        snapshot_every: 8,
+        ..GroupSettings::default()
+    }
+}
+
+/// One member: its directory, ledger and group.
+struct Node {
+    seed: u8,
+    dir: PathBuf,
+    ledger: EmbeddedLedger,
+    group: Arc<RegistrarGroup>,
+    router: GroupRouter<Link>,
+}
+
+async fn start(net: &Arc<LocalNet>, root: &Path, seed: u8) -> Node {
+    let dir = root.join(format!("m{seed}"));
+    let signer = key(seed);
+    let me = signer.verifying_key().to_bytes();
+    let (ledger, _) = EmbeddedLedger::open_replica(
+        &dir.join("ledger"),
+        founder_key(),
+        Some(signer),
+        EmbeddedConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let link = Link {
+        net: net.clone(),
+        me,
+    };
+    let group = RegistrarGroup::start(
+        ledger.clone(),
+        me,
+        &dir.join("raft.redb"),
+        Arc::new(link.clone()),
+        settings(),
+    )
+    .await
+    .unwrap();
+    net.members.lock().insert(me, group.clone());
+    net.down.lock().remove(&me);
+    let router = GroupRouter::new(ledger.clone(), Some(group.clone()), link);
+    Node {
+        seed,
+        dir,
+        ledger,
+        group,
+        router,
+    }
+}
+
+async fn stop(net: &LocalNet, node: Node) -> (u8, PathBuf) {
+    let me = node.group.key();
+    net.down.lock().insert(me);
+    node.group.shutdown().await;
+    net.members.lock().remove(&me);
+    (node.seed, node.dir)
+}
+
+fn owner(i: u8) -> OwnerKey {
+    OwnerKey::Ed25519(key(100 + i))
+}
+
+/// Registers `name` for `owner` from `node`: builds the transaction on the node's replica,
+/// routes it to the leader, and catches up and signs again when it was built on an old tip.
+async fn register(node: &Node, name: &str, owner: &OwnerKey) -> Result<u64, LedgerError> {
+    let name = Name::parse(name).unwrap();
+    for _ in 0..10 {
+        let tx = node.ledger.owner_tx(
+            &name,
+            owner,
+            Tx::Register {
+                zone_key: key(50).verifying_key().to_bytes(),
+                periods: 1,
+            },
+        )?;
+        match node.router.submit(&tx).await {
+            Err(LedgerError::OutOfStep(n)) => {
+                let mut len = node.ledger.watch_len();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), len.wait_for(|l| *l >= n)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(LedgerError::Refused("out of step ten times".into()))
+}
+
+async fn wait_records(ledger: &EmbeddedLedger, n: u64) {
+    let mut len = ledger.watch_len();
+    tokio::time::timeout(Duration::from_secs(30), len.wait_for(|l| *l >= n))
+        .await
+        .unwrap_or_else(|_| panic!("replica stuck at {} records, wanted {n}", ledger.len()))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_of_one_founds_on_an_existing_log_and_takes_transactions() {
+    let root = tempfile::tempdir().unwrap();
+    // A ledger kept alone (before groups existed) with two names.
+    {
+        let (alone, _) = EmbeddedLedger::open(
+            &root.path().join("m1/ledger"),
+            key(1),
+            EmbeddedConfig::default(),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        for n in ["old1.proxima", "old2.proxima"] {
+            alone
+                .register(&Name::parse(n).unwrap(), &owner(0), [7; 32], 1)
+                .await
+                .unwrap_err(); // [7; 32] is a weak key: refused
+            alone
+                .register(
+                    &Name::parse(n).unwrap(),
+                    &owner(0),
+                    key(50).verifying_key().to_bytes(),
+                    1,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let net = Arc::new(LocalNet::default());
+    let a = start(&net, root.path(), 1).await;
+    assert_eq!(a.ledger.len(), 2, "the old log is the group's first state");
+    a.group.found().await.unwrap();
+    assert_eq!(register(&a, "new.proxima", &owner(1)).await.unwrap(), 3);
+    assert_eq!(
+        register(&a, "new.proxima", &owner(2)).await,
+        Err(LedgerError::Taken(Name::parse("new.proxima").unwrap()))
+    );
+    // A member added later gets the records no Raft entry carries, by snapshot.
+    let b = start(&net, root.path(), 2).await;
+    a.group
+        .add_member(key(2).verifying_key().to_bytes())
+        .await
+        .unwrap();
+    wait_records(&b.ledger, 4).await; // 3 names + the group record
+    assert_eq!(a.ledger.read_log().unwrap(), b.ledger.read_log().unwrap());
+    assert_eq!(b.ledger.verify_log().unwrap(), 4);
+    let status = a.group.status();
+    assert_eq!(status.voters.len(), 2, "{status:?}");
+    assert_eq!(status.sealers.len(), 2, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_members_survive_the_leader_and_a_rejoin_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let net = Arc::new(LocalNet::default());
+    let a = start(&net, root.path(), 1).await;
+    let b = start(&net, root.path(), 2).await;
+    let c = start(&net, root.path(), 3).await;
+    a.group.found().await.unwrap();
+    for i in 0..3 {
+        register(&a, &format!("a{i}.proxima"), &owner(0))
+            .await
+            .unwrap();
+    }
+    for m in [&b, &c] {
+        a.group.add_member(m.group.key()).await.unwrap();
+    }
+    // Any member takes a transaction (followers route it to the leader).
+    register(&c, "from-c.proxima", &owner(1)).await.unwrap();
+    register(&b, "from-b.proxima", &owner(1)).await.unwrap();
+    let acknowledged_before = a.ledger.len();
+
+    // The leader dies.
+    let leader = a.group.leader().unwrap();
+    assert_eq!(leader, a.group.key());
+    let killed_at = Instant::now();
+    let (a_seed, _) = stop(&net, a).await;
+    let mut first = None;
+    for i in 0..20 {
+        // Keep trying; the router waits out the election.
+        if register(&b, &format!("after{i}.proxima"), &owner(2))
+            .await
+            .is_ok()
+        {
+            first.get_or_insert(killed_at.elapsed());
+        }
+    }
+    let unavailable = first.expect("no registration after the leader died");
+    eprintln!("registration back {unavailable:?} after the leader died");
+    assert!(
+        unavailable < Duration::from_secs(8),
+        "registration unavailable for {unavailable:?}"
+    );
+    let new_leader = b.group.leader().unwrap();
+    assert_ne!(new_leader, leader);
+    assert!(b.ledger.len() >= acknowledged_before + 20);
+
+    // The old leader comes back, far behind (its log was purged meanwhile): it catches up.
+    let a = start(&net, root.path(), a_seed).await;
+    wait_records(&a.ledger, b.ledger.len()).await;
+    register(&a, "back.proxima", &owner(3)).await.unwrap();
+    wait_records(&b.ledger, a.ledger.len()).await;
+    wait_records(&c.ledger, a.ledger.len()).await;
+    let log = a.ledger.read_log().unwrap();
+    assert_eq!(log, b.ledger.read_log().unwrap());
+    assert_eq!(log, c.ledger.read_log().unwrap());
+    assert_eq!(c.ledger.verify_log().unwrap(), a.ledger.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_minority_cannot_register_and_the_majority_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let net = Arc::new(LocalNet::default());
+    let a = start(&net, root.path(), 1).await;
+    let b = start(&net, root.path(), 2).await;
+    let c = start(&net, root.path(), 3).await;
+    a.group.found().await.unwrap();
+    for m in [&b, &c] {
+        a.group.add_member(m.group.key()).await.unwrap();
+    }
+    register(&b, "before.proxima", &owner(0)).await.unwrap();
+    // Cut the leader off alone: it keeps believing it leads for a while, but nothing commits.
+    net.down.lock().insert(a.group.key());
+    let cut = register(&a, "minority.proxima", &owner(1)).await;
+    assert!(
+        matches!(cut, Err(LedgerError::Unreachable(_))),
+        "a leader cut off from its majority registered: {cut:?}"
+    );
+    register(&b, "majority.proxima", &owner(1)).await.unwrap();
+    // Heal: the old leader's uncommitted entry is dropped, it follows the majority's log.
+    net.down.lock().remove(&a.group.key());
+    wait_records(&a.ledger, b.ledger.len()).await;
+    let log = b.ledger.read_log().unwrap();
+    assert_eq!(a.ledger.read_log().unwrap(), log);
+    let names: Vec<String> = a
+        .ledger
+        .entries()
+        .iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert!(names.contains(&"majority.proxima".to_string()), "{names:?}");
+    assert!(
+        !names.contains(&"minority.proxima".to_string()),
+        "{names:?}"
+    );
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strangers_cannot_seal_or_speak_for_a_member() {
+    let root = tempfile::tempdir().unwrap();
+    let net = Arc::new(LocalNet::default());
+    let a = start(&net, root.path(), 1).await;
+    a.group.found().await.unwrap();
+    register(&a, "x.proxima", &owner(0)).await.unwrap();
+    // A node outside the group cannot seal: its key is not in the group.
+    let outsider = start(&net, root.path(), 9).await;
+    let tx = outsider
+        .ledger
+        .owner_tx(
+            &Name::parse("y.proxima").unwrap(),
+            &owner(0),
+            Tx::Register {
+                zone_key: key(50).verifying_key().to_bytes(),
+                periods: 1,
+            },
+        )
+        .unwrap();
+    wait_records(&outsider.ledger, 0).await;
+    let sealed = outsider.ledger.seal_signed(&tx).await;
+    assert!(sealed.is_err(), "an outsider sealed a record");
+    // A message about another ledger is refused.
+    let reply = a
+        .group
+        .handle(
+            outsider.group.key(),
+            GroupMessage {
+                founder: [9; 32],
+                request: GroupRequest::Submit { tx: tx.clone() },
+            },
+        )
+        .await;
+    assert!(matches!(reply, GroupReply::Failed(_)), "{reply:?}");
+    // Nor change the group, and a member cannot name an invalid key.
+    assert!(outsider.ledger.seal_group(&[outsider.group.key()]).is_err());
+    assert!(
+        a.ledger.seal_group(&[[0; 32]]).is_err(),
+        "a weak key was accepted"
+    );
+    // A record that continues the group's chain but is sealed by the outsider's key (a copy of
+    // the log, kept alone under its key) is refused by a member's state machine.
+    let rogue_dir = root.path().join("rogue");
+    std::fs::create_dir_all(&rogue_dir).unwrap();
+    std::fs::write(rogue_dir.join("ledger.log"), a.ledger.read_log().unwrap()).unwrap();
+    let (rogue, _) = EmbeddedLedger::open(
+        &rogue_dir,
+        key(9),
+        EmbeddedConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    rogue
+        .register(
+            &Name::parse("y.proxima").unwrap(),
+            &owner(0),
+            key(50).verifying_key().to_bytes(),
+            1,
+        )
+        .await
+        .unwrap();
+    let frame = rogue
+        .read_frames(a.ledger.len(), 1)
+        .unwrap()
+        .remove(0)
+        .frame;
+    let body = frame[4..frame.len() - 32].to_vec();
+    let err = a.ledger.apply_sealed(body).await.unwrap_err();
+    assert!(
+        err.to_string().contains("outside the registrar group"),
+        "{err}"
+    );
+    assert_eq!(a.ledger.len(), rogue.len() - 1);
+}
