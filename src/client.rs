@@ -67,16 +67,18 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7300`).
     pub fn new(base: &str) -> Result<Self> {
+        Self::with_timeout(base, Duration::from_secs(10))
+    }
+
+    /// A client for `base` whose requests may take up to `timeout` (a registrar catching up).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         let base = if base.contains("://") {
             base
         } else {
             format!("http://{base}")
         };
-        let http = admin_http(
-            &base,
-            reqwest::Client::builder().timeout(Duration::from_secs(10)),
-        )?;
+        let http = admin_http(&base, reqwest::Client::builder().timeout(timeout))?;
         Ok(Self { base, http })
     }
 
@@ -132,6 +134,23 @@ impl AdminClient {
                     self.base
                 )
             })?;
+        let status = resp.status();
+        let v = resp.json().await.unwrap_or(serde_json::json!({}));
+        Ok((status, v))
+    }
+
+    /// `DELETE path`; the status and the JSON answer (`{}` if not JSON).
+    pub async fn delete_json(
+        &self,
+        path: &str,
+    ) -> Result<(reqwest::StatusCode, serde_json::Value)> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.http.delete(&url).send().await.with_context(|| {
+            format!(
+                "cannot reach the node at {} (is `proxima node` running?)",
+                self.base
+            )
+        })?;
         let status = resp.status();
         let v = resp.json().await.unwrap_or(serde_json::json!({}));
         Ok((status, v))

@@ -30,6 +30,7 @@ mod mesh_restart;
 mod multihost;
 mod naming_cli;
 mod naming_mesh;
+mod registrar_group;
 mod scenarios;
 mod system_install;
 mod trust;

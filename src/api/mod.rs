@@ -6,6 +6,7 @@
 pub mod blobs;
 pub mod cluster;
 pub mod dashboard;
+pub mod registrars;
 pub mod trust;
 
 use std::collections::BTreeMap;

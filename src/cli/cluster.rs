@@ -1,6 +1,7 @@
 //! `proxima cluster ...`: the cluster key, join tokens, certificates and revocation.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -62,6 +63,34 @@ pub enum ClusterCommand {
         target: Target,
     },
     /// This node's cluster, certificate and standing.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The registrar group: the members that keep the name ledger together (Raft).
+    #[command(subcommand)]
+    Registrar(RegistrarCommand),
+}
+
+/// `proxima cluster registrar`.
+#[derive(Subcommand, Debug)]
+pub enum RegistrarCommand {
+    /// Add a member to the registrar group (it must be a live member holding the `registrar`
+    /// role); it catches up, then votes. Groups of 1, 3 or 5 members tolerate 0, 1 or 2 losses.
+    Add {
+        /// The peer id of the node to add.
+        peer: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove a member from the registrar group (not the current leader: stop it first).
+    Remove {
+        /// The peer id of the member to remove.
+        peer: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The group as the node at --node sees it: leader, voters, term.
     Status {
         #[command(flatten)]
         target: Target,
@@ -153,7 +182,48 @@ pub async fn run(cmd: ClusterCommand) -> Result<String> {
                 .await?;
             Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
         }
+        ClusterCommand::Registrar(cmd) => registrar(cmd).await,
     }
+}
+
+async fn registrar(cmd: RegistrarCommand) -> Result<String> {
+    // A new member may take up to a minute to catch up before it votes.
+    let slow = |node: &str| crate::client::AdminClient::with_timeout(node, Duration::from_secs(90));
+    let v = match cmd {
+        RegistrarCommand::Add { peer, target } => {
+            let path = "/api/cluster/registrars";
+            let (status, v) = slow(&target.node)?
+                .post_json(path, &serde_json::json!({ "peer": peer }))
+                .await?;
+            if !status.is_success() {
+                bail!(
+                    "{} {path}: {}",
+                    status.as_u16(),
+                    v["error"].as_str().unwrap_or("refused")
+                );
+            }
+            v
+        }
+        RegistrarCommand::Remove { peer, target } => {
+            let client = slow(&target.node)?;
+            let path = format!("/api/cluster/registrars/{peer}");
+            let (status, v) = client.delete_json(&path).await?;
+            if !status.is_success() {
+                bail!(
+                    "{} {path}: {}",
+                    status.as_u16(),
+                    v["error"].as_str().unwrap_or("refused")
+                );
+            }
+            v
+        }
+        RegistrarCommand::Status { target } => {
+            crate::client::AdminClient::new(&target.node)?
+                .get_json("/api/cluster/registrars")
+                .await?
+        }
+    };
+    Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
 }
 
 async fn post(node: &str, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {

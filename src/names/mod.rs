@@ -13,6 +13,7 @@
 pub mod api;
 pub mod keystore;
 pub mod ledger_sync;
+pub mod registrar;
 pub mod spread;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
-//! Fuzzes what the embedded ledger takes from the network: replicated log frames (a follower)
-//! and forwarded owner-signed transactions (the registrar). Arbitrary bytes never panic, never
-//! allocate beyond the frame bound, and are never appended (they carry no valid signatures).
+//! Fuzzes what the embedded ledger takes from the network: replicated log frames (a follower),
+//! forwarded owner-signed transactions (the registrar), and sealed records applied from the
+//! registrar group's Raft log (a member). Arbitrary bytes never panic, never allocate beyond the
+//! frame bound, and are never appended (they carry no valid signatures).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -13,6 +14,7 @@ struct Ledgers {
     rt: tokio::runtime::Runtime,
     registrar: EmbeddedLedger,
     follower: EmbeddedLedger,
+    member: EmbeddedLedger,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,14 @@ fn ledgers() -> &'static Ledgers {
             Arc::new(SystemClock),
         )
         .expect("follower");
+        let (member, _) = EmbeddedLedger::open_replica(
+            &dir.path().join("m"),
+            public,
+            Some(SigningKey::from_bytes(&[8; 32])),
+            EmbeddedConfig::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("member");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -43,6 +53,7 @@ fn ledgers() -> &'static Ledgers {
             rt,
             registrar,
             follower,
+            member,
             _dir: dir,
         }
     })
@@ -54,12 +65,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     l.rt.block_on(async {
-        if which % 2 == 0 {
-            let r = l.follower.append_replicated(rest).await;
-            assert!(r.is_err() || l.follower.is_empty(), "appended unsigned frames");
-        } else {
-            assert!(l.registrar.submit_signed(rest).await.is_err());
-            assert!(l.registrar.is_empty());
+        match which % 3 {
+            0 => {
+                let r = l.follower.append_replicated(rest).await;
+                assert!(r.is_err() || l.follower.is_empty(), "appended unsigned frames");
+            }
+            1 => {
+                assert!(l.registrar.submit_signed(rest).await.is_err());
+                assert!(l.registrar.is_empty());
+            }
+            _ => {
+                assert!(l.member.apply_sealed(rest.to_vec()).await.is_err());
+                assert!(l.member.is_empty());
+            }
         }
     });
 });

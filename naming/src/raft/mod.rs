@@ -329,6 +329,7 @@ pub struct GroupStatus {
 /// One member of the registrar group (or a node that may become one).
 pub struct RegistrarGroup {
     raft: Raft<GroupConfig>,
+    transport: Arc<dyn GroupTransport>,
     ledger: EmbeddedLedger,
     me: [u8; 32],
     founder: [u8; 32],
@@ -373,12 +374,16 @@ impl RegistrarGroup {
         .validate()
         .map_err(|e| storage(&e))?;
         let founder = ledger.registrar_key();
-        let network = Network { transport, founder };
+        let network = Network {
+            transport: transport.clone(),
+            founder,
+        };
         let raft = Raft::new(node_id(&me), Arc::new(config), network, logs, machine)
             .await
             .map_err(|e| storage(&e))?;
         Ok(Arc::new(Self {
             raft,
+            transport,
             ledger,
             me,
             founder,
@@ -531,11 +536,11 @@ impl RegistrarGroup {
                 Ok(records) => GroupReply::Submitted(records),
                 Err(e) => GroupReply::Failed(WireError::from(&e)),
             },
-            GroupRequest::Add { key } => match self.add_member(key).await {
+            GroupRequest::Add { key } => match self.add_here(key).await {
                 Ok(s) => GroupReply::Changed(s),
                 Err(e) => GroupReply::Failed(WireError::from(&e)),
             },
-            GroupRequest::Remove { key } => match self.remove_member(key).await {
+            GroupRequest::Remove { key } => match self.remove_here(key).await {
                 Ok(s) => GroupReply::Changed(s),
                 Err(e) => GroupReply::Failed(WireError::from(&e)),
             },
@@ -552,9 +557,50 @@ impl RegistrarGroup {
         self.write(record).await
     }
 
-    /// Adds the member with `key` (on the leader): names it in a group record (so followers
-    /// accept records it seals), lets it catch up as a learner, then makes it a voter.
+    /// Adds the member with `key`, through the leader: the leader names it in a group record
+    /// (so followers accept records it seals), lets it catch up as a learner, then makes it a
+    /// voter. Returns the group as the leader sees it after the change.
     pub async fn add_member(&self, key: [u8; 32]) -> Result<GroupStatus, LedgerError> {
+        self.change(GroupRequest::Add { key }).await
+    }
+
+    /// Removes the member with `key`, through the leader (which cannot remove itself: stop
+    /// it, and remove it through the next leader).
+    pub async fn remove_member(&self, key: [u8; 32]) -> Result<GroupStatus, LedgerError> {
+        self.change(GroupRequest::Remove { key }).await
+    }
+
+    async fn change(&self, request: GroupRequest) -> Result<GroupStatus, LedgerError> {
+        let leader = self.leader().ok_or_else(|| {
+            LedgerError::Unreachable("the registrar group has no leader right now".into())
+        })?;
+        if leader == self.me {
+            return match request {
+                GroupRequest::Add { key } => self.add_here(key).await,
+                GroupRequest::Remove { key } => self.remove_here(key).await,
+                _ => Err(LedgerError::Refused("not a change of the group".into())),
+            };
+        }
+        let message = GroupMessage {
+            founder: self.founder,
+            request,
+        };
+        match self
+            .transport
+            .call(leader, message, CATCH_UP_TIMEOUT + SUBMIT_TIMEOUT * 2)
+            .await
+        {
+            Ok(GroupReply::Changed(s)) => Ok(s),
+            Ok(GroupReply::Failed(e)) => Err(e.into_error()),
+            Ok(other) => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(LedgerError::Unreachable(format!(
+                "the group's leader {}: {e}",
+                hex::encode(leader)
+            ))),
+        }
+    }
+
+    async fn add_here(&self, key: [u8; 32]) -> Result<GroupStatus, LedgerError> {
         let _turn = self.propose.lock().await;
         self.caught_up_leader().await?;
         let id = node_id(&key);
@@ -594,9 +640,7 @@ impl RegistrarGroup {
         Ok(self.status())
     }
 
-    /// Removes the member with `key` (on the leader, which cannot remove itself: stop it and
-    /// run the removal on the next leader).
-    pub async fn remove_member(&self, key: [u8; 32]) -> Result<GroupStatus, LedgerError> {
+    async fn remove_here(&self, key: [u8; 32]) -> Result<GroupStatus, LedgerError> {
         let _turn = self.propose.lock().await;
         self.caught_up_leader().await?;
         if key == self.me {
