@@ -282,7 +282,7 @@ async fn start_services(
 
     // Naming: the ledger, the verified zone store and the keystore. DNS and the CDN take the
     // zone store from here (`names.zones()`); its admin routes are under /api/names.
-    let names = crate::names::NameService::start(
+    let names = crate::names::start(
         config,
         data_dir.path(),
         &identity,

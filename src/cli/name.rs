@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::client::DEFAULT_NODE_URL;
-use crate::names::{ETH_KEY_ENV, NameInfo, RecordView, keystore};
+use naming::{ETH_KEY_ENV, NameInfo, RecordView, keystore};
 
 /// Which node to talk to.
 #[derive(Args, Debug, Clone)]

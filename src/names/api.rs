@@ -25,22 +25,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-
-use super::{NameService, NameServiceError};
+use naming::{NameService, NameServiceError, ZoneView};
+use serde::{Deserialize, Serialize};
 
 type Svc = State<Arc<NameService>>;
 
-impl IntoResponse for NameServiceError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
-    }
+/// The error as `{"error": "..."}` with its status.
+fn error(e: NameServiceError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+}
+
+/// The value as JSON, or the error.
+fn reply<T: Serialize>(r: Result<T, NameServiceError>) -> Response {
+    r.map(Json).map_or_else(error, IntoResponse::into_response)
 }
 
 #[derive(Deserialize)]
@@ -103,29 +101,26 @@ pub fn routes(svc: Arc<NameService>) -> Router {
 }
 
 async fn list(State(s): Svc) -> Response {
-    s.list().await.map(Json).into_response()
+    reply(s.list().await)
 }
 
 async fn register(State(s): Svc, Json(b): Json<RegisterBody>) -> Response {
     match s.register(&b.name, b.years).await {
         Ok(info) => (StatusCode::CREATED, Json(info)).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => error(e),
     }
 }
 
 async fn show(State(s): Svc, Path(name): Path<String>) -> Response {
-    s.show(&name).await.map(Json).into_response()
+    reply(s.show(&name).await)
 }
 
 async fn records(State(s): Svc, Path(name): Path<String>) -> Response {
-    s.records(&name).await.map(Json).into_response()
+    reply(s.records(&name).await)
 }
 
 async fn set_record(State(s): Svc, Path(name): Path<String>, Json(b): Json<SetBody>) -> Response {
-    s.set_record(&name, &b.rtype, &b.value, b.ttl)
-        .await
-        .map(Json)
-        .into_response()
+    reply(s.set_record(&name, &b.rtype, &b.value, b.ttl).await)
 }
 
 async fn remove_records(
@@ -133,14 +128,15 @@ async fn remove_records(
     Path(name): Path<String>,
     Query(q): Query<RmQuery>,
 ) -> Response {
-    s.remove_records(&name, &q.rtype, q.value.as_deref())
-        .await
-        .map(|n| Json(serde_json::json!({ "removed": n })))
-        .into_response()
+    reply(
+        s.remove_records(&name, &q.rtype, q.value.as_deref())
+            .await
+            .map(|n| serde_json::json!({ "removed": n })),
+    )
 }
 
 async fn renew(State(s): Svc, Path(name): Path<String>, Json(b): Json<YearsBody>) -> Response {
-    s.renew(&name, b.years).await.map(Json).into_response()
+    reply(s.renew(&name, b.years).await)
 }
 
 async fn transfer(
@@ -148,14 +144,11 @@ async fn transfer(
     Path(name): Path<String>,
     Json(b): Json<TransferBody>,
 ) -> Response {
-    s.transfer(&name, &b.new_owner)
-        .await
-        .map(Json)
-        .into_response()
+    reply(s.transfer(&name, &b.new_owner).await)
 }
 
 async fn rotate_key(State(s): Svc, Path(name): Path<String>) -> Response {
-    s.rotate_key(&name).await.map(Json).into_response()
+    reply(s.rotate_key(&name).await)
 }
 
 /// `POST /api/names/{name}/site` with `{"manifest": "<64 hex digits>"}`: points the name's
@@ -172,9 +165,9 @@ async fn set_site(State(s): Svc, Path(name): Path<String>, Json(b): Json<SiteBod
                 )
             })?;
         let zone = s.set_site(&name, manifest).await?;
-        Ok::<_, NameServiceError>(super::ZoneView::from(&*zone))
+        Ok::<_, NameServiceError>(ZoneView::from(&*zone))
     };
-    run.await.map(Json).into_response()
+    reply(run.await)
 }
 
 async fn zone(State(s): Svc, Path(name): Path<String>) -> Response {
@@ -190,6 +183,6 @@ async fn zone(State(s): Svc, Path(name): Path<String>) -> Response {
             z.encode(),
         )
             .into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => error(e),
     }
 }

@@ -19,8 +19,11 @@
 //! - `submit {tx}` -> `submitted {records}` or `failed {error}`: an owner-signed transaction
 //!   (see [`EmbeddedLedger::owner_tx`]) for the registrar to check, seal and append.
 //!
-//! A replica appends only records that continue its chain and carry valid owner and registrar
-//! signatures ([`EmbeddedLedger::append_replicated`]); anything else is refused, counted in
+//! The follower's side lives in the `naming` crate ([`naming::follow`]): [`FollowerLedger`] and
+//! [`follow_registrar`] keep the replica and forward transactions through the narrow
+//! [`LedgerNetwork`] trait, which [`MeshNetwork`] implements here over this protocol. A replica
+//! appends only records that continue its chain and carry valid owner and registrar signatures
+//! ([`EmbeddedLedger::append_replicated`]); anything else is refused, counted in
 //! `proxima_naming_ledger_refused_total`, and the stream is dropped.
 
 use std::path::Path;
@@ -32,10 +35,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use mesh::PeerId;
 use naming::{
-    EmbeddedLedger, Ledger, LedgerChange, LedgerEntry, LedgerError, Name, Owner, OwnerKey, Tx,
+    EmbeddedLedger, FollowerLedger, Ledger, LedgerError, LedgerNetwork, Name, SyncMetrics,
+    follow_registrar,
 };
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,12 +48,9 @@ pub const LEDGER_ALPN: &[u8] = b"proxima/ledger/1";
 pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Records per `frames` batch (a record is at most 1 KiB, twice that in hex).
 const BATCH: usize = 64;
-/// An idle follow stream carries an empty batch this often.
+/// An idle follow stream carries an empty batch this often (a follower that hears nothing for
+/// 15 s reconnects: `naming::follow`).
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// A follower that hears nothing for this long reconnects.
-const READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a forwarded transaction may take end to end.
-const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// File (in the ledger directory) that keeps the registrar choice.
 const REGISTRAR_FILE: &str = "registrar";
 
@@ -125,17 +124,6 @@ impl WireError {
             _ => LedgerError::Refused(format!("registrar: {}", self.message)),
         }
     }
-}
-
-/// Metrics of replication (registered by the naming service).
-#[derive(Clone, Default)]
-pub struct SyncMetrics {
-    /// Records in the local log (replica or registrar).
-    pub records: Gauge,
-    /// Replicated batches refused because they did not verify.
-    pub refused: Counter,
-    /// Transactions forwarded to the registrar.
-    pub forwarded: Counter,
 }
 
 /// The registrar's log key is its node key, carried in its peer id.
@@ -395,121 +383,22 @@ async fn handle(
     Ok(())
 }
 
-/// Keeps `ledger` (a replica) in step with `registrar` until `stop`: follows its log,
-/// reconnecting with backoff whenever the stream breaks (registrar restart, network).
-pub fn spawn_follower(
-    mesh: mesh::Mesh,
-    ledger: EmbeddedLedger,
-    registrar: PeerId,
-    metrics: SyncMetrics,
-    stop: CancellationToken,
-    tracker: &TaskTracker,
-) {
-    tracker.spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        let mut failures = 0u32;
-        loop {
-            let run = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = follow_once(&mesh, &ledger, registrar, &metrics) => r,
-            };
-            match run {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    failures += 1;
-                    // Quiet while the registrar restarts; loud if it stays away.
-                    if failures % 20 == 1 {
-                        tracing::warn!(%registrar, error = %e, failures, "ledger follow stream failed; retrying");
-                    } else {
-                        tracing::debug!(%registrar, error = %e, "ledger follow stream failed");
-                    }
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-    });
-}
-
-async fn follow_once(
-    mesh: &mesh::Mesh,
-    ledger: &EmbeddedLedger,
-    registrar: PeerId,
-    metrics: &SyncMetrics,
-) -> Result<()> {
-    let (_send, mut recv) =
-        request(mesh, registrar, &Request::Follow { from: ledger.len() }).await?;
-    loop {
-        let reply = tokio::time::timeout(READ_TIMEOUT, read_reply(&mut recv))
-            .await
-            .context("registrar silent")??;
-        let Reply::Frames { frames } = reply else {
-            anyhow::bail!("unexpected reply {reply:?}");
-        };
-        if frames.is_empty() {
-            continue;
-        }
-        let bytes = hex::decode(frames).context("frames are not hex")?;
-        match ledger.append_replicated(&bytes).await {
-            Ok(n) => {
-                metrics.records.set(n as i64);
-                tracing::debug!(records = n, "ledger replica advanced");
-            }
-            Err(e) => {
-                metrics.refused.inc();
-                tracing::warn!(%registrar, error = %e, "replicated ledger records refused");
-                return Err(e.into());
-            }
-        }
-    }
-}
-
-/// The ledger of a follower: reads from the verified local replica, transactions forwarded to
-/// the registrar (signed here by the owner's key, sealed there).
-pub struct FollowerLedger {
-    local: EmbeddedLedger,
+/// The way to the registrar over the mesh: [`LedgerNetwork`] on [`LEDGER_ALPN`].
+pub struct MeshNetwork {
     mesh: mesh::Mesh,
     registrar: PeerId,
-    metrics: SyncMetrics,
 }
 
-impl FollowerLedger {
-    /// A follower ledger over the replica `local` of `registrar`'s log.
-    pub fn new(
-        local: EmbeddedLedger,
-        mesh: mesh::Mesh,
-        registrar: PeerId,
-        metrics: SyncMetrics,
-    ) -> Self {
-        Self {
-            local,
-            mesh,
-            registrar,
-            metrics,
-        }
+impl MeshNetwork {
+    /// Reaches `registrar` through `mesh`.
+    pub fn new(mesh: mesh::Mesh, registrar: PeerId) -> Self {
+        Self { mesh, registrar }
     }
+}
 
-    /// Where to tell a user to go when the registrar cannot be reached.
-    fn registrar_admin(&self) -> String {
-        self.mesh
-            .members()
-            .into_iter()
-            .find(|m| m.id.peer == self.registrar)
-            .and_then(|m| m.meta.and_then(|meta| meta.services.get("admin").cloned()))
-            .map_or_else(|| "unknown".into(), |a| format!("http://{a}"))
-    }
-
-    async fn submit_once(&self, tx: &[u8]) -> Result<u64, LedgerError> {
-        let unreachable = |e: &dyn std::fmt::Display| {
-            LedgerError::Unreachable(format!(
-                "the ledger registrar {} (admin {}) cannot be reached: {e}",
-                self.registrar,
-                self.registrar_admin()
-            ))
-        };
+#[async_trait]
+impl LedgerNetwork for MeshNetwork {
+    async fn submit(&self, tx: &[u8]) -> Result<u64, LedgerError> {
         let exchange = async {
             let (mut send, mut recv) = request(
                 &self.mesh,
@@ -522,116 +411,50 @@ impl FollowerLedger {
             let _ = send.finish();
             read_reply(&mut recv).await
         };
-        let reply = tokio::time::timeout(SUBMIT_TIMEOUT, exchange)
+        match exchange
             .await
-            .map_err(|_| unreachable(&"timed out"))?
-            .map_err(|e| unreachable(&e))?;
-        match reply {
+            .map_err(|e| LedgerError::Unreachable(e.to_string()))?
+        {
             Reply::Submitted { records } => Ok(records),
             Reply::Failed { error } => Err(error.into_error()),
             other => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
         }
     }
 
-    /// Waits until the replica holds `records` records.
-    async fn caught_up(&self, records: u64) -> Result<(), LedgerError> {
-        let mut len = self.local.watch_len();
-        let wait = len.wait_for(|n| *n >= records);
-        match tokio::time::timeout(SUBMIT_TIMEOUT, wait).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(LedgerError::Unreachable(format!(
-                "the registrar {} accepted the transaction but this replica has not received it yet",
-                self.registrar
-            ))),
-        }
-    }
-
-    async fn forward(
+    async fn follow(
         &self,
-        name: &Name,
-        owner: &OwnerKey,
-        tx: Tx,
-    ) -> Result<LedgerEntry, LedgerError> {
-        self.metrics.forwarded.inc();
-        let mut attempts = 0;
-        loop {
-            let signed = self.local.owner_tx(name, owner, tx.clone())?;
-            match self.submit_once(&signed).await {
-                Ok(records) => {
-                    self.caught_up(records).await?;
-                    return self
-                        .local
-                        .lookup(name)
-                        .await?
-                        .ok_or_else(|| LedgerError::NotRegistered(name.clone()));
-                }
-                // Built on an old tip: catch up and sign again (someone else wrote first).
-                Err(LedgerError::OutOfStep(n)) if attempts < 5 => {
-                    attempts += 1;
-                    self.caught_up(n).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Ledger for FollowerLedger {
-    fn kind(&self) -> &'static str {
-        "embedded"
-    }
-    fn tld(&self) -> &Name {
-        self.local.tld()
-    }
-    fn term(&self) -> Duration {
-        self.local.term()
-    }
-    async fn now(&self) -> Result<u64, LedgerError> {
-        self.local.now().await
-    }
-    fn owner_of(&self, key: &OwnerKey) -> Result<Owner, LedgerError> {
-        self.local.owner_of(key)
-    }
-    async fn lookup(&self, name: &Name) -> Result<Option<LedgerEntry>, LedgerError> {
-        self.local.lookup(name).await
-    }
-    async fn register(
-        &self,
-        name: &Name,
-        owner: &OwnerKey,
-        zone_key: [u8; 32],
-        periods: u32,
-    ) -> Result<LedgerEntry, LedgerError> {
-        self.forward(name, owner, Tx::Register { zone_key, periods })
+        from: u64,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, LedgerError>>, LedgerError> {
+        let (send, recv) = request(&self.mesh, self.registrar, &Request::Follow { from })
             .await
+            .map_err(|e| LedgerError::Unreachable(e.to_string()))?;
+        // The send half stays open as long as the stream is read; the stream ends after its
+        // first error.
+        let batches = futures::stream::unfold(Some((send, recv)), |state| async move {
+            let (send, mut recv) = state?;
+            let batch = match read_reply(&mut recv).await {
+                Ok(Reply::Frames { frames }) => hex::decode(frames)
+                    .map_err(|_| LedgerError::Refused("frames are not hex".into())),
+                Ok(other) => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
+                Err(e) => Err(LedgerError::Unreachable(e.to_string())),
+            };
+            let next = batch.is_ok().then_some((send, recv));
+            Some((batch, next))
+        });
+        Ok(Box::pin(batches))
     }
-    async fn renew(
-        &self,
-        name: &Name,
-        owner: &OwnerKey,
-        periods: u32,
-    ) -> Result<LedgerEntry, LedgerError> {
-        self.forward(name, owner, Tx::Renew { periods }).await
+
+    fn registrar(&self) -> String {
+        self.registrar.to_string()
     }
-    async fn transfer(
-        &self,
-        name: &Name,
-        owner: &OwnerKey,
-        new_owner: Owner,
-    ) -> Result<LedgerEntry, LedgerError> {
-        self.forward(name, owner, Tx::Transfer { new_owner }).await
-    }
-    async fn set_zone_key(
-        &self,
-        name: &Name,
-        owner: &OwnerKey,
-        zone_key: [u8; 32],
-    ) -> Result<LedgerEntry, LedgerError> {
-        self.forward(name, owner, Tx::SetZoneKey { zone_key }).await
-    }
-    fn changes(&self, from: u64) -> BoxStream<'static, Result<LedgerChange, LedgerError>> {
-        self.local.changes(from)
+
+    fn registrar_admin(&self) -> String {
+        self.mesh
+            .members()
+            .into_iter()
+            .find(|m| m.id.peer == self.registrar)
+            .and_then(|m| m.meta.and_then(|meta| meta.services.get("admin").cloned()))
+            .map_or_else(|| "unknown".into(), |a| format!("http://{a}"))
     }
 }
 
@@ -694,20 +517,19 @@ pub fn open(
             }
             metrics.records.set(ledger.len() as i64);
             serve(mesh, ledger.clone(), registrar)?;
-            spawn_follower(
-                mesh.clone(),
+            let network: Arc<dyn LedgerNetwork> =
+                Arc::new(MeshNetwork::new(mesh.clone(), registrar));
+            tracker.spawn(follow_registrar(
+                network.clone(),
                 ledger.clone(),
-                registrar,
                 metrics.clone(),
-                shutdown.clone(),
-                tracker,
-            );
+                shutdown.clone().cancelled_owned(),
+            ));
             tracing::info!(%registrar, records = ledger.len(), "following the embedded ledger's registrar");
             Ok((
                 Arc::new(FollowerLedger::new(
                     ledger.clone(),
-                    mesh.clone(),
-                    registrar,
+                    network,
                     metrics.clone(),
                 )),
                 ledger,

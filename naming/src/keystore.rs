@@ -10,9 +10,9 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::Name;
 use anyhow::{Context, Result, bail};
-use naming::Name;
-use naming::ed25519_dalek::SigningKey;
+use ed25519_dalek::SigningKey;
 
 /// Keys of one node.
 #[derive(Debug, Clone)]
