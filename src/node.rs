@@ -292,6 +292,10 @@ async fn start_services(
         tracker,
     )
     .await?;
+    if let Some(group) = names.group.clone() {
+        api = api.merge(crate::api::registrars::routes(group, mesh.clone()));
+    }
+    let names = names.service;
     api = api.merge(crate::names::api::routes(names.clone()));
 
     // DNS: authoritative for the ledger TLDs from the verified zone store, forwarding the rest.

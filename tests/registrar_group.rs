@@ -29,7 +29,7 @@ struct Attempt {
     writer: usize,
     name: String,
     at: Instant,
-    /// 200 with the owner, 409 taken, other statuses or transport errors.
+    /// 201 with the owner, 409 taken, other statuses or transport errors.
     outcome: Outcome,
 }
 
@@ -38,6 +38,15 @@ enum Outcome {
     Registered { owner: String },
     Taken,
     Failed(String),
+}
+
+/// A free UDP port on loopback (bound and released; the node binds it right after).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -55,7 +64,7 @@ async fn register(client: &reqwest::Client, admin: &str, name: &str) -> Outcome 
         .send()
         .await;
     match resp {
-        Ok(r) if r.status() == 200 => match r.json::<serde_json::Value>().await {
+        Ok(r) if r.status() == 201 => match r.json::<serde_json::Value>().await {
             Ok(v) => Outcome::Registered {
                 owner: v["owner"].as_str().unwrap_or_default().to_owned(),
             },
@@ -116,9 +125,17 @@ fn recovery(history: &[Attempt], fault: Instant, majority: &[usize]) -> Option<D
 fn registration_survives_the_leader_and_a_cut() {
     proxima::harness::logs_from_env();
     let wan = mesh::WanEmulator::new(NODES, |a, b| if a == b { 0.0 } else { 2.0 }, 29);
+    // Node 0 (the founder, started without bootstrap peers) keeps its addresses across its
+    // restart, as a node with configured listen addresses does, so the others find it again.
+    let (quic, p2p) = (free_udp_port(), free_udp_port());
     let mut cluster = Cluster::start_meshed(
         NODES,
-        |_, _| {},
+        move |i, c| {
+            if i == 0 {
+                c.quic_listen = std::net::SocketAddr::from(([127, 0, 0, 1], quic));
+                c.p2p_listen = vec![format!("/ip4/127.0.0.1/udp/{p2p}/quic-v1")];
+            }
+        },
         |i| wan_options(&wan, i),
         Duration::from_secs(60),
     )
@@ -247,6 +264,16 @@ fn registration_survives_the_leader_and_a_cut() {
         history.len(),
         acknowledged.len()
     );
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
+    for a in &history {
+        if let Outcome::Failed(why) = &a.outcome {
+            let why: String = why.chars().take(100).collect();
+            *reasons
+                .entry(format!("writer {}: {why}", a.writer))
+                .or_default() += 1;
+        }
+    }
+    eprintln!("failures: {reasons:#?}");
     assert!(
         acknowledged.len() >= 20,
         "too few registrations: {}",

@@ -3,79 +3,18 @@
 //! transport's encoding) and can take a member down. The whole-node tests run the same group
 //! over the mesh.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use naming::ed25519_dalek::SigningKey;
+use naming::raft::testing::{Link, LocalNet, start_member};
 use naming::raft::{
-    GroupMessage, GroupReply, GroupRequest, GroupRouter, GroupSettings, GroupTransport,
-    RegistrarGroup, SubmitPath,
+    GroupMessage, GroupReply, GroupRequest, GroupRouter, GroupSettings, RegistrarGroup,
 };
 use naming::{
     EmbeddedConfig, EmbeddedLedger, Ledger, LedgerError, Name, OwnerKey, SystemClock, Tx,
 };
-
-/// Members by key; a member in `down` neither sends nor receives.
-#[derive(Default)]
-struct LocalNet {
-    members: parking_lot::Mutex<HashMap<[u8; 32], Arc<RegistrarGroup>>>,
-    down: parking_lot::Mutex<HashSet<[u8; 32]>>,
-}
-
-#[derive(Clone)]
-struct Link {
-    net: Arc<LocalNet>,
-    me: [u8; 32],
-}
-
-#[async_trait]
-impl GroupTransport for Link {
-    async fn call(
-        &self,
-        to: [u8; 32],
-        message: GroupMessage,
-        timeout: Duration,
-    ) -> Result<GroupReply, String> {
-        {
-            let down = self.net.down.lock();
-            if down.contains(&self.me) || down.contains(&to) {
-                return Err("member down".into());
-            }
-        }
-        let group = self
-            .net
-            .members
-            .lock()
-            .get(&to)
-            .cloned()
-            .ok_or("unknown member")?;
-        let message: GroupMessage =
-            serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).unwrap();
-        let reply = tokio::time::timeout(timeout, group.handle(self.me, message))
-            .await
-            .map_err(|_| "timed out".to_string())?;
-        Ok(serde_json::from_slice(&serde_json::to_vec(&reply).unwrap()).unwrap())
-    }
-}
-
-#[async_trait]
-impl SubmitPath for Link {
-    async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
-        let message = GroupMessage {
-            founder: founder_key(),
-            request: GroupRequest::Submit { tx: tx.to_vec() },
-        };
-        match self.call(member, message, Duration::from_secs(10)).await {
-            Ok(GroupReply::Submitted(n)) => Ok(n),
-            Ok(GroupReply::Failed(e)) => Err(e.into_error()),
-            Ok(other) => Err(LedgerError::Refused(format!("unexpected {other:?}"))),
-            Err(e) => Err(LedgerError::Unreachable(e)),
-        }
-    }
-}
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -104,46 +43,28 @@ struct Node {
 
 async fn start(net: &Arc<LocalNet>, root: &Path, seed: u8) -> Node {
     let dir = root.join(format!("m{seed}"));
-    let signer = key(seed);
-    let me = signer.verifying_key().to_bytes();
-    let (ledger, _) = EmbeddedLedger::open_replica(
-        &dir.join("ledger"),
+    let m = start_member(
+        net,
+        &dir,
         founder_key(),
-        Some(signer),
+        key(seed),
         EmbeddedConfig::default(),
         Arc::new(SystemClock),
-    )
-    .unwrap();
-    let link = Link {
-        net: net.clone(),
-        me,
-    };
-    let group = RegistrarGroup::start(
-        ledger.clone(),
-        me,
-        &dir.join("raft.redb"),
-        Arc::new(link.clone()),
         settings(),
     )
     .await
     .unwrap();
-    net.members.lock().insert(me, group.clone());
-    net.down.lock().remove(&me);
-    let router = GroupRouter::new(ledger.clone(), Some(group.clone()), link);
     Node {
         seed,
         dir,
-        ledger,
-        group,
-        router,
+        ledger: m.ledger,
+        group: m.group,
+        router: m.router,
     }
 }
 
 async fn stop(net: &LocalNet, node: Node) -> (u8, PathBuf) {
-    let me = node.group.key();
-    net.down.lock().insert(me);
-    node.group.shutdown().await;
-    net.members.lock().remove(&me);
+    net.stop(node.group.key()).await;
     (node.seed, node.dir)
 }
 
@@ -212,7 +133,7 @@ async fn group_of_one_founds_on_an_existing_log_and_takes_transactions() {
                 .unwrap();
         }
     }
-    let net = Arc::new(LocalNet::default());
+    let net = LocalNet::new();
     let a = start(&net, root.path(), 1).await;
     assert_eq!(a.ledger.len(), 2, "the old log is the group's first state");
     a.group.found().await.unwrap();
@@ -238,7 +159,7 @@ async fn group_of_one_founds_on_an_existing_log_and_takes_transactions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_survive_the_leader_and_a_rejoin_catches_up() {
     let root = tempfile::tempdir().unwrap();
-    let net = Arc::new(LocalNet::default());
+    let net = LocalNet::new();
     let a = start(&net, root.path(), 1).await;
     let b = start(&net, root.path(), 2).await;
     let c = start(&net, root.path(), 3).await;
@@ -284,9 +205,10 @@ async fn three_members_survive_the_leader_and_a_rejoin_catches_up() {
     // The old leader comes back, far behind (its log was purged meanwhile): it catches up.
     let a = start(&net, root.path(), a_seed).await;
     wait_records(&a.ledger, b.ledger.len()).await;
-    register(&a, "back.proxima", &owner(3)).await.unwrap();
-    wait_records(&b.ledger, a.ledger.len()).await;
-    wait_records(&c.ledger, a.ledger.len()).await;
+    let n = register(&a, "back.proxima", &owner(3)).await.unwrap();
+    for m in [&a, &b, &c] {
+        wait_records(&m.ledger, n).await;
+    }
     let log = a.ledger.read_log().unwrap();
     assert_eq!(log, b.ledger.read_log().unwrap());
     assert_eq!(log, c.ledger.read_log().unwrap());
@@ -296,7 +218,7 @@ async fn three_members_survive_the_leader_and_a_rejoin_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_minority_cannot_register_and_the_majority_goes_on() {
     let root = tempfile::tempdir().unwrap();
-    let net = Arc::new(LocalNet::default());
+    let net = LocalNet::new();
     let a = start(&net, root.path(), 1).await;
     let b = start(&net, root.path(), 2).await;
     let c = start(&net, root.path(), 3).await;
@@ -306,7 +228,7 @@ async fn a_minority_cannot_register_and_the_majority_goes_on() {
     }
     register(&b, "before.proxima", &owner(0)).await.unwrap();
     // Cut the leader off alone: it keeps believing it leads for a while, but nothing commits.
-    net.down.lock().insert(a.group.key());
+    net.set_down(a.group.key(), true);
     let cut = register(&a, "minority.proxima", &owner(1)).await;
     assert!(
         matches!(cut, Err(LedgerError::Unreachable(_))),
@@ -314,7 +236,7 @@ async fn a_minority_cannot_register_and_the_majority_goes_on() {
     );
     register(&b, "majority.proxima", &owner(1)).await.unwrap();
     // Heal: the old leader's uncommitted entry is dropped, it follows the majority's log.
-    net.down.lock().remove(&a.group.key());
+    net.set_down(a.group.key(), false);
     wait_records(&a.ledger, b.ledger.len()).await;
     let log = b.ledger.read_log().unwrap();
     assert_eq!(a.ledger.read_log().unwrap(), log);
@@ -335,7 +257,7 @@ async fn a_minority_cannot_register_and_the_majority_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn strangers_cannot_seal_or_speak_for_a_member() {
     let root = tempfile::tempdir().unwrap();
-    let net = Arc::new(LocalNet::default());
+    let net = LocalNet::new();
     let a = start(&net, root.path(), 1).await;
     a.group.found().await.unwrap();
     register(&a, "x.proxima", &owner(0)).await.unwrap();

@@ -59,20 +59,16 @@ async fn status(State(r): State<Registrars>) -> Response {
     Json(r.group.status()).into_response()
 }
 
-/// The member key of `peer`, if it may join the group.
-fn registrar_key(peer: &str) -> Result<[u8; 32], Response> {
-    let peer: mesh::PeerId = peer
-        .parse()
-        .map_err(|_| error(StatusCode::BAD_REQUEST, "peer: not a peer id"))?;
-    let key = mesh::peer_ed25519_key(&peer)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "peer: not an Ed25519 peer id"))?;
-    Ok(key)
+/// The member key of `peer`, or why it is not one.
+fn registrar_key(peer: &str) -> Result<[u8; 32], &'static str> {
+    let peer: mesh::PeerId = peer.parse().map_err(|_| "peer: not a peer id")?;
+    mesh::peer_ed25519_key(&peer).ok_or("peer: not an Ed25519 peer id")
 }
 
 async fn add(State(r): State<Registrars>, Json(b): Json<AddBody>) -> Response {
     let key = match registrar_key(&b.peer) {
         Ok(k) => k,
-        Err(resp) => return resp,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let certified = b
         .peer
@@ -97,7 +93,7 @@ async fn add(State(r): State<Registrars>, Json(b): Json<AddBody>) -> Response {
 async fn remove(State(r): State<Registrars>, Path(peer): Path<String>) -> Response {
     let key = match registrar_key(&peer) {
         Ok(k) => k,
-        Err(resp) => return resp,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match r.group.remove_member(key).await {
         Ok(s) => Json(s).into_response(),

@@ -1,30 +1,38 @@
-//! The embedded ledger across the mesh: one node is the registrar (it keeps and signs the
-//! hash-chained log); every other node keeps a verified replica and forwards its owners'
-//! transactions to the registrar.
+//! The embedded ledger across the mesh: the registrar group (the members that keep the log by
+//! Raft, see [`naming::raft`] and [`super::registrar`]) and every other node's verified replica.
 //!
-//! # Who is the registrar (zero configuration)
+//! # Which ledger (zero configuration)
 //!
-//! In this order: `[naming] registrar = "self"` or `"<peer id>"` if set; else the choice saved
-//! in `<data>/ledger/registrar` by an earlier start; else a node started without bootstrap peers
-//! is its own registrar; else the node asks the first live members it meets (its bootstrap peers)
-//! whom they follow, and follows the same registrar. The choice is saved, so a restart does not
-//! depend on who happens to be up.
+//! A ledger is named by its *founder*: the node whose key sealed its first records. In this
+//! order: `[naming] registrar = "self"` or `"<peer id of the founder>"` if set; else the choice
+//! saved in `<data>/ledger/registrar` by an earlier start; else a node started without bootstrap
+//! peers founds its own (a registrar group of one, exactly the single registrar of before); else
+//! the node asks the first live members it meets whose ledger they keep, and keeps the same. The
+//! choice is saved, so a restart does not depend on who happens to be up. A node that kept the
+//! ledger alone before groups existed founds the group with its log as the first state.
 //!
-//! # Protocol (`proxima/ledger/1` on the QUIC data plane)
+//! Every node runs a group member over its copy of the log (`<data>/ledger` for the founder,
+//! `<data>/ledger/follow-<founder>` for the others); it takes part once a leader adds it
+//! (`proxima cluster registrar add`). Until then its copy is kept by following.
+//!
+//! # Protocol (`proxima/ledger/1` on the QUIC data plane, open to every member)
 //!
 //! One JSON request frame per stream, replies as JSON frames (bounded by [`MAX_MESSAGE`]):
-//! - `hello` -> `{registrar, records}`: whom the answering node follows (itself if registrar).
+//! - `hello` -> `{registrar, records}`: the founder of the ledger the answering node keeps.
 //! - `follow {from}` -> a stream of `frames` batches (raw log frames, hex) from record `from` on,
-//!   new records as they are appended, and an empty batch every [`HEARTBEAT`] while idle.
+//!   new records as they are appended, and an empty batch every [`HEARTBEAT`] while idle. Any
+//!   node serves its copy; the follower verifies every record anyway.
 //! - `submit {tx}` -> `submitted {records}` or `failed {error}`: an owner-signed transaction
-//!   (see [`EmbeddedLedger::owner_tx`]) for the registrar to check, seal and append.
+//!   (see [`EmbeddedLedger::owner_tx`]) for the group's leader to check, seal and propose; a
+//!   member that does not lead answers `not_leader` with the leader it knows.
 //!
 //! The follower's side lives in the `naming` crate ([`naming::follow`]): [`FollowerLedger`] and
 //! [`follow_registrar`] keep the replica and forward transactions through the narrow
-//! [`LedgerNetwork`] trait, which [`MeshNetwork`] implements here over this protocol. A replica
-//! appends only records that continue its chain and carry valid owner and registrar signatures
-//! ([`EmbeddedLedger::append_replicated`]); anything else is refused, counted in
-//! `proxima_naming_ledger_refused_total`, and the stream is dropped.
+//! [`LedgerNetwork`] trait, which [`MeshNetwork`] implements here: transactions go to the
+//! leader through a [`GroupRouter`], the follow stream to the leader (or another member). A
+//! replica appends only records that continue its chain and are sealed by the group as the log
+//! itself names it ([`EmbeddedLedger::append_replicated`]); anything else is refused, counted
+//! in `proxima_naming_ledger_refused_total`, and the stream is dropped.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,10 +42,12 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use mesh::PeerId;
+use naming::raft::{GroupRouter, GroupSettings, RegistrarGroup, SubmitPath, WireError};
 use naming::{
-    EmbeddedLedger, FollowerLedger, Ledger, LedgerError, LedgerNetwork, Name, SyncMetrics,
+    EmbeddedLedger, FollowerLedger, Ledger, LedgerError, LedgerNetwork, SyncMetrics,
     follow_registrar,
 };
+use prometheus_client::metrics::counter::Counter;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,15 +61,17 @@ const BATCH: usize = 64;
 /// An idle follow stream carries an empty batch this often (a follower that hears nothing for
 /// 15 s reconnects: `naming::follow`).
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long opening a stream to a member may take before the next member is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// File (in the ledger directory) that keeps the registrar choice.
 const REGISTRAR_FILE: &str = "registrar";
 
-/// This node's part in the embedded ledger.
+/// Which ledger this node keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// This node keeps the log.
+    /// This node founded it (a group of one at first).
     Registrar,
-    /// This node replicates the log of that peer.
+    /// The ledger founded by that peer.
     Follower(PeerId),
 }
 
@@ -78,52 +90,6 @@ enum Reply {
     Frames { frames: String },
     Submitted { records: u64 },
     Failed { error: WireError },
-}
-
-/// A [`LedgerError`] on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-struct WireError {
-    kind: String,
-    name: Option<String>,
-    records: Option<u64>,
-    message: String,
-}
-
-impl From<&LedgerError> for WireError {
-    fn from(e: &LedgerError) -> Self {
-        let (kind, name, records) = match e {
-            LedgerError::Taken(n) => ("taken", Some(n.to_string()), None),
-            LedgerError::Expired(n) => ("expired", Some(n.to_string()), None),
-            LedgerError::NotRegistered(n) => ("not_registered", Some(n.to_string()), None),
-            LedgerError::NotOwner(n) => ("not_owner", Some(n.to_string()), None),
-            LedgerError::InvalidTerm(_) => ("invalid_term", None, None),
-            LedgerError::InvalidZoneKey => ("invalid_zone_key", None, None),
-            LedgerError::OutOfStep(n) => ("out_of_step", None, Some(*n)),
-            _ => ("refused", None, None),
-        };
-        Self {
-            kind: kind.into(),
-            name,
-            records,
-            message: e.to_string(),
-        }
-    }
-}
-
-impl WireError {
-    fn into_error(self) -> LedgerError {
-        let name = self.name.as_deref().and_then(|n| Name::parse(n).ok());
-        match (self.kind.as_str(), name, self.records) {
-            ("taken", Some(n), _) => LedgerError::Taken(n),
-            ("expired", Some(n), _) => LedgerError::Expired(n),
-            ("not_registered", Some(n), _) => LedgerError::NotRegistered(n),
-            ("not_owner", Some(n), _) => LedgerError::NotOwner(n),
-            ("invalid_term", _, _) => LedgerError::InvalidTerm(self.message),
-            ("invalid_zone_key", _, _) => LedgerError::InvalidZoneKey,
-            ("out_of_step", _, Some(n)) => LedgerError::OutOfStep(n),
-            _ => LedgerError::Refused(format!("registrar: {}", self.message)),
-        }
-    }
 }
 
 /// The registrar's log key is its node key, carried in its peer id.
@@ -271,17 +237,24 @@ async fn hello(mesh: &mesh::Mesh, peer: PeerId) -> Result<PeerId> {
     }
 }
 
-/// Serves [`LEDGER_ALPN`] for `ledger`, whose registrar is `registrar`.
-pub fn serve(mesh: &mesh::Mesh, ledger: EmbeddedLedger, registrar: PeerId) -> Result<()> {
+/// Serves [`LEDGER_ALPN`] for `ledger`, founded by `registrar`, with this node's group member
+/// `group` taking transactions when it leads.
+pub fn serve(
+    mesh: &mesh::Mesh,
+    ledger: EmbeddedLedger,
+    registrar: PeerId,
+    group: Arc<RegistrarGroup>,
+) -> Result<()> {
     let per_peer = Arc::new(parking_lot::Mutex::new(
         naming::ratelimit::TokenBuckets::new(PEER_BURST, PEER_PER_SEC),
     ));
     mesh.dataplane()
         .serve_streams(LEDGER_ALPN, move |peer, send, recv| {
-            let ledger = ledger.clone();
+            let (ledger, group) = (ledger.clone(), group.clone());
             let per_peer = per_peer.clone();
             Box::pin(async move {
-                if let Err(e) = handle(ledger, registrar, peer, &per_peer, send, recv).await {
+                if let Err(e) = handle(ledger, &group, registrar, peer, &per_peer, send, recv).await
+                {
                     tracing::debug!(%peer, error = %e, "ledger stream ended");
                 }
             })
@@ -301,6 +274,7 @@ const PEER_PER_SEC: f64 = 5.0;
 
 async fn handle(
     ledger: EmbeddedLedger,
+    group: &RegistrarGroup,
     registrar: PeerId,
     peer: PeerId,
     per_peer: &parking_lot::Mutex<naming::ratelimit::TokenBuckets<PeerId>>,
@@ -333,10 +307,8 @@ async fn handle(
                 Err(_) => Reply::Failed {
                     error: (&LedgerError::Refused("transaction is not hex".into())).into(),
                 },
-                Ok(tx) => match ledger.submit_signed(&tx).await {
-                    Ok(_) => Reply::Submitted {
-                        records: ledger.len(),
-                    },
+                Ok(tx) => match group.submit(&tx).await {
+                    Ok(records) => Reply::Submitted { records },
                     Err(e) => Reply::Failed { error: (&e).into() },
                 },
             };
@@ -383,86 +355,216 @@ async fn handle(
     Ok(())
 }
 
-/// The way to the registrar over the mesh: [`LedgerNetwork`] on [`LEDGER_ALPN`].
+/// Submits a transaction to one member over [`LEDGER_ALPN`].
+async fn submit_to_peer(mesh: &mesh::Mesh, peer: PeerId, tx: &[u8]) -> Result<u64, LedgerError> {
+    let exchange = async {
+        // A dead member must not hold the router up for a QUIC handshake timeout.
+        let opened = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            request(
+                mesh,
+                peer,
+                &Request::Submit {
+                    tx: hex::encode(tx),
+                },
+            ),
+        )
+        .await;
+        let (mut send, mut recv) =
+            opened.map_err(|_| anyhow::anyhow!("no connection within 1 s"))??;
+        let _ = send.finish();
+        read_reply(&mut recv).await
+    };
+    match exchange
+        .await
+        .map_err(|e| LedgerError::Unreachable(format!("{peer}: {e}")))?
+    {
+        Reply::Submitted { records } => Ok(records),
+        Reply::Failed { error } => Err(error.into_error()),
+        other => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// Members reached over the mesh, for the [`GroupRouter`].
+struct MeshPath {
+    mesh: mesh::Mesh,
+}
+
+#[async_trait]
+impl SubmitPath for MeshPath {
+    async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
+        let peer = mesh::peer_from_ed25519(&member)
+            .ok_or_else(|| LedgerError::Refused("a group key is not an Ed25519 key".into()))?;
+        submit_to_peer(&self.mesh, peer, tx).await
+    }
+}
+
+/// The way to the registrar group over the mesh: [`LedgerNetwork`] on [`LEDGER_ALPN`].
+/// Transactions go to the leader (found by the router); the follow stream goes to the member
+/// this node last saw lead, and is dropped (and opened again there) when the leader changes, so
+/// a follower never waits on a member that fell behind.
 pub struct MeshNetwork {
     mesh: mesh::Mesh,
-    registrar: PeerId,
+    founder: PeerId,
+    ledger: EmbeddedLedger,
+    group: Arc<RegistrarGroup>,
+    router: GroupRouter<MeshPath>,
+    /// The member to follow: the last leader seen (by the router or this node's member).
+    source: tokio::sync::watch::Sender<Option<[u8; 32]>>,
+    /// Rotates through the group when no leader is known.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl MeshNetwork {
-    /// Reaches `registrar` through `mesh`.
-    pub fn new(mesh: mesh::Mesh, registrar: PeerId) -> Self {
-        Self { mesh, registrar }
+    /// Reaches the group of the ledger founded by `founder`, whose local copy is `ledger` and
+    /// whose member on this node is `group`.
+    pub fn new(
+        mesh: mesh::Mesh,
+        founder: PeerId,
+        ledger: EmbeddedLedger,
+        group: Arc<RegistrarGroup>,
+    ) -> Self {
+        let router = GroupRouter::new(
+            ledger.clone(),
+            Some(group.clone()),
+            MeshPath { mesh: mesh.clone() },
+        );
+        Self {
+            mesh,
+            founder,
+            ledger,
+            group,
+            router,
+            source: tokio::sync::watch::channel(None).0,
+            turn: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Notes the leader this node's member knows, so the follow stream moves to it.
+    fn note_leader(&self, leader: Option<[u8; 32]>) {
+        if leader.is_some() {
+            self.source.send_if_modified(|s| {
+                let changed = *s != leader;
+                *s = leader;
+                changed
+            });
+        }
+    }
+
+    /// Whom to follow now: the last leader seen if it is not this node, else a live member of
+    /// the group other than this node (in turn), else the founder.
+    fn follow_source(&self) -> PeerId {
+        let me = self.mesh.peer_id();
+        let leader = self.group.leader().or(*self.source.borrow());
+        if let Some(p) = leader.and_then(|k| mesh::peer_from_ed25519(&k))
+            && p != me
+        {
+            return p;
+        }
+        let live: Vec<PeerId> = {
+            let members = self.mesh.members();
+            self.ledger
+                .group()
+                .iter()
+                .filter_map(mesh::peer_from_ed25519)
+                .filter(|p| {
+                    *p != me
+                        && members
+                            .iter()
+                            .any(|m| m.id.peer == *p && m.state == mesh::MemberState::Alive)
+                })
+                .collect()
+        };
+        if live.is_empty() {
+            return self.founder;
+        }
+        let i = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        live[i % live.len()]
     }
 }
 
 #[async_trait]
 impl LedgerNetwork for MeshNetwork {
     async fn submit(&self, tx: &[u8]) -> Result<u64, LedgerError> {
-        let exchange = async {
-            let (mut send, mut recv) = request(
-                &self.mesh,
-                self.registrar,
-                &Request::Submit {
-                    tx: hex::encode(tx),
-                },
-            )
-            .await?;
-            let _ = send.finish();
-            read_reply(&mut recv).await
-        };
-        match exchange
-            .await
-            .map_err(|e| LedgerError::Unreachable(e.to_string()))?
-        {
-            Reply::Submitted { records } => Ok(records),
-            Reply::Failed { error } => Err(error.into_error()),
-            other => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
-        }
+        let r = self.router.submit(tx).await;
+        self.note_leader(self.router.last_leader());
+        r
     }
 
     async fn follow(
         &self,
         from: u64,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, LedgerError>>, LedgerError> {
-        let (send, recv) = request(&self.mesh, self.registrar, &Request::Follow { from })
+        self.note_leader(self.group.leader());
+        let source = self.follow_source();
+        let (send, recv) = request(&self.mesh, source, &Request::Follow { from })
             .await
-            .map_err(|e| LedgerError::Unreachable(e.to_string()))?;
+            .map_err(|e| LedgerError::Unreachable(format!("{source}: {e}")))?;
+        let mut moved = self.source.subscribe();
+        moved.borrow_and_update();
         // The send half stays open as long as the stream is read; the stream ends after its
-        // first error.
-        let batches = futures::stream::unfold(Some((send, recv)), |state| async move {
-            let (send, mut recv) = state?;
-            let batch = match read_reply(&mut recv).await {
-                Ok(Reply::Frames { frames }) => hex::decode(frames)
-                    .map_err(|_| LedgerError::Refused("frames are not hex".into())),
-                Ok(other) => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
-                Err(e) => Err(LedgerError::Unreachable(e.to_string())),
+        // first error, or when another member is seen to lead.
+        let batches = futures::stream::unfold(Some((send, recv, moved)), |state| async move {
+            let (send, mut recv, mut moved) = state?;
+            let batch = tokio::select! {
+                r = read_reply(&mut recv) => match r {
+                    Ok(Reply::Frames { frames }) => hex::decode(frames)
+                        .map_err(|_| LedgerError::Refused("frames are not hex".into())),
+                    Ok(other) => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
+                    Err(e) => Err(LedgerError::Unreachable(e.to_string())),
+                },
+                _ = moved.changed() => Err(LedgerError::Unreachable(
+                    "another member leads the group now; following it".into(),
+                )),
             };
-            let next = batch.is_ok().then_some((send, recv));
+            let next = batch.is_ok().then_some((send, recv, moved));
             Some((batch, next))
         });
         Ok(Box::pin(batches))
     }
 
     fn registrar(&self) -> String {
-        self.registrar.to_string()
+        let leader = self
+            .router
+            .last_leader()
+            .or_else(|| self.group.leader())
+            .and_then(|k| mesh::peer_from_ed25519(&k));
+        match leader {
+            Some(l) => format!("group (founder {}, leader {l})", self.founder),
+            None => format!("group (founder {})", self.founder),
+        }
     }
 
     fn registrar_admin(&self) -> String {
+        let leader = self
+            .router
+            .last_leader()
+            .or_else(|| self.group.leader())
+            .and_then(|k| mesh::peer_from_ed25519(&k))
+            .unwrap_or(self.founder);
         self.mesh
             .members()
             .into_iter()
-            .find(|m| m.id.peer == self.registrar)
+            .find(|m| m.id.peer == leader)
             .and_then(|m| m.meta.and_then(|meta| meta.services.get("admin").cloned()))
             .map_or_else(|| "unknown".into(), |a| format!("http://{a}"))
     }
 }
 
-/// Opens the embedded ledger for `role` under `ledger_dir` and wires replication: the
-/// registrar serves its log; a follower opens its replica (`ledger_dir/follow-<peer>`),
-/// serves it too (for `hello`), and follows the registrar.
+/// What [`open`] wires up.
+pub struct Opened {
+    /// The ledger the naming service uses (reads from the copy, writes through the group).
+    pub ledger: Arc<dyn Ledger>,
+    /// This node's member of the registrar group.
+    pub group: Arc<RegistrarGroup>,
+}
+
+/// Opens this node's copy of the ledger for `role` under `ledger_dir` (`ledger_dir` itself for
+/// the founder, `ledger_dir/follow-<founder>` otherwise), starts its registrar-group member
+/// (founding the group if this node is the founder), serves both protocols, and keeps the copy
+/// in step by following.
 #[allow(clippy::too_many_arguments)]
-pub fn open(
+pub async fn open(
     role: Role,
     ledger_dir: &Path,
     identity: &crate::identity::NodeIdentity,
@@ -470,70 +572,84 @@ pub fn open(
     clock: Arc<dyn naming::Clock>,
     mesh: &mesh::Mesh,
     metrics: &SyncMetrics,
+    group_refused: Counter,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<(Arc<dyn Ledger>, EmbeddedLedger)> {
-    match role {
-        Role::Registrar => {
-            let (ledger, report) =
-                EmbeddedLedger::open(ledger_dir, identity.signing_key().clone(), config, clock)
-                    .context("cannot open the embedded ledger")?;
-            if report.dropped_bytes > 0 {
-                tracing::warn!(
-                    dropped = report.dropped_bytes,
-                    "embedded ledger recovered from a torn write"
-                );
-            }
-            metrics.records.set(ledger.len() as i64);
-            let gauge = metrics.records.clone();
-            let mut len = ledger.watch_len();
-            let stop = shutdown.clone();
-            tracker.spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        r = len.changed() => {
-                            if r.is_err() { return; }
-                            gauge.set(*len.borrow() as i64);
-                        }
-                    }
-                }
-            });
-            serve(mesh, ledger.clone(), mesh.peer_id())?;
-            tracing::info!("this node is the embedded ledger's registrar");
-            Ok((Arc::new(ledger.clone()), ledger))
-        }
-        Role::Follower(registrar) => {
-            let key = peer_ed25519_key(&registrar)
-                .with_context(|| format!("registrar {registrar} has no Ed25519 key"))?;
-            let dir = ledger_dir.join(format!("follow-{registrar}"));
-            let (ledger, report) = EmbeddedLedger::open_follower(&dir, key, config, clock)
-                .context("cannot open the ledger replica")?;
-            if report.dropped_bytes > 0 {
-                tracing::warn!(
-                    dropped = report.dropped_bytes,
-                    "ledger replica had records that do not verify; dropped them"
-                );
-            }
-            metrics.records.set(ledger.len() as i64);
-            serve(mesh, ledger.clone(), registrar)?;
-            let network: Arc<dyn LedgerNetwork> =
-                Arc::new(MeshNetwork::new(mesh.clone(), registrar));
-            tracker.spawn(follow_registrar(
-                network.clone(),
-                ledger.clone(),
-                metrics.clone(),
-                shutdown.clone().cancelled_owned(),
-            ));
-            tracing::info!(%registrar, records = ledger.len(), "following the embedded ledger's registrar");
-            Ok((
-                Arc::new(FollowerLedger::new(
-                    ledger.clone(),
-                    network,
-                    metrics.clone(),
-                )),
-                ledger,
-            ))
-        }
+) -> Result<Opened> {
+    let (founder, dir) = match role {
+        Role::Registrar => (mesh.peer_id(), ledger_dir.to_path_buf()),
+        Role::Follower(p) => (p, ledger_dir.join(format!("follow-{p}"))),
+    };
+    let founder_key = peer_ed25519_key(&founder)
+        .with_context(|| format!("founder {founder} has no Ed25519 key"))?;
+    let (ledger, report) = EmbeddedLedger::open_replica(
+        &dir,
+        founder_key,
+        Some(identity.signing_key().clone()),
+        config,
+        clock,
+    )
+    .context("cannot open the embedded ledger")?;
+    if report.dropped_bytes > 0 {
+        tracing::warn!(
+            dropped = report.dropped_bytes,
+            "embedded ledger dropped a torn tail or records that do not verify"
+        );
     }
+    metrics.records.set(ledger.len() as i64);
+    let gauge = metrics.records.clone();
+    let mut len = ledger.watch_len();
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = len.changed() => {
+                    if r.is_err() { return; }
+                    gauge.set(*len.borrow() as i64);
+                }
+            }
+        }
+    });
+
+    let me = identity.signing_key().verifying_key().to_bytes();
+    let group = RegistrarGroup::start(
+        ledger.clone(),
+        me,
+        &dir.join("raft.redb"),
+        Arc::new(super::registrar::MeshTransport::new(mesh.clone())),
+        GroupSettings::default(),
+    )
+    .await
+    .context("cannot start the registrar group member")?;
+    super::registrar::serve(mesh, group.clone(), group_refused)?;
+    let stopping = (shutdown.clone(), group.clone());
+    tracker.spawn(async move {
+        stopping.0.cancelled().await;
+        stopping.1.shutdown().await;
+    });
+    if role == Role::Registrar {
+        group
+            .found()
+            .await
+            .context("cannot found the registrar group")?;
+    }
+    serve(mesh, ledger.clone(), founder, group.clone())?;
+    let network: Arc<dyn LedgerNetwork> = Arc::new(MeshNetwork::new(
+        mesh.clone(),
+        founder,
+        ledger.clone(),
+        group.clone(),
+    ));
+    tracker.spawn(follow_registrar(
+        network.clone(),
+        ledger.clone(),
+        metrics.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+    tracing::info!(%founder, records = ledger.len(), member = group.is_member(), "embedded ledger open");
+    Ok(Opened {
+        ledger: Arc::new(FollowerLedger::new(ledger, network, metrics.clone())),
+        group,
+    })
 }

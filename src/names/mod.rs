@@ -128,7 +128,7 @@ pub async fn start(
     registry: &mut Registry,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<Arc<NameService>> {
+) -> Result<Naming> {
     let naming_cfg = &config.naming;
     let tld = Name::parse(&naming_cfg.ledger_tld).context("naming.ledger_tld")?;
     let tlds = naming_cfg
@@ -140,6 +140,8 @@ pub async fn start(
     let keys = Keystore::open(data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let sync = SyncMetrics::default();
+    let group_metrics = registrar::GroupMetrics::default();
+    let mut group = None;
     let (ledger, owner): (Arc<dyn Ledger>, Option<OwnerKey>) = match config.ledger {
         LedgerKind::Embedded => {
             let ledger_dir = data_dir.join("ledger");
@@ -151,7 +153,7 @@ pub async fn start(
                 &ledger_dir,
             )
             .await?;
-            let (ledger, _local) = ledger_sync::open(
+            let opened = ledger_sync::open(
                 role,
                 &ledger_dir,
                 identity,
@@ -162,10 +164,13 @@ pub async fn start(
                 clock.clone(),
                 mesh,
                 &sync,
+                group_metrics.refused.clone(),
                 shutdown,
                 tracker,
-            )?;
-            (ledger, Some(OwnerKey::Ed25519(keys.owner_key()?)))
+            )
+            .await?;
+            group = Some(opened.group);
+            (opened.ledger, Some(OwnerKey::Ed25519(keys.owner_key()?)))
         }
         LedgerKind::Eth => {
             let rpc = config
@@ -213,6 +218,14 @@ pub async fn start(
         sub,
     );
     sync.register(sub);
+    if let Some(g) = &group {
+        group_metrics.register(sub);
+        tracker.spawn(
+            group_metrics
+                .clone()
+                .follow(g.clone(), shutdown.clone().cancelled_owned()),
+        );
+    }
     let spread_metrics = spread::SpreadMetrics::default();
     spread_metrics.register(sub);
     spread::Spreader::start(
@@ -237,7 +250,15 @@ pub async fn start(
     // Keep the zone gauge in step with the store.
     tracker.spawn(service.keep_zone_gauge(shutdown.clone().cancelled_owned()));
     tracing::info!(ledger = ledger.kind(), tld = %tld, zones = zones.len(), "naming service ready");
-    Ok(service)
+    Ok(Naming { service, group })
+}
+
+/// What [`start`] returns.
+pub struct Naming {
+    /// The naming service.
+    pub service: Arc<NameService>,
+    /// This node's registrar-group member (embedded ledger only).
+    pub group: Option<Arc<naming::raft::RegistrarGroup>>,
 }
 
 fn eth_account_key(cfg: &NamingConfig) -> Result<Option<[u8; 32]>> {

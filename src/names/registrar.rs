@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use naming::raft::{GroupMessage, GroupReply, GroupRequest, GroupTransport, RegistrarGroup};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 /// ALPN of the registrar group's protocol.
 pub const REGISTRAR_ALPN: &[u8] = b"proxima/registrar/1";
@@ -115,4 +117,80 @@ async fn handle(
     mesh::frame::write(&mut send, &serde_json::to_vec(&reply)?).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// Metrics of this node's group member (`proxima_naming_group_*`).
+#[derive(Clone, Default)]
+pub struct GroupMetrics {
+    /// Registrar-group streams refused (no registrar role, or an addition of an uncertified
+    /// member).
+    pub refused: Counter,
+    /// 1 while this node leads the group.
+    pub leader: Gauge,
+    /// The Raft term this node is in.
+    pub term: Gauge,
+    /// Voting members this node knows.
+    pub voters: Gauge,
+    /// Leader changes this node has seen.
+    pub leader_changes: Counter,
+}
+
+impl GroupMetrics {
+    /// Registers in `registry` (the node's `naming` sub-registry).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "group_refused",
+            "Registrar-group streams refused (peer without the registrar role)",
+            self.refused.clone(),
+        );
+        registry.register(
+            "group_leader",
+            "1 while this node leads the registrar group",
+            self.leader.clone(),
+        );
+        registry.register(
+            "group_term",
+            "Raft term of the registrar group",
+            self.term.clone(),
+        );
+        registry.register(
+            "group_voters",
+            "Voting members of the registrar group",
+            self.voters.clone(),
+        );
+        registry.register(
+            "group_leader_changes",
+            "Leader changes of the registrar group seen by this node",
+            self.leader_changes.clone(),
+        );
+    }
+
+    /// Keeps the gauges in step with `group` until `stop`.
+    pub async fn follow(
+        self,
+        group: Arc<RegistrarGroup>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut watch = group.watch();
+        let mut leader = None;
+        loop {
+            let s = group.status();
+            if s.leader != leader {
+                if s.leader.is_some() {
+                    self.leader_changes.inc();
+                    tracing::info!(leader = ?s.leader, term = s.term, "registrar group leader");
+                }
+                leader = s.leader.clone();
+            }
+            self.leader
+                .set(i64::from(s.leader.as_deref() == Some(s.me.as_str())));
+            self.term.set(i64::try_from(s.term).unwrap_or(i64::MAX));
+            self.voters.set(s.voters.len() as i64);
+            tokio::select! {
+                _ = &mut stop => return,
+                r = watch.changed() => if r.is_err() { return },
+            }
+        }
+    }
 }

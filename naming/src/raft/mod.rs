@@ -36,6 +36,8 @@
 mod machine;
 mod router;
 mod store;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use router::{GroupRouter, ROUTE_TIMEOUT, SubmitPath};
 
@@ -47,8 +49,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
-    Unreachable,
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError,
+    RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -296,6 +298,8 @@ impl Default for GroupSettings {
 /// How long a proposal may take to commit before the submitter is told the group is
 /// unreachable (no majority, or an election under way).
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a leader may take to hear from a majority that it still leads.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an added member may take to catch up before it becomes a voter.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most voters a group may have.
@@ -709,8 +713,11 @@ impl RegistrarGroup {
             .collect()
     }
 
-    /// Succeeds on the leader once its ledger has applied its whole Raft log (entries of
-    /// earlier leaders included), so the next record is sealed on the tip it will follow.
+    /// Succeeds on the leader once a majority confirmed it still leads and its ledger has
+    /// applied its whole Raft log (entries of earlier leaders included), so the next record is
+    /// sealed on the tip it will follow. A member that only believes it leads (restarted as the
+    /// leader of an old term, or cut off from its majority) answers "not the leader" within
+    /// [`CONFIRM_TIMEOUT`] instead of sealing on a stale tip.
     async fn caught_up_leader(&self) -> Result<(), LedgerError> {
         let m = self.raft.metrics().borrow().clone();
         if m.current_leader != Some(node_id(&self.me)) {
@@ -718,6 +725,19 @@ impl RegistrarGroup {
                 leader: leader_key(&m),
             });
         }
+        match tokio::time::timeout(CONFIRM_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                return Err(LedgerError::NotLeader {
+                    leader: f.leader_node.map(|n| n.key),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(LedgerError::Unreachable(format!("registrar group: {e}")));
+            }
+            Err(_) => return Err(LedgerError::NotLeader { leader: None }),
+        }
+        let m = self.raft.metrics().borrow().clone();
         let Some(last) = m.last_log_index else {
             return Ok(());
         };

@@ -98,6 +98,11 @@ impl<P: SubmitPath> GroupRouter<P> {
                         last_error = Some(LedgerError::NotLeader { leader });
                     }
                     Err(e @ LedgerError::Unreachable(_)) => last_error = Some(e),
+                    // A member behind this node's own copy (which holds only committed records)
+                    // cannot be the leader it believes it is: try the others.
+                    Err(LedgerError::OutOfStep(n)) if n < self.ledger.len() => {
+                        last_error = Some(LedgerError::OutOfStep(n));
+                    }
                     Err(e) => return Err(e),
                 }
             }

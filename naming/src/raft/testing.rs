@@ -1,0 +1,153 @@
+//! An in-process transport for the registrar group, for tests and benchmarks: members are
+//! joined by calls, every message and reply is round-tripped through its JSON encoding (what the
+//! mesh transport sends), and a member can be taken down (it neither sends nor receives).
+//! Everything else is real: openraft, the redb log, the embedded ledger.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ed25519_dalek::SigningKey;
+
+use super::{
+    GroupMessage, GroupReply, GroupRequest, GroupRouter, GroupSettings, GroupTransport,
+    RegistrarGroup, SubmitPath,
+};
+use crate::embedded::{EmbeddedConfig, EmbeddedLedger};
+use crate::ledger::{Clock, LedgerError};
+
+/// Members by key; a member in the down set neither sends nor receives.
+#[derive(Default)]
+pub struct LocalNet {
+    members: parking_lot::Mutex<HashMap<[u8; 32], Arc<RegistrarGroup>>>,
+    down: parking_lot::Mutex<HashSet<[u8; 32]>>,
+}
+
+impl LocalNet {
+    /// An empty network.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Takes the member with `key` down (or up again).
+    pub fn set_down(&self, key: [u8; 32], down: bool) {
+        if down {
+            self.down.lock().insert(key);
+        } else {
+            self.down.lock().remove(&key);
+        }
+    }
+
+    /// Stops the member with `key` and forgets it.
+    pub async fn stop(&self, key: [u8; 32]) {
+        self.set_down(key, true);
+        let group = self.members.lock().remove(&key);
+        if let Some(g) = group {
+            g.shutdown().await;
+        }
+    }
+}
+
+/// One member's end of a [`LocalNet`].
+#[derive(Clone)]
+pub struct Link {
+    net: Arc<LocalNet>,
+    me: [u8; 32],
+    founder: [u8; 32],
+}
+
+#[async_trait]
+impl GroupTransport for Link {
+    async fn call(
+        &self,
+        to: [u8; 32],
+        message: GroupMessage,
+        timeout: Duration,
+    ) -> Result<GroupReply, String> {
+        {
+            let down = self.net.down.lock();
+            if down.contains(&self.me) || down.contains(&to) {
+                return Err("member down".into());
+            }
+        }
+        let group = self
+            .net
+            .members
+            .lock()
+            .get(&to)
+            .cloned()
+            .ok_or("unknown member")?;
+        let json = |e: serde_json::Error| e.to_string();
+        let message: GroupMessage =
+            serde_json::from_slice(&serde_json::to_vec(&message).map_err(json)?).map_err(json)?;
+        let reply = tokio::time::timeout(timeout, group.handle(self.me, message))
+            .await
+            .map_err(|_| "timed out".to_string())?;
+        serde_json::from_slice(&serde_json::to_vec(&reply).map_err(json)?).map_err(json)
+    }
+}
+
+#[async_trait]
+impl SubmitPath for Link {
+    async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
+        let message = GroupMessage {
+            founder: self.founder,
+            request: GroupRequest::Submit { tx: tx.to_vec() },
+        };
+        match self.call(member, message, Duration::from_secs(10)).await {
+            Ok(GroupReply::Submitted(n)) => Ok(n),
+            Ok(GroupReply::Failed(e)) => Err(e.into_error()),
+            Ok(other) => Err(LedgerError::Refused(format!("unexpected {other:?}"))),
+            Err(e) => Err(LedgerError::Unreachable(e)),
+        }
+    }
+}
+
+/// One member started on a [`LocalNet`]: its ledger, its group member and a router.
+pub struct LocalMember {
+    /// Its copy of the log.
+    pub ledger: EmbeddedLedger,
+    /// Its group member.
+    pub group: Arc<RegistrarGroup>,
+    /// Takes its transactions to the leader.
+    pub router: GroupRouter<Link>,
+}
+
+/// Starts the member keyed `signer` in `dir` (its ledger in `dir/ledger`, its Raft log in
+/// `dir/raft.redb`) on `net`, for the ledger founded by `founder`.
+pub async fn start_member(
+    net: &Arc<LocalNet>,
+    dir: &Path,
+    founder: [u8; 32],
+    signer: SigningKey,
+    config: EmbeddedConfig,
+    clock: Arc<dyn Clock>,
+    settings: GroupSettings,
+) -> Result<LocalMember, LedgerError> {
+    let me = signer.verifying_key().to_bytes();
+    let (ledger, _) =
+        EmbeddedLedger::open_replica(&dir.join("ledger"), founder, Some(signer), config, clock)?;
+    let link = Link {
+        net: net.clone(),
+        me,
+        founder,
+    };
+    let group = RegistrarGroup::start(
+        ledger.clone(),
+        me,
+        &dir.join("raft.redb"),
+        Arc::new(link.clone()),
+        settings,
+    )
+    .await?;
+    net.members.lock().insert(me, group.clone());
+    net.set_down(me, false);
+    let router = GroupRouter::new(ledger.clone(), Some(group.clone()), link);
+    Ok(LocalMember {
+        ledger,
+        group,
+        router,
+    })
+}
