@@ -4,7 +4,13 @@
 //! writes acknowledged but lost, page views that failed while a node holding the site was alive
 //! and reachable, and zones that still differ between nodes after the heal.
 //!
-//! Node 0 (the ledger's registrar, where the cache writer connects) is never killed or cut off.
+//! Nodes 0, 1 and 2 form the registrar group (node 0 founded it; 1 and 2 are added as an
+//! operator would); node 0 and node 1 are among the killed nodes, so registration has to move to
+//! a new leader and back. Names are registered all along through random live nodes; the report
+//! gives how long registration was unavailable after each registrar was killed, and checks that
+//! no acknowledged registration is lost. The cache writer connects to node 0 while it lives and
+//! to another node while it does not. Node 0 keeps its listen addresses across its restart (it
+//! has no bootstrap peers: the others must find it where it was).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +59,8 @@ fn inject(
     let total = Duration::from_secs(p.duration_secs);
     let mut faults = Vec::new();
     let slot = total.mul_f64(0.5) / u32::try_from(victims.len().max(1)).unwrap_or(1);
+    // At least the election bound plus the restart between two registrar kills.
+    let slot = slot.max(Duration::from_secs(p.down_secs + 5));
     for (k, &v) in victims.iter().enumerate() {
         let at = total.mul_f64(0.05) + slot * u32::try_from(k).unwrap_or(0);
         std::thread::sleep(at.saturating_sub(t0.elapsed()));
@@ -147,9 +155,63 @@ fn inject(
     faults
 }
 
+/// A free UDP port on loopback (bound and released; the node binds it right after).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_or(0, |a| a.port())
+}
+
+/// Adds nodes `members` to the registrar group through node 0's admin API, as an operator
+/// would with `proxima cluster registrar add`, and waits until node 0 sees them all vote.
+fn promote(net: &Net, members: &[usize]) -> Result<()> {
+    let a0 = net.addrs(0).context("node 0 runs")?;
+    for &m in members {
+        let peer = net.peer_id(m).context("registrar to add runs")?;
+        let out = proxima::harness::curl(&[
+            "-sf",
+            "-m",
+            "90",
+            "-X",
+            "POST",
+            "-H",
+            &a0.auth,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &format!(r#"{{"peer":"{peer}"}}"#),
+            &format!("{}/api/cluster/registrars", a0.admin),
+        ])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "adding node {m} to the registrar group failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(())
+}
+
+/// One registration attempt of the naming load.
+#[derive(Debug, Clone)]
+struct Registration {
+    at_s: f64,
+    name: String,
+    /// `Some(owner)` when acknowledged; `None` when refused or failed (outcome unknown).
+    owner: Option<String>,
+}
+
 /// Runs the scenario.
 pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
-    let net = Arc::new(Net::start(p, 0, 0, |_, _| {})?);
+    let (quic, p2p) = (free_udp_port(), free_udp_port());
+    let net = Arc::new(Net::start(p, 0, 0, move |i, c| {
+        if i == 0 {
+            c.quic_listen = std::net::SocketAddr::from(([127, 0, 0, 1], quic));
+            c.p2p_listen = vec![format!("/ip4/127.0.0.1/udp/{p2p}/quic-v1")];
+        }
+    })?);
+    let registrars: Vec<usize> = (0..net.n.min(3)).collect();
+    promote(&net, &registrars[1..])?;
+    super::progress(&format!("registrar group: nodes {registrars:?}"));
     report.metric("mesh_formed_s", net.formed_in.as_secs_f64());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -164,10 +226,15 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let holders = holders_of(&sites);
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
-    let mut others: Vec<usize> = (1..net.n).collect();
+    // Node 0 (the founder) and node 1 (another registrar) are always among the victims.
+    let mut others: Vec<usize> = (registrars.len()..net.n).collect();
     others.shuffle(&mut rng);
-    let kills = ((net.n as f64 * p.kill_fraction).round() as usize).min(others.len());
-    let victims: Vec<usize> = others[..kills].to_vec();
+    let kills = ((net.n as f64 * p.kill_fraction).round() as usize)
+        .max(2)
+        .min(others.len() + 2);
+    let mut victims: Vec<usize> = vec![0, 1];
+    victims.extend(&others[..kills - 2]);
+    victims.shuffle(&mut rng);
     let cut = ((net.n as f64 * p.partition_fraction).round() as usize).min(net.n - 1);
     let group: Vec<usize> = (net.n - cut..net.n).collect();
 
@@ -193,7 +260,8 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
             out
         })
     };
-    // Cache load: SET through node 0, every acknowledged write remembered; reads of earlier ones.
+    // Cache load: SET through node 0 (another live node while it is down), every acknowledged
+    // write remembered; reads of earlier ones.
     let cache = {
         let (net, stop) = (net.clone(), stop.clone());
         rt.spawn(async move {
@@ -203,7 +271,13 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 if con.is_none() {
-                    con = connect(net.addrs(0).expect("node 0 runs").redis).await.ok();
+                    let via = net.live().into_iter().next().and_then(|v| net.addrs(v));
+                    if let Some(a) = via {
+                        con = connect(a.redis).await.ok();
+                    }
+                    if con.is_none() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 let Some(c) = con.as_mut() else { continue };
                 let set = tokio::time::timeout(
@@ -216,7 +290,13 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                 .await;
                 match set {
                     Ok(Ok(())) => acked.push((i, t0.elapsed().as_secs_f64())),
-                    _ => failed_writes += 1,
+                    _ => {
+                        failed_writes += 1;
+                        // The node may be gone: connect again (to a live one).
+                        con = None;
+                        i += 1;
+                        continue;
+                    }
                 }
                 i += 1;
                 if let Some(&(k, _)) = acked.get(i % acked.len().max(1)) {
@@ -235,6 +315,48 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             (acked, failed_writes, failed_reads, reads)
+        })
+    };
+    // Naming load: a registration every 250 ms through a random live node.
+    let names = {
+        let (net, stop) = (net.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("http client");
+            let mut out: Vec<Registration> = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let live = net.live();
+                let c = live[rng.gen_range(0..live.len())];
+                let Some(a) = net.addrs(c) else { continue };
+                let name = format!("reg{i}.proxima");
+                i += 1;
+                let (auth_name, auth_value) = a.auth.split_once(": ").unwrap_or(("", ""));
+                let resp = client
+                    .post(format!("{}/api/names", a.admin))
+                    .header(auth_name, auth_value)
+                    .json(&serde_json::json!({ "name": name }))
+                    .send()
+                    .await;
+                let owner = match resp {
+                    Ok(r) if r.status().is_success() => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["owner"].as_str().map(str::to_owned)),
+                    _ => None,
+                };
+                out.push(Registration {
+                    at_s: t0.elapsed().as_secs_f64(),
+                    name,
+                    owner,
+                });
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            out
         })
     };
     // One site owned inside the cut-off group and one outside it change during the partition.
@@ -256,6 +378,7 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let views = rt.block_on(web)?;
     let (acked, failed_writes, failed_reads, reads) = rt.block_on(cache)?;
+    let registrations = rt.block_on(names)?;
 
     super::progress(&format!(
         "load stopped: {} views, {} writes acknowledged",
@@ -368,6 +491,48 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let converged = wait(Duration::from_secs(30), || diverging() == 0);
     let diverging_now = diverging();
 
+    // Registrations: every acknowledged one is on every live node's ledger with its owner.
+    let owner_on = |i: usize, name: &str| -> Option<String> {
+        let a = net.addrs(i)?;
+        let out =
+            proxima::harness::curl(&["-sf", &format!("{}/api/names/{name}", a.admin)]).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["owner"].as_str().map(str::to_owned)
+    };
+    let acknowledged: Vec<&Registration> =
+        registrations.iter().filter(|r| r.owner.is_some()).collect();
+    let missing = || -> Vec<String> {
+        acknowledged
+            .iter()
+            .flat_map(|r| {
+                net.live()
+                    .into_iter()
+                    .filter(|&i| owner_on(i, &r.name) != r.owner)
+                    .map(move |i| format!("{}@{i}", r.name))
+            })
+            .collect()
+    };
+    let _ = wait(Duration::from_secs(30), || missing().is_empty());
+    let registrations_lost = missing();
+    // How long registration was unavailable after each registrar was killed: from the kill to
+    // the next acknowledged registration.
+    let registrar_outages: Vec<(String, f64)> = faults
+        .iter()
+        .filter(|f| {
+            registrars
+                .iter()
+                .any(|r| f.what == format!("kill + restart node {r}"))
+        })
+        .map(|f| {
+            let back = registrations
+                .iter()
+                .filter(|r| r.owner.is_some() && r.at_s > f.at_s)
+                .map(|r| r.at_s - f.at_s)
+                .fold(f64::NAN, f64::min);
+            (f.what.clone(), back)
+        })
+        .collect();
+
     // Views that failed while a holder of the site was alive and reachable from the client.
     let failed: Vec<&(f64, usize, bool, Outcome)> =
         views.iter().filter(|v| v.3.error.is_some()).collect();
@@ -433,6 +598,40 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     report.metric("cache_reads_failed", failed_reads as f64);
     report.metric("acked_writes_lost", lost.len() as f64);
     report.metric("zones_diverging_after_heal", diverging_now as f64);
+    report.metric("registrations", registrations.len() as f64);
+    report.metric("registrations_acked", acknowledged.len() as f64);
+    report.metric("registrations_lost", registrations_lost.len() as f64);
+    report.metric(
+        "registration_unavailable_max_s",
+        registrar_outages
+            .iter()
+            .map(|o| if o.1.is_nan() { f64::INFINITY } else { o.1 })
+            .fold(0.0, f64::max),
+    );
+    for lost in registrations_lost.iter().take(5) {
+        report
+            .notes
+            .push(format!("acknowledged registration missing: {lost}"));
+    }
+    report.tables.push(Table {
+        title: "Registration while registrars die".into(),
+        header: ["fault", "registration back after s"]
+            .map(String::from)
+            .to_vec(),
+        rows: registrar_outages
+            .iter()
+            .map(|(what, s)| {
+                vec![
+                    what.clone(),
+                    if s.is_nan() {
+                        "never".into()
+                    } else {
+                        format!("{s:.1}")
+                    },
+                ]
+            })
+            .collect(),
+    });
     report.metric("zones_converged_s", converged.unwrap_or(f64::NAN));
 
     report.tables.push(Table {

@@ -3,7 +3,10 @@
 //!
 //! - registration vs a durable `redb` insert+commit of the same bytes (both fsync per operation);
 //! - decode+verify of a signed zone vs a bare Ed25519 `verify_strict` over the same bytes;
-//! - `ZoneStore::lookup` of a name two labels below a zone vs a `HashMap<String, _>` get.
+//! - `ZoneStore::lookup` of a name two labels below a zone vs a `HashMap<String, _>` get;
+//! - registrations through the registrar group (Raft, members joined by TCP on loopback) of one
+//!   and of three members, vs the single embedded ledger kept alone (as every node did before
+//!   groups), all with fsync, side by side.
 //!
 //! Run: `taskset -c 0 cargo bench -p naming --bench naming -- [DIR]` (DIR: where the ledger
 //! and redb files go; default: a temp dir under $TMPDIR). Prints a Markdown table.
@@ -204,6 +207,59 @@ fn main() {
         p99,
     });
 
+    // 4. Registrations through the registrar group, each by its own owner (no rate limit).
+    let n_group = 400;
+    let alone_dir = tempfile::tempdir_in(&base).expect("temp dir");
+    let (alone, _) = EmbeddedLedger::open(
+        alone_dir.path(),
+        SigningKey::from_bytes(&[1; 32]),
+        EmbeddedConfig::default(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let owners: Vec<OwnerKey> = (0..n_group)
+        .map(|i| {
+            let mut seed = [9u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            OwnerKey::Ed25519(SigningKey::from_bytes(&seed))
+        })
+        .collect();
+    let (ops, p50, p99) = timed(n_group, |i| {
+        let n: Name = format!("alone{i}.proxima").parse().unwrap();
+        rt.block_on(alone.register(&n, &owners[i], zk, 1)).unwrap();
+    });
+    rows.push(Row {
+        what: "single embedded ledger (kept alone): register",
+        ops_s: ops,
+        p50,
+        p99,
+    });
+    let group_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for members in [1u8, 3] {
+        let gdir = tempfile::tempdir_in(&base).expect("temp dir");
+        let ledger = group_rt.block_on(group::start(gdir.path(), members, &clock));
+        let (ops, p50, p99) = timed(n_group, |i| {
+            let n: Name = format!("g{members}x{i}.proxima").parse().unwrap();
+            group_rt
+                .block_on(ledger.register(&n, &owners[i], zk, 1))
+                .unwrap();
+        });
+        rows.push(Row {
+            what: if members == 1 {
+                "registrar group of 1 (Raft): register"
+            } else {
+                "registrar group of 3 (Raft, TCP loopback): register"
+            },
+            ops_s: ops,
+            p50,
+            p99,
+        });
+    }
+
     println!("| operation | ops/s | p50 | p99 |\n|---|---:|---:|---:|");
     for r in &rows {
         println!(
@@ -213,9 +269,195 @@ fn main() {
     }
     println!("\npeak RSS: {} KiB", rss_kib());
     println!(
-        "ratios: register/redb = {:.2}, verify/ed25519 = {:.2}, lookup/hashmap = {:.2}",
+        "ratios: register/redb = {:.2}, verify/ed25519 = {:.2}, lookup/hashmap = {:.2}, \
+         group of 1/alone = {:.2}, group of 3/alone = {:.2}",
         rows[0].ops_s / rows[1].ops_s,
         rows[2].ops_s / rows[3].ops_s,
-        rows[4].ops_s / rows[5].ops_s
+        rows[4].ops_s / rows[5].ops_s,
+        rows[7].ops_s / rows[6].ops_s,
+        rows[8].ops_s / rows[6].ops_s
     );
+}
+
+/// A registrar group whose members talk over TCP on loopback (length-prefixed JSON), and the
+/// ledger a node's naming service would use on its last member.
+mod group {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use naming::ed25519_dalek::SigningKey;
+    use naming::raft::{
+        GroupMessage, GroupReply, GroupRequest, GroupRouter, GroupSettings, GroupTransport,
+        RegistrarGroup, SubmitPath,
+    };
+    use naming::{
+        EmbeddedConfig, EmbeddedLedger, FollowerLedger, Ledger, LedgerError, LedgerNetwork,
+        ManualClock, SyncMetrics,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    type Book = Arc<parking_lot::Mutex<Vec<([u8; 32], SocketAddr)>>>;
+
+    #[derive(Clone)]
+    struct Tcp {
+        me: [u8; 32],
+        founder: [u8; 32],
+        book: Book,
+    }
+
+    async fn write(s: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+        s.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+        s.write_all(bytes).await
+    }
+
+    async fn read(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await?;
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).await?;
+        Ok(b)
+    }
+
+    #[async_trait]
+    impl GroupTransport for Tcp {
+        async fn call(
+            &self,
+            to: [u8; 32],
+            message: GroupMessage,
+            timeout: Duration,
+        ) -> Result<GroupReply, String> {
+            let addr = self
+                .book
+                .lock()
+                .iter()
+                .find(|(k, _)| *k == to)
+                .map(|(_, a)| *a)
+                .ok_or("unknown member")?;
+            let exchange = async {
+                let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                let mut out = self.me.to_vec();
+                out.extend(serde_json::to_vec(&message).map_err(|e| e.to_string())?);
+                write(&mut s, &out).await.map_err(|e| e.to_string())?;
+                let reply = read(&mut s).await.map_err(|e| e.to_string())?;
+                serde_json::from_slice(&reply).map_err(|e| e.to_string())
+            };
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| "timed out".to_string())?
+        }
+    }
+
+    #[async_trait]
+    impl SubmitPath for Tcp {
+        async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
+            let message = GroupMessage {
+                founder: self.founder,
+                request: GroupRequest::Submit { tx: tx.to_vec() },
+            };
+            match self.call(member, message, Duration::from_secs(10)).await {
+                Ok(GroupReply::Submitted(n)) => Ok(n),
+                Ok(GroupReply::Failed(e)) => Err(e.into_error()),
+                Ok(other) => Err(LedgerError::Refused(format!("{other:?}"))),
+                Err(e) => Err(LedgerError::Unreachable(e)),
+            }
+        }
+    }
+
+    struct Routed(GroupRouter<Tcp>);
+
+    #[async_trait]
+    impl LedgerNetwork for Routed {
+        async fn submit(&self, tx: &[u8]) -> Result<u64, LedgerError> {
+            self.0.submit(tx).await
+        }
+        async fn follow(
+            &self,
+            _from: u64,
+        ) -> Result<BoxStream<'static, Result<Vec<u8>, LedgerError>>, LedgerError> {
+            Ok(Box::pin(futures::stream::pending()))
+        }
+        fn registrar(&self) -> String {
+            "bench group".into()
+        }
+        fn registrar_admin(&self) -> String {
+            "unknown".into()
+        }
+    }
+
+    fn serve(listener: TcpListener, group: Arc<RegistrarGroup>) {
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let group = group.clone();
+                tokio::spawn(async move {
+                    let _ = s.set_nodelay(true);
+                    let Ok(req) = read(&mut s).await else { return };
+                    if req.len() < 32 {
+                        return;
+                    }
+                    let from: [u8; 32] = req[..32].try_into().unwrap();
+                    let Ok(message) = serde_json::from_slice(&req[32..]) else {
+                        return;
+                    };
+                    let reply = group.handle(from, message).await;
+                    let _ = write(&mut s, &serde_json::to_vec(&reply).unwrap()).await;
+                });
+            }
+        });
+    }
+
+    /// `n` members in `dir`, the first founding; the ledger on the last.
+    pub(crate) async fn start(dir: &Path, n: u8, clock: &ManualClock) -> Arc<dyn Ledger> {
+        let book: Book = Arc::default();
+        let founder = SigningKey::from_bytes(&[41; 32]).verifying_key().to_bytes();
+        let mut members = Vec::new();
+        for i in 0..n {
+            let signer = SigningKey::from_bytes(&[41 + i; 32]);
+            let me = signer.verifying_key().to_bytes();
+            let (ledger, _) = EmbeddedLedger::open_replica(
+                &dir.join(format!("m{i}")),
+                founder,
+                Some(signer),
+                EmbeddedConfig::default(),
+                Arc::new(clock.clone()),
+            )
+            .unwrap();
+            let tcp = Tcp {
+                me,
+                founder,
+                book: book.clone(),
+            };
+            let group = RegistrarGroup::start(
+                ledger.clone(),
+                me,
+                &dir.join(format!("m{i}.redb")),
+                Arc::new(tcp.clone()),
+                GroupSettings::default(),
+            )
+            .await
+            .unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            book.lock().push((me, listener.local_addr().unwrap()));
+            serve(listener, group.clone());
+            members.push((ledger, group, tcp));
+        }
+        members[0].1.found().await.unwrap();
+        for m in &members[1..] {
+            members[0].1.add_member(m.1.key()).await.unwrap();
+        }
+        let (ledger, group, tcp) = members.pop().unwrap();
+        let router = GroupRouter::new(ledger.clone(), Some(group), tcp);
+        // The others stay up as long as the runtime (their tasks hold them).
+        std::mem::forget(members);
+        Arc::new(FollowerLedger::new(
+            ledger,
+            Arc::new(Routed(router)),
+            SyncMetrics::default(),
+        ))
+    }
 }
