@@ -339,3 +339,80 @@ fn registration_survives_the_leader_and_a_cut() {
     );
     assert!(after_cut < BOUND, "unavailable {after_cut:?} after the cut");
 }
+
+/// A stranger that reaches the mesh with a fresh key (no certificate) opens the registrar
+/// group's protocol: it is refused before anything is read, counted, and the group is unmoved.
+#[test]
+fn a_stranger_cannot_speak_to_the_group() {
+    proxima::harness::logs_from_env();
+    let cluster = Cluster::start_meshed(
+        2,
+        |_, _| {},
+        |_| proxima::harness::test_options(),
+        Duration::from_secs(30),
+    )
+    .expect("two nodes");
+    let node = cluster.node(0);
+    let before = group_status(node).expect("group status");
+    let rt = rt();
+    let stranger = rt.block_on(async {
+        let mut mc = mesh::MeshConfig::local();
+        mc.control.bootstrap = vec![node.addr("p2p").unwrap().parse().unwrap()];
+        let key = mesh::keypair_from_seed(rand::random());
+        let mut registry = prometheus_client::registry::Registry::default();
+        mesh::Mesh::start(key, mc, &mut registry).await.unwrap()
+    });
+    let target: mesh::PeerId = peer_id(node).parse().unwrap();
+    let founder = mesh::peer_ed25519_key(&target).unwrap();
+    let quic: std::net::SocketAddr = node.addr("quic").unwrap().parse().unwrap();
+    // A vote request for a far higher term, claiming to come from the stranger itself.
+    let message = serde_json::json!({
+        "founder": hex::encode(founder),
+        "request": {"op": "vote", "rpc": {
+            "vote": {"leader_id": {"term": 1000, "node_id": 1}, "committed": false},
+            "last_log_id": null
+        }}
+    });
+    // Try until the node has seen (and refused) the stranger's stream; any reply is a failure.
+    let mut reply = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(node, "proxima_naming_group_refused_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stranger's stream never reached the node"
+        );
+        let exchange = async {
+            // Straight to the node's QUIC address: a stranger is never in the membership.
+            let (mut send, mut recv) = stranger
+                .dataplane()
+                .open_bi(target, quic, proxima::names::registrar::REGISTRAR_ALPN)
+                .await?;
+            mesh::frame::write(&mut send, &serde_json::to_vec(&message)?).await?;
+            let _ = send.finish();
+            let reply = mesh::frame::FrameDecoder::new(1 << 20)
+                .read(&mut recv)
+                .await?;
+            anyhow::Ok(reply)
+        };
+        let got =
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), exchange).await });
+        if let Ok(Ok(Some(r))) = got {
+            reply = Some(r);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(reply.is_none(), "the group answered a stranger: {reply:?}");
+    let after = group_status(node).expect("group status");
+    assert_eq!(after["term"], before["term"], "a stranger moved the term");
+    assert_eq!(after["leader"], before["leader"]);
+}
+
+/// A counter's value from `/metrics` (0 when absent).
+fn metric(node: &TestNode, name: &str) -> f64 {
+    let text =
+        proxima::harness::http_get(&format!("{}/metrics", node.admin_url())).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

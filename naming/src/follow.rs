@@ -31,8 +31,9 @@ use crate::{
 /// A follower that hears nothing for this long reconnects (the registrar sends an empty batch
 /// every few seconds while idle).
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a forwarded transaction may take end to end.
-const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a forwarded transaction may take end to end: finding the registrar group's leader
+/// across an election (the router gives up after 8 s) and its commit.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Times a transaction built on an old tip is signed again after catching up.
 const OUT_OF_STEP_RETRIES: u32 = 5;
 

@@ -1,7 +1,8 @@
 //! The ledger conformance battery against the registrar group: the ledger under test is what a
 //! node's naming service uses (a [`FollowerLedger`] over a member's copy, its transactions routed
-//! to the leader), on groups of one and of three members, and on three members whose leader is
-//! taken down in the middle of each check.
+//! to the leader), on groups of one and of three members, on three members whose leader is taken
+//! down in the middle of each check, and on a node outside the group whose copy is kept by a
+//! follow stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,8 +15,8 @@ use naming::ed25519_dalek::SigningKey;
 use naming::raft::testing::{Link, LocalNet, start_member};
 use naming::raft::{GroupRouter, GroupSettings, RegistrarGroup};
 use naming::{
-    Clock, EmbeddedConfig, FollowerLedger, Ledger, LedgerChange, LedgerEntry, LedgerError,
-    LedgerNetwork, ManualClock, Name, Owner, OwnerKey, SyncMetrics,
+    Clock, EmbeddedConfig, EmbeddedLedger, FollowerLedger, Ledger, LedgerChange, LedgerEntry,
+    LedgerError, LedgerNetwork, ManualClock, Name, Owner, OwnerKey, SyncMetrics, follow_registrar,
 };
 
 /// A node's way to the group, without a follow stream (its member applies the log itself).
@@ -42,6 +43,8 @@ impl LedgerNetwork for Routed {
 
 struct Group {
     net: Arc<LocalNet>,
+    /// A way into the group for a node outside it.
+    link: Link,
     groups: Vec<Arc<RegistrarGroup>>,
     ledger: Arc<dyn Ledger>,
     clock: ManualClock,
@@ -80,6 +83,7 @@ impl Group {
             members[0].group.add_member(m.group.key()).await.unwrap();
         }
         let groups = members.iter().map(|m| m.group.clone()).collect();
+        let link = members[0].link.clone();
         let last = members.pop().unwrap();
         let ledger = Arc::new(FollowerLedger::new(
             last.ledger,
@@ -88,11 +92,39 @@ impl Group {
         ));
         Self {
             net,
+            link,
             groups,
             ledger,
             clock,
             _dir: dir,
         }
+    }
+
+    /// A group of one and a node outside it: the ledger under test is that node's, its copy kept
+    /// by [`follow_registrar`] reading the member's log, its transactions routed to the member.
+    async fn with_follower() -> Self {
+        let mut g = Self::new(1).await;
+        let member = g.groups[0].clone();
+        let (copy, _) = EmbeddedLedger::open_replica(
+            &g._dir.path().join("follower"),
+            key(1).verifying_key().to_bytes(),
+            None,
+            EmbeddedConfig::default(),
+            Arc::new(g.clock.clone()),
+        )
+        .unwrap();
+        let network = Arc::new(FollowsMember {
+            member: member.clone(),
+            router: GroupRouter::new(copy.clone(), None, g.link.clone()),
+        });
+        tokio::spawn(follow_registrar(
+            network.clone(),
+            copy.clone(),
+            SyncMetrics::default(),
+            futures::future::pending::<()>(),
+        ));
+        g.ledger = Arc::new(FollowerLedger::new(copy, network, SyncMetrics::default()));
+        g
     }
 
     /// The same, with the leader taken down at the third transaction.
@@ -106,6 +138,54 @@ impl Group {
         });
         g
     }
+}
+
+/// A node outside the group: it follows the member's log (read from its copy, as the member's
+/// `proxima/ledger/1` would serve it) and routes its transactions to it.
+struct FollowsMember {
+    member: Arc<RegistrarGroup>,
+    router: GroupRouter<Link>,
+}
+
+#[async_trait]
+impl LedgerNetwork for FollowsMember {
+    async fn submit(&self, tx: &[u8]) -> Result<u64, LedgerError> {
+        self.router.submit(tx).await
+    }
+    async fn follow(
+        &self,
+        from: u64,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, LedgerError>>, LedgerError> {
+        let log = self.member.ledger().clone();
+        let batches = futures::stream::unfold((log, from), |(log, from)| async move {
+            let mut len = log.watch_len();
+            let _ = tokio::time::timeout(Duration::from_secs(1), len.wait_for(|n| *n > from)).await;
+            let frames: Vec<u8> = match log.read_frames(from, 64) {
+                Ok(records) => records.into_iter().flat_map(|r| r.frame).collect(),
+                Err(e) => return Some((Err(e), (log, u64::MAX))),
+            };
+            let next = from + naming_frames(&frames);
+            Some((Ok(frames), (log, next)))
+        });
+        Ok(Box::pin(batches))
+    }
+    fn registrar(&self) -> String {
+        "the test group".into()
+    }
+    fn registrar_admin(&self) -> String {
+        "unknown".into()
+    }
+}
+
+/// Number of frames in a batch (each `u32 len | body | 32-byte hash`).
+fn naming_frames(mut b: &[u8]) -> u64 {
+    let mut n = 0;
+    while b.len() >= 4 {
+        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        b = &b[(4 + len + 32).min(b.len())..];
+        n += 1;
+    }
+    n
 }
 
 #[async_trait]
@@ -262,4 +342,5 @@ battery! {
     one_member => Group::new(1).await;
     three_members => Group::new(3).await;
     three_members_leader_killed => Group::killing_leader(3).await;
+    follower_outside_the_group => Group::with_follower().await;
 }

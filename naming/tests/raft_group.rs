@@ -277,6 +277,32 @@ async fn strangers_cannot_seal_or_speak_for_a_member() {
     wait_records(&outsider.ledger, 0).await;
     let sealed = outsider.ledger.seal_signed(&tx).await;
     assert!(sealed.is_err(), "an outsider sealed a record");
+    // Nor vote in the group's elections (a certified node outside it, or a removed member), nor
+    // add itself.
+    let term = a.group.status().term;
+    let vote = GroupMessage {
+        founder: founder_key(),
+        request: GroupRequest::Vote(openraft::raft::VoteRequest::new(
+            openraft::Vote::new(1_000, naming::raft::node_id(&outsider.group.key())),
+            None,
+        )),
+    };
+    let reply = a.group.handle(outsider.group.key(), vote).await;
+    assert!(matches!(reply, GroupReply::Failed(_)), "{reply:?}");
+    assert_eq!(
+        a.group.status().term,
+        term,
+        "an outsider's vote request moved the term"
+    );
+    let add = GroupMessage {
+        founder: founder_key(),
+        request: GroupRequest::Add {
+            key: outsider.group.key(),
+        },
+    };
+    let reply = a.group.handle(outsider.group.key(), add).await;
+    assert!(matches!(reply, GroupReply::Failed(_)), "{reply:?}");
+    assert_eq!(a.group.status().voters.len(), 1);
     // A message about another ledger is refused.
     let reply = a
         .group

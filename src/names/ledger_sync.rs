@@ -63,6 +63,9 @@ const BATCH: usize = 64;
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long opening a stream to a member may take before the next member is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one member may take to answer a transaction: a leader confirms its majority (up to
+/// 2 s) and commits (up to 5 s).
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(7);
 /// File (in the ledger directory) that keeps the registrar choice.
 const REGISTRAR_FILE: &str = "registrar";
 
@@ -395,7 +398,23 @@ impl SubmitPath for MeshPath {
     async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
         let peer = mesh::peer_from_ed25519(&member)
             .ok_or_else(|| LedgerError::Refused("a group key is not an Ed25519 key".into()))?;
-        submit_to_peer(&self.mesh, peer, tx).await
+        // A member the failure detector does not see alive is not asked: a stream to a dead
+        // node can open on a stale connection and wait for a reply that never comes.
+        let alive = self
+            .mesh
+            .members()
+            .iter()
+            .any(|m| m.id.peer == peer && m.state == mesh::MemberState::Alive);
+        if !alive {
+            return Err(LedgerError::Unreachable(format!("{peer} is not alive")));
+        }
+        match tokio::time::timeout(EXCHANGE_TIMEOUT, submit_to_peer(&self.mesh, peer, tx)).await {
+            Ok(r) => r,
+            Err(_) => Err(LedgerError::Unreachable(format!(
+                "{peer} did not answer within {} s",
+                EXCHANGE_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 

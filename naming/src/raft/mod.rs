@@ -501,8 +501,11 @@ impl RegistrarGroup {
         }
     }
 
-    /// Serves one message from the member (or node) with key `from`. Raft messages must come
-    /// from the node they name as sender, so one certified member cannot speak for another.
+    /// Serves one message from the member (or node) with key `from` (the node's transport has
+    /// checked it holds the `registrar` role). Raft messages must come from the node they name
+    /// as sender, so one certified node cannot speak for another; votes are taken only from
+    /// members of this node's group (a removed member, or a certified node outside the group,
+    /// cannot start elections); additions and removals only from voters.
     pub async fn handle(&self, from: [u8; 32], message: GroupMessage) -> GroupReply {
         if message.founder != self.founder {
             return GroupReply::Failed(WireError::from(&LedgerError::Refused(format!(
@@ -528,6 +531,11 @@ impl RegistrarGroup {
                 if impostor(rpc.vote.leader_id().voted_for()) {
                     return refused();
                 }
+                if !self.knows(&from) {
+                    return GroupReply::Failed(WireError::from(&LedgerError::Refused(
+                        "votes are taken only from members of the group".into(),
+                    )));
+                }
                 GroupReply::Vote(self.raft.vote(rpc).await)
             }
             GroupRequest::Snapshot(rpc) => {
@@ -540,6 +548,11 @@ impl RegistrarGroup {
                 Ok(records) => GroupReply::Submitted(records),
                 Err(e) => GroupReply::Failed(WireError::from(&e)),
             },
+            GroupRequest::Add { .. } | GroupRequest::Remove { .. } if !self.votes(&from) => {
+                GroupReply::Failed(WireError::from(&LedgerError::Refused(
+                    "only a voting member may change the group (run the command on one)".into(),
+                )))
+            }
             GroupRequest::Add { key } => match self.add_here(key).await {
                 Ok(s) => GroupReply::Changed(s),
                 Err(e) => GroupReply::Failed(WireError::from(&e)),
@@ -691,6 +704,20 @@ impl RegistrarGroup {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "registrar group did not stop cleanly");
         }
+    }
+
+    /// True if `key` is a voter or learner of this node's group, or this node belongs to no
+    /// group yet (a node being added hears from the leader before it knows the membership).
+    fn knows(&self, key: &[u8; 32]) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        membership.nodes().next().is_none() || membership.get_node(&node_id(key)).is_some()
+    }
+
+    /// True if `key` is a voter of this node's group.
+    fn votes(&self, key: &[u8; 32]) -> bool {
+        self.voters().contains(&node_id(key))
     }
 
     fn voters(&self) -> BTreeSet<NodeId> {

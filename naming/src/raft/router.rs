@@ -97,7 +97,14 @@ impl<P: SubmitPath> GroupRouter<P> {
                         }
                         last_error = Some(LedgerError::NotLeader { leader });
                     }
-                    Err(e @ LedgerError::Unreachable(_)) => last_error = Some(e),
+                    Err(e @ LedgerError::Unreachable(_)) => {
+                        // Do not start the next transaction at a member that did not answer.
+                        let mut last = self.last.lock();
+                        if *last == Some(member) {
+                            *last = None;
+                        }
+                        last_error = Some(e);
+                    }
                     // A member behind this node's own copy (which holds only committed records)
                     // cannot be the leader it believes it is: try the others.
                     Err(LedgerError::OutOfStep(n)) if n < self.ledger.len() => {

@@ -113,6 +113,8 @@ pub struct LocalMember {
     pub group: Arc<RegistrarGroup>,
     /// Takes its transactions to the leader.
     pub router: GroupRouter<Link>,
+    /// Its end of the network.
+    pub link: Link,
 }
 
 /// Starts the member keyed `signer` in `dir` (its ledger in `dir/ledger`, its Raft log in
@@ -144,10 +146,11 @@ pub async fn start_member(
     .await?;
     net.members.lock().insert(me, group.clone());
     net.set_down(me, false);
-    let router = GroupRouter::new(ledger.clone(), Some(group.clone()), link);
+    let router = GroupRouter::new(ledger.clone(), Some(group.clone()), link.clone());
     Ok(LocalMember {
         ledger,
         group,
         router,
+        link,
     })
 }
