@@ -67,7 +67,8 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client for `base` (e.g. `http://127.0.0.1:7300`).
     pub fn new(base: &str) -> Result<Self> {
-        Self::with_timeout(base, Duration::from_secs(10))
+        // A name operation may wait out an election of the registrar group (up to 14 s).
+        Self::with_timeout(base, Duration::from_secs(30))
     }
 
     /// A client for `base` whose requests may take up to `timeout` (a registrar catching up).

@@ -32,8 +32,8 @@ use crate::{
 /// every few seconds while idle).
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a forwarded transaction may take end to end: finding the registrar group's leader
-/// across an election (the router gives up after 8 s) and its commit.
-const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// across an election (the router gives up after 12 s) and its commit.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(14);
 /// Times a transaction built on an old tip is signed again after catching up.
 const OUT_OF_STEP_RETRIES: u32 = 5;
 

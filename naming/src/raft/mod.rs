@@ -20,7 +20,8 @@
 //!   commit if its leader regains a majority before it is replaced). The majority side elects a
 //!   leader within the election bound and goes on.
 //! - After a leader dies, a new one is elected within `election_max` plus one round of votes
-//!   (2 s + a few RTTs with the defaults); [`GroupSettings`] states the timings.
+//!   (3 s + the old leader's lease + a few RTTs with the defaults; measured 4-10 s, stated bound
+//!   15 s); [`GroupSettings`] states the timings.
 //! - Who may seal is written into the log itself (group records, see [`crate::embedded`]), so
 //!   followers that pin only the founder's key verify every record.
 //!
@@ -283,13 +284,16 @@ pub struct GroupSettings {
 
 impl Default for GroupSettings {
     fn default() -> Self {
-        // A heartbeat every 200 ms and elections after 1-2 s of silence: a dead leader is
-        // replaced in about 2 s on a LAN or WAN mesh, and a lost packet or a 500 ms RTT does not
-        // start an election.
+        // openraft gives each AppendEntries (and each leadership confirmation) the heartbeat
+        // interval as its timeout, so the interval must exceed the RTT between members: at
+        // 200 ms a group spread over a WAN (PlanetLab RTTs of 100-400 ms) never committed. A
+        // heartbeat every 500 ms keeps members up to ~400 ms apart working; elections after
+        // 1.5-3 s of silence (three to six missed heartbeats) replace a dead leader in about
+        // 4-10 s (a follower refuses votes while its leader's lease lasts).
         Self {
-            heartbeat: Duration::from_millis(200),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
+            heartbeat: Duration::from_millis(500),
+            election_min: Duration::from_millis(1500),
+            election_max: Duration::from_millis(3000),
             snapshot_every: 1000,
         }
     }
@@ -299,7 +303,7 @@ impl Default for GroupSettings {
 /// unreachable (no majority, or an election under way).
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a leader may take to hear from a majority that it still leads.
-pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an added member may take to catch up before it becomes a voter.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most voters a group may have.

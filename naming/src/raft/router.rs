@@ -3,7 +3,7 @@
 //! The router tries, in order: the member that answered last time, this node's own group
 //! member (if it leads), then every key the ledger names as a sealer. A member that does not
 //! lead answers [`LedgerError::NotLeader`] with the leader it knows, and the router goes there
-//! next. It gives up after [`ROUTE_TIMEOUT`], which covers an election (about 2 s) and one
+//! next. It gives up after [`ROUTE_TIMEOUT`], which covers an election (5-8 s) and one
 //! proposal's own timeout.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::embedded::EmbeddedLedger;
 use crate::ledger::LedgerError;
 
 /// How long a transaction may look for a leader and wait for its commit.
-pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(8);
+pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(12);
 /// Pause after every member was tried without finding a leader (an election under way).
 const RETRY_PAUSE: Duration = Duration::from_millis(150);
 
