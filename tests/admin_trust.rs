@@ -103,6 +103,8 @@ fn changing_requests_need_the_admin_token() {
         ("POST", "/api/names/nokey.proxima/rotate-key".to_owned()),
         ("PUT", format!("/api/blobs/{hash}")),
         ("POST", "/api/blobs/verify".to_owned()),
+        ("POST", "/api/cluster/registrars".to_owned()),
+        ("DELETE", "/api/cluster/registrars/somepeer".to_owned()),
         ("PATCH", "/health".to_owned()),
         ("POST", "/no-such-route".to_owned()),
     ] {

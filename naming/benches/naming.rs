@@ -288,15 +288,15 @@ mod group {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use futures::stream::BoxStream;
     use naming::ed25519_dalek::SigningKey;
+    use naming::raft::testing::Routed;
     use naming::raft::{
-        GroupMessage, GroupReply, GroupRequest, GroupRouter, GroupSettings, GroupTransport,
-        RegistrarGroup, SubmitPath,
+        GroupMessage, GroupReply, GroupRouter, GroupSettings, GroupTransport, RegistrarGroup,
+        SubmitPath, submit_over,
     };
     use naming::{
-        EmbeddedConfig, EmbeddedLedger, FollowerLedger, Ledger, LedgerError, LedgerNetwork,
-        ManualClock, SyncMetrics,
+        EmbeddedConfig, EmbeddedLedger, FollowerLedger, Ledger, LedgerError, ManualClock,
+        SyncMetrics,
     };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -356,37 +356,7 @@ mod group {
     #[async_trait]
     impl SubmitPath for Tcp {
         async fn submit_to(&self, member: [u8; 32], tx: &[u8]) -> Result<u64, LedgerError> {
-            let message = GroupMessage {
-                founder: self.founder,
-                request: GroupRequest::Submit { tx: tx.to_vec() },
-            };
-            match self.call(member, message, Duration::from_secs(10)).await {
-                Ok(GroupReply::Submitted(n)) => Ok(n),
-                Ok(GroupReply::Failed(e)) => Err(e.into_error()),
-                Ok(other) => Err(LedgerError::Refused(format!("{other:?}"))),
-                Err(e) => Err(LedgerError::Unreachable(e)),
-            }
-        }
-    }
-
-    struct Routed(GroupRouter<Tcp>);
-
-    #[async_trait]
-    impl LedgerNetwork for Routed {
-        async fn submit(&self, tx: &[u8]) -> Result<u64, LedgerError> {
-            self.0.submit(tx).await
-        }
-        async fn follow(
-            &self,
-            _from: u64,
-        ) -> Result<BoxStream<'static, Result<Vec<u8>, LedgerError>>, LedgerError> {
-            Ok(Box::pin(futures::stream::pending()))
-        }
-        fn registrar(&self) -> String {
-            "bench group".into()
-        }
-        fn registrar_admin(&self) -> String {
-            "unknown".into()
+            submit_over(self, self.founder, member, tx).await
         }
     }
 

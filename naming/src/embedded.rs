@@ -617,7 +617,9 @@ impl Inner {
         let owner_sig = owner_key.sign(&[OWNER_CONTEXT, &body].concat());
         body.extend_from_slice(&owner_sig.to_bytes());
         seal(&mut body, registrar);
-        self.commit(&mut state, &body)?
+        let rec = framed(&body)
+            .ok_or_else(|| LedgerError::Storage("a record sealed here does not decode".into()))?;
+        self.commit(&mut state, rec)?
             .ok_or_else(|| LedgerError::Storage("change not recorded".into()))
     }
 
@@ -638,19 +640,12 @@ impl Inner {
         }
     }
 
-    /// Writes and syncs one sealed record body that continues the log, then applies it.
-    /// Returns the changed entry (none for a group record).
-    fn commit(&self, state: &mut State, body: &[u8]) -> Result<Option<LedgerEntry>, LedgerError> {
-        let hash = *blake3::hash(body).as_bytes();
-        let mut frame = Vec::with_capacity(4 + body.len() + 32);
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(body);
-        frame.extend_from_slice(&hash);
-        let rec = decode_body(body, hash, &frame)
-            .ok_or_else(|| LedgerError::Storage("sealed record does not decode".into()))?;
+    /// Writes and syncs one sealed record that continues the log, then applies it. Returns the
+    /// changed entry (none for a group record).
+    fn commit(&self, state: &mut State, rec: Decoded) -> Result<Option<LedgerEntry>, LedgerError> {
         let written = state
             .file
-            .write_all(&frame)
+            .write_all(&rec.frame)
             .and_then(|()| state.file.sync_data());
         if let Err(e) = written {
             state.poisoned = true;
@@ -750,7 +745,9 @@ impl Inner {
         };
         let mut state = self.lock()?;
         let body = self.check_and_seal(&state, tx, registrar)?;
-        self.commit(&mut state, &body)?
+        let rec = framed(&body)
+            .ok_or_else(|| LedgerError::Storage("a record sealed here does not decode".into()))?;
+        self.commit(&mut state, rec)?
             .ok_or_else(|| LedgerError::Storage("change not recorded".into()))
     }
 
@@ -796,12 +793,7 @@ impl Inner {
         if body.len() > MAX_FRAME {
             return Err(bad("too large".into()));
         }
-        let hash = *blake3::hash(body).as_bytes();
-        let mut frame = Vec::with_capacity(4 + body.len() + 32);
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(body);
-        frame.extend_from_slice(&hash);
-        let rec = decode_body(body, hash, &frame).ok_or_else(|| bad("does not decode".into()))?;
+        let rec = framed(body).ok_or_else(|| bad("does not decode".into()))?;
         let mut state = self.lock()?;
         if rec.seq < state.records {
             // Already here (replicated by a follow stream, or applied before a restart).
@@ -832,10 +824,9 @@ impl Inner {
             rec.timestamp,
             self.config.term,
         )?;
-        let entry = self.commit(&mut state, body)?;
+        self.commit(&mut state, rec)?;
         Ok(Applied::Appended {
             records: state.records,
-            entry,
         })
     }
 
@@ -907,8 +898,6 @@ pub enum Applied {
     Appended {
         /// Records in the log after it.
         records: u64,
-        /// The name's entry after the change (none for a group record).
-        entry: Option<LedgerEntry>,
     },
     /// The log already held a record at that position.
     Held {
@@ -1220,7 +1209,7 @@ fn scan_from(bytes: &[u8], first_seq: u64, prev: [u8; 32]) -> (Vec<Decoded>, usi
         if rest[4 + len..4 + len + 32] != hash {
             break;
         }
-        let Some(rec) = decode_body(body, hash, &rest[..4 + len + 32]) else {
+        let Some(rec) = decode_frame(rest[..4 + len + 32].to_vec(), hash) else {
             break;
         };
         if rec.seq != first_seq + out.len() as u64 || rec.prev != prev {
@@ -1306,8 +1295,20 @@ fn decode_fields(r: &mut &[u8]) -> Option<Fields> {
     })
 }
 
-fn decode_body(body: &[u8], hash: [u8; 32], frame: &[u8]) -> Option<Decoded> {
-    let mut r = body;
+/// A sealed record body as the log stores it (`u32 len | body | blake3(body)`), decoded.
+fn framed(body: &[u8]) -> Option<Decoded> {
+    let hash = *blake3::hash(body).as_bytes();
+    let mut frame = Vec::with_capacity(4 + body.len() + 32);
+    frame.extend_from_slice(&u32::try_from(body.len()).ok()?.to_be_bytes());
+    frame.extend_from_slice(body);
+    frame.extend_from_slice(&hash);
+    decode_frame(frame, hash)
+}
+
+/// Decodes a whole frame whose checksum was checked (`hash` is that of its body).
+fn decode_frame(frame: Vec<u8>, hash: [u8; 32]) -> Option<Decoded> {
+    let body_len = frame.len().checked_sub(4 + 32)?;
+    let mut r = &frame[4..4 + body_len];
     let f = decode_fields(&mut r)?;
     // Owner signature, registrar key, registrar signature, and nothing more.
     if r.len() != 64 + 32 + 64 {
@@ -1321,8 +1322,8 @@ fn decode_body(body: &[u8], hash: [u8; 32], frame: &[u8]) -> Option<Decoded> {
         name: f.name,
         signer: f.signer,
         op: f.op,
-        frame: frame.to_vec(),
-        body_len: body.len(),
+        frame,
+        body_len,
     })
 }
 

@@ -12,34 +12,12 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use naming::conformance::{self, LedgerHarness};
 use naming::ed25519_dalek::SigningKey;
-use naming::raft::testing::{Link, LocalNet, start_member};
+use naming::raft::testing::{Link, LocalNet, Routed, start_member};
 use naming::raft::{GroupRouter, GroupSettings, RegistrarGroup};
 use naming::{
     Clock, EmbeddedConfig, EmbeddedLedger, FollowerLedger, Ledger, LedgerChange, LedgerEntry,
     LedgerError, LedgerNetwork, ManualClock, Name, Owner, OwnerKey, SyncMetrics, follow_registrar,
 };
-
-/// A node's way to the group, without a follow stream (its member applies the log itself).
-struct Routed(GroupRouter<Link>);
-
-#[async_trait]
-impl LedgerNetwork for Routed {
-    async fn submit(&self, tx: &[u8]) -> Result<u64, LedgerError> {
-        self.0.submit(tx).await
-    }
-    async fn follow(
-        &self,
-        _from: u64,
-    ) -> Result<BoxStream<'static, Result<Vec<u8>, LedgerError>>, LedgerError> {
-        Ok(Box::pin(futures::stream::pending()))
-    }
-    fn registrar(&self) -> String {
-        "the test group".into()
-    }
-    fn registrar_admin(&self) -> String {
-        "unknown".into()
-    }
-}
 
 struct Group {
     net: Arc<LocalNet>,

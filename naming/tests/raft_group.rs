@@ -303,6 +303,24 @@ async fn strangers_cannot_seal_or_speak_for_a_member() {
     let reply = a.group.handle(outsider.group.key(), add).await;
     assert!(matches!(reply, GroupReply::Failed(_)), "{reply:?}");
     assert_eq!(a.group.status().voters.len(), 1);
+    // Nor send a snapshot larger than a member takes (its chunks are held in memory).
+    let snapshot = GroupMessage {
+        founder: founder_key(),
+        request: GroupRequest::Snapshot(openraft::raft::InstallSnapshotRequest {
+            vote: openraft::Vote::new(1_000, naming::raft::node_id(&outsider.group.key())),
+            meta: Default::default(),
+            offset: naming::raft::MAX_SNAPSHOT,
+            data: vec![0],
+            done: false,
+        }),
+    };
+    let reply = a.group.handle(outsider.group.key(), snapshot).await;
+    assert!(matches!(reply, GroupReply::Failed(_)), "{reply:?}");
+    assert_eq!(
+        a.group.status().term,
+        term,
+        "an oversized snapshot moved the term"
+    );
     // A message about another ledger is refused.
     let reply = a
         .group

@@ -459,6 +459,14 @@ impl MeshNetwork {
         }
     }
 
+    /// The member this node last saw lead (by the router, or its own member).
+    fn leader_peer(&self) -> Option<PeerId> {
+        self.router
+            .last_leader()
+            .or_else(|| self.group.leader())
+            .and_then(|k| mesh::peer_from_ed25519(&k))
+    }
+
     /// Notes the leader this node's member knows, so the follow stream moves to it.
     fn note_leader(&self, leader: Option<[u8; 32]>) {
         if leader.is_some() {
@@ -543,24 +551,14 @@ impl LedgerNetwork for MeshNetwork {
     }
 
     fn registrar(&self) -> String {
-        let leader = self
-            .router
-            .last_leader()
-            .or_else(|| self.group.leader())
-            .and_then(|k| mesh::peer_from_ed25519(&k));
-        match leader {
+        match self.leader_peer() {
             Some(l) => format!("group (founder {}, leader {l})", self.founder),
             None => format!("group (founder {})", self.founder),
         }
     }
 
     fn registrar_admin(&self) -> String {
-        let leader = self
-            .router
-            .last_leader()
-            .or_else(|| self.group.leader())
-            .and_then(|k| mesh::peer_from_ed25519(&k))
-            .unwrap_or(self.founder);
+        let leader = self.leader_peer().unwrap_or(self.founder);
         self.mesh
             .members()
             .into_iter()

@@ -268,6 +268,27 @@ pub trait GroupTransport: Send + Sync + 'static {
     ) -> Result<GroupReply, String>;
 }
 
+/// Sends the owner-signed `tx` to `member` as a [`GroupRequest::Submit`] over `transport`, for
+/// transports that reach members directly (tests and benchmarks). A node submits over its own
+/// protocol instead (`proxima/ledger/1`), which nodes outside the group may use too.
+pub async fn submit_over(
+    transport: &dyn GroupTransport,
+    founder: [u8; 32],
+    member: [u8; 32],
+    tx: &[u8],
+) -> Result<u64, LedgerError> {
+    let message = GroupMessage {
+        founder,
+        request: GroupRequest::Submit { tx: tx.to_vec() },
+    };
+    match transport.call(member, message, ROUTE_TIMEOUT).await {
+        Ok(GroupReply::Submitted(n)) => Ok(n),
+        Ok(GroupReply::Failed(e)) => Err(e.into_error()),
+        Ok(other) => Err(LedgerError::Refused(format!("unexpected reply {other:?}"))),
+        Err(e) => Err(LedgerError::Unreachable(e)),
+    }
+}
+
 /// Timings of the group.
 #[derive(Debug, Clone)]
 pub struct GroupSettings {
@@ -306,6 +327,9 @@ pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an added member may take to catch up before it becomes a voter.
 pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest snapshot a member takes (the ledger's log: at most 1 KiB a record, so a million
+/// registrations).
+pub const MAX_SNAPSHOT: u64 = 1 << 30;
 /// Most voters a group may have.
 pub const MAX_VOTERS: usize = 5;
 
@@ -545,6 +569,13 @@ impl RegistrarGroup {
             GroupRequest::Snapshot(rpc) => {
                 if impostor(rpc.vote.leader_id().voted_for()) {
                     return refused();
+                }
+                // Chunks are gathered in memory before they are verified: bound the whole.
+                let end = rpc.offset.saturating_add(rpc.data.len() as u64);
+                if end > MAX_SNAPSHOT {
+                    return GroupReply::Failed(WireError::from(&LedgerError::Refused(format!(
+                        "a snapshot of more than {MAX_SNAPSHOT} bytes"
+                    ))));
                 }
                 GroupReply::Snapshot(self.raft.install_snapshot(rpc).await)
             }

@@ -3,7 +3,7 @@
 //! The router tries, in order: the member that answered last time, this node's own group
 //! member (if it leads), then every key the ledger names as a sealer. A member that does not
 //! lead answers [`LedgerError::NotLeader`] with the leader it knows, and the router goes there
-//! next. It gives up after [`ROUTE_TIMEOUT`], which covers an election (5-8 s) and one
+//! next. It gives up after [`ROUTE_TIMEOUT`], which covers an election (4-10 s) and one
 //! proposal's own timeout.
 
 use std::sync::Arc;
