@@ -6,21 +6,25 @@
 //! Must not: depend on where a key lives in the command layer (routing sits underneath it), or
 //! allocate from a request size it has not bounded.
 //!
-//! Layers, bottom up:
+//! Layers, bottom up (each uses only those below it):
 //! - [`resp`]: a pure RESP request parser (no I/O, no copies, bounded);
 //! - [`db`] and [`value`]: the keyspace (expiry, memory accounting, sampled-LFU eviction);
+//! - [`client`]: one client's state as commands see it;
 //! - [`cmd`]: the static command table and the handlers, over a keyspace lock taken once per
 //!   pipelined batch;
-//! - [`conn`]: one connection: read, run the batch, write once;
-//! - [`cluster`]: the keyspace spread over the mesh: the slot map, routing before dispatch
-//!   (`MOVED` or proxying), ordered replication of key states, range hand-over, Pub/Sub across
-//!   nodes;
+//! - [`placement`]: the trait through which the cluster routes, captures and publishes;
+//! - [`session`]: parse, check, route and run requests, without I/O;
+//! - [`conn`]: one socket: read, run the batch through the session, write once;
+//! - [`cluster`]: the keyspace spread over the mesh, a [`placement::Placement`]: the slot map,
+//!   routing before dispatch (`MOVED` or proxying), ordered replication of key states (applied
+//!   through its own entry point, [`cluster::apply`]), range hand-over, Pub/Sub across nodes;
 //! - [`start`]: binds, spawns the accept loop and housekeeping on the caller's runtime, and
 //!   reports the real address.
 //!
 //! Nothing here is global: every server has its own [`shared::Shared`], so one process can run
 //! many nodes.
 
+pub mod client;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
@@ -28,9 +32,11 @@ pub mod conn;
 pub mod db;
 pub mod glob;
 pub mod metrics;
+pub mod placement;
 pub mod pubsub;
 pub mod reply;
 pub mod resp;
+pub mod session;
 pub mod shared;
 pub mod slot;
 pub mod value;
@@ -101,6 +107,8 @@ pub struct Deps<'a> {
 #[derive(Debug, Clone)]
 pub struct CacheHandle {
     shared: Arc<Shared>,
+    /// The cluster layer, on a mesh.
+    cluster: Option<Arc<cluster::Cluster>>,
     /// Stops this service only (a child of the node's token).
     stop: CancellationToken,
     /// This service's tasks.
@@ -138,7 +146,7 @@ impl CacheHandle {
     /// This node's part in the cluster (slots, pulls, replication lag, majority); `None` when
     /// the cache runs alone, without a mesh.
     pub fn cluster_status(&self) -> Option<cluster::ClusterStatus> {
-        self.shared.cluster.get().map(|c| c.status())
+        self.cluster.as_ref().map(|c| c.status())
     }
 }
 
@@ -210,6 +218,7 @@ pub async fn start(
         })?;
     }
 
+    let mut cluster = None;
     if let Some(mesh) = deps.mesh.clone() {
         let cl = Arc::new(cluster::Cluster::new(
             mesh.clone(),
@@ -218,7 +227,8 @@ pub async fn start(
             config.sync_replication,
             stop.child_token(),
         ));
-        let _ = shared.cluster.set(cl.clone());
+        let _ = shared.placement.set(cl.clone());
+        cluster = Some(cl.clone());
         deps.registry.register(
             "uncertified_streams_refused",
             "Cache streams (session, link, pull, merge) refused: the peer holds no cache certificate",
@@ -253,6 +263,7 @@ pub async fn start(
     tracing::info!(%addr, "redis protocol listening");
     Ok(CacheHandle {
         shared,
+        cluster,
         stop,
         tasks,
     })
@@ -304,7 +315,7 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         n += 1;
-        let now = conn::now_ms();
+        let now = session::now_ms();
         let (stats, keys, used) = {
             let mut db = shared.db.lock();
             db.active_expire(now, 16);

@@ -81,8 +81,9 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Maximum number of clients.
     pub maxclients: AtomicUsize,
-    /// The cluster layer, when the server runs on a mesh.
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Where keys live when the server runs on a mesh (the cluster); unset: every slot is
+    /// here.
+    pub placement: std::sync::OnceLock<Arc<dyn crate::placement::Placement>>,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -176,7 +177,7 @@ impl Shared {
             addr,
             metrics,
             maxclients: AtomicUsize::new(10000),
-            cluster: std::sync::OnceLock::new(),
+            placement: std::sync::OnceLock::new(),
         }
     }
 

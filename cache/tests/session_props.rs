@@ -3,7 +3,7 @@
 //! well-formed RESP; and a few semantic laws that must hold whatever came before.
 
 use cache::cmd::table::COMMANDS;
-use cache::conn::Session;
+use cache::session::Session;
 use proptest::prelude::*;
 
 const ARGS: &[&str] = &[

@@ -3,7 +3,7 @@
 //! from a small vocabulary so the fuzzer reaches deep into the handlers quickly.
 #![no_main]
 
-use cache::conn::Session;
+use cache::session::Session;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

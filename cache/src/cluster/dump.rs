@@ -244,8 +244,8 @@ mod tests {
 
     use super::state_commands;
     use crate::cluster::proto::command;
-    use crate::conn::Session;
     use crate::resp::Limits;
+    use crate::session::Session;
 
     fn ops(cmds: &[&[&str]]) -> Vec<u8> {
         let mut b = BytesMut::new();
@@ -334,7 +334,7 @@ mod tests {
         let mut args = vec!["RPUSH", "big"];
         args.extend(many.iter().map(String::as_str));
         a.cmd(&args);
-        let now = crate::conn::now_ms();
+        let now = crate::session::now_ms();
         for k in ["s", "p", "h", "l", "st", "z", "big", "missing"] {
             let mut out = BytesMut::new();
             super::dump_key(&a.shared().db.lock(), k.as_bytes(), now, &mut out);
@@ -354,7 +354,7 @@ mod tests {
         a.cmd(&["SADD", "st", "x", "y"]);
         a.cmd(&["ZADD", "z", "1.5", "m", "-inf", "n", "0.1", "o"]);
         let mut b = Session::new();
-        let now = crate::conn::now_ms();
+        let now = crate::session::now_ms();
         for k in ["s", "h", "l", "st", "z", "missing"] {
             let mut out = bytes::BytesMut::new();
             super::dump_key(&a.shared().db.lock(), k.as_bytes(), now, &mut out);

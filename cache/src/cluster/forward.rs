@@ -14,7 +14,7 @@ use mesh::PeerId;
 
 use super::proto::{self, F_EXEC, F_READONLY, F_RESP3, MAX_FRAME};
 use super::{Cluster, ConnCluster};
-use crate::conn::Credential;
+use crate::client::Credential;
 use crate::shared::Shared;
 
 /// How long a forwarded batch may take before the peer is suspected.
@@ -100,13 +100,14 @@ pub async fn run_pending(
     shared: &Shared,
     cl: &Cluster,
     cc: &mut ConnCluster,
+    readonly: bool,
     cred: Option<&Credential>,
     resp3: bool,
 ) -> Vec<Bytes> {
     let pend = std::mem::take(&mut cc.pending);
     // The client authenticated again since: its sessions carry the new credential.
     cc.sessions.retain(|_, s| s.cred.as_ref() == cred);
-    let base = if cc.internal.map_or(cc.readonly, |i| i.readonly) {
+    let base = if cc.internal.map_or(readonly, |i| i.readonly) {
         F_READONLY
     } else {
         0

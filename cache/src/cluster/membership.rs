@@ -30,11 +30,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mesh::PeerId;
 
-use super::proto::{self, Accept};
+use super::handover::ask;
+use super::proto;
 use super::view::{GROUP_SLOTS, GROUPS, Node, View};
-use super::{
-    CATCHING_UP, Cluster, FRESH, IMPORTING, Import, NOT_OWNED, Released, SERVING, STALE, group_of,
-};
+use super::{CATCHING_UP, Cluster, IMPORTING, Import, NOT_OWNED, SERVING, STALE, group_of};
 use crate::shared::Shared;
 use crate::slot::key_slot;
 
@@ -44,19 +43,6 @@ pub const CACHE_ROLE: &str = "cache";
 const POLL: Duration = Duration::from_millis(200);
 /// How often the nearness order of replicas is refreshed.
 const NEARNESS_EVERY: Duration = Duration::from_secs(5);
-/// How long a pull may take before the next source is tried.
-const PULL_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a round of pulls waits for sources that stay suspected once the others answered.
-const POSTPONE: Duration = Duration::from_secs(10);
-/// Rounds that ask for every kind of copy (served, released, kept): their refusals ask the
-/// next source at once, and a range is served as it is only after all of them.
-const KICKED_ROUNDS: usize = 3;
-/// Pull attempts per range before it is served as it is, unless [`MIN_TRYING`] has not passed
-/// or [`KICKED_ROUNDS`] are not over (at 30 nodes, 50 attempts are less than two rounds).
-const MAX_ATTEMPTS: usize = 50;
-/// How long a range's pull keeps being retried, however often its sources refuse: right after
-/// a heal the views disagree for seconds and sources refuse ranges they do not own yet.
-const MIN_TRYING: Duration = Duration::from_secs(30);
 
 /// The members serving the cache (alive or suspected), this node included.
 pub fn cache_nodes(cl: &Cluster, redis: std::net::SocketAddr) -> Vec<Node> {
@@ -170,28 +156,6 @@ impl Cluster {
     /// it is served (emptied first when `empty_gained`).
     fn reinstall(&self, shared: &Shared, v: View, empty_gained: bool) {
         self.apply_view(shared, v, true, empty_gained);
-    }
-
-    /// Notes that this node held range `g` until now (`whole`: its copy had every key, see
-    /// [`Released`]): it can still hand it over or answer merges for a while, unless its copies
-    /// are stale.
-    fn release(&self, g: u16, whole: bool) {
-        if self.freshness.load(Ordering::Acquire) == FRESH {
-            let at = Instant::now();
-            self.released.lock().insert(g, Released { at, whole });
-        }
-    }
-
-    /// A node catching up is fresh again once no range is left to pull (`imports`).
-    fn check_fresh(&self, imports: &HashMap<u16, Import>) {
-        if imports.is_empty()
-            && self
-                .freshness
-                .compare_exchange(CATCHING_UP, FRESH, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            tracing::info!("cache: caught up after being without a majority");
-        }
     }
 
     /// Follows whether a majority is in sight; true if this node just got one back after
@@ -395,7 +359,7 @@ impl Cluster {
             for g in &gained {
                 want[usize::from(*g)] = true;
             }
-            let now = crate::conn::now_ms();
+            let now = crate::session::now_ms();
             let mut db = shared.db.lock();
             let mut stale: Vec<Bytes> = Vec::new();
             db.for_each_key(now, |k| {
@@ -479,120 +443,6 @@ impl Cluster {
             self.kick.notify_one();
         }
     }
-
-    /// A `Done` arrived from `peer` for `groups`: serve those it was pulling from `peer`.
-    pub fn import_done(&self, peer: PeerId, groups: &[u16]) {
-        tracing::debug!(%peer, ?groups, "cache: pull done");
-        let mut imports = self.imports.lock();
-        for g in groups {
-            let from_peer = imports
-                .get(g)
-                .is_some_and(|i| i.asked.is_some_and(|(p, _)| p == peer));
-            if from_peer && self.group_state(*g) == IMPORTING {
-                imports.remove(g);
-                self.state[usize::from(*g)].store(SERVING, Ordering::Release);
-            }
-        }
-        if imports.is_empty() {
-            tracing::info!("cache: every owned range is served");
-        }
-        self.check_fresh(&imports);
-    }
-
-    /// `peer` answered a pull of `groups`, refusing `refused`: it hands the others over.
-    fn pull_accepted(&self, peer: PeerId, groups: &[u16], refused: &[u16]) {
-        let mut imports = self.imports.lock();
-        for g in groups.iter().filter(|g| !refused.contains(g)) {
-            if let Some(imp) = imports.get_mut(g)
-                && imp.asked.is_some_and(|(p, _)| p == peer)
-            {
-                imp.accepted = Some(peer);
-            }
-        }
-    }
-
-    fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
-        tracing::debug!(%peer, ?groups, "cache: pull refused or failed");
-        let mut imports = self.imports.lock();
-        let mut again = false;
-        for g in groups {
-            if let Some(imp) = imports.get_mut(g)
-                && imp.asked.is_some_and(|(p, _)| p == peer)
-            {
-                imp.refused_by(peer);
-                again |= imp.round < KICKED_ROUNDS;
-            }
-        }
-        // Until every source was tried for every kind of copy, ask the next one now rather
-        // than at the next poll: meanwhile the range's requests go to whichever source is
-        // being asked, or are run here on a copy that may lack keys. Later rounds wait for
-        // the poll, so a range nobody holds is not asked for in a tight loop.
-        if again {
-            self.kick.notify_one();
-        }
-    }
-
-    /// Which ranges to ask from which source now, and which copies each ask takes (served
-    /// ones in a first round over the sources, then released ones, then kept ones).
-    fn due_pulls(&self) -> HashMap<(PeerId, Accept), Vec<u16>> {
-        let mut due: HashMap<(PeerId, Accept), Vec<u16>> = HashMap::new();
-        let mut give_up = Vec::new();
-        let mut next_round = Vec::new();
-        let mut imports = self.imports.lock();
-        for (g, imp) in imports.iter_mut() {
-            match imp.asked {
-                Some((_, t)) if t.elapsed() < PULL_TIMEOUT => continue,
-                Some((p, _)) => imp.refused_by(p),
-                None => {}
-            }
-            if imp.sources.is_empty()
-                || (imp.round >= KICKED_ROUNDS
-                    && imp.attempts >= MAX_ATTEMPTS
-                    && imp.since.elapsed() >= MIN_TRYING)
-            {
-                give_up.push(*g);
-                continue;
-            }
-            // The first source not asked in this round that is not suspected. A suspect is
-            // postponed, not passed over: right after a restart or a heal a source may be
-            // suspected for a few seconds, and a round that ended without it would settle
-            // for a worse copy (a released one, missing the writes it served meanwhile) or
-            // serve the range without its keys. A round ends when every source answered, or
-            // when those left stayed suspected for [`POSTPONE`] after others answered.
-            let pick = |imp: &Import| imp.untried(|p| self.is_suspect(p));
-            let mut src = pick(imp);
-            if src.is_none() {
-                let answered = imp.tried.iter().filter(|t| **t).count();
-                if answered == imp.tried.len()
-                    || (answered > 0 && imp.round_since.elapsed() >= POSTPONE)
-                {
-                    imp.next_round();
-                    next_round.push((*g, imp.round));
-                    src = pick(imp);
-                }
-            }
-            if let Some(p) = src {
-                imp.asked = Some((p, Instant::now()));
-                due.entry((p, imp.accept())).or_default().push(*g);
-            }
-        }
-        if !next_round.is_empty() {
-            tracing::debug!(
-                ?next_round,
-                "cache: every source asked; next pull round (range, round)"
-            );
-        }
-        for g in give_up {
-            tracing::warn!(
-                range = g,
-                "cache: no member could hand this range over; serving it as it is"
-            );
-            imports.remove(&g);
-            self.state[usize::from(g)].store(SERVING, Ordering::Release);
-        }
-        self.check_fresh(&imports);
-        due
-    }
 }
 
 /// Before the first map of a joining node: waits (up to `deadline`) until this node's membership
@@ -669,41 +519,12 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
     }
 }
 
-/// Asks `src` for `groups`, taking the copies `accept` names; false if it could not be asked
-/// (the ranges it refused are marked as such).
-async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], accept: Accept) -> bool {
-    let res = tokio::time::timeout(Duration::from_secs(5), async {
-        let (mut send, mut recv) = cl.mesh.open_bi(src, proto::ALPN).await.ok()?;
-        let mut hello = vec![accept.kind()];
-        hello.extend_from_slice(&proto::encode_ranges(groups));
-        mesh::frame::write(&mut send, &hello).await.ok()?;
-        let _ = send.finish();
-        let ans = mesh::frame::FrameDecoder::new(2 + 2 * GROUPS)
-            .read(&mut recv)
-            .await
-            .ok()??;
-        proto::decode_ranges(&ans).ok()
-    })
-    .await
-    .ok()
-    .flatten();
-    match res {
-        Some(refused) => {
-            cl.pull_accepted(src, groups, &refused);
-            if !refused.is_empty() {
-                cl.pull_failed(src, &refused);
-            }
-            true
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
+    use crate::cluster::proto::Accept;
     use crate::metrics::Metrics;
 
     async fn lone_cluster() -> (Cluster, Shared, mesh::Mesh) {
@@ -871,7 +692,7 @@ mod tests {
         // Its keys and `Done` never arrive (a link closed on the way): the pull times out and
         // the next source is asked.
         let long_ago = Instant::now()
-            .checked_sub(PULL_TIMEOUT)
+            .checked_sub(crate::cluster::handover::PULL_TIMEOUT)
             .expect("a monotonic clock older than the pull timeout");
         cl.imports.lock().get_mut(&g).unwrap().asked = Some((sources[0], long_ago));
         assert_eq!(asked(cl.due_pulls()), Some((sources[1], Accept::Served)));

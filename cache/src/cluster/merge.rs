@@ -12,7 +12,7 @@
 //! released in the last minute, stale or not (an older state never replaces a newer one). Each
 //! key state carries the version of the write that left it (a hybrid clock: milliseconds, then
 //! a counter, never behind a version the node saw), and the receiving node keeps whichever is newer
-//! ([`crate::conn::apply_state`]): last writer wins, per key. A range goes on being served
+//! ([`super::apply::apply_state`]): last writer wins, per key. A range goes on being served
 //! meanwhile; a read in the first moments after a heal may still see the older state.
 //!
 //! A node that served a range whose owners change also sends the states written there in the
@@ -32,10 +32,12 @@ use std::time::Duration;
 
 use mesh::PeerId;
 
+use super::apply::apply_state;
 use super::proto::{self, KIND_MERGE, MAX_FRAME, Record};
 use super::{Cluster, RELEASED_TTL, dump};
-use crate::conn::{self, ConnState};
+use crate::client::ConnState;
 use crate::reply::Reply;
+use crate::session::now_ms;
 use crate::shared::Shared;
 
 /// How long one member's answer may take.
@@ -63,7 +65,7 @@ impl Cluster {
     /// node's copies are stale. After a cut or a rejoin (its keys kept), this node also sends
     /// its co-owners the recent writes of every range it owns: it may hold writes they missed.
     pub(crate) fn hand_off(&self, shared: &Shared, per_peer: HashMap<PeerId, Vec<u16>>) {
-        let now = conn::now_ms();
+        let now = now_ms();
         let since = now.saturating_sub(RELEASED_TTL.as_millis() as u64) << 16;
         let mut groups: Vec<u16> = per_peer.values().flatten().copied().collect();
         groups.sort_unstable();
@@ -105,7 +107,6 @@ impl Cluster {
 /// states were newer than this node's.
 pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) -> usize {
     let (mut conn, _rx) = ConnState::detached(shared);
-    conn.cl.apply = true;
     let mut out = Reply::new();
     let (mut seen, mut newer) = (0usize, 0usize);
     let res = tokio::time::timeout(MERGE_TIMEOUT, async {
@@ -126,15 +127,16 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
             let states = proto::decode_keys(&f).map_err(|e| err(&e))?;
             seen += states.len();
             for st in &states {
-                if conn::apply_state(shared, &mut conn, &mut out, st) {
-                    newer += 1;
+                if let Some(applied) = apply_state(shared, &mut conn, &mut out, st) {
+                    cl.observe(st.ver);
+                    newer += usize::from(applied);
                 }
             }
         }
         Ok::<(), String>(())
     })
     .await;
-    conn::cleanup(shared, &mut conn);
+    conn.release(shared);
     match res {
         Ok(Ok(())) if newer > 0 => {
             tracing::info!(%peer, ranges = groups.len(), keys = seen, newer, "cache: merged a member's copies");
@@ -150,15 +152,25 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
 mod tests {
     use bytes::BytesMut;
 
+    use crate::client::ConnState;
     use crate::cluster::{dump, proto};
-    use crate::conn::{self, ConnState, Session};
     use crate::reply::Reply;
+    use crate::session::{Session, now_ms};
+
+    fn applied(
+        shared: &crate::shared::Shared,
+        conn: &mut ConnState,
+        out: &mut Reply,
+        state: &proto::KeyState,
+    ) -> bool {
+        super::apply_state(shared, conn, out, state) == Some(true)
+    }
 
     /// `key`'s state in `from`, as a peer would send it, with version `ver`.
     fn state_of(from: &Session, key: &str, ver: u64) -> proto::KeyState {
         let mut b = BytesMut::new();
         let db = from.shared().db.lock();
-        dump::dump_state(&db, key.as_bytes(), ver, conn::now_ms(), &mut b);
+        dump::dump_state(&db, key.as_bytes(), ver, now_ms(), &mut b);
         proto::decode_keys(&b.freeze()).unwrap().remove(0)
     }
 
@@ -174,10 +186,9 @@ mod tests {
         me.shared().db.lock().set_version(b"s", 30);
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
-        c.cl.apply = true;
         let mut out = Reply::new();
         // Newer than mine: replaces it, type and all, and carries its version.
-        assert!(conn::apply_state(
+        assert!(applied(
             &shared,
             &mut c,
             &mut out,
@@ -187,10 +198,10 @@ mod tests {
             me.cmd(&["LRANGE", "l", "0", "-1"]),
             "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
         );
-        assert_eq!(shared.db.lock().version(b"l", conn::now_ms()), 20);
+        assert_eq!(shared.db.lock().version(b"l", now_ms()), 20);
         // Older or as old: mine stays.
         for ver in [20, 29, 30] {
-            assert!(!conn::apply_state(
+            assert!(!applied(
                 &shared,
                 &mut c,
                 &mut out,
@@ -198,7 +209,7 @@ mod tests {
             ));
         }
         assert_eq!(me.cmd(&["GET", "s"]), "$4\r\nmine\r\n");
-        assert!(conn::apply_state(
+        assert!(applied(
             &shared,
             &mut c,
             &mut out,
@@ -208,14 +219,14 @@ mod tests {
         // A key the peer lacks travels as a DEL: it removes my copy only if newer.
         me.cmd(&["SET", "x", "1"]);
         shared.db.lock().set_version(b"x", 40);
-        assert!(!conn::apply_state(
+        assert!(!applied(
             &shared,
             &mut c,
             &mut out,
             &state_of(&peer, "x", 39)
         ));
         assert_eq!(me.cmd(&["EXISTS", "x"]), ":1\r\n");
-        assert!(conn::apply_state(
+        assert!(applied(
             &shared,
             &mut c,
             &mut out,
@@ -224,12 +235,7 @@ mod tests {
         assert_eq!(me.cmd(&["EXISTS", "x"]), ":0\r\n");
         // A key I lack is taken whatever its version.
         peer.cmd(&["SET", "n", "v"]);
-        assert!(conn::apply_state(
-            &shared,
-            &mut c,
-            &mut out,
-            &state_of(&peer, "n", 1)
-        ));
+        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "n", 1)));
         assert_eq!(me.cmd(&["GET", "n"]), "$1\r\nv\r\n");
     }
 
@@ -249,13 +255,12 @@ mod tests {
         let mut me = Session::new();
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
-        c.cl.apply = true;
         let mut out = Reply::new();
         let refused = || shared.metrics.peer_refused_count("future_version");
         // A second beyond the drift (the bound moves with the clock while the test runs).
-        let beyond = crate::cluster::version_at(conn::now_ms() + 61_000);
+        let beyond = crate::cluster::version_at(now_ms() + 61_000);
         for ver in [u64::MAX, beyond] {
-            assert!(!conn::apply_state(
+            assert!(!applied(
                 &shared,
                 &mut c,
                 &mut out,
@@ -266,8 +271,8 @@ mod tests {
         assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
         // Within the drift (a peer's clock a little ahead): taken, and a later write here
         // still gets a newer version.
-        let ahead = crate::cluster::version_at(conn::now_ms() + 30_000);
-        assert!(conn::apply_state(
+        let ahead = crate::cluster::version_at(now_ms() + 30_000);
+        assert!(applied(
             &shared,
             &mut c,
             &mut out,
@@ -284,7 +289,6 @@ mod tests {
         me.cmd(&["SET", "k", "mine"]);
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
-        c.cl.apply = true;
         let mut out = Reply::new();
         let bad: &[&[&[&str]]] = &[
             &[&["FLUSHALL"]],
@@ -296,7 +300,7 @@ mod tests {
         ];
         for (i, cmds) in bad.iter().enumerate() {
             assert!(
-                !conn::apply_state(&shared, &mut c, &mut out, &state("k", 100, cmds)),
+                !applied(&shared, &mut c, &mut out, &state("k", 100, cmds)),
                 "{cmds:?}"
             );
             assert_eq!(shared.metrics.peer_refused_count("bad_state"), i as u64 + 1);
@@ -305,7 +309,7 @@ mod tests {
         assert_eq!(me.cmd(&["GET", "other"]), "$4\r\nkept\r\n");
         assert!(!shared.needs_auth());
         // The same key's state passes.
-        assert!(conn::apply_state(
+        assert!(applied(
             &shared,
             &mut c,
             &mut out,

@@ -34,11 +34,14 @@
 //! Consistency is Redis Cluster's: asynchronous replicas may lag, reads from replicas
 //! (`READONLY`) may be stale, and a write is lost only if every node that had it dies.
 
+pub mod apply;
 pub mod dump;
 pub mod forward;
+pub mod handover;
 pub mod link;
 pub mod membership;
 pub mod merge;
+pub mod placement;
 pub mod proto;
 pub mod serve;
 pub mod view;
@@ -54,6 +57,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::RoutingFlags;
 use crate::cmd::table::{self, Command};
 use crate::slot::key_slot;
 use link::Link;
@@ -171,19 +175,11 @@ const STARTING: &str = "TRYAGAIN this node is starting";
 /// The error a node without a majority answers writes with (Redis Cluster's).
 pub const CLUSTERDOWN: &str = "CLUSTERDOWN The cluster is down";
 
-/// Per-connection cluster state.
+/// A client's cluster state (kept in its [`crate::client::PlacementState`]).
 #[derive(Debug, Default)]
 pub struct ConnCluster {
-    /// The client asked for the map (or sent ASKING): it gets MOVED, not proxying.
-    pub aware: bool,
-    /// `READONLY`: replicas may answer reads.
-    pub readonly: bool,
-    /// `ASKING` before this command.
-    pub asking: bool,
     /// Set on sessions proxied from a peer.
     pub internal: Option<Internal>,
-    /// Replication apply session: no routing, no replication.
-    pub apply: bool,
     /// Commands of the current batch to forward.
     pub pending: Vec<forward::Pending>,
     /// Replication acknowledgements the batch's replies wait for (sync mode).
@@ -696,10 +692,13 @@ impl Cluster {
     }
 
     /// Decides where a command runs (see the module docs).
-    pub fn route(&self, cc: &ConnCluster, cmd: &Command, args: &[&[u8]]) -> Decision {
-        if cc.apply {
-            return Decision::Local;
-        }
+    pub fn route(
+        &self,
+        cc: &ConnCluster,
+        flags: RoutingFlags,
+        cmd: &Command,
+        args: &[&[u8]],
+    ) -> Decision {
         if cc.internal.is_some() && !self.installed.load(Ordering::Acquire) {
             return Decision::Error(STARTING.into());
         }
@@ -767,7 +766,7 @@ impl Cluster {
                 Decision::Error(format!("MOVED {slot} {}", v.nodes[primary].redis))
             };
         }
-        let client_readonly = cc.internal.map_or(cc.readonly, |i| i.readonly);
+        let client_readonly = cc.internal.map_or(flags.readonly, |i| i.readonly);
         if client_readonly && readonly && mine && serving {
             return Decision::Local;
         }
@@ -786,7 +785,7 @@ impl Cluster {
                 hops: i.hops - 1,
                 slot,
             },
-            None if cc.aware && !cc.asking => {
+            None if flags.aware && !flags.asking => {
                 let a = v.nodes[primary].redis;
                 Decision::Error(format!("MOVED {slot} {a}"))
             }
@@ -880,11 +879,11 @@ impl Cluster {
     /// Notes a version received from a peer: later writes here get newer ones. The clock never
     /// moves beyond [`max_peer_version`] of the moment, whatever the peer sent.
     pub fn observe(&self, ver: u64) {
-        self.clock.observe(ver, crate::conn::now_ms());
+        self.clock.observe(ver, crate::session::now_ms());
     }
 
     /// Versions the key states a write left behind and queues them on the replication links.
-    pub fn capture(
+    pub fn capture_write(
         &self,
         db: &mut crate::db::Db,
         now: u64,

@@ -93,7 +93,7 @@ pub const MAX_CREDENTIAL: usize = 512;
 /// The hello of a proxied session: [`KIND_SESSION`], then nothing (the client did not
 /// authenticate) or `[u16 user length][user][u16 password length][password]`. `None` if the
 /// credential is longer than [`MAX_CREDENTIAL`].
-pub fn encode_session_hello(cred: Option<&crate::conn::Credential>) -> Option<Vec<u8>> {
+pub fn encode_session_hello(cred: Option<&crate::client::Credential>) -> Option<Vec<u8>> {
     let mut v = vec![KIND_SESSION];
     if let Some(c) = cred {
         if c.user.len() + c.pass.len() > MAX_CREDENTIAL {
@@ -108,7 +108,7 @@ pub fn encode_session_hello(cred: Option<&crate::conn::Credential>) -> Option<Ve
 }
 
 /// Decodes what follows [`KIND_SESSION`] in a session hello.
-pub fn decode_session_hello(b: &[u8]) -> Result<Option<crate::conn::Credential>, ProtoError> {
+pub fn decode_session_hello(b: &[u8]) -> Result<Option<crate::client::Credential>, ProtoError> {
     if b.is_empty() {
         return Ok(None);
     }
@@ -131,7 +131,7 @@ pub fn decode_session_hello(b: &[u8]) -> Result<Option<crate::conn::Credential>,
     if pos != b.len() {
         return Err(ProtoError("bytes after the credential"));
     }
-    Ok(Some(crate::conn::Credential { user, pass }))
+    Ok(Some(crate::client::Credential { user, pass }))
 }
 
 /// Session request flag: execute here, whatever this node's view says.
@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn session_hellos_round_trip_and_refuse_garbage() {
-        use crate::conn::Credential;
+        use crate::client::Credential;
         assert_eq!(encode_session_hello(None).unwrap(), vec![KIND_SESSION]);
         assert_eq!(decode_session_hello(&[]).unwrap(), None);
         let c = Credential {

@@ -5,12 +5,16 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use mesh::PeerId;
 
+use super::apply::apply_state;
 use super::proto::{
     self, Accept, F_EXEC, F_READONLY, F_RESP3, KIND_LINK, KIND_SESSION, MAX_FRAME, Record,
 };
-use super::{Cluster, Internal};
-use crate::conn::{self, ConnState};
+use super::{Cluster, ConnCluster, Internal};
+use crate::client::{ConnState, Credential};
+use crate::cmd::Ctx;
 use crate::reply::Reply;
+use crate::resp::{self, Parsed};
+use crate::session::{execute, now_ms};
 use crate::shared::Shared;
 
 /// The answer to every command of a request that wrote, on a member that does not own the
@@ -71,6 +75,56 @@ pub async fn handle(
     }
 }
 
+/// Runs the requests in `buf` one by one (each under its own keyspace lock), for peers'
+/// requests. Returns, per command, the span of its reply in `out` and the number of pending
+/// forwards after it (a command that was queued for forwarding has an empty span).
+pub(super) fn run_each(
+    shared: &Shared,
+    conn: &mut ConnState,
+    buf: &[u8],
+    out: &mut Reply,
+) -> Vec<(usize, usize, usize)> {
+    let limits = shared.limits();
+    let mut argv: Vec<&[u8]> = Vec::with_capacity(16);
+    let mut pos = 0;
+    let mut segs = Vec::new();
+    while pos < buf.len() && !conn.close {
+        let start = out.buf.len();
+        match resp::parse(&buf[pos..], &mut argv, limits) {
+            Ok(Parsed::Multibulk { consumed }) => {
+                pos += consumed;
+                if !argv.is_empty() {
+                    let mut ctx = Ctx::new(shared, conn, out, now_ms());
+                    ctx.may_block = false;
+                    execute(&mut ctx, &argv);
+                }
+            }
+            Ok(Parsed::Inline { consumed, args }) => {
+                pos += consumed;
+                if !args.is_empty() {
+                    let v: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    let mut ctx = Ctx::new(shared, conn, out, now_ms());
+                    ctx.may_block = false;
+                    execute(&mut ctx, &v);
+                }
+            }
+            Ok(Parsed::Incomplete { .. }) | Err(_) => {
+                out.error("ERR Protocol error: bad request from a peer");
+                segs.push((start, out.buf.len(), pending(conn)));
+                break;
+            }
+        }
+        conn.block = None;
+        segs.push((start, out.buf.len(), pending(conn)));
+    }
+    segs
+}
+
+/// Forwards queued so far by `conn`'s batch.
+fn pending(conn: &mut ConnState) -> usize {
+    conn.placement.get::<ConnCluster>().pending.len()
+}
+
 /// Runs the commands of one request on `conn` and returns one reply per command, after the
 /// forwards they needed and the replication acknowledgements they wait for.
 pub async fn run_frame(
@@ -82,17 +136,20 @@ pub async fn run_frame(
 ) -> Vec<Bytes> {
     let mut out = Reply::new();
     out.resp3 = resp3;
-    let segs = conn::run_each(shared, conn, req, &mut out);
-    let forwarded = if conn.cl.pending.is_empty() {
+    let segs = run_each(shared, conn, req, &mut out);
+    let readonly = conn.routing.readonly;
+    let credential = conn.credential.clone();
+    let cc = conn.placement.get::<ConnCluster>();
+    let forwarded = if cc.pending.is_empty() {
         Vec::new()
     } else {
-        super::forward::run_pending(shared, cl, &mut conn.cl, conn.credential.as_ref(), resp3).await
+        super::forward::run_pending(shared, cl, cc, readonly, credential.as_ref(), resp3).await
     };
-    let waits = std::mem::take(&mut conn.cl.waits);
+    let waits = std::mem::take(&mut cc.waits);
     if !waits.is_empty() {
         cl.wait_acks(waits).await;
     }
-    if !cl.owners_have(std::mem::take(&mut conn.cl.unowned)).await {
+    if !cl.owners_have(std::mem::take(&mut cc.unowned)).await {
         return vec![Bytes::from_static(UNOWNED); segs.len()];
     }
     let buf = out.buf.freeze();
@@ -118,23 +175,24 @@ pub async fn exec_here(
     cl: &Cluster,
     req: &[u8],
     resp3: bool,
-    cred: Option<conn::Credential>,
+    cred: Option<Credential>,
 ) -> Vec<Bytes> {
     let (mut conn, _rx) = ConnState::detached_as(shared, cred);
-    conn.cl.internal = Some(Internal {
+    conn.placement.get::<ConnCluster>().internal = Some(Internal {
         exec: true,
         readonly: false,
         hops: 0,
     });
     let mut out = Reply::new();
     out.resp3 = resp3;
-    let segs = conn::run_each(shared, &mut conn, req, &mut out);
-    let waits = std::mem::take(&mut conn.cl.waits);
+    let segs = run_each(shared, &mut conn, req, &mut out);
+    let cc = conn.placement.get::<ConnCluster>();
+    let waits = std::mem::take(&mut cc.waits);
     if !waits.is_empty() {
         cl.wait_acks(waits).await;
     }
-    let owners_have = cl.owners_have(std::mem::take(&mut conn.cl.unowned)).await;
-    conn::cleanup(shared, &mut conn);
+    let owners_have = cl.owners_have(std::mem::take(&mut cc.unowned)).await;
+    conn.release(shared);
     if !owners_have {
         return vec![Bytes::from_static(UNOWNED); segs.len()];
     }
@@ -148,7 +206,7 @@ pub async fn exec_here(
 async fn session(
     shared: &Shared,
     cl: &Cluster,
-    cred: Option<conn::Credential>,
+    cred: Option<Credential>,
     send: &mut mesh::SendStream,
     recv: &mut mesh::RecvStream,
 ) {
@@ -159,7 +217,7 @@ async fn session(
             break;
         }
         let (flags, hops) = (f[0], f[1]);
-        conn.cl.internal = Some(Internal {
+        conn.placement.get::<ConnCluster>().internal = Some(Internal {
             exec: flags & F_EXEC != 0,
             readonly: flags & F_READONLY != 0,
             hops,
@@ -174,7 +232,7 @@ async fn session(
             break;
         }
     }
-    conn::cleanup(shared, &mut conn);
+    conn.release(shared);
 }
 
 async fn link(
@@ -185,7 +243,6 @@ async fn link(
     recv: &mut mesh::RecvStream,
 ) {
     let (mut conn, _rx) = ConnState::detached(shared);
-    conn.cl.apply = true;
     let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
     let mut out = Reply::new();
     while let Ok(Some(f)) = dec.read(recv).await {
@@ -201,12 +258,14 @@ async fn link(
                 Record::Keys(b) => match proto::decode_keys(&b) {
                     Ok(states) => {
                         for st in &states {
-                            conn::apply_state(shared, &mut conn, &mut out, st);
+                            if apply_state(shared, &mut conn, &mut out, st).is_some() {
+                                cl.observe(st.ver);
+                            }
                         }
                     }
                     Err(e) => {
                         tracing::warn!(%peer, error = %e, "bad key states; closing the link");
-                        conn::cleanup(shared, &mut conn);
+                        conn.release(shared);
                         return;
                     }
                 },
@@ -223,7 +282,7 @@ async fn link(
             break;
         }
     }
-    conn::cleanup(shared, &mut conn);
+    conn.release(shared);
 }
 
 /// Delivers a [`Record::Publish`] to this node's subscribers. It must be exactly one
@@ -269,7 +328,7 @@ fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], accept: Acc
     }
     cl.add_importer(peer, &ok);
     let link = cl.link(peer);
-    let now = conn::now_ms();
+    let now = now_ms();
     let mut db = shared.db.lock();
     let chunks = super::dump::dump_ranges(&mut db, &ok, now, 0);
     let keys: usize = chunks.iter().map(|(n, _)| n).sum();
@@ -289,7 +348,7 @@ async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::S
     let chunks = if mine.is_empty() {
         Vec::new()
     } else {
-        super::dump::dump_ranges(&mut shared.db.lock(), &mine, conn::now_ms(), 0)
+        super::dump::dump_ranges(&mut shared.db.lock(), &mine, now_ms(), 0)
     };
     for (_, c) in chunks {
         if mesh::frame::write(send, &c).await.is_err() {
@@ -308,10 +367,11 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::deliver_publish;
+    use crate::client::{ConnState, Credential};
     use crate::cluster::link::Link;
     use crate::cluster::proto::{self, Record, command};
     use crate::cluster::{Cluster, max_peer_version};
-    use crate::conn::{ConnState, Credential, Session, now_ms};
+    use crate::session::{Session, now_ms};
 
     /// A member of an open cluster (every member certified for the cache): these tests are
     /// about what a member's peer may do, not about certificates (`tests/trust.rs`).

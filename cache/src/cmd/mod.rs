@@ -6,24 +6,29 @@
 //! buffer, and never know where a key lives. A cluster layer routes *before* dispatch, using
 //! the same key positions `COMMAND` reports ([`table::keys_of`]).
 
+pub mod cluster;
+pub mod connection;
 pub mod hash;
 pub mod keys;
 pub mod list;
+pub mod pubsub;
 pub mod server;
 pub mod set;
 pub mod strings;
 pub mod table;
+pub mod transactions;
 pub mod zset;
 
 use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
-use crate::conn::ConnState;
+use crate::client::ConnState;
 use crate::db::Db;
 use crate::reply::Reply;
 use crate::shared::Shared;
 use crate::value::Bytes;
+use table::Command;
 
 /// A command's error reply (its text includes the code: `ERR ...`, `WRONGTYPE ...`).
 #[derive(Debug)]
@@ -85,8 +90,6 @@ pub struct Ctx<'a> {
     pub conn: &'a mut ConnState,
     /// Whether a blocking command may block (false inside MULTI and after its deadline).
     pub may_block: bool,
-    /// Routing was decided already (commands run by EXEC): run here.
-    pub routed: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -99,7 +102,6 @@ impl<'a> Ctx<'a> {
             now,
             conn,
             may_block: true,
-            routed: false,
         }
     }
 
@@ -123,8 +125,22 @@ impl<'a> Ctx<'a> {
         self.guard = None;
     }
 
-    /// Runs one command (already known to pass auth and MULTI checks) and writes its reply.
+    /// Runs one command (already known to pass auth and MULTI checks and routed here) and
+    /// writes its reply; a write is then captured for the other nodes that hold its keys.
     pub fn run(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
+        self.run_here(cmd, args);
+        if let Some(p) = self.shared.placement.get()
+            && cmd.flags.contains(&"write")
+        {
+            let (now, shared) = (self.now, self.shared);
+            let db = self.guard.get_or_insert_with(|| shared.db.lock());
+            p.capture(db, now, cmd, args, self.conn);
+        }
+    }
+
+    /// Runs one command on this node's keyspace only and writes its reply: nothing is
+    /// captured (a peer's key state being applied, which its sender already versioned).
+    pub fn run_here(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
         if cmd.flags.contains(&"denyoom") {
             let now = self.now;
             if let Err(e) = self.db().ensure_memory(now) {
@@ -137,14 +153,6 @@ impl<'a> Ctx<'a> {
                 CmdError::Static(s) => self.out.error(s),
                 CmdError::Owned(s) => self.out.error(&s),
             }
-        }
-        if let Some(cl) = self.shared.cluster.get()
-            && !self.conn.cl.apply
-            && cmd.flags.contains(&"write")
-        {
-            let (now, shared) = (self.now, self.shared);
-            let db = self.guard.get_or_insert_with(|| shared.db.lock());
-            cl.capture(db, now, cmd, args, &mut self.conn.cl);
         }
     }
 
@@ -246,3 +254,28 @@ pub fn norm_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
 
 /// A `Notify` shared by a blocked connection and the keyspace.
 pub type Waiter = Arc<tokio::sync::Notify>;
+
+pub fn unknown_sub(args: &[&[u8]], container: &str) -> CmdError {
+    CmdError::Owned(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(args[1]),
+        container.to_uppercase()
+    ))
+}
+
+/// Finds and arity-checks the subcommand `args[1]` of `container`.
+pub fn sub(args: &[&[u8]], container: &str) -> Result<&'static Command, CmdError> {
+    let cmd = table::lookup(container.as_bytes()).ok_or(CmdError::Static(SYNTAX))?;
+    let s = table::lookup_sub(cmd, args[1]).ok_or_else(|| unknown_sub(args, container))?;
+    if !table::arity_ok(s.arity, args.len()) {
+        return Err(arity_error(s.name));
+    }
+    Ok(s)
+}
+
+pub fn help(ctx: &mut Ctx<'_>, lines: &[&str]) {
+    ctx.out.array(lines.len());
+    for l in lines {
+        ctx.out.simple(l);
+    }
+}
