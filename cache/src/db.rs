@@ -308,6 +308,9 @@ impl Db {
             self.volatile -= 1;
         }
         self.touch_watchers(&k);
+        // A blocked XREADGROUP must learn that its stream is gone (it answers with an error);
+        // other blocked commands run again, find nothing and wait on.
+        self.wake(&k);
         Some(e)
     }
 
@@ -341,6 +344,11 @@ impl Db {
 
     fn after_write(&mut self, key: &[u8]) {
         self.touch_watchers(key);
+        self.wake(key);
+    }
+
+    /// Wakes every connection blocked on `key`.
+    fn wake(&mut self, key: &[u8]) {
         if !self.blocked.is_empty()
             && let Some(waiters) = self.blocked.remove(key)
         {
@@ -389,6 +397,15 @@ impl Db {
         }
     }
 
+    /// Connections waiting in a blocking command (`INFO clients`).
+    pub fn blocked_clients(&self) -> usize {
+        let mut seen: HashSet<*const Notify> = HashSet::default();
+        for ws in self.blocked.values() {
+            seen.extend(ws.iter().map(Arc::as_ptr));
+        }
+        seen.len()
+    }
+
     /// Removes a waiter that gave up (timeout, disconnect).
     pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
         for k in keys {
@@ -406,6 +423,13 @@ impl Db {
         let n = self.map.len();
         let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
         self.dirty.extend(watched);
+        // Blocked commands run again against the empty keyspace (XREADGROUP answers that its
+        // stream is gone).
+        for (_, waiters) in self.blocked.drain() {
+            for w in waiters {
+                w.notify_one();
+            }
+        }
         self.map = IndexMap::with_hasher(Hasher::default());
         self.used = 0;
         self.volatile = 0;

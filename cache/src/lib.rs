@@ -33,6 +33,7 @@ pub mod reply;
 pub mod resp;
 pub mod shared;
 pub mod slot;
+pub mod stream;
 pub mod value;
 
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod list;
 pub mod server;
 pub mod set;
+pub mod stream;
 pub mod strings;
 pub mod table;
 pub mod zset;
