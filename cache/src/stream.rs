@@ -758,11 +758,13 @@ mod tests {
         assert_eq!(s.nodes.len(), 10);
         assert_eq!(s.trim(Trim::MaxLen(444), true, 0), 500);
         assert_eq!(s.len(), 500);
-        assert_eq!(s.trim(Trim::MaxLen(400), false, 0), 100);
-        assert_eq!(s.len(), 400);
-        assert_eq!(s.first_id, StreamId::new(601, 0));
-        // The head node keeps its deleted entries: nodes are still 5.
-        assert_eq!(s.nodes.len(), 5);
+        // Exact: one whole node, then half of the next one.
+        assert_eq!(s.trim(Trim::MaxLen(350), false, 0), 150);
+        assert_eq!(s.len(), 350);
+        assert_eq!(s.first_id, StreamId::new(651, 0));
+        // The head node keeps its deleted entries.
+        assert_eq!(s.nodes.len(), 4);
+        assert_eq!(s.nodes.first_key_value().map(|(_, n)| n.deleted), Some(50));
     }
 
     #[test]

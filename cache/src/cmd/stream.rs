@@ -1410,3 +1410,332 @@ fn stream_info(out: &mut Reply, s: &Stream, full: Option<usize>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use crate::cluster::dump::{dump_key, state_commands};
+    use crate::conn::Session;
+    use crate::resp::Limits;
+
+    #[test]
+    fn xadd_ids_and_errors() {
+        let mut s = Session::new();
+        assert_eq!(s.cmd(&["XADD", "k", "1-1", "f", "v"]), "$3\r\n1-1\r\n");
+        assert_eq!(s.cmd(&["XADD", "k", "1-*", "f", "v"]), "$3\r\n1-2\r\n");
+        assert_eq!(s.cmd(&["XADD", "k", "5", "f", "v"]), "$3\r\n5-0\r\n");
+        assert_eq!(
+            s.cmd(&["XADD", "k", "5-0", "f", "v"]),
+            "-ERR The ID specified in XADD is equal or smaller than the target stream top item\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["XADD", "n", "0-0", "f", "v"]),
+            "-ERR The ID specified in XADD must be greater than 0-0\r\n"
+        );
+        assert_eq!(s.cmd(&["EXISTS", "n"]), ":0\r\n");
+        assert_eq!(
+            s.cmd(&["XADD", "k", "6", "f"]),
+            "-ERR wrong number of arguments for 'xadd' command\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["XADD", "k", "x-1", "f", "v"]),
+            "-ERR Invalid stream ID specified as stream command argument\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["XADD", "n", "NOMKSTREAM", "*", "f", "v"]),
+            "$-1\r\n"
+        );
+        assert_eq!(s.cmd(&["TYPE", "k"]), "+stream\r\n");
+        assert_eq!(s.cmd(&["XLEN", "k"]), ":3\r\n");
+        s.cmd(&["SET", "str", "x"]);
+        assert!(
+            s.cmd(&["XADD", "str", "*", "f", "v"])
+                .starts_with("-WRONGTYPE")
+        );
+        // MAXLEN 0 leaves an empty stream that still exists.
+        s.cmd(&["XADD", "e", "MAXLEN", "0", "*", "a", "b"]);
+        assert_eq!(s.cmd(&["XLEN", "e"]), ":0\r\n");
+        assert_eq!(s.cmd(&["EXISTS", "e"]), ":1\r\n");
+        s.cmd(&[
+            "XADD",
+            "m",
+            "18446744073709551615-18446744073709551615",
+            "a",
+            "b",
+        ]);
+        assert!(
+            s.cmd(&["XADD", "m", "*", "a", "b"])
+                .starts_with("-ERR The stream has exhausted")
+        );
+    }
+
+    #[test]
+    fn ranges_and_counts() {
+        let mut s = Session::new();
+        for i in 1..=5 {
+            s.cmd(&["XADD", "k", &format!("{i}-0"), "n", &i.to_string()]);
+        }
+        assert_eq!(
+            s.cmd(&["XRANGE", "k", "(2", "3", "COUNT", "5"]),
+            "*1\r\n*2\r\n$3\r\n3-0\r\n*2\r\n$1\r\nn\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(s.cmd(&["XRANGE", "k", "-", "+", "COUNT", "0"]), "*-1\r\n");
+        assert_eq!(s.cmd(&["XRANGE", "k", "5", "1"]), "*0\r\n");
+        assert_eq!(s.cmd(&["XRANGE", "missing", "-", "+"]), "*0\r\n");
+        let rev = s.cmd(&["XREVRANGE", "k", "+", "-", "COUNT", "1"]);
+        assert!(rev.starts_with("*1\r\n*2\r\n$3\r\n5-0\r\n"), "{rev}");
+        assert!(
+            s.cmd(&["XRANGE", "k", "(-", "+"])
+                .starts_with("-ERR Invalid stream ID")
+        );
+        assert_eq!(
+            s.cmd(&["XRANGE", "k", "-", "(0-0"]),
+            "-ERR invalid end ID for the interval\r\n"
+        );
+        assert_eq!(s.cmd(&["XDEL", "k", "2-0", "9-0"]), ":1\r\n");
+        assert_eq!(s.cmd(&["XTRIM", "k", "MAXLEN", "2"]), ":2\r\n");
+        assert_eq!(
+            s.cmd(&["XTRIM", "k", "MAXLEN", "1", "LIMIT", "3"]),
+            "-ERR syntax error, LIMIT cannot be used without the special ~ option\r\n"
+        );
+    }
+
+    #[test]
+    fn xread_reply_shapes_in_resp2_and_resp3() {
+        let mut s = Session::new();
+        s.cmd(&["XADD", "k", "1-0", "f", "v"]);
+        let one = "*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n";
+        assert_eq!(
+            s.cmd(&["XREAD", "STREAMS", "k", "0"]),
+            format!("*1\r\n*2\r\n$1\r\nk\r\n*1\r\n{one}")
+        );
+        assert_eq!(s.cmd(&["XREAD", "STREAMS", "k", "$"]), "*-1\r\n");
+        // Without a socket a blocking read answers as its timeout would.
+        assert_eq!(
+            s.cmd(&["XREAD", "BLOCK", "0", "STREAMS", "k", "$"]),
+            "*-1\r\n"
+        );
+        s.cmd(&["HELLO", "3"]);
+        assert_eq!(
+            s.cmd(&["XREAD", "STREAMS", "k", "0"]),
+            format!("%1\r\n$1\r\nk\r\n*1\r\n{one}")
+        );
+        assert_eq!(s.cmd(&["XREAD", "STREAMS", "k", "1"]), "_\r\n");
+        assert!(
+            s.cmd(&["XREAD", "STREAMS", "k", ">"])
+                .starts_with("-ERR The > ID can be specified only")
+        );
+    }
+
+    #[test]
+    fn consumer_group_lifecycle() {
+        let mut s = Session::new();
+        for i in 1..=4 {
+            s.cmd(&["XADD", "k", &format!("{i}-0"), "f", "v"]);
+        }
+        assert_eq!(s.cmd(&["XGROUP", "CREATE", "k", "g", "0"]), "+OK\r\n");
+        assert_eq!(
+            s.cmd(&["XGROUP", "CREATE", "k", "g", "0"]),
+            "-BUSYGROUP Consumer Group name already exists\r\n"
+        );
+        let r = s.cmd(&[
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "alice",
+            "COUNT",
+            "3",
+            "STREAMS",
+            "k",
+            ">",
+        ]);
+        assert!(r.starts_with("*1\r\n*2\r\n$1\r\nk\r\n*3\r\n"), "{r}");
+        assert_eq!(
+            s.cmd(&["XPENDING", "k", "g"]),
+            "*4\r\n:3\r\n$3\r\n1-0\r\n$3\r\n3-0\r\n*1\r\n*2\r\n$5\r\nalice\r\n$1\r\n3\r\n"
+        );
+        assert_eq!(s.cmd(&["XACK", "k", "g", "1-0", "1-0"]), ":1\r\n");
+        assert_eq!(
+            s.cmd(&["XACK", "k", "g", "2-0", "bad"]),
+            "-ERR Invalid stream ID specified as stream command argument\r\n"
+        );
+        // Claim 2-0 for bob, keeping the delivery count as given.
+        assert_eq!(
+            s.cmd(&[
+                "XCLAIM",
+                "k",
+                "g",
+                "bob",
+                "0",
+                "2-0",
+                "RETRYCOUNT",
+                "7",
+                "JUSTID"
+            ]),
+            "*1\r\n$3\r\n2-0\r\n"
+        );
+        let p = s.cmd(&["XPENDING", "k", "g", "-", "+", "10", "bob"]);
+        assert!(
+            p.starts_with("*1\r\n*4\r\n$3\r\n2-0\r\n$3\r\nbob\r\n:"),
+            "{p}"
+        );
+        assert!(p.ends_with(":7\r\n"), "{p}");
+        // A deleted pending entry is dropped by XAUTOCLAIM and reported.
+        s.cmd(&["XDEL", "k", "3-0"]);
+        assert_eq!(
+            s.cmd(&["XAUTOCLAIM", "k", "g", "bob", "0", "0", "JUSTID"]),
+            "*3\r\n$3\r\n0-0\r\n*1\r\n$3\r\n2-0\r\n*1\r\n$3\r\n3-0\r\n"
+        );
+        // The deleted 3-0 is where the group stands: its lag cannot be known.
+        let groups = s.cmd(&["XINFO", "GROUPS", "k"]);
+        assert!(
+            groups.contains("$12\r\nentries-read\r\n:3\r\n$3\r\nlag\r\n$-1\r\n"),
+            "{groups}"
+        );
+        assert_eq!(s.cmd(&["XGROUP", "DELCONSUMER", "k", "g", "bob"]), ":1\r\n");
+        assert_eq!(s.cmd(&["XGROUP", "DESTROY", "k", "g"]), ":1\r\n");
+        assert!(
+            s.cmd(&["XREADGROUP", "GROUP", "g", "a", "STREAMS", "k", ">"])
+                .starts_with("-NOGROUP No such key 'k' or consumer group 'g'")
+        );
+        assert_eq!(
+            s.cmd(&["XINFO", "HELP", "x"]),
+            "-ERR wrong number of arguments for 'xinfo|help' command\r\n"
+        );
+    }
+
+    /// `XINFO STREAM FULL` with consumers' seen times blanked (a replay creates consumers at
+    /// its own time).
+    fn full_info(s: &mut Session, key: &str) -> String {
+        let r = s.cmd(&["XINFO", "STREAM", key, "FULL"]);
+        let mut out = String::new();
+        let mut rest = r.as_str();
+        while let Some(p) = rest.find("seen-time\r\n:") {
+            let at = p + "seen-time\r\n:".len();
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            let end = rest.find("\r\n").unwrap_or(rest.len());
+            out.push('T');
+            rest = &rest[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn a_dumped_stream_replays_to_the_same_state() {
+        let mut a = Session::new();
+        for i in 1..=6 {
+            a.cmd(&[
+                "XADD",
+                "s",
+                &format!("{i}-0"),
+                "f",
+                &i.to_string(),
+                "g",
+                "x",
+            ]);
+        }
+        a.cmd(&["XGROUP", "CREATE", "s", "g1", "0"]);
+        a.cmd(&["XGROUP", "CREATE", "s", "g2", "$", "ENTRIESREAD", "6"]);
+        a.cmd(&[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "alice",
+            "COUNT",
+            "4",
+            "STREAMS",
+            "s",
+            ">",
+        ]);
+        a.cmd(&[
+            "XREADGROUP",
+            "GROUP",
+            "g1",
+            "bob",
+            "NOACK",
+            "STREAMS",
+            "s",
+            ">",
+        ]);
+        a.cmd(&["XGROUP", "CREATECONSUMER", "s", "g2", "carol"]);
+        a.cmd(&[
+            "XCLAIM",
+            "s",
+            "g1",
+            "bob",
+            "0",
+            "4-0",
+            "TIME",
+            "12345",
+            "RETRYCOUNT",
+            "3",
+        ]);
+        // Pending entries trimmed away (1, 2) and deleted (4) must survive the replay.
+        a.cmd(&["XTRIM", "s", "MAXLEN", "4"]);
+        a.cmd(&["XDEL", "s", "4-0"]);
+        a.cmd(&["PEXPIRE", "s", "1000000"]);
+        // Trimmed pending entries with no deletion ever (max deleted ID stays 0-0).
+        for i in 1..=3 {
+            a.cmd(&["XADD", "t", &format!("{i}-0"), "f", "v"]);
+        }
+        a.cmd(&["XGROUP", "CREATE", "t", "g", "0"]);
+        a.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "t", ">"]);
+        a.cmd(&["XTRIM", "t", "MAXLEN", "1"]);
+        // An empty stream with a group and a last ID of its own.
+        a.cmd(&["XGROUP", "CREATE", "e", "g", "$", "MKSTREAM"]);
+        a.cmd(&[
+            "XSETID",
+            "e",
+            "77-7",
+            "ENTRIESADDED",
+            "9",
+            "MAXDELETEDID",
+            "5-0",
+        ]);
+        // Everything gone but still pending.
+        a.cmd(&["XADD", "d", "1-0", "f", "v"]);
+        a.cmd(&["XGROUP", "CREATE", "d", "g", "0"]);
+        a.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "d", ">"]);
+        a.cmd(&["XDEL", "d", "1-0"]);
+
+        let mut b = Session::new();
+        let now = crate::conn::now_ms();
+        for k in ["s", "t", "e", "d"] {
+            let mut out = BytesMut::new();
+            dump_key(&a.shared().db.lock(), k.as_bytes(), now, &mut out);
+            assert!(
+                state_commands(k.as_bytes(), &out, Limits::default()).is_ok(),
+                "{k}"
+            );
+            let replies = String::from_utf8_lossy(&b.feed(&out)).into_owned();
+            assert!(!replies.contains("\r\n-"), "{k}: {replies}");
+            assert!(!replies.starts_with('-'), "{k}: {replies}");
+            assert_eq!(full_info(&mut a, k), full_info(&mut b, k), "{k}");
+        }
+        let ttl = b.cmd(&["PTTL", "s"]);
+        assert!(ttl.starts_with(":9"), "{ttl}");
+        // The deleted pending entry reads back as an ID with a null entry.
+        let h = b.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "d", "0"]);
+        assert_eq!(h, "*1\r\n*2\r\n$1\r\nd\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*-1\r\n");
+    }
+
+    #[test]
+    fn a_stream_state_accepts_only_its_own_commands() {
+        let mut b = BytesMut::new();
+        crate::cluster::proto::command(&mut b, &[b"DEL", b"k"]);
+        crate::cluster::proto::command(&mut b, &[b"XADD", b"k", b"1-0", b"f", b"v"]);
+        crate::cluster::proto::command(&mut b, &[b"XGROUP", b"DESTROY", b"k", b"g"]);
+        assert!(state_commands(b"k", &b, Limits::default()).is_err());
+        let mut b = BytesMut::new();
+        crate::cluster::proto::command(&mut b, &[b"DEL", b"k"]);
+        crate::cluster::proto::command(&mut b, &[b"XADD", b"k", b"1-0", b"f", b"v"]);
+        crate::cluster::proto::command(
+            &mut b,
+            &[b"XGROUP", b"CREATECONSUMER", b"other", b"g", b"c"],
+        );
+        assert!(state_commands(b"k", &b, Limits::default()).is_err());
+    }
+}
