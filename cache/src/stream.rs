@@ -157,8 +157,12 @@ pub struct Group {
     pub entries_read: i64,
     /// The group's pending entries list.
     pub pel: BTreeMap<StreamId, Nack>,
-    /// Consumers by name (ordered, as Redis's radix tree lists them).
+    /// Consumers by name (ordered, as Redis's radix tree lists them). Add and remove them
+    /// through [`Group::touch_consumer`] and [`Group::remove_consumer`], which account their
+    /// names.
     pub consumers: BTreeMap<Bytes, Consumer>,
+    /// Bytes of the consumers' names.
+    name_bytes: usize,
 }
 
 impl Group {
@@ -169,7 +173,18 @@ impl Group {
             entries_read,
             pel: BTreeMap::new(),
             consumers: BTreeMap::new(),
+            name_bytes: 0,
         }
+    }
+
+    /// Deletes a consumer and its pending entries; returns how many it had.
+    pub fn remove_consumer(&mut self, name: &[u8]) -> Option<usize> {
+        let c = self.consumers.remove(name)?;
+        self.name_bytes -= name.len();
+        for id in &c.pel {
+            self.pel.remove(id);
+        }
+        Some(c.pel.len())
     }
 
     /// Looks up a consumer, creating it if missing (seen now either way); true if created.
@@ -180,6 +195,7 @@ impl Group {
                 false
             }
             None => {
+                self.name_bytes += name.len();
                 self.consumers.insert(
                     name.into(),
                     Consumer {
@@ -229,14 +245,12 @@ impl Group {
         nack
     }
 
-    /// Approximate bytes held by the group beyond its name.
+    /// Approximate bytes held by the group beyond its name, in O(1): every pending entry is
+    /// in the group's PEL and in one consumer's.
     fn mem(&self) -> usize {
-        let consumers: usize = self
-            .consumers
-            .iter()
-            .map(|(n, c)| n.len() + ELEM_OVERHEAD + c.pel.len() * 24)
-            .sum();
-        96 + self.pel.len() * (40 + ELEM_OVERHEAD) + consumers
+        96 + self.pel.len() * (64 + ELEM_OVERHEAD)
+            + self.consumers.len() * (48 + ELEM_OVERHEAD)
+            + self.name_bytes
     }
 }
 
@@ -312,7 +326,7 @@ impl Stream {
         self.entries.is_empty()
     }
 
-    /// Approximate bytes held.
+    /// Approximate bytes held; O(number of groups).
     pub fn mem(&self) -> usize {
         let groups: usize = self.groups.iter().map(|(n, g)| n.len() + g.mem()).sum();
         self.bytes + self.nodes.len() * 48 + groups + 128
@@ -765,6 +779,38 @@ mod tests {
         // The head node keeps its deleted entries.
         assert_eq!(s.nodes.len(), 4);
         assert_eq!(s.nodes.first_key_value().map(|(_, n)| n.deleted), Some(50));
+    }
+
+    #[test]
+    fn memory_follows_entries_and_groups() {
+        let mut s = Stream::default();
+        let empty = s.mem();
+        for i in 1..=10 {
+            s.append(
+                Some((StreamId::new(i, 0), true)),
+                &[b"field", b"value"],
+                0,
+                limits(4),
+            )
+            .unwrap();
+        }
+        let full = s.mem();
+        assert!(full > empty + 10 * 10);
+        let mut g = Group::new(StreamId::MIN, INVALID_ENTRIES_READ);
+        g.touch_consumer(b"alice", 0);
+        g.assign(StreamId::new(1, 0), b"alice", 0);
+        s.groups.insert(Bytes::from(&b"g"[..]), g);
+        assert!(s.mem() > full);
+        if let Some(g) = s.groups.get_mut(&b"g"[..]) {
+            assert_eq!(g.remove_consumer(b"alice"), Some(1));
+            assert!(g.pel.is_empty());
+        }
+        s.groups.clear();
+        assert_eq!(s.mem(), full);
+        s.trim(Trim::MaxLen(0), false, 0);
+        assert_eq!(s.len(), 0);
+        // Only the node model (heads with deleted entries) may remain.
+        assert_eq!(s.mem() - s.nodes.len() * 48, empty);
     }
 
     #[test]

@@ -882,13 +882,12 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         "delconsumer" => {
             let s = existing_mut(db, key, now)?.ok_or(CmdError::Static(NO_KEY))?;
             let mut pending = 0;
-            if let Some(g) = s.groups.get_mut(gname)
-                && let Some(c) = g.consumers.remove(args[4])
+            if let Some(n) = s
+                .groups
+                .get_mut(gname)
+                .and_then(|g| g.remove_consumer(args[4]))
             {
-                pending = c.pel.len();
-                for id in c.pel {
-                    g.pel.remove(&id);
-                }
+                pending = n;
                 db.modified(key);
             }
             out.int(pending as i64);

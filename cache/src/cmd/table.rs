@@ -827,8 +827,10 @@ pub static COMMANDS: &[Command] = &[
     c("xpending", -3, R, 1, 1, 1, A_XRS, stream::xpending, "stream", "Return information and entries from a stream consumer group pending entries list, that are messages fetched but never acknowledged."),
     c("xclaim", -6, WF, 1, 1, 1, A_XWF, stream::xclaim, "stream", "Changes (or acquires) ownership of a message in a consumer group, as if the message was delivered to the specified consumer."),
     c("xautoclaim", -6, WF, 1, 1, 1, A_XWF, stream::xautoclaim, "stream", "Changes (or acquires) ownership of messages in a consumer group, as if the messages were delivered to the specified consumer."),
-    with_subs(c("xgroup", -2, NONE, 0, 0, 0, A_SLOW, stream::xgroup, "stream", "A container for consumer groups commands"), XGROUP_SUBS),
-    with_subs(c("xinfo", -2, NONE, 0, 0, 0, A_SLOW, stream::xinfo, "stream", "A container for stream introspection commands"), XINFO_SUBS),
+    // Redis gives these containers no flags; the cluster layer reads the container's flags
+    // (replicating after a write, routing reads), so they carry their subcommands' kind.
+    with_subs(c("xgroup", -2, W, 0, 0, 0, A_SLOW, stream::xgroup, "stream", "A container for consumer groups commands"), XGROUP_SUBS),
+    with_subs(c("xinfo", -2, R, 0, 0, 0, A_SLOW, stream::xinfo, "stream", "A container for stream introspection commands"), XINFO_SUBS),
 ];
 
 // Stream ACL categories and subcommands (cmd/stream.rs).
@@ -1014,6 +1016,19 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             Some(keys)
         }
         "sintercard" | "lmpop" => numkeys_at(1, 0),
+        // Containers whose subcommands name a key: route and replicate by the subcommand.
+        "xgroup" | "xinfo" => {
+            let prefix = cmd.name.len() + 1;
+            let sub = args.get(1).and_then(|a| {
+                cmd.subcommands
+                    .iter()
+                    .find(|s| s.name.as_bytes()[prefix..].eq_ignore_ascii_case(a))
+            });
+            match sub {
+                Some(sub) if arity_ok(sub.arity, args.len()) => keys_of(sub, args),
+                _ => Some(Vec::new()),
+            }
+        }
         "xread" | "xreadgroup" => {
             // The keys are the first half of what follows STREAMS.
             let at = args
