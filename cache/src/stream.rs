@@ -268,6 +268,8 @@ pub enum Trim {
 pub enum AppendError {
     /// The ID is not greater than the last one (or a sequence would overflow).
     NotGreater,
+    /// The fields and values exceed what one listpack node can hold.
+    TooLarge,
 }
 
 /// Node limits (`stream-node-max-entries`, `stream-node-max-bytes`).
@@ -369,8 +371,11 @@ impl Stream {
         if id <= self.last_id {
             return Err(AppendError::NotGreater);
         }
-        let values: Box<[Bytes]> = fields.iter().map(|f| Bytes::from(*f)).collect();
         let totelelen: usize = fields.iter().map(|f| f.len()).sum();
+        if totelelen > LISTPACK_MAX {
+            return Err(AppendError::TooLarge);
+        }
+        let values: Box<[Bytes]> = fields.iter().map(|f| Bytes::from(*f)).collect();
         // An entry in a listpack: flags, ID deltas, the fields and values (each with a small
         // header and back-length), the field count and the lp-count.
         let entry_lp = totelelen + 3 * fields.len() + 8;

@@ -19,6 +19,13 @@ const NOT_GREATER: &str =
 /// `XREAD_BLOCKED_DEFAULT_COUNT`).
 const BLOCKED_DEFAULT_COUNT: &[u8] = b"1000";
 
+fn append_error(e: AppendError) -> CmdError {
+    CmdError::Static(match e {
+        AppendError::NotGreater => NOT_GREATER,
+        AppendError::TooLarge => "ERR Elements are too large to be stored",
+    })
+}
+
 fn lossy(a: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(a)
 }
@@ -293,9 +300,7 @@ pub fn xadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                         .into(),
                 );
             }
-            let id = s
-                .append(a.id, fields, now, limits)
-                .map_err(|AppendError::NotGreater| CmdError::Static(NOT_GREATER))?;
+            let id = s.append(a.id, fields, now, limits).map_err(append_error)?;
             id_bulk(out, id);
             if let Some(t) = a.trim {
                 s.trim(t, a.approx, a.limit);
@@ -308,9 +313,7 @@ pub fn xadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         None => {
             let mut s = Stream::default();
-            let id = s
-                .append(a.id, fields, now, limits)
-                .map_err(|AppendError::NotGreater| CmdError::Static(NOT_GREATER))?;
+            let id = s.append(a.id, fields, now, limits).map_err(append_error)?;
             id_bulk(out, id);
             if let Some(t) = a.trim {
                 s.trim(t, a.approx, a.limit);
@@ -947,10 +950,8 @@ pub fn xpending(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         let count = int_arg(args[at + 2])?.max(0) as usize;
         let start = interval_id(args[at], 0, true)?;
         let end = interval_id(args[at + 1], u64::MAX, false)?;
+        // Redis ignores anything after the consumer name.
         let consumer = args.get(at + 3).copied();
-        if at + 4 < n {
-            return Err(SYNTAX.into());
-        }
         extended = Some((minidle, start, end, count, consumer));
     }
     let (db, out, now) = ctx.split();
