@@ -837,9 +837,6 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
             let s = existing_mut(db, key, now)?.ok_or(CmdError::Static(NO_KEY))?;
             if s.groups.contains_key(gname) {
-                if !exists {
-                    db.modified(key);
-                }
                 return Err("BUSYGROUP Consumer Group name already exists".into());
             }
             s.groups.insert(gname.into(), Group::new(id, entries_read));
