@@ -466,7 +466,7 @@ impl Stream {
                 break;
             }
             let remove_node = match how {
-                Trim::MaxLen(max) => self.entries.len() as u64 - live >= max,
+                Trim::MaxLen(max) => (self.entries.len() as u64).saturating_sub(live) >= max,
                 Trim::MinId(min) => node.last < min,
             };
             let next = self.nodes.range(key..).nth(1).map(|(k, _)| *k);
