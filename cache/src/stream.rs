@@ -683,10 +683,15 @@ impl Stream {
         }
         let (last, added) = (self.last_id.to_string(), self.entries_added.to_string());
         let maxdel = self.max_deleted.to_string();
+        // XSETID refuses a max deleted ID above the last ID it sets, but a later XSETID (without
+        // MAXDELETEDID) may have lowered the last ID below it: then set both at the max deleted
+        // ID first and lower the last ID after.
+        let split = self.max_deleted > self.last_id;
+        let first = if split { &maxdel } else { &last };
         let mut args: Vec<&[u8]> = vec![
             b"XSETID",
             key,
-            last.as_bytes(),
+            first.as_bytes(),
             b"ENTRIESADDED",
             added.as_bytes(),
         ];
@@ -694,6 +699,9 @@ impl Stream {
             args.extend_from_slice(&[b"MAXDELETEDID", maxdel.as_bytes()]);
         }
         emit(&args);
+        if split {
+            emit(&[b"XSETID", key, last.as_bytes()]);
+        }
     }
 }
 
@@ -712,7 +720,7 @@ pub fn is_replay_command(c: &[&[u8]]) -> bool {
         || (is(0, "XCLAIM") && c.len() == 12 && is(6, "FORCE"))
         || (is(0, "XTRIM") && c.len() == 4)
         || (is(0, "XDEL") && c.len() >= 3)
-        || (is(0, "XSETID") && (c.len() == 5 || c.len() == 7))
+        || (is(0, "XSETID") && matches!(c.len(), 3 | 5 | 7))
 }
 
 /// Where a replayed command names its key (XGROUP puts it after the subcommand).

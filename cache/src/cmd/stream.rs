@@ -1702,10 +1702,17 @@ mod tests {
         a.cmd(&["XGROUP", "CREATE", "d", "g", "0"]);
         a.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "d", ">"]);
         a.cmd(&["XDEL", "d", "1-0"]);
+        // A last ID lowered below the max deleted ID (and a pending entry past it).
+        a.cmd(&["XADD", "l", "1-0", "f", "v"]);
+        a.cmd(&["XADD", "l", "2-0", "f", "v"]);
+        a.cmd(&["XGROUP", "CREATE", "l", "g", "0"]);
+        a.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "l", ">"]);
+        a.cmd(&["XDEL", "l", "2-0"]);
+        assert_eq!(a.cmd(&["XSETID", "l", "1-0"]), "+OK\r\n");
 
         let mut b = Session::new();
         let now = crate::conn::now_ms();
-        for k in ["s", "t", "e", "d"] {
+        for k in ["s", "t", "e", "d", "l"] {
             let mut out = BytesMut::new();
             dump_key(&a.shared().db.lock(), k.as_bytes(), now, &mut out);
             assert!(
