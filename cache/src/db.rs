@@ -4,7 +4,9 @@
 //!
 //! Architecture invariant: every code path that changes a key's value calls
 //! [`Db::modified`] before the lock is released; that keeps memory accounting, WATCH and
-//! blocking pops consistent. Deleting through [`Db::remove`] does the same.
+//! blocking pops consistent. Deleting through [`Db::remove`] does the same. Changes Redis does
+//! not signal as modifications (a stream's consumer group state) call [`Db::resized`] instead,
+//! which keeps the memory accounting only.
 //!
 //! The map is an `IndexMap` because eviction, active expiry and `RANDOMKEY` need uniform random
 //! sampling (O(1) by index) and `SCAN` needs a cursor that survives deletions: scanning from the
@@ -340,6 +342,23 @@ impl Db {
         } else {
             self.after_write(key);
         }
+    }
+
+    /// Re-accounts the memory of `key` after a change Redis does not count as a modification
+    /// of the key (a stream's consumer groups: XREADGROUP, XACK, XCLAIM, XSETID...): WATCH is
+    /// not invalidated and blocked clients are not woken.
+    pub fn resized(&mut self, key: &[u8]) {
+        if let Some((_, k, e)) = self.map.get_full_mut(key) {
+            let mem = Self::entry_mem(k, &e.value);
+            self.used = self.used - e.mem as usize + mem as usize;
+            e.mem = mem;
+        }
+    }
+
+    /// Wakes the clients blocked on `key` without invalidating WATCH (Redis's
+    /// `signalKeyAsReady` alone, as XGROUP DESTROY does).
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        self.wake(key);
     }
 
     fn after_write(&mut self, key: &[u8]) {

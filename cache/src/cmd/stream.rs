@@ -471,7 +471,7 @@ pub fn xsetid(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     if !max_xdel.is_zero() {
         s.max_deleted = max_xdel;
     }
-    db.modified(args[1]);
+    db.resized(args[1]);
     out.ok();
     Ok(())
 }
@@ -658,7 +658,7 @@ pub fn xread(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         } else {
             serve_new(s, gname, cname, after, count, r.noack, now, &mut body);
         }
-        db.modified(key);
+        db.resized(key);
     }
     if served > 0 {
         if out.resp3 {
@@ -840,7 +840,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 return Err("BUSYGROUP Consumer Group name already exists".into());
             }
             s.groups.insert(gname.into(), Group::new(id, entries_read));
-            db.modified(key);
+            db.resized(key);
             out.ok();
         }
         "setid" if args.len() == 5 || args.len() == 7 => {
@@ -856,14 +856,16 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 g.last_id = id;
                 g.entries_read = entries_read;
             }
-            db.modified(key);
+            db.resized(key);
             out.ok();
         }
         "destroy" => {
             let s = existing_mut(db, key, now)?.ok_or(CmdError::Static(NO_KEY))?;
             if s.groups.remove(gname).is_some() {
-                // Also wakes consumers blocked on the group: they answer -NOGROUP.
-                db.modified(key);
+                // Wakes consumers blocked on the group (they answer -NOGROUP); like Redis, a
+                // group change does not invalidate WATCH.
+                db.resized(key);
+                db.signal_ready(key);
                 out.int(1);
             } else {
                 out.int(0);
@@ -875,7 +877,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 !g.consumers.contains_key(args[4]) && g.touch_consumer(args[4], now)
             });
             if created {
-                db.modified(key);
+                db.resized(key);
             }
             out.int(i64::from(created));
         }
@@ -888,7 +890,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 .and_then(|g| g.remove_consumer(args[4]))
             {
                 pending = n;
-                db.modified(key);
+                db.resized(key);
             }
             out.int(pending as i64);
         }
@@ -921,7 +923,7 @@ pub fn xack(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
     }
     if acked > 0 {
-        db.modified(args[1]);
+        db.resized(args[1]);
     }
     out.int(acked);
     Ok(())
@@ -1129,7 +1131,7 @@ pub fn xclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         n += 1;
     }
     s.groups.insert(args[2].into(), g);
-    db.modified(args[1]);
+    db.resized(args[1]);
     out.array(n);
     out.buf.extend_from_slice(&body.buf);
     Ok(())
@@ -1217,7 +1219,7 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         .and_then(|c| g.pel.range(c..).next().map(|(k, _)| *k))
         .unwrap_or(StreamId::MIN);
     s.groups.insert(args[2].into(), g);
-    db.modified(args[1]);
+    db.resized(args[1]);
     out.array(3);
     id_bulk(out, next);
     out.array(claimed);
@@ -1600,6 +1602,26 @@ mod tests {
             s.cmd(&["XINFO", "HELP", "x"]),
             "-ERR wrong number of arguments for 'xinfo|help' command\r\n"
         );
+    }
+
+    #[test]
+    fn group_changes_do_not_invalidate_watch_but_entries_do() {
+        let mut s = Session::new();
+        s.cmd(&["XADD", "k", "1-0", "f", "v"]);
+        s.cmd(&["XGROUP", "CREATE", "k", "g", "0"]);
+        let mut other = Session::on(s.shared().clone());
+        s.cmd(&["WATCH", "k"]);
+        other.cmd(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "k", ">"]);
+        other.cmd(&["XACK", "k", "g", "1-0"]);
+        other.cmd(&["XGROUP", "SETID", "k", "g", "0"]);
+        s.cmd(&["MULTI"]);
+        s.cmd(&["PING"]);
+        assert_eq!(s.cmd(&["EXEC"]), "*1\r\n+PONG\r\n");
+        s.cmd(&["WATCH", "k"]);
+        other.cmd(&["XDEL", "k", "1-0"]);
+        s.cmd(&["MULTI"]);
+        s.cmd(&["PING"]);
+        assert_eq!(s.cmd(&["EXEC"]), "*-1\r\n");
     }
 
     /// `XINFO STREAM FULL` with consumers' seen times blanked (a replay creates consumers at
