@@ -4,7 +4,9 @@
 //!
 //! Architecture invariant: every code path that changes a key's value calls
 //! [`Db::modified`] before the lock is released; that keeps memory accounting, WATCH and
-//! blocking pops consistent. Deleting through [`Db::remove`] does the same.
+//! blocking pops consistent. Deleting through [`Db::remove`] does the same. Changes Redis does
+//! not signal as modifications (a stream's consumer group state) call [`Db::resized`] instead,
+//! which keeps the memory accounting only.
 //!
 //! The map is an `IndexMap` because eviction, active expiry and `RANDOMKEY` need uniform random
 //! sampling (O(1) by index) and `SCAN` needs a cursor that survives deletions: scanning from the
@@ -308,6 +310,9 @@ impl Db {
             self.volatile -= 1;
         }
         self.touch_watchers(&k);
+        // A blocked XREADGROUP must learn that its stream is gone (it answers with an error);
+        // other blocked commands run again, find nothing and wait on.
+        self.wake(&k);
         Some(e)
     }
 
@@ -339,8 +344,30 @@ impl Db {
         }
     }
 
+    /// Re-accounts the memory of `key` after a change Redis does not count as a modification
+    /// of the key (a stream's consumer groups: XREADGROUP, XACK, XCLAIM, XSETID...): WATCH is
+    /// not invalidated and blocked clients are not woken.
+    pub fn resized(&mut self, key: &[u8]) {
+        if let Some((_, k, e)) = self.map.get_full_mut(key) {
+            let mem = Self::entry_mem(k, &e.value);
+            self.used = self.used - e.mem as usize + mem as usize;
+            e.mem = mem;
+        }
+    }
+
+    /// Wakes the clients blocked on `key` without invalidating WATCH (Redis's
+    /// `signalKeyAsReady` alone, as XGROUP DESTROY does).
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        self.wake(key);
+    }
+
     fn after_write(&mut self, key: &[u8]) {
         self.touch_watchers(key);
+        self.wake(key);
+    }
+
+    /// Wakes every connection blocked on `key`.
+    fn wake(&mut self, key: &[u8]) {
         if !self.blocked.is_empty()
             && let Some(waiters) = self.blocked.remove(key)
         {
@@ -389,6 +416,15 @@ impl Db {
         }
     }
 
+    /// Connections waiting in a blocking command (`INFO clients`).
+    pub fn blocked_clients(&self) -> usize {
+        let mut seen: HashSet<*const Notify> = HashSet::default();
+        for ws in self.blocked.values() {
+            seen.extend(ws.iter().map(Arc::as_ptr));
+        }
+        seen.len()
+    }
+
     /// Removes a waiter that gave up (timeout, disconnect).
     pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
         for k in keys {
@@ -406,6 +442,13 @@ impl Db {
         let n = self.map.len();
         let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
         self.dirty.extend(watched);
+        // Blocked commands run again against the empty keyspace (XREADGROUP answers that its
+        // stream is gone).
+        for (_, waiters) in self.blocked.drain() {
+            for w in waiters {
+                w.notify_one();
+            }
+        }
         self.map = IndexMap::with_hasher(Hasher::default());
         self.used = 0;
         self.volatile = 0;

@@ -39,6 +39,7 @@ pub mod resp;
 pub mod session;
 pub mod shared;
 pub mod slot;
+pub mod stream;
 pub mod value;
 
 use std::net::SocketAddr;

@@ -130,6 +130,8 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("zset-max-listpack-value", "64"),
     ("zset-max-ziplist-entries", "128"),
     ("zset-max-ziplist-value", "64"),
+    ("stream-node-max-bytes", "4096"),
+    ("stream-node-max-entries", "100"),
     ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"),
     ("latency-tracking", "yes"),

@@ -26,6 +26,8 @@ pub enum Value {
     Set(Box<SetObj>),
     /// A sorted set.
     ZSet(Box<ZSet>),
+    /// A stream.
+    Stream(Box<crate::stream::Stream>),
 }
 
 impl Value {
@@ -37,6 +39,7 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -48,6 +51,7 @@ impl Value {
             Value::List(l) => l.bytes + 48,
             Value::Set(s) => s.bytes + 64,
             Value::ZSet(z) => z.bytes + 96,
+            Value::Stream(s) => s.mem(),
         }
     }
 
@@ -59,6 +63,8 @@ impl Value {
             Value::List(l) => l.items.is_empty(),
             Value::Set(s) => s.set.is_empty(),
             Value::ZSet(z) => z.dict.is_empty(),
+            // A stream stays when its last entry goes (its IDs and groups remain).
+            Value::Stream(_) => false,
         }
     }
 }

@@ -134,6 +134,10 @@ pub fn dump_key(db: &Db, key: &[u8], now: u64, out: &mut BytesMut) {
                 command(out, &args);
             }
         }
+        Value::Stream(s) => {
+            command(out, &[b"DEL", key]);
+            s.replay_commands(key, |args| command(out, args));
+        }
         Value::ZSet(z) => {
             command(out, &[b"DEL", key]);
             let items: Vec<(String, &[u8])> =
@@ -178,7 +182,10 @@ pub fn state_commands<'a>(
         }
     }
     let is = |c: &[&[u8]], name: &str| c[0].eq_ignore_ascii_case(name.as_bytes());
-    if cmds.iter().any(|c| c.get(1).copied() != Some(key)) {
+    if cmds
+        .iter()
+        .any(|c| c.get(crate::stream::replay_key_index(c)).copied() != Some(key))
+    {
         return Err("a command that does not name the state's key");
     }
     let Some((first, rest)) = cmds.split_first() else {
@@ -204,6 +211,12 @@ pub fn state_commands<'a>(
         _ => rest,
     };
     if let Some(kind) = body.first() {
+        if is(kind, "XADD") {
+            if !body.iter().all(|c| crate::stream::is_replay_command(c)) {
+                return Err("a stream state with a command it does not emit");
+            }
+            return Ok(cmds);
+        }
         let (name, pairs) = if is(kind, "RPUSH") {
             ("RPUSH", false)
         } else if is(kind, "SADD") {

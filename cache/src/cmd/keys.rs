@@ -371,6 +371,7 @@ fn encoding(v: &Value) -> &'static str {
         Value::Set(_) => "hashtable",
         Value::ZSet(z) if z.len() <= 128 => "listpack",
         Value::ZSet(_) => "skiplist",
+        Value::Stream(_) => "stream",
     }
 }
 

@@ -14,6 +14,7 @@ pub mod list;
 pub mod pubsub;
 pub mod server;
 pub mod set;
+pub mod stream;
 pub mod strings;
 pub mod table;
 pub mod transactions;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::{
-    CmdResult, Ctx, cluster, connection, hash, keys, list, pubsub, server, set, strings,
+    CmdResult, Ctx, cluster, connection, hash, keys, list, pubsub, server, set, stream, strings,
     transactions, zset,
 };
 
@@ -816,6 +816,156 @@ pub static COMMANDS: &[Command] = &[
     c("save", 1, &["admin", "noscript", "no_async_loading", "no_multi"], 0, 0, 0, A_ADMIN, server::save, "server", "Synchronously saves the database(s) to disk."),
     c("bgsave", -1, &["admin", "noscript", "no_async_loading"], 0, 0, 0, A_ADMIN, server::save, "server", "Asynchronously saves the database(s) to disk."),
     c("wait", 3, &["noscript"], 0, 0, 0, &["@slow", "@connection"], server::wait, "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
+    // Streams (cmd/stream.rs).
+    c("xadd", -5, WDF, 1, 1, 1, A_XWF, stream::xadd, "stream", "Appends a new entry to a stream"),
+    c("xrange", -4, R, 1, 1, 1, A_XRS, stream::xrange, "stream", "Return a range of elements in a stream, with IDs matching the specified IDs interval"),
+    c("xrevrange", -4, R, 1, 1, 1, A_XRS, stream::xrange, "stream", "Return a range of elements in a stream, with IDs matching the specified IDs interval, in reverse order (from greater to smaller IDs) compared to XRANGE"),
+    c("xlen", 2, RF, 1, 1, 1, A_XRF, stream::xlen, "stream", "Return the number of entries in a stream"),
+    c("xread", -4, &["readonly", "blocking", "movablekeys"], 0, 0, 0, &["@read", "@stream", "@slow", "@blocking"], stream::xread, "stream", "Return never seen elements in multiple streams, with IDs greater than the ones reported by the caller for each stream. Can block."),
+    c("xreadgroup", -7, &["write", "blocking", "movablekeys"], 0, 0, 0, &["@write", "@stream", "@slow", "@blocking"], stream::xread, "stream", "Return new entries from a stream using a consumer group, or access the history of the pending entries for a given consumer. Can block."),
+    c("xdel", -3, WF, 1, 1, 1, A_XWF, stream::xdel, "stream", "Removes the specified entries from the stream. Returns the number of items actually deleted, that may be different from the number of IDs passed in case certain IDs do not exist."),
+    c("xtrim", -4, W, 1, 1, 1, A_XWS, stream::xtrim, "stream", "Trims the stream to (approximately if '~' is passed) a certain size"),
+    c("xsetid", -3, WDF, 1, 1, 1, A_XWF, stream::xsetid, "stream", "An internal command for replicating stream values"),
+    c("xack", -4, WF, 1, 1, 1, A_XWF, stream::xack, "stream", "Marks a pending message as correctly processed, effectively removing it from the pending entries list of the consumer group. Return value of the command is the number of messages successfully acknowledged, that is, the IDs we were actually able to resolve in the PEL."),
+    c("xpending", -3, R, 1, 1, 1, A_XRS, stream::xpending, "stream", "Return information and entries from a stream consumer group pending entries list, that are messages fetched but never acknowledged."),
+    c("xclaim", -6, WF, 1, 1, 1, A_XWF, stream::xclaim, "stream", "Changes (or acquires) ownership of a message in a consumer group, as if the message was delivered to the specified consumer."),
+    c("xautoclaim", -6, WF, 1, 1, 1, A_XWF, stream::xautoclaim, "stream", "Changes (or acquires) ownership of messages in a consumer group, as if the messages were delivered to the specified consumer."),
+    // Redis gives these containers no flags; the cluster layer reads the container's flags
+    // (replicating after a write, routing reads), so they carry their subcommands' kind.
+    with_subs(c("xgroup", -2, W, 0, 0, 0, A_SLOW, stream::xgroup, "stream", "A container for consumer groups commands"), XGROUP_SUBS),
+    with_subs(c("xinfo", -2, R, 0, 0, 0, A_SLOW, stream::xinfo, "stream", "A container for stream introspection commands"), XINFO_SUBS),
+];
+
+// Stream ACL categories and subcommands (cmd/stream.rs).
+const A_XRF: &[&str] = &["@read", "@stream", "@fast"];
+const A_XRS: &[&str] = &["@read", "@stream", "@slow"];
+const A_XWF: &[&str] = &["@write", "@stream", "@fast"];
+const A_XWS: &[&str] = &["@write", "@stream", "@slow"];
+
+static XGROUP_SUBS: &[Command] = &[
+    c(
+        "xgroup|create",
+        -5,
+        WD,
+        2,
+        2,
+        1,
+        A_XWS,
+        stream::xgroup,
+        "stream",
+        "Create a consumer group.",
+    ),
+    c(
+        "xgroup|createconsumer",
+        5,
+        WD,
+        2,
+        2,
+        1,
+        A_XWS,
+        stream::xgroup,
+        "stream",
+        "Create a consumer in a consumer group.",
+    ),
+    c(
+        "xgroup|delconsumer",
+        5,
+        W,
+        2,
+        2,
+        1,
+        A_XWS,
+        stream::xgroup,
+        "stream",
+        "Delete a consumer from a consumer group.",
+    ),
+    c(
+        "xgroup|destroy",
+        4,
+        W,
+        2,
+        2,
+        1,
+        A_XWS,
+        stream::xgroup,
+        "stream",
+        "Destroy a consumer group.",
+    ),
+    c(
+        "xgroup|setid",
+        -5,
+        W,
+        2,
+        2,
+        1,
+        A_XWS,
+        stream::xgroup,
+        "stream",
+        "Set a consumer group to an arbitrary last delivered ID value.",
+    ),
+    c(
+        "xgroup|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        &["@stream", "@slow"],
+        stream::xgroup,
+        "stream",
+        "Show helpful text about the different subcommands",
+    ),
+];
+
+static XINFO_SUBS: &[Command] = &[
+    c(
+        "xinfo|consumers",
+        4,
+        R,
+        2,
+        2,
+        1,
+        A_XRS,
+        stream::xinfo,
+        "stream",
+        "List the consumers in a consumer group",
+    ),
+    c(
+        "xinfo|groups",
+        3,
+        R,
+        2,
+        2,
+        1,
+        A_XRS,
+        stream::xinfo,
+        "stream",
+        "List the consumer groups of a stream",
+    ),
+    c(
+        "xinfo|stream",
+        -3,
+        R,
+        2,
+        2,
+        1,
+        A_XRS,
+        stream::xinfo,
+        "stream",
+        "Get information about a stream",
+    ),
+    c(
+        "xinfo|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        &["@stream", "@slow"],
+        stream::xinfo,
+        "stream",
+        "Show helpful text about the different subcommands",
+    ),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static [u8], &'static Command>> =
@@ -869,6 +1019,31 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             Some(keys)
         }
         "sintercard" | "lmpop" => numkeys_at(1, 0),
+        // Containers whose subcommands name a key: route and replicate by the subcommand.
+        "xgroup" | "xinfo" => {
+            let prefix = cmd.name.len() + 1;
+            let sub = args.get(1).and_then(|a| {
+                cmd.subcommands
+                    .iter()
+                    .find(|s| s.name.as_bytes()[prefix..].eq_ignore_ascii_case(a))
+            });
+            match sub {
+                Some(sub) if arity_ok(sub.arity, args.len()) => keys_of(sub, args),
+                _ => Some(Vec::new()),
+            }
+        }
+        "xread" | "xreadgroup" => {
+            // The keys are the first half of what follows STREAMS.
+            let at = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?
+                + 1;
+            let rest = args.len() - at;
+            if rest == 0 || !rest.is_multiple_of(2) {
+                return None;
+            }
+            Some(args[at..at + rest / 2].to_vec())
+        }
         "blmpop" => numkeys_at(2, 0),
         _ => {
             if cmd.first == 0 {
