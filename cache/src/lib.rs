@@ -34,6 +34,7 @@ pub mod resp;
 pub mod shared;
 pub mod slot;
 pub mod value;
+pub mod zset;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
