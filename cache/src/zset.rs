@@ -161,8 +161,8 @@ impl SkipList {
             };
         }
         // Links above the new node's height now jump one node more.
-        for i in level..self.level {
-            self.link_mut(update[i], i).span += 1;
+        for (i, &u) in update.iter().enumerate().take(self.level).skip(level) {
+            self.link_mut(u, i).span += 1;
         }
         self.nodes[idx as usize].back = update[0];
         let next0 = self.nodes[idx as usize].levels[0].next;
@@ -236,8 +236,25 @@ impl SkipList {
             // Give the arena back when the set empties out.
             self.nodes = Vec::new();
             self.free = Vec::new();
+        } else if self.free.len() > 64 && self.free.len() > self.len {
+            self.compact();
         }
         Some(m)
+    }
+
+    /// Rebuilds the arena without free slots once they outnumber the live nodes, so a set
+    /// that shrank holds memory for what it has, not for its peak. Amortized O(1) per removal:
+    /// it follows at least `len` removals, and inserting in descending order stops at the head.
+    fn compact(&mut self) {
+        let mut fresh = SkipList::default();
+        fresh.nodes.reserve_exact(self.len);
+        let mut p = self.last();
+        while let Some(x) = p {
+            p = self.prev(x);
+            let n = &mut self.nodes[x as usize];
+            fresh.insert(n.score, std::mem::take(&mut n.member));
+        }
+        *self = fresh;
     }
 
     /// 0-based rank of (score, member), if present.
@@ -468,5 +485,107 @@ impl ZSet {
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
         let s = *self.dict.get(member)?;
         self.list.rank(s, member)
+    }
+
+    /// All (member, score) in order, from either end.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            list: &self.list,
+            front: self.list.first(),
+            back: self.list.last(),
+            left: self.list.len(),
+        }
+    }
+
+    /// Members with `min <= score < max`, ascending, starting in O(log n).
+    pub fn range_from(&self, min: f64, max: f64) -> impl Iterator<Item = (&[u8], f64)> {
+        self.list
+            .walk(self.list.first_where(|s, _| s >= min), false)
+            .take_while(move |(s, _)| *s < max)
+            .map(|(s, m)| (&m[..], s))
+    }
+}
+
+/// A double-ended iterator over a sorted set's (member, score), ascending.
+pub struct Iter<'a> {
+    list: &'a SkipList,
+    front: Option<Pos>,
+    back: Option<Pos>,
+    left: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], f64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let p = self.front?;
+        self.left -= 1;
+        self.front = self.list.next(p);
+        let (s, m) = self.list.get(p);
+        Some((&m[..], s))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let p = self.back?;
+        self.left -= 1;
+        self.back = self.list.prev(p);
+        let (s, m) = self.list.get(p);
+        Some((&m[..], s))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shrinking_set_gives_its_arena_back() {
+        let mut z = ZSet::default();
+        for i in 0..1000 {
+            z.insert(format!("m{i:04}").as_bytes(), f64::from(i % 7));
+        }
+        for i in 0..900 {
+            assert!(z.remove(format!("m{i:04}").as_bytes()));
+        }
+        assert!(
+            z.list.nodes.len() <= 2 * z.len() + 65,
+            "{}",
+            z.list.nodes.len()
+        );
+        let mut want: Vec<(f64, String)> = (900..1000)
+            .map(|i| (f64::from(i % 7), format!("m{i:04}")))
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        for (r, (s, m)) in want.iter().enumerate() {
+            assert_eq!(z.rank(m.as_bytes()), Some(r));
+            assert_eq!(z.score(m.as_bytes()), Some(*s));
+        }
+        let back: Vec<&[u8]> = z.iter().rev().map(|(m, _)| m).collect();
+        assert_eq!(back.len(), 100);
+        assert_eq!(back[0], want[99].1.as_bytes());
+    }
+
+    #[test]
+    fn range_from_is_half_open() {
+        let mut z = ZSet::default();
+        for (s, m) in [(1.0, "a"), (2.0, "b"), (2.0, "c"), (3.0, "d")] {
+            z.insert(m.as_bytes(), s);
+        }
+        let got: Vec<&[u8]> = z.range_from(2.0, 3.0).map(|(m, _)| m).collect();
+        assert_eq!(got, vec![&b"b"[..], b"c"]);
     }
 }

@@ -577,14 +577,21 @@ fn pop_n(z: &mut ZSet, max: bool, n: usize) -> Vec<(Bytes, f64)> {
     res
 }
 
-/// The first of `keys` holding a sorted set (wrong types are errors, as Redis checks each key
-/// until it finds one).
-fn first_zset(db: &mut Db, keys: &[&[u8]], now: u64) -> Result<Option<usize>, CmdError> {
+/// The first of `keys` holding a sorted set. A wrong type is an error when the command is
+/// first run, as Redis checks each key until it finds one; a client woken from blocking skips
+/// it and keeps waiting, as Redis serves blocked clients only from keys of the right type.
+fn first_zset(
+    db: &mut Db,
+    keys: &[&[u8]],
+    now: u64,
+    woken: bool,
+) -> Result<Option<usize>, CmdError> {
     for (i, k) in keys.iter().enumerate() {
         match db.peek(k, now).map(|e| &e.value) {
             None => continue,
             Some(Value::ZSet(z)) if z.is_empty() => continue,
             Some(Value::ZSet(_)) => return Ok(Some(i)),
+            Some(_) if woken => continue,
             Some(_) => return Err(WRONGTYPE.into()),
         }
     }
@@ -632,8 +639,9 @@ pub fn bzpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let max = eq_ic(args[0], "bzpopmax");
     let timeout = timeout_ms(args[args.len() - 1])?;
     let keys = &args[1..args.len() - 1];
+    let woken = ctx.conn.retry_deadline.is_some();
     let (db, out, now) = ctx.split();
-    if let Some(i) = first_zset(db, keys, now)?
+    if let Some(i) = first_zset(db, keys, now, woken)?
         && let Some(z) = existing_mut(db, keys[i], now)?
         && let Some((m, s)) = pop_n(z, max, 1).pop()
     {
@@ -697,8 +705,9 @@ pub fn zmpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         None
     };
     let keys = &args[at + 1..where_at];
+    let woken = blocking && ctx.conn.retry_deadline.is_some();
     let (db, out, now) = ctx.split();
-    if let Some(i) = first_zset(db, keys, now)?
+    if let Some(i) = first_zset(db, keys, now, woken)?
         && let Some(z) = existing_mut(db, keys[i], now)?
     {
         let popped = pop_n(z, max, count);
