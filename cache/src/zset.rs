@@ -4,8 +4,11 @@
 //! and every range read is O(log n + k).
 //!
 //! Nodes live in an arena (`Vec`) addressed by `u32` indices with a free list: no unsafe code,
-//! no per-node pointers wider than 4 bytes. A node costs its member, the score, a back link
-//! and on average 1.33 forward links of 8 bytes (p = 1/4, as in Redis).
+//! links of 4-byte indices and 4-byte spans (so at most 2^32 - 1 members, far beyond any
+//! memory this process would have). A node is 56 bytes (member pointer, score, back link,
+//! level 0 inline, a pointer to its upper levels) plus 8 bytes per upper level, which only one
+//! node in four has (p = 1/4, as in Redis); the member's bytes are held twice, by the node
+//! and by the member -> score table.
 
 use std::cmp::Ordering;
 
@@ -30,7 +33,28 @@ struct Node {
     member: Bytes,
     score: f64,
     back: u32,
-    levels: Box<[Link]>,
+    /// Level 0, inline: three nodes in four have no other level and so no allocation.
+    first: Link,
+    /// Levels 1 and up.
+    upper: Box<[Link]>,
+}
+
+impl Node {
+    fn level(&self, l: usize) -> Link {
+        if l == 0 {
+            self.first
+        } else {
+            self.upper[l - 1]
+        }
+    }
+
+    fn level_mut(&mut self, l: usize) -> &mut Link {
+        if l == 0 {
+            &mut self.first
+        } else {
+            &mut self.upper[l - 1]
+        }
+    }
 }
 
 /// The (score, member) order: scores first, then members bytewise (Redis's `sdscmp`).
@@ -70,7 +94,7 @@ impl SkipList {
         if x == NIL {
             self.head[l]
         } else {
-            self.nodes[x as usize].levels[l]
+            self.nodes[x as usize].level(l)
         }
     }
 
@@ -78,7 +102,7 @@ impl SkipList {
         if x == NIL {
             &mut self.head[l]
         } else {
-            &mut self.nodes[x as usize].levels[l]
+            self.nodes[x as usize].level_mut(l)
         }
     }
 
@@ -136,7 +160,8 @@ impl SkipList {
             member,
             score,
             back: NIL,
-            levels: vec![Link { next: NIL, span: 0 }; level].into_boxed_slice(),
+            first: Link { next: NIL, span: 0 },
+            upper: vec![Link { next: NIL, span: 0 }; level - 1].into_boxed_slice(),
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -151,7 +176,7 @@ impl SkipList {
         for i in 0..level {
             let prev = self.link(update[i], i);
             let jumped = rank[0] - rank[i];
-            self.nodes[idx as usize].levels[i] = Link {
+            *self.nodes[idx as usize].level_mut(i) = Link {
                 next: prev.next,
                 span: prev.span - jumped,
             };
@@ -165,7 +190,7 @@ impl SkipList {
             self.link_mut(u, i).span += 1;
         }
         self.nodes[idx as usize].back = update[0];
-        let next0 = self.nodes[idx as usize].levels[0].next;
+        let next0 = self.nodes[idx as usize].first.next;
         if next0 == NIL {
             self.tail = idx;
         } else {
@@ -206,7 +231,7 @@ impl SkipList {
         for (i, &u) in update.iter().enumerate().take(self.level) {
             let l = self.link(u, i);
             if l.next == target {
-                let t = self.nodes[target as usize].levels[i];
+                let t = self.nodes[target as usize].level(i);
                 *self.link_mut(u, i) = Link {
                     next: t.next,
                     span: l.span + t.span - 1,
@@ -217,7 +242,7 @@ impl SkipList {
         }
         let (next0, back) = {
             let n = &self.nodes[target as usize];
-            (n.levels[0].next, n.back)
+            (n.first.next, n.back)
         };
         if next0 == NIL {
             self.tail = back;
@@ -229,7 +254,7 @@ impl SkipList {
         }
         self.len -= 1;
         let n = &mut self.nodes[target as usize];
-        n.levels = Box::new([]);
+        n.upper = Box::new([]);
         let m = std::mem::take(&mut n.member);
         self.free.push(target);
         if self.len == 0 {
@@ -362,7 +387,7 @@ impl SkipList {
 
     /// The node after `p`.
     pub fn next(&self, p: Pos) -> Option<Pos> {
-        let n = self.nodes[p as usize].levels[0].next;
+        let n = self.nodes[p as usize].first.next;
         (n != NIL).then_some(n)
     }
 
@@ -439,7 +464,7 @@ impl ZSet {
         let score = if score == 0.0 { 0.0 } else { score };
         if let Some(old) = self.dict.get_mut(member) {
             let prev = *old;
-            if prev != score || prev.is_sign_negative() != score.is_sign_negative() {
+            if prev != score {
                 *old = score;
                 let m = self
                     .list
@@ -577,6 +602,11 @@ mod tests {
         let back: Vec<&[u8]> = z.iter().rev().map(|(m, _)| m).collect();
         assert_eq!(back.len(), 100);
         assert_eq!(back[0], want[99].1.as_bytes());
+    }
+
+    #[test]
+    fn node_size_is_as_documented() {
+        assert_eq!(std::mem::size_of::<Node>(), 56);
     }
 
     #[test]
