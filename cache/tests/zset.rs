@@ -352,3 +352,39 @@ fn argument_errors() {
         "-ERR wrong number of arguments for 'zrank' command\r\n"
     );
 }
+
+/// Members of a flat RESP2 array of bulk strings.
+fn bulks(reply: &str) -> Vec<String> {
+    reply
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.starts_with('$') && !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn random_members() {
+    let mut s = Session::new();
+    let mut args = vec!["ZADD", "z"];
+    let names: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+    for n in &names {
+        args.push("1");
+        args.push(n);
+    }
+    s.cmd(&args);
+    for count in ["5", "40", "99"] {
+        let got = bulks(&s.cmd(&["ZRANDMEMBER", "z", count]));
+        let distinct: std::collections::HashSet<&String> = got.iter().collect();
+        assert_eq!(got.len(), count.parse::<usize>().unwrap());
+        assert_eq!(distinct.len(), got.len(), "distinct for {count}");
+        assert!(got.iter().all(|m| names.contains(m)));
+    }
+    assert_eq!(bulks(&s.cmd(&["ZRANDMEMBER", "z", "-300"])).len(), 300);
+    // At least the whole set: every member, in order.
+    assert_eq!(bulks(&s.cmd(&["ZRANDMEMBER", "z", "1000"])), names);
+    let one = s.cmd(&["ZRANDMEMBER", "z"]);
+    assert!(names.iter().any(|n| one == format!("$4\r\n{n}\r\n")));
+    assert_eq!(s.cmd(&["ZRANDMEMBER", "nothing"]), "$-1\r\n");
+    assert_eq!(s.cmd(&["ZRANDMEMBER", "nothing", "3"]), "*0\r\n");
+}

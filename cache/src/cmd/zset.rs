@@ -769,7 +769,7 @@ pub fn zremrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// Most picks ZRANDMEMBER answers for a negative count (Redis streams them until the client's
 /// output limit; here the reply is built in memory first, so it is bounded).
-const RANDMEMBER_MAX: i64 = 10_000_000;
+const RANDMEMBER_MAX: u64 = 10_000_000;
 
 /// ZRANDMEMBER key [count [WITHSCORES]]
 pub fn zrandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
@@ -802,24 +802,38 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     };
+    // A member at a random rank: O(log n) through the skiplist's spans.
+    let at = |r: usize| {
+        let p = z.list.at_rank(r).expect("rank below the length");
+        let (s, m) = z.list.get(p);
+        (m, s)
+    };
     let Some(count) = count else {
-        // `Some` always: an existing sorted set is never empty.
-        let i = fastrand::usize(..z.len());
-        match z.dict.iter().nth(i) {
-            Some((m, _)) => out.bulk(m),
-            None => out.null(),
-        }
+        out.bulk(at(fastrand::usize(..z.len())).0);
         return Ok(());
     };
-    let items: Vec<(&Bytes, f64)> = if count >= z.len() as i64 {
+    let len = z.len();
+    let items: Vec<(&Bytes, f64)> = if count < 0 {
+        // With repetition: independent picks.
+        let n = count.unsigned_abs().min(RANDMEMBER_MAX) as usize;
+        (0..n).map(|_| at(fastrand::usize(..len))).collect()
+    } else if count as u64 >= len as u64 {
         // Asking for at least the whole set returns it in order, as Redis does.
         z.list.iter().map(|(s, m)| (m, s)).collect()
+    } else if (count as usize) * 3 > len {
+        // Most of the set: shuffle all ranks and keep `count`.
+        pick_indices(len, count).into_iter().map(at).collect()
     } else {
-        let all: Vec<(&Bytes, f64)> = z.dict.iter().map(|(m, s)| (m, *s)).collect();
-        pick_indices(all.len(), count.max(-RANDMEMBER_MAX))
-            .into_iter()
-            .map(|i| all[i])
-            .collect()
+        // A few distinct members: draw ranks until `count` are distinct.
+        let mut seen = hashbrown::HashSet::with_capacity(count as usize);
+        let mut picks = Vec::with_capacity(count as usize);
+        while picks.len() < count as usize {
+            let r = fastrand::usize(..len);
+            if seen.insert(r) {
+                picks.push(at(r));
+            }
+        }
+        picks
     };
     out.array(if withscores && !out.resp3 {
         items.len() * 2
