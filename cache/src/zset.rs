@@ -57,9 +57,12 @@ impl Node {
     }
 }
 
-/// The (score, member) order: scores first, then members bytewise (Redis's `sdscmp`).
+/// The (score, member) order: scores as C compares them (`-0` equals `0`; scores are never
+/// NaN), then members bytewise (Redis's `sdscmp`).
 fn cmp(s1: f64, m1: &[u8], s2: f64, m2: &[u8]) -> Ordering {
-    s1.total_cmp(&s2).then_with(|| m1.cmp(m2))
+    s1.partial_cmp(&s2)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| m1.cmp(m2))
 }
 
 /// An indexable skiplist of (score, member), ascending.
@@ -459,9 +462,9 @@ impl ZSet {
         self.bytes
     }
 
-    /// Inserts or updates; returns the previous score. `-0` is stored as `0`.
+    /// Inserts or updates; returns the previous score. `-0` is kept as given (Redis replies
+    /// `-0`) and orders as `0`; an update to an equal score (`0` over `-0`) changes nothing.
     pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
-        let score = if score == 0.0 { 0.0 } else { score };
         if let Some(old) = self.dict.get_mut(member) {
             let prev = *old;
             if prev != score {

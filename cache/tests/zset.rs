@@ -388,3 +388,36 @@ fn random_members() {
     assert_eq!(s.cmd(&["ZRANDMEMBER", "nothing"]), "$-1\r\n");
     assert_eq!(s.cmd(&["ZRANDMEMBER", "nothing", "3"]), "*0\r\n");
 }
+
+#[test]
+fn negative_zero_and_nan() {
+    let mut s = Session::new();
+    s.cmd(&["ZADD", "z", "-0", "b", "0", "a", "0", "c"]);
+    // `-0` orders as `0` (then by member) and is answered as given, as Redis does.
+    assert_eq!(
+        s.cmd(&["ZRANGE", "z", "0", "-1"]),
+        "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n"
+    );
+    assert_eq!(s.cmd(&["ZSCORE", "z", "b"]), "$2\r\n-0\r\n");
+    assert_eq!(s.cmd(&["ZADD", "z", "CH", "0", "b"]), ":0\r\n");
+    s.cmd(&["ZADD", "z", "inf", "x"]);
+    assert_eq!(
+        s.cmd(&["ZINCRBY", "z", "-inf", "x"]),
+        "-ERR resulting score is not a number (NaN)\r\n"
+    );
+    assert_eq!(
+        s.cmd(&["ZADD", "z", "INCR", "-inf", "x"]),
+        "-ERR resulting score is not a number (NaN)\r\n"
+    );
+    assert_eq!(s.cmd(&["ZSCORE", "z", "x"]), "$3\r\ninf\r\n");
+    assert_eq!(
+        s.cmd(&["ZADD", "z", "nan", "y"]),
+        "-ERR value is not a valid float\r\n"
+    );
+    // A failed ZINCRBY on a missing key leaves no empty key behind.
+    assert_eq!(
+        s.cmd(&["ZINCRBY", "fresh", "x", "m"]),
+        "-ERR value is not a valid float\r\n"
+    );
+    assert_eq!(s.cmd(&["EXISTS", "fresh"]), ":0\r\n");
+}

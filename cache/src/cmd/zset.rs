@@ -123,7 +123,7 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 }
                 let new = if incr { old + score } else { score };
                 if new.is_nan() {
-                    db.modified(args[1]);
+                    // Only INCR (one pair, on an existing member) gets here: nothing changed.
                     return Err("ERR resulting score is not a number (NaN)".into());
                 }
                 if (gt && new <= old) || (lt && new >= old) {
@@ -137,7 +137,10 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
         }
     }
-    db.modified(args[1]);
+    // Only a change is a write (WATCH, blocked poppers), as Redis signals it.
+    if added + changed > 0 {
+        db.modified(args[1]);
+    }
     if incr {
         match incr_result {
             Some(s) => out.double(s),
@@ -156,11 +159,12 @@ pub fn zincrby(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let z = create(db, args[1], now)?;
     let new = z.dict.get(args[3]).copied().unwrap_or(0.0) + by;
     if new.is_nan() {
-        db.modified(args[1]);
+        // Only an existing member (`inf` plus `-inf`) gets here: nothing changed.
         return Err("ERR resulting score is not a number (NaN)".into());
     }
-    z.insert(args[3], new);
-    db.modified(args[1]);
+    if z.insert(args[3], new) != Some(new) {
+        db.modified(args[1]);
+    }
     out.double(new);
     Ok(())
 }
@@ -197,7 +201,9 @@ pub fn zrem(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         return Ok(());
     };
     let n = args[2..].iter().filter(|m| z.remove(m)).count();
-    db.modified(args[1]);
+    if n > 0 {
+        db.modified(args[1]);
+    }
     out.int(n as i64);
     Ok(())
 }
