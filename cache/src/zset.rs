@@ -453,8 +453,10 @@ pub struct ZSet {
     bytes: usize,
 }
 
-/// Bytes a member costs beyond its two copies: table slot, node header, links.
-const MEMBER_OVERHEAD: usize = 2 * ELEM_OVERHEAD;
+/// Bytes a member costs beyond its two copies: its table slot (as any collection element),
+/// the 56-byte node, the second copy's allocation header and on average a third of an
+/// upper-level allocation.
+const MEMBER_OVERHEAD: usize = ELEM_OVERHEAD + 56 + 16;
 
 impl ZSet {
     /// Payload bytes held (both copies of each member plus per-member overhead).
