@@ -41,6 +41,7 @@ pub mod shared;
 pub mod slot;
 pub mod stream;
 pub mod value;
+pub mod zset;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -185,57 +185,91 @@ impl Default for Reply {
     }
 }
 
-/// Formats a double the way Redis replies with scores: integers without a fraction, `inf`,
-/// `-inf`, otherwise the shortest round-tripping form (`%.17g`-equivalent precision).
+/// Formats a double the way Redis 7.0 replies with scores (`addReplyDouble`): `inf`, `-inf`,
+/// otherwise C's `%.17g` (17 significant digits, trailing zeros dropped, exponent form below
+/// 1e-4 and from 1e17 on with at least two exponent digits).
 pub fn fmt_double(d: f64, tmp: &mut [u8; 32]) -> &[u8] {
+    use std::io::Write;
     if d.is_infinite() {
         return if d > 0.0 { b"inf" } else { b"-inf" };
     }
     if d.is_nan() {
         return b"nan";
     }
-    if d == d.trunc() && d.abs() < 1e17 {
-        let mut b = itoa::Buffer::new();
-        let s = b.format(d as i64).as_bytes();
-        let s = if d == 0.0 && d.is_sign_negative() {
-            &b"-0"[..]
-        } else {
-            s
-        };
-        tmp[..s.len()].copy_from_slice(s);
-        return &tmp[..s.len()];
+    if d == 0.0 {
+        return if d.is_sign_negative() { b"-0" } else { b"0" };
     }
-    let mut b = ryu::Buffer::new();
-    let s = b.format_finite(d).as_bytes();
-    // ryu writes exponents as `1e20`/`1e-7`; Redis (`%.17g`) writes `1e+20`/`1e-07`. Normalize.
-    let n = if let Some(e) = s.iter().position(|&c| c == b'e') {
-        let (mant, exp) = s.split_at(e);
-        let exp = &exp[1..];
-        let (sign, digits) = match exp.first() {
-            Some(b'-') => (b'-', &exp[1..]),
-            _ => (b'+', exp),
-        };
-        let mut n = 0;
-        for &c in mant {
-            tmp[n] = c;
-            n += 1;
+    // 17 significant digits, correctly rounded: `d.dddddddddddddddde[-]x`.
+    let mut sci = [0u8; 40];
+    let len = {
+        let mut w = &mut sci[..];
+        let _ = write!(w, "{:.16e}", d.abs());
+        40 - w.len()
+    };
+    let sci = &sci[..len];
+    let e_at = sci.iter().position(|&c| c == b'e').unwrap_or(len);
+    let mut digits = [0u8; 17];
+    let mut nd = 0;
+    for &c in &sci[..e_at] {
+        if c.is_ascii_digit() && nd < 17 {
+            digits[nd] = c;
+            nd += 1;
         }
-        tmp[n] = b'e';
-        tmp[n + 1] = sign;
-        n += 2;
-        if digits.len() < 2 {
-            tmp[n] = b'0';
-            n += 1;
+    }
+    let exp: i32 = std::str::from_utf8(&sci[(e_at + 1).min(len)..])
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    // `%g` drops trailing zeros of the significand.
+    while nd > 1 && digits[nd - 1] == b'0' {
+        nd -= 1;
+    }
+    let digits = &digits[..nd];
+    let mut n = 0;
+    let mut put = |c: u8, n: &mut usize| {
+        tmp[*n] = c;
+        *n += 1;
+    };
+    if d < 0.0 {
+        put(b'-', &mut n);
+    }
+    if !(-4..17).contains(&exp) {
+        put(digits[0], &mut n);
+        if digits.len() > 1 {
+            put(b'.', &mut n);
+            for &c in &digits[1..] {
+                put(c, &mut n);
+            }
+        }
+        put(b'e', &mut n);
+        put(if exp < 0 { b'-' } else { b'+' }, &mut n);
+        let a = exp.unsigned_abs();
+        if a >= 100 {
+            put(b'0' + (a / 100) as u8, &mut n);
+        }
+        put(b'0' + (a / 10 % 10) as u8, &mut n);
+        put(b'0' + (a % 10) as u8, &mut n);
+    } else if exp >= 0 {
+        let int_len = exp as usize + 1;
+        for i in 0..int_len {
+            put(digits.get(i).copied().unwrap_or(b'0'), &mut n);
+        }
+        if digits.len() > int_len {
+            put(b'.', &mut n);
+            for &c in &digits[int_len..] {
+                put(c, &mut n);
+            }
+        }
+    } else {
+        put(b'0', &mut n);
+        put(b'.', &mut n);
+        for _ in 0..(-exp - 1) {
+            put(b'0', &mut n);
         }
         for &c in digits {
-            tmp[n] = c;
-            n += 1;
+            put(c, &mut n);
         }
-        n
-    } else {
-        tmp[..s.len()].copy_from_slice(s);
-        s.len()
-    };
+    }
     &tmp[..n]
 }
 
@@ -253,11 +287,18 @@ mod tests {
         assert_eq!(f(1.0), "1");
         assert_eq!(f(-3.0), "-3");
         assert_eq!(f(1.5), "1.5");
-        assert_eq!(f(0.1), "0.1");
+        assert_eq!(f(0.1), "0.10000000000000001");
+        assert_eq!(f(0.7417422359537995), "0.74174223595379951");
+        assert_eq!(f(-0.0), "-0");
+        assert_eq!(f(1e16), "10000000000000000");
+        assert_eq!(f(1e17), "1e+17");
+        assert_eq!(f(1.0001e-4), "0.00010001");
+        assert_eq!(f(-1.7976931348623157e308), "-1.7976931348623157e+308");
+        assert_eq!(f(5e-324), "4.9406564584124654e-324");
         assert_eq!(f(f64::INFINITY), "inf");
         assert_eq!(f(f64::NEG_INFINITY), "-inf");
         assert_eq!(f(1e20), "1e+20");
-        assert_eq!(f(1.5e-7), "1.5e-07");
+        assert_eq!(f(1.5e-7), "1.4999999999999999e-07");
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The value types of the keyspace. Each collection keeps a running count of the bytes it holds,
 //! so that accounting an entry's memory after a write is O(1) whatever its size.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use hashbrown::{HashMap, HashSet};
+
+pub use crate::zset::ZSet;
 
 /// An owned byte string (keys, values, members, fields).
 pub type Bytes = Box<[u8]>;
@@ -50,7 +51,7 @@ impl Value {
             Value::Hash(h) => h.bytes + 64,
             Value::List(l) => l.bytes + 48,
             Value::Set(s) => s.bytes + 64,
-            Value::ZSet(z) => z.bytes + 96,
+            Value::ZSet(z) => z.bytes() + 96,
             Value::Stream(s) => s.mem(),
         }
     }
@@ -184,84 +185,5 @@ impl SetObj {
             s.insert(m);
         }
         s
-    }
-}
-
-/// A score with a total order (scores are never NaN; `-0` is stored as `0`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Score(pub f64);
-
-impl Eq for Score {}
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-/// A sorted set: member -> score, and (score, member) in order.
-///
-/// Rank lookups walk the ordered tree (O(rank)); Redis's skiplist does O(log n). Range reads
-/// from either end are O(log n + k). Good enough for leaderboards of thousands of members; an
-/// order-statistic tree is the upgrade if ranks of huge sets become hot.
-#[derive(Debug, Default, Clone)]
-pub struct ZSet {
-    /// Member -> score.
-    pub dict: HashMap<Bytes, f64>,
-    /// (score, member), ordered.
-    pub tree: BTreeSet<(Score, Bytes)>,
-    bytes: usize,
-}
-
-impl ZSet {
-    /// Inserts or updates; returns the previous score.
-    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
-        let score = if score == 0.0 { 0.0 } else { score };
-        if let Some(old) = self.dict.get_mut(member) {
-            let prev = *old;
-            if prev != score {
-                *old = score;
-                let owned: Bytes = member.into();
-                self.tree.remove(&(Score(prev), owned.clone()));
-                self.tree.insert((Score(score), owned));
-            }
-            return Some(prev);
-        }
-        self.bytes += 2 * member.len() + 2 * ELEM_OVERHEAD;
-        self.dict.insert(member.into(), score);
-        self.tree.insert((Score(score), member.into()));
-        None
-    }
-
-    /// Removes a member; true if it existed.
-    pub fn remove(&mut self, member: &[u8]) -> bool {
-        if let Some((m, s)) = self.dict.remove_entry(member) {
-            self.tree.remove(&(Score(s), m));
-            self.bytes -= 2 * member.len() + 2 * ELEM_OVERHEAD;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Number of members.
-    pub fn len(&self) -> usize {
-        self.dict.len()
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.dict.is_empty()
-    }
-
-    /// 0-based rank in ascending order.
-    pub fn rank(&self, member: &[u8]) -> Option<usize> {
-        let s = *self.dict.get(member)?;
-        let key = (Score(s), Bytes::from(member));
-        Some(self.tree.range(..key).count())
     }
 }

@@ -749,6 +749,7 @@ pub static COMMANDS: &[Command] = &[
     c("sintercard", -3, RM, 0, 0, 0, A_ERS, set::sintercard, "set", "Returns the number of members of the intersect of multiple sets."),
     c("sscan", -3, R, 1, 1, 1, A_ERS, set::sscan, "set", "Iterates over members of a set."),
     // sorted sets
+    // Sorted sets: arity, flags, key positions and ACL categories as Redis 7.0.15's COMMAND.
     c("zadd", -4, WDF, 1, 1, 1, A_ZW, zset::zadd, "sorted_set", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist."),
     c("zincrby", 4, WDF, 1, 1, 1, A_ZW, zset::zincrby, "sorted_set", "Increments the score of a member in a sorted set."),
     c("zscore", 3, RF, 1, 1, 1, A_ZR, zset::zscore, "sorted_set", "Returns the score of a member in a sorted set."),
@@ -764,19 +765,27 @@ pub static COMMANDS: &[Command] = &[
     c("zrevrangebyscore", -4, R, 1, 1, 1, A_ZRS, zset::zrange, "sorted_set", "Returns members in a sorted set within a range of scores in reverse order."),
     c("zrangebylex", -4, R, 1, 1, 1, A_ZRS, zset::zrange, "sorted_set", "Returns members in a sorted set within a lexicographical range."),
     c("zrevrangebylex", -4, R, 1, 1, 1, A_ZRS, zset::zrange, "sorted_set", "Returns members in a sorted set within a lexicographical range in reverse order."),
-    c("zrank", -3, RF, 1, 1, 1, A_ZR, zset::zrank, "sorted_set", "Returns the index of a member in a sorted set ordered by ascending scores."),
-    c("zrevrank", -3, RF, 1, 1, 1, A_ZR, zset::zrank, "sorted_set", "Returns the index of a member in a sorted set ordered by descending scores."),
+    c("zrank", 3, RF, 1, 1, 1, A_ZR, zset::zrank, "sorted_set", "Returns the index of a member in a sorted set ordered by ascending scores."),
+    c("zrevrank", 3, RF, 1, 1, 1, A_ZR, zset::zrank, "sorted_set", "Returns the index of a member in a sorted set ordered by descending scores."),
     c("zpopmin", -2, WF, 1, 1, 1, A_ZW, zset::zpop, "sorted_set", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
     c("zpopmax", -2, WF, 1, 1, 1, A_ZW, zset::zpop, "sorted_set", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
-    c("bzpopmin", -3, &["write", "fast", "blocking"], 1, -2, 1, A_ZB, zset::bzpop, "sorted_set", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."),
-    c("bzpopmax", -3, &["write", "fast", "blocking"], 1, -2, 1, A_ZB, zset::bzpop, "sorted_set", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped."),
+    c("bzpopmin", -3, &["write", "noscript", "fast", "blocking"], 1, -2, 1, A_ZB, zset::bzpop, "sorted_set", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."),
+    c("bzpopmax", -3, &["write", "noscript", "fast", "blocking"], 1, -2, 1, A_ZB, zset::bzpop, "sorted_set", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped."),
+    c("zmpop", -4, WM, 0, 0, 0, A_ZWS, zset::zmpop, "sorted_set", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped."),
+    c("bzmpop", -5, BLKM, 0, 0, 0, &["@write", "@sortedset", "@slow", "@blocking"], zset::zmpop, "sorted_set", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped."),
     c("zremrangebyrank", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed."),
     c("zremrangebyscore", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed."),
     c("zremrangebylex", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed."),
     c("zrandmember", -2, R, 1, 1, 1, A_ZRS, zset::zrandmember, "sorted_set", "Returns one or more random members from a sorted set."),
     c("zscan", -3, R, 1, 1, 1, A_ZRS, zset::zscan, "sorted_set", "Iterates over members and scores of a sorted set."),
-    c("zunionstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zstore, "sorted_set", "Stores the union of multiple sorted sets in a key."),
-    c("zinterstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zstore, "sorted_set", "Stores the intersect of multiple sorted sets in a key."),
+    c("zunionstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the union of multiple sorted sets in a key."),
+    c("zinterstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the intersect of multiple sorted sets in a key."),
+    c("zdiffstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the difference of multiple sorted sets in a key."),
+    c("zunion", -3, RM, 0, 0, 0, A_ZRS, zset::zsetop, "sorted_set", "Returns the union of multiple sorted sets."),
+    c("zinter", -3, RM, 0, 0, 0, A_ZRS, zset::zsetop, "sorted_set", "Returns the intersect of multiple sorted sets."),
+    c("zintercard", -3, RM, 0, 0, 0, A_ZRS, zset::zsetop, "sorted_set", "Returns the number of members of the intersect of multiple sorted sets."),
+    c("zdiff", -3, RM, 0, 0, 0, A_ZRS, zset::zsetop, "sorted_set", "Returns the difference between multiple sorted sets."),
+    // End of sorted sets.
     // pub/sub
     c("subscribe", -2, PS, 0, 0, 0, A_PS, pubsub::subscribe, "pubsub", "Listens for messages published to channels."),
     c("unsubscribe", -1, PS, 0, 0, 0, A_PS, pubsub::subscribe, "pubsub", "Stops listening to messages posted to channels."),
@@ -1013,7 +1022,7 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
         Some(args[i + 1..i + 1 + n as usize].to_vec())
     };
     match cmd.name {
-        "zunionstore" | "zinterstore" => {
+        "zunionstore" | "zinterstore" | "zdiffstore" => {
             let mut keys = vec![*args.get(1)?];
             keys.extend(numkeys_at(2, 0)?);
             Some(keys)
@@ -1045,6 +1054,8 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             Some(args[at..at + rest / 2].to_vec())
         }
         "blmpop" => numkeys_at(2, 0),
+        "zunion" | "zinter" | "zintercard" | "zdiff" | "zmpop" => numkeys_at(1, 0),
+        "bzmpop" => numkeys_at(2, 0),
         _ => {
             if cmd.first == 0 {
                 return Some(Vec::new());

@@ -1,7 +1,5 @@
 //! Sorted set commands.
 
-use std::ops::Bound;
-
 use super::hash::pick_indices;
 use super::keys::scan_opts;
 use super::list::timeout_ms;
@@ -12,7 +10,8 @@ use super::{
 use crate::db::Db;
 use crate::glob::glob_match;
 use crate::reply::Reply;
-use crate::value::{Bytes, Score, Value, ZSet};
+use crate::value::{Bytes, Value};
+use crate::zset::{Pos, ZSet};
 
 fn read<'d>(db: &'d mut Db, key: &[u8], now: u64) -> Result<Option<&'d ZSet>, CmdError> {
     match db.get(key, now) {
@@ -96,9 +95,10 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let (db, out, now) = ctx.split();
     if xx && db.peek(args[1], now).is_none() {
         // Nothing to update and nothing may be created.
-        match db.peek(args[1], now) {
-            _ if incr => out.null(),
-            _ => out.int(0),
+        if incr {
+            out.null();
+        } else {
+            out.int(0);
         }
         return Ok(());
     }
@@ -123,7 +123,7 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 }
                 let new = if incr { old + score } else { score };
                 if new.is_nan() {
-                    db.modified(args[1]);
+                    // Only INCR (one pair, on an existing member) gets here: nothing changed.
                     return Err("ERR resulting score is not a number (NaN)".into());
                 }
                 if (gt && new <= old) || (lt && new >= old) {
@@ -137,7 +137,10 @@ pub fn zadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
         }
     }
-    db.modified(args[1]);
+    // Only a change is a write (WATCH, blocked poppers), as Redis signals it.
+    if added + changed > 0 {
+        db.modified(args[1]);
+    }
     if incr {
         match incr_result {
             Some(s) => out.double(s),
@@ -156,11 +159,12 @@ pub fn zincrby(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let z = create(db, args[1], now)?;
     let new = z.dict.get(args[3]).copied().unwrap_or(0.0) + by;
     if new.is_nan() {
-        db.modified(args[1]);
+        // Only an existing member (`inf` plus `-inf`) gets here: nothing changed.
         return Err("ERR resulting score is not a number (NaN)".into());
     }
-    z.insert(args[3], new);
-    db.modified(args[1]);
+    if z.insert(args[3], new) != Some(new) {
+        db.modified(args[1]);
+    }
     out.double(new);
     Ok(())
 }
@@ -197,7 +201,9 @@ pub fn zrem(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         return Ok(());
     };
     let n = args[2..].iter().filter(|m| z.remove(m)).count();
-    db.modified(args[1]);
+    if n > 0 {
+        db.modified(args[1]);
+    }
     out.int(n as i64);
     Ok(())
 }
@@ -287,72 +293,121 @@ impl<'a> LexRange<'a> {
             max: one(max).ok_or_else(err)?,
         })
     }
+}
 
-    fn contains(&self, m: &[u8]) -> bool {
-        let above = match self.min {
+impl LexRange<'_> {
+    fn gte_min(&self, m: &[u8]) -> bool {
+        match self.min {
             Lex::Neg => true,
             Lex::Pos => false,
             Lex::Incl(x) => m >= x,
             Lex::Excl(x) => m > x,
-        };
-        let below = match self.max {
+        }
+    }
+
+    fn lte_max(&self, m: &[u8]) -> bool {
+        match self.max {
             Lex::Pos => true,
             Lex::Neg => false,
             Lex::Incl(x) => m <= x,
             Lex::Excl(x) => m < x,
+        }
+    }
+}
+
+/// A range of the skiplist by score or by member: the first and last nodes inside it, found
+/// in O(log n) each (Redis's `zslNthInRange`/`zslNthInLexRange` walk from these).
+enum Span<'a> {
+    Score(ScoreRange),
+    Lex(LexRange<'a>),
+}
+
+impl Span<'_> {
+    fn lower(&self, s: f64, m: &[u8]) -> bool {
+        match self {
+            Span::Score(r) => r.above_min(s),
+            Span::Lex(r) => r.gte_min(m),
+        }
+    }
+
+    fn upper(&self, s: f64, m: &[u8]) -> bool {
+        match self {
+            Span::Score(r) => r.below_max(s),
+            Span::Lex(r) => r.lte_max(m),
+        }
+    }
+
+    /// First node inside the range (ascending), or the last one when `rev`.
+    fn start(&self, z: &ZSet, rev: bool) -> Option<Pos> {
+        if rev {
+            let p = z.list.last_where(|s, m| self.upper(s, m))?;
+            let (s, m) = z.list.get(p);
+            self.lower(s, m).then_some(p)
+        } else {
+            let p = z.list.first_where(|s, m| self.lower(s, m))?;
+            let (s, m) = z.list.get(p);
+            self.upper(s, m).then_some(p)
+        }
+    }
+
+    /// Members inside the range from its start, in the walk direction.
+    fn walk<'z>(&'z self, z: &'z ZSet, rev: bool) -> impl Iterator<Item = (f64, &'z Bytes)> + 'z {
+        z.list
+            .walk(self.start(z, rev), rev)
+            .take_while(move |(s, m)| {
+                if rev {
+                    self.lower(*s, m)
+                } else {
+                    self.upper(*s, m)
+                }
+            })
+    }
+
+    /// Number of members inside the range, from two rank lookups.
+    fn count(&self, z: &ZSet) -> usize {
+        let (Some(a), Some(b)) = (self.start(z, false), self.start(z, true)) else {
+            return 0;
         };
-        above && below
+        let rank = |p| {
+            let (s, m) = z.list.get(p);
+            z.list.rank(s, m).unwrap_or(0)
+        };
+        let (ra, rb) = (rank(a), rank(b));
+        if rb >= ra { rb - ra + 1 } else { 0 }
     }
 }
 
 /// ZCOUNT key min max
 pub fn zcount(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let r = ScoreRange::parse(args[2], args[3])?;
+    let r = Span::Score(ScoreRange::parse(args[2], args[3])?);
     let (db, out, now) = ctx.split();
-    let n = read(db, args[1], now)?.map_or(0, |z| by_score(z, &r, false).count());
+    let n = read(db, args[1], now)?.map_or(0, |z| r.count(z));
     out.int(n as i64);
     Ok(())
 }
 
 /// ZLEXCOUNT key min max
 pub fn zlexcount(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let r = LexRange::parse(args[2], args[3])?;
+    let r = Span::Lex(LexRange::parse(args[2], args[3])?);
     let (db, out, now) = ctx.split();
-    let n =
-        read(db, args[1], now)?.map_or(0, |z| z.tree.iter().filter(|(_, m)| r.contains(m)).count());
+    let n = read(db, args[1], now)?.map_or(0, |z| r.count(z));
     out.int(n as i64);
     Ok(())
 }
 
-/// Members with scores in `r`, ascending or descending, using the ordered tree's bounds.
-fn by_score<'z>(
-    z: &'z ZSet,
-    r: &ScoreRange,
-    rev: bool,
-) -> Box<dyn Iterator<Item = (f64, &'z Bytes)> + 'z> {
-    let lo: Bound<(Score, Bytes)> = if r.min == f64::NEG_INFINITY && !r.min_ex {
-        Bound::Unbounded
+/// Members at ranks `start..=end` (already normalized), ascending or from the top when `rev`.
+fn by_rank(z: &ZSet, start: usize, end: usize, rev: bool) -> impl Iterator<Item = (f64, &Bytes)> {
+    let first = if rev {
+        z.len()
+            .checked_sub(1 + start)
+            .and_then(|r| z.list.at_rank(r))
     } else {
-        Bound::Included((Score(r.min), Bytes::default()))
+        z.list.at_rank(start)
     };
-    let r = *r;
-    if r.min > r.max {
-        return Box::new(std::iter::empty());
-    }
-    let it = z
-        .tree
-        .range((lo, Bound::Unbounded))
-        .skip_while(move |(s, _)| !r.above_min(s.0))
-        .take_while(move |(s, _)| r.below_max(s.0))
-        .map(|(s, m)| (s.0, m));
-    if rev {
-        let v: Vec<_> = it.collect();
-        Box::new(v.into_iter().rev())
-    } else {
-        Box::new(it)
-    }
+    z.list.walk(first, rev).take(end + 1 - start)
 }
 
+#[derive(Clone, Copy, PartialEq)]
 enum RangeKind {
     Rank,
     Score,
@@ -363,64 +418,73 @@ enum RangeKind {
 pub fn zrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let name = String::from_utf8_lossy(args[0]).to_ascii_lowercase();
     let store = name == "zrangestore";
-    #[allow(clippy::type_complexity)]
-    let (dst, src, a, b, opts_at): (Option<&[u8]>, &[u8], &[u8], &[u8], usize) = if store {
-        (Some(args[1]), args[2], args[3], args[4], 5)
+    let (dst, src, at) = if store {
+        (Some(args[1]), args[2], 3)
     } else {
-        (None, args[1], args[2], args[3], 4)
+        (None, args[1], 2)
     };
     let (mut kind, mut rev) = match name.as_str() {
-        "zrevrange" => (RangeKind::Rank, true),
-        "zrangebyscore" => (RangeKind::Score, false),
-        "zrevrangebyscore" => (RangeKind::Score, true),
-        "zrangebylex" => (RangeKind::Lex, false),
-        "zrevrangebylex" => (RangeKind::Lex, true),
-        _ => (RangeKind::Rank, false),
+        "zrevrange" => (Some(RangeKind::Rank), Some(true)),
+        "zrangebyscore" => (Some(RangeKind::Score), Some(false)),
+        "zrevrangebyscore" => (Some(RangeKind::Score), Some(true)),
+        "zrangebylex" => (Some(RangeKind::Lex), Some(false)),
+        "zrevrangebylex" => (Some(RangeKind::Lex), Some(true)),
+        _ => (None, None),
     };
-    let generic = name == "zrange" || store;
-    let (mut withscores, mut limit): (bool, Option<(i64, i64)>) = (false, None);
-    let mut i = opts_at;
+    let (mut withscores, mut limit) = (false, None::<(i64, i64)>);
+    let mut i = at + 2;
     while i < args.len() {
         let o = args[i];
-        if eq_ic(o, "WITHSCORES") && !store && !matches!(kind, RangeKind::Lex)
-            || eq_ic(o, "WITHSCORES") && !store && generic
-        {
+        let left = args.len() - i - 1;
+        if !store && eq_ic(o, "WITHSCORES") {
             withscores = true;
-        } else if eq_ic(o, "LIMIT") && i + 2 < args.len() {
+        } else if eq_ic(o, "LIMIT") && left >= 2 {
             limit = Some((int_arg(args[i + 1])?, int_arg(args[i + 2])?));
             i += 2;
-        } else if generic && eq_ic(o, "BYSCORE") {
-            kind = RangeKind::Score;
-        } else if generic && eq_ic(o, "BYLEX") {
-            kind = RangeKind::Lex;
-        } else if generic && eq_ic(o, "REV") {
-            rev = true;
+        } else if rev.is_none() && eq_ic(o, "REV") {
+            rev = Some(true);
+        } else if kind.is_none() && eq_ic(o, "BYLEX") {
+            kind = Some(RangeKind::Lex);
+        } else if kind.is_none() && eq_ic(o, "BYSCORE") {
+            kind = Some(RangeKind::Score);
         } else {
             return Err(SYNTAX.into());
         }
         i += 1;
     }
-    if limit.is_some() && matches!(kind, RangeKind::Rank) {
+    let kind = kind.unwrap_or(RangeKind::Rank);
+    let rev = rev.unwrap_or(false);
+    if limit.is_some() && kind == RangeKind::Rank {
         return Err(
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
                 .into(),
         );
     }
-    if withscores && matches!(kind, RangeKind::Lex) {
+    if withscores && kind == RangeKind::Lex {
         return Err("ERR syntax error, WITHSCORES not supported in combination with BYLEX".into());
     }
-    // For the REV forms the first bound is the maximum.
-    let (lo, hi) = if rev && !matches!(kind, RangeKind::Rank) {
-        (b, a)
+    // For the REV forms of score and lex ranges the first bound is the maximum.
+    let (lo, hi) = if rev && kind != RangeKind::Rank {
+        (args[at + 1], args[at])
     } else {
-        (a, b)
+        (args[at], args[at + 1])
     };
+    let mut rank_range = (0, 0);
+    let span = match kind {
+        RangeKind::Rank => {
+            rank_range = (int_arg(lo)?, int_arg(hi)?);
+            None
+        }
+        RangeKind::Score => Some(Span::Score(ScoreRange::parse(lo, hi)?)),
+        RangeKind::Lex => Some(Span::Lex(LexRange::parse(lo, hi)?)),
+    };
+    // A negative offset yields nothing; a negative count means "all the rest".
     let (off, cnt) = match limit {
-        Some((o, c)) => (o, if c < 0 { usize::MAX } else { c as usize }),
+        Some((o, _)) if o < 0 => (0, 0),
+        Some((o, c)) => (o as usize, usize::try_from(c).unwrap_or(usize::MAX)),
         None => (0, usize::MAX),
     };
     let (db, out, now) = ctx.split();
-    let mut result: Vec<(Bytes, f64)> = Vec::new();
     let z = if store {
         match db.peek(src, now).map(|e| &e.value) {
             None => None,
@@ -430,59 +494,21 @@ pub fn zrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     } else {
         read(db, src, now)?
     };
-    let skip_take = |it: &mut dyn Iterator<Item = (f64, &Bytes)>,
-                     result: &mut Vec<(Bytes, f64)>| {
-        if off < 0 {
-            return;
-        }
-        for (s, m) in it.skip(off as usize).take(cnt) {
-            result.push((m.clone(), s));
-        }
-    };
-    match kind {
-        RangeKind::Rank => {
-            let (start, stop) = (int_arg(lo)?, int_arg(hi)?);
-            if let Some(z) = z
-                && let Some((s, e)) = norm_range(start, stop, z.len())
-            {
-                let n = e - s + 1;
-                if rev {
-                    for (sc, m) in z.tree.iter().rev().skip(s).take(n) {
-                        result.push((m.clone(), sc.0));
-                    }
-                } else {
-                    for (sc, m) in z.tree.iter().skip(s).take(n) {
-                        result.push((m.clone(), sc.0));
-                    }
+    let mut result: Vec<(Bytes, f64)> = Vec::new();
+    if let Some(z) = z {
+        match &span {
+            None => {
+                if let Some((s, e)) = norm_range(rank_range.0, rank_range.1, z.len()) {
+                    result.extend(by_rank(z, s, e, rev).map(|(s, m)| (m.clone(), s)));
                 }
             }
-        }
-        RangeKind::Score => {
-            let r = ScoreRange::parse(lo, hi)?;
-            if let Some(z) = z {
-                skip_take(&mut by_score(z, &r, rev), &mut result);
-            }
-        }
-        RangeKind::Lex => {
-            let r = LexRange::parse(lo, hi)?;
-            if let Some(z) = z {
-                let mut it: Box<dyn Iterator<Item = (f64, &Bytes)>> = if rev {
-                    Box::new(
-                        z.tree
-                            .iter()
-                            .rev()
-                            .filter(|(_, m)| r.contains(m))
-                            .map(|(s, m)| (s.0, m)),
-                    )
-                } else {
-                    Box::new(
-                        z.tree
-                            .iter()
-                            .filter(|(_, m)| r.contains(m))
-                            .map(|(s, m)| (s.0, m)),
-                    )
-                };
-                skip_take(&mut it, &mut result);
+            Some(span) => {
+                result.extend(
+                    span.walk(z, rev)
+                        .skip(off)
+                        .take(cnt)
+                        .map(|(s, m)| (m.clone(), s)),
+                );
             }
         }
     }
@@ -490,55 +516,53 @@ pub fn zrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         let n = result.len();
         if result.is_empty() {
             db.remove(dst);
+            db.modified(dst);
         } else {
-            let mut nz = ZSet::default();
-            for (m, s) in &result {
-                nz.insert(m, *s);
-            }
-            db.insert(dst, Value::ZSet(Box::new(nz)), 0, now);
+            db.insert(dst, Value::ZSet(Box::new(from_pairs(result))), 0, now);
         }
         out.int(n as i64);
         return Ok(());
     }
-    if withscores && !out.resp3 {
-        out.array(result.len() * 2);
-    } else {
-        out.array(result.len());
+    reply_members(out, &result, withscores);
+    Ok(())
+}
+
+/// A sorted set built from (member, score) pairs.
+fn from_pairs(pairs: Vec<(Bytes, f64)>) -> ZSet {
+    let mut z = ZSet::default();
+    for (m, s) in pairs {
+        z.insert(&m, s);
     }
-    for (m, s) in &result {
+    z
+}
+
+/// An array of members, with their scores (flat in RESP2, `[m, s]` pairs in RESP3).
+fn reply_members(out: &mut Reply, items: &[(Bytes, f64)], withscores: bool) {
+    out.array(if withscores && !out.resp3 {
+        items.len() * 2
+    } else {
+        items.len()
+    });
+    for (m, s) in items {
         if withscores {
             member_score(out, m, *s, true);
         } else {
             out.bulk(m);
         }
     }
-    Ok(())
 }
 
-/// ZRANK / ZREVRANK key member [WITHSCORE]
+/// ZRANK / ZREVRANK key member
 pub fn zrank(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let rev = args[0].len() == 8;
-    let withscore = match args.len() {
-        3 => false,
-        4 if eq_ic(args[3], "WITHSCORE") => true,
-        4 => return Err(SYNTAX.into()),
-        _ => return Err(super::arity_error(if rev { "zrevrank" } else { "zrank" })),
-    };
     let (db, out, now) = ctx.split();
     let found = read(db, args[1], now)?.and_then(|z| {
         let r = z.rank(args[2])?;
-        let r = if rev { z.len() - 1 - r } else { r };
-        Some((r, z.dict[args[2]]))
+        Some(if rev { z.len() - 1 - r } else { r })
     });
-    match (found, withscore) {
-        (None, false) => out.null(),
-        (None, true) => out.null_array(),
-        (Some((r, _)), false) => out.int(r as i64),
-        (Some((r, s)), true) => {
-            out.array(2);
-            out.int(r as i64);
-            out.double(s);
-        }
+    match found {
+        None => out.null(),
+        Some(r) => out.int(r as i64),
     }
     Ok(())
 }
@@ -546,18 +570,38 @@ pub fn zrank(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 fn pop_n(z: &mut ZSet, max: bool, n: usize) -> Vec<(Bytes, f64)> {
     let mut res = Vec::with_capacity(n.min(z.len()));
     for _ in 0..n {
-        let first = if max {
-            z.tree.iter().next_back()
-        } else {
-            z.tree.iter().next()
-        };
-        let Some((s, m)) = first.map(|(s, m)| (s.0, m.clone())) else {
+        let end = if max { z.list.last() } else { z.list.first() };
+        let Some((s, m)) = end.map(|p| {
+            let (s, m) = z.list.get(p);
+            (s, m.clone())
+        }) else {
             break;
         };
         z.remove(&m);
         res.push((m, s));
     }
     res
+}
+
+/// The first of `keys` holding a sorted set. A wrong type is an error when the command is
+/// first run, as Redis checks each key until it finds one; a client woken from blocking skips
+/// it and keeps waiting, as Redis serves blocked clients only from keys of the right type.
+fn first_zset(
+    db: &mut Db,
+    keys: &[&[u8]],
+    now: u64,
+    woken: bool,
+) -> Result<Option<usize>, CmdError> {
+    for (i, k) in keys.iter().enumerate() {
+        match db.peek(k, now).map(|e| &e.value) {
+            None => continue,
+            Some(Value::ZSet(z)) if z.is_empty() => continue,
+            Some(Value::ZSet(_)) => return Ok(Some(i)),
+            Some(_) if woken => continue,
+            Some(_) => return Err(WRONGTYPE.into()),
+        }
+    }
+    Ok(None)
 }
 
 /// ZPOPMIN / ZPOPMAX key [count]
@@ -581,13 +625,15 @@ pub fn zpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         None => Vec::new(),
         Some(z) => pop_n(z, max, count.unwrap_or(1)),
     };
-    db.modified(args[1]);
-    let nested = count.is_some();
-    if nested && out.resp3 {
-        out.array(popped.len());
-    } else {
-        out.array(popped.len() * 2);
+    if !popped.is_empty() {
+        db.modified(args[1]);
     }
+    let nested = count.is_some() && out.resp3;
+    out.array(if nested {
+        popped.len()
+    } else {
+        popped.len() * 2
+    });
     for (m, s) in &popped {
         member_score(out, m, *s, nested);
     }
@@ -599,18 +645,18 @@ pub fn bzpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let max = eq_ic(args[0], "bzpopmax");
     let timeout = timeout_ms(args[args.len() - 1])?;
     let keys = &args[1..args.len() - 1];
+    let woken = ctx.conn.retry_deadline.is_some();
     let (db, out, now) = ctx.split();
-    for k in keys {
-        if let Some(z) = existing_mut(db, k, now)?
-            && let Some((m, s)) = pop_n(z, max, 1).pop()
-        {
-            db.modified(k);
-            out.array(3);
-            out.bulk(k);
-            out.bulk(&m);
-            out.double(s);
-            return Ok(());
-        }
+    if let Some(i) = first_zset(db, keys, now, woken)?
+        && let Some(z) = existing_mut(db, keys[i], now)?
+        && let Some((m, s)) = pop_n(z, max, 1).pop()
+    {
+        db.modified(keys[i]);
+        out.array(3);
+        out.bulk(keys[i]);
+        out.bulk(&m);
+        out.double(s);
+        return Ok(());
     }
     if !ctx.block(args, owned(keys), timeout) {
         ctx.out.null_array();
@@ -618,74 +664,129 @@ pub fn bzpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// Parses an integer in `1..=i64::MAX`, any failure answered with `msg` (Redis's
+/// `getRangeLongFromObjectOrReply` with a message).
+fn positive_arg(a: &[u8], msg: &'static str) -> Result<usize, CmdError> {
+    match int_arg(a) {
+        Ok(n) if n >= 1 => Ok(n as usize),
+        _ => Err(CmdError::Static(msg)),
+    }
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count];
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]
+pub fn zmpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let blocking = args[0][0].eq_ignore_ascii_case(&b'b');
+    let at = if blocking { 2 } else { 1 };
+    let numkeys = positive_arg(args[at], "ERR numkeys should be greater than 0")?;
+    // Bounded by the argument count before anything is sized from it.
+    let where_at = match at.checked_add(numkeys).and_then(|n| n.checked_add(1)) {
+        Some(w) if w < args.len() => w,
+        _ => return Err(SYNTAX.into()),
+    };
+    let max = if eq_ic(args[where_at], "MAX") {
+        true
+    } else if eq_ic(args[where_at], "MIN") {
+        false
+    } else {
+        return Err(SYNTAX.into());
+    };
+    let mut count = None;
+    let mut j = where_at + 1;
+    while j < args.len() {
+        if count.is_none() && eq_ic(args[j], "COUNT") && j + 1 < args.len() {
+            count = Some(positive_arg(
+                args[j + 1],
+                "ERR count should be greater than 0",
+            )?);
+            j += 2;
+        } else {
+            return Err(SYNTAX.into());
+        }
+    }
+    let count = count.unwrap_or(1);
+    let timeout = if blocking {
+        Some(timeout_ms(args[1])?)
+    } else {
+        None
+    };
+    let keys = &args[at + 1..where_at];
+    let woken = blocking && ctx.conn.retry_deadline.is_some();
+    let (db, out, now) = ctx.split();
+    if let Some(i) = first_zset(db, keys, now, woken)?
+        && let Some(z) = existing_mut(db, keys[i], now)?
+    {
+        let popped = pop_n(z, max, count);
+        db.modified(keys[i]);
+        out.array(2);
+        out.bulk(keys[i]);
+        out.array(popped.len());
+        // ZMPOP nests [member, score] pairs in RESP2 too.
+        for (m, s) in &popped {
+            out.array(2);
+            out.bulk(m);
+            out.double(*s);
+        }
+        return Ok(());
+    }
+    match timeout {
+        Some(t) if ctx.block(args, owned(keys), t) => {}
+        _ => ctx.out.null_array(),
+    }
+    Ok(())
+}
+
 /// ZREMRANGEBYRANK / ZREMRANGEBYSCORE / ZREMRANGEBYLEX key min max
 pub fn zremrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let name = String::from_utf8_lossy(args[0]).to_ascii_lowercase();
-    let (db, out, now) = ctx.split();
-    let victims: Vec<Bytes> = {
-        let z = match db.peek(args[1], now).map(|e| &e.value) {
-            None => {
-                // Still validate the range arguments, as Redis does.
-                match name.as_str() {
-                    "zremrangebyscore" => {
-                        ScoreRange::parse(args[2], args[3])?;
-                    }
-                    "zremrangebylex" => {
-                        LexRange::parse(args[2], args[3])?;
-                    }
-                    _ => {
-                        int_arg(args[2])?;
-                        int_arg(args[3])?;
-                    }
-                }
-                out.int(0);
-                return Ok(());
-            }
-            Some(Value::ZSet(z)) => z,
-            Some(_) => return Err(WRONGTYPE.into()),
-        };
-        match name.as_str() {
-            "zremrangebyscore" => {
-                let r = ScoreRange::parse(args[2], args[3])?;
-                by_score(z, &r, false).map(|(_, m)| m.clone()).collect()
-            }
-            "zremrangebylex" => {
-                let r = LexRange::parse(args[2], args[3])?;
-                z.tree
-                    .iter()
-                    .filter(|(_, m)| r.contains(m))
-                    .map(|(_, m)| m.clone())
-                    .collect()
-            }
-            _ => {
-                let (s, e) = (int_arg(args[2])?, int_arg(args[3])?);
-                match norm_range(s, e, z.len()) {
-                    Some((s, e)) => z
-                        .tree
-                        .iter()
-                        .skip(s)
-                        .take(e - s + 1)
-                        .map(|(_, m)| m.clone())
-                        .collect(),
-                    None => Vec::new(),
-                }
-            }
-        }
+    // The range is validated before the key is looked at, as Redis does.
+    let (span, ranks) = match name.as_str() {
+        "zremrangebyscore" => (
+            Some(Span::Score(ScoreRange::parse(args[2], args[3])?)),
+            None,
+        ),
+        "zremrangebylex" => (Some(Span::Lex(LexRange::parse(args[2], args[3])?)), None),
+        _ => (None, Some((int_arg(args[2])?, int_arg(args[3])?))),
     };
-    if let Some(z) = existing_mut(db, args[1], now)? {
+    let (db, out, now) = ctx.split();
+    let Some(z) = read(db, args[1], now)? else {
+        out.int(0);
+        return Ok(());
+    };
+    let victims: Vec<Bytes> = match (&span, ranks) {
+        (Some(span), _) => span.walk(z, false).map(|(_, m)| m.clone()).collect(),
+        (None, Some((s, e))) => match norm_range(s, e, z.len()) {
+            Some((s, e)) => by_rank(z, s, e, false).map(|(_, m)| m.clone()).collect(),
+            None => Vec::new(),
+        },
+        (None, None) => Vec::new(),
+    };
+    if !victims.is_empty()
+        && let Some(z) = existing_mut(db, args[1], now)?
+    {
         for m in &victims {
             z.remove(m);
         }
+        db.modified(args[1]);
     }
-    db.modified(args[1]);
     out.int(victims.len() as i64);
     Ok(())
 }
 
+/// Most picks ZRANDMEMBER answers for a negative count (Redis streams them until the client's
+/// output limit; here the reply is built in memory first, so it is bounded).
+const RANDMEMBER_MAX: u64 = 10_000_000;
+
 /// ZRANDMEMBER key [count [WITHSCORES]]
 pub fn zrandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let count = match args.get(2) {
-        Some(c) => Some(int_arg(c)?),
+        Some(c) => {
+            let n = int_arg(c)?;
+            if n == i64::MIN {
+                return Err("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807".into());
+            }
+            Some(n)
+        }
         None => None,
     };
     let withscores = match args.len() {
@@ -693,29 +794,63 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         4 if eq_ic(args[3], "WITHSCORES") => true,
         _ => return Err(SYNTAX.into()),
     };
+    if let Some(n) = count
+        && withscores
+        && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&n)
+    {
+        return Err("ERR value is out of range".into());
+    }
     let (db, out, now) = ctx.split();
-    let items: Vec<(&Bytes, f64)> = read(db, args[1], now)?
-        .map(|z| z.dict.iter().map(|(m, s)| (m, *s)).collect())
-        .unwrap_or_default();
-    let Some(count) = count else {
-        if items.is_empty() {
-            out.null();
-        } else {
-            out.bulk(items[fastrand::usize(..items.len())].0);
+    let Some(z) = read(db, args[1], now)? else {
+        match count {
+            None => out.null(),
+            Some(_) => out.array(0),
         }
         return Ok(());
     };
-    let picks = pick_indices(items.len(), count);
-    if withscores && !out.resp3 {
-        out.array(picks.len() * 2);
+    // A member at a random rank: O(log n) through the skiplist's spans.
+    let at = |r: usize| {
+        let p = z.list.at_rank(r).expect("rank below the length");
+        let (s, m) = z.list.get(p);
+        (m, s)
+    };
+    let Some(count) = count else {
+        out.bulk(at(fastrand::usize(..z.len())).0);
+        return Ok(());
+    };
+    let len = z.len();
+    let items: Vec<(&Bytes, f64)> = if count < 0 {
+        // With repetition: independent picks.
+        let n = count.unsigned_abs().min(RANDMEMBER_MAX) as usize;
+        (0..n).map(|_| at(fastrand::usize(..len))).collect()
+    } else if count as u64 >= len as u64 {
+        // Asking for at least the whole set returns it in order, as Redis does.
+        z.list.iter().map(|(s, m)| (m, s)).collect()
+    } else if (count as usize) * 3 > len {
+        // Most of the set: shuffle all ranks and keep `count`.
+        pick_indices(len, count).into_iter().map(at).collect()
     } else {
-        out.array(picks.len());
-    }
-    for i in picks {
+        // A few distinct members: draw ranks until `count` are distinct.
+        let mut seen = hashbrown::HashSet::with_capacity(count as usize);
+        let mut picks = Vec::with_capacity(count as usize);
+        while picks.len() < count as usize {
+            let r = fastrand::usize(..len);
+            if seen.insert(r) {
+                picks.push(at(r));
+            }
+        }
+        picks
+    };
+    out.array(if withscores && !out.resp3 {
+        items.len() * 2
+    } else {
+        items.len()
+    });
+    for (m, s) in items {
         if withscores {
-            member_score(out, items[i].0, items[i].1, true);
+            member_score(out, m, s, true);
         } else {
-            out.bulk(items[i].0);
+            out.bulk(m);
         }
     }
     Ok(())
@@ -734,6 +869,7 @@ pub fn zscan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 .collect()
         })
         .unwrap_or_default();
+    // The whole set in one step (cursor 0), as Redis does for small sets.
     out.array(2);
     out.bulk(b"0");
     out.array(items.len() * 2);
@@ -745,93 +881,236 @@ pub fn zscan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// ZUNIONSTORE / ZINTERSTORE dst numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]
-pub fn zstore(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let inter = eq_ic(args[0], "zinterstore");
-    let numkeys = int_arg(args[2])?;
-    if numkeys < 1 {
-        return Err(format!(
-            "ERR at least 1 input key is needed for '{}' command",
-            String::from_utf8_lossy(args[0]).to_ascii_lowercase()
-        )
-        .into());
+#[derive(Clone, Copy, PartialEq)]
+enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+#[derive(Clone, Copy)]
+enum Aggregate {
+    Sum,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    /// Redis's `zunionInterAggregate`: `inf + -inf` is 0, NaN never wins a MIN/MAX.
+    fn apply(self, target: &mut f64, v: f64) {
+        match self {
+            Aggregate::Sum => {
+                *target += v;
+                if target.is_nan() {
+                    *target = 0.0;
+                }
+            }
+            Aggregate::Min => {
+                if v < *target {
+                    *target = v;
+                }
+            }
+            Aggregate::Max => {
+                if v > *target {
+                    *target = v;
+                }
+            }
+        }
     }
-    let numkeys = numkeys as usize;
-    if 3 + numkeys > args.len() {
+}
+
+/// One input of a set operation: a sorted set, a plain set (every score 1) or nothing.
+enum Src<'a> {
+    None,
+    Z(&'a ZSet),
+    S(&'a crate::value::SetObj),
+}
+
+impl Src<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Src::None => 0,
+            Src::Z(z) => z.len(),
+            Src::S(s) => s.set.len(),
+        }
+    }
+
+    fn score(&self, m: &[u8]) -> Option<f64> {
+        match self {
+            Src::None => None,
+            Src::Z(z) => z.score(m),
+            Src::S(s) => s.set.contains(m).then_some(1.0),
+        }
+    }
+
+    fn items(&self) -> Box<dyn Iterator<Item = (&Bytes, f64)> + '_> {
+        match self {
+            Src::None => Box::new(std::iter::empty()),
+            Src::Z(z) => Box::new(z.list.iter().map(|(s, m)| (m, s))),
+            Src::S(s) => Box::new(s.set.iter().map(|m| (m, 1.0))),
+        }
+    }
+}
+
+/// ZUNION / ZINTER / ZDIFF / ZINTERCARD and their STORE forms (Redis's
+/// `zunionInterDiffGenericCommand`).
+pub fn zsetop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let name = String::from_utf8_lossy(args[0]).to_ascii_lowercase();
+    let (op, store, card) = match name.as_str() {
+        "zunionstore" => (SetOp::Union, true, false),
+        "zinterstore" => (SetOp::Inter, true, false),
+        "zdiffstore" => (SetOp::Diff, true, false),
+        "zunion" => (SetOp::Union, false, false),
+        "zinter" => (SetOp::Inter, false, false),
+        "zintercard" => (SetOp::Inter, false, true),
+        _ => (SetOp::Diff, false, false),
+    };
+    let at = if store { 2 } else { 1 };
+    let numkeys = int_arg(args[at])?;
+    if numkeys < 1 {
+        return Err(format!("ERR at least 1 input key is needed for '{name}' command").into());
+    }
+    // Bounded by the argument count before anything is sized from it.
+    if numkeys as u64 > (args.len() - at - 1) as u64 {
         return Err(SYNTAX.into());
     }
-    let keys = &args[3..3 + numkeys];
+    let numkeys = numkeys as usize;
+    let keys = &args[at + 1..at + 1 + numkeys];
+    let (db, out, now) = ctx.split();
+    // Types are checked before the options are parsed, as Redis does.
+    for k in keys {
+        match db.peek(k, now).map(|e| &e.value) {
+            None | Some(Value::ZSet(_)) | Some(Value::Set(_)) => {}
+            Some(_) => return Err(WRONGTYPE.into()),
+        }
+    }
     let mut weights = vec![1.0; numkeys];
-    let mut agg = 0u8; // 0 sum, 1 min, 2 max
-    let mut i = 3 + numkeys;
-    while i < args.len() {
-        if eq_ic(args[i], "WEIGHTS") && i + numkeys < args.len() {
-            for (j, w) in weights.iter_mut().enumerate() {
-                *w = parse_float(args[i + 1 + j])
-                    .ok_or(CmdError::Static("ERR weight value is not a float"))?;
+    let mut agg = Aggregate::Sum;
+    let mut withscores = false;
+    let mut limit = 0usize;
+    let mut j = at + 1 + numkeys;
+    while j < args.len() {
+        let remaining = args.len() - j;
+        let o = args[j];
+        if op != SetOp::Diff && !card && remaining > numkeys && eq_ic(o, "WEIGHTS") {
+            for (w, a) in weights.iter_mut().zip(&args[j + 1..]) {
+                *w = parse_float(a).ok_or(CmdError::Static("ERR weight value is not a float"))?;
             }
-            i += 1 + numkeys;
-        } else if eq_ic(args[i], "AGGREGATE") && i + 1 < args.len() {
-            agg = if eq_ic(args[i + 1], "SUM") {
-                0
-            } else if eq_ic(args[i + 1], "MIN") {
-                1
-            } else if eq_ic(args[i + 1], "MAX") {
-                2
+            j += 1 + numkeys;
+        } else if op != SetOp::Diff && !card && remaining >= 2 && eq_ic(o, "AGGREGATE") {
+            let a = args[j + 1];
+            agg = if eq_ic(a, "SUM") {
+                Aggregate::Sum
+            } else if eq_ic(a, "MIN") {
+                Aggregate::Min
+            } else if eq_ic(a, "MAX") {
+                Aggregate::Max
             } else {
                 return Err(SYNTAX.into());
             };
-            i += 2;
+            j += 2;
+        } else if !store && !card && eq_ic(o, "WITHSCORES") {
+            withscores = true;
+            j += 1;
+        } else if card && remaining >= 2 && eq_ic(o, "LIMIT") {
+            limit = match int_arg(args[j + 1]) {
+                Ok(n) if n >= 0 => n as usize,
+                _ => return Err("ERR LIMIT can't be negative".into()),
+            };
+            j += 2;
         } else {
             return Err(SYNTAX.into());
         }
     }
-    let (db, out, now) = ctx.split();
-    let mut inputs: Vec<Vec<(Bytes, f64)>> = Vec::with_capacity(numkeys);
-    for k in keys {
-        let items = match db.peek(k, now).map(|e| &e.value) {
-            None => Vec::new(),
-            Some(Value::ZSet(z)) => z.dict.iter().map(|(m, s)| (m.clone(), *s)).collect(),
-            Some(Value::Set(s)) => s.set.iter().map(|m| (m.clone(), 1.0)).collect(),
-            Some(_) => return Err(WRONGTYPE.into()),
+    let mut srcs: Vec<(Src<'_>, f64)> = Vec::with_capacity(numkeys);
+    for (k, w) in keys.iter().zip(&weights) {
+        let src = match db.peek_ref(k, now).map(|e| &e.value) {
+            Some(Value::ZSet(z)) => Src::Z(z),
+            Some(Value::Set(s)) => Src::S(s),
+            _ => Src::None,
         };
-        inputs.push(items);
+        srcs.push((src, *w));
     }
-    let combine = |a: f64, b: f64| -> f64 {
-        match agg {
-            1 => a.min(b),
-            2 => a.max(b),
-            _ => {
-                let s = a + b;
-                if s.is_nan() { 0.0 } else { s }
+    let mut result: Vec<(Bytes, f64)> = Vec::new();
+    let mut cardinality = 0usize;
+    match op {
+        SetOp::Inter => {
+            // Smallest input first: it bounds the work (a stable sort, like Redis's qsort on
+            // cardinality up to ties).
+            srcs.sort_by_key(|(s, _)| s.len());
+            let (first, w0) = &srcs[0];
+            for (m, s) in first.items() {
+                let mut score = w0 * s;
+                if score.is_nan() {
+                    score = 0.0;
+                }
+                let mut all = true;
+                for (src, w) in &srcs[1..] {
+                    match src.score(m) {
+                        Some(v) => agg.apply(&mut score, v * w),
+                        None => {
+                            all = false;
+                            break;
+                        }
+                    }
+                }
+                if !all {
+                    continue;
+                }
+                if card {
+                    cardinality += 1;
+                    if limit > 0 && cardinality >= limit {
+                        break;
+                    }
+                } else {
+                    result.push((m.clone(), score));
+                }
             }
         }
-    };
-    let mut acc: hashbrown::HashMap<Bytes, (f64, usize)> = hashbrown::HashMap::new();
-    for (idx, items) in inputs.iter().enumerate() {
-        for (m, s) in items {
-            let v = s * weights[idx];
-            let v = if v.is_nan() { 0.0 } else { v };
-            acc.entry(m.clone())
-                .and_modify(|(cur, n)| {
-                    *cur = combine(*cur, v);
-                    *n += 1;
-                })
-                .or_insert((v, 1));
+        SetOp::Union => {
+            let mut acc: hashbrown::HashMap<&Bytes, f64> = hashbrown::HashMap::new();
+            for (src, w) in &srcs {
+                for (m, s) in src.items() {
+                    let mut score = w * s;
+                    if score.is_nan() {
+                        score = 0.0;
+                    }
+                    match acc.get_mut(m) {
+                        Some(cur) => agg.apply(cur, score),
+                        None => {
+                            acc.insert(m, score);
+                        }
+                    }
+                }
+            }
+            result = acc.into_iter().map(|(m, s)| (m.clone(), s)).collect();
+        }
+        SetOp::Diff => {
+            let (first, _) = &srcs[0];
+            for (m, s) in first.items() {
+                if srcs[1..].iter().all(|(src, _)| src.score(m).is_none()) {
+                    result.push((m.clone(), s));
+                }
+            }
         }
     }
-    let mut nz = ZSet::default();
-    for (m, (s, n)) in acc {
-        if !inter || n == numkeys {
-            nz.insert(&m, s);
+    if card {
+        out.int(cardinality as i64);
+        return Ok(());
+    }
+    let z = from_pairs(result);
+    if store {
+        let n = z.len();
+        if n == 0 {
+            db.remove(args[1]);
+            db.modified(args[1]);
+        } else {
+            db.insert(args[1], Value::ZSet(Box::new(z)), 0, now);
         }
+        out.int(n as i64);
+        return Ok(());
     }
-    let n = nz.len();
-    if n == 0 {
-        db.remove(args[1]);
-    } else {
-        db.insert(args[1], Value::ZSet(Box::new(nz)), 0, now);
-    }
-    out.int(n as i64);
+    let items: Vec<(Bytes, f64)> = z.list.iter().map(|(s, m)| (m.clone(), s)).collect();
+    reply_members(out, &items, withscores);
     Ok(())
 }
