@@ -129,6 +129,7 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("zset-max-listpack-value", "64"),
     ("zset-max-ziplist-entries", "128"),
     ("zset-max-ziplist-value", "64"),
+    ("hll-sparse-max-bytes", "3000"),
     ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"),
     ("latency-tracking", "yes"),

@@ -6,11 +6,16 @@
 //! buffer, and never know where a key lives. A cluster layer routes *before* dispatch, using
 //! the same key positions `COMMAND` reports ([`table::keys_of`]).
 
+pub mod bits;
+pub mod geo;
 pub mod hash;
+pub mod hll;
 pub mod keys;
+pub mod lcs;
 pub mod list;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod strings;
 pub mod table;
 pub mod zset;
