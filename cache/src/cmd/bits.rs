@@ -8,8 +8,7 @@ use crate::value::Value;
 
 const BAD_OFFSET: &str = "ERR bit offset is not an integer or out of range";
 const BAD_BIT: &str = "ERR bit is not an integer or out of range";
-const BAD_TYPE: &str =
-    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+const BAD_TYPE: &str = "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
 
 /// Parses a bit offset; with `bits > 0`, `#n` means `n * bits` (BITFIELD). The offset's byte
 /// must lie below `proto-max-bulk-len`, checked before anything is allocated.
@@ -225,7 +224,11 @@ fn first_bit(s: &[u8], bit: bool) -> i64 {
     let skip = if bit { 0u8 } else { 0xff };
     for (i, &b) in s.iter().enumerate() {
         if b != skip {
-            let lead = if bit { b.leading_zeros() } else { (!b).leading_zeros() };
+            let lead = if bit {
+                b.leading_zeros()
+            } else {
+                (!b).leading_zeros()
+            };
             return i as i64 * 8 + i64::from(lead);
         }
     }
@@ -327,7 +330,8 @@ pub fn bitop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         .map(|s| s.as_ref().map_or(0, |s| s.len()))
         .max()
         .unwrap_or(0);
-    let at = |s: &Option<Box<[u8]>>, j: usize| s.as_ref().and_then(|s| s.get(j)).copied().unwrap_or(0);
+    let at =
+        |s: &Option<Box<[u8]>>, j: usize| s.as_ref().and_then(|s| s.get(j)).copied().unwrap_or(0);
     if maxlen == 0 {
         db.remove(args[2]);
     } else {
@@ -463,10 +467,7 @@ fn signed_overflow(value: i64, incr: i64, bits: u32, ow: Overflow) -> Option<i64
             c as i64
         }
     };
-    if value > max
-        || (bits != 64 && incr > maxincr)
-        || (value >= 0 && incr > 0 && incr > maxincr)
-    {
+    if value > max || (bits != 64 && incr > maxincr) || (value >= 0 && incr > 0 && incr > maxincr) {
         Some(if ow == Overflow::Wrap { wrap() } else { max })
     } else if value < min
         || (bits != 64 && incr < minincr)

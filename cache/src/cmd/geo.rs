@@ -262,9 +262,17 @@ impl Shape {
         let bottom = rad_deg(hw / EARTH_RADIUS / deg_rad(self.lat - lat_delta).cos());
         let south = self.lat < 0.0;
         [
-            if south { self.lon - bottom } else { self.lon - top },
+            if south {
+                self.lon - bottom
+            } else {
+                self.lon - top
+            },
             self.lat - lat_delta,
-            if south { self.lon + bottom } else { self.lon + top },
+            if south {
+                self.lon + bottom
+            } else {
+                self.lon + top
+            },
             self.lat + lat_delta,
         ]
     }
@@ -484,7 +492,7 @@ pub fn geoadd(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         i += 1;
     }
-    if (args.len() - i) % 3 != 0 || (nx && xx) {
+    if !(args.len() - i).is_multiple_of(3) || (nx && xx) {
         return Err(SYNTAX.into());
     }
     // Rewritten as ZADD key [options] score member ..., as Redis does.
@@ -634,8 +642,9 @@ fn generic(
         }
         Mode::Member => {
             if let Some(z) = z {
-                let s = zs::score(z, args[2])
-                    .ok_or(CmdError::Static("ERR could not decode requested zset member"))?;
+                let s = zs::score(z, args[2]).ok_or(CmdError::Static(
+                    "ERR could not decode requested zset member",
+                ))?;
                 center = Some(decode_score(s));
                 let (r, c) = radius_arg(args[3], args[4])?;
                 kind = Some((Kind::Circle(r), c));
@@ -682,8 +691,9 @@ fn generic(
             storedist = true;
         } else if eq_ic(a, "FROMMEMBER") && rem > 1 && is_search && !fromloc {
             if let Some(z) = z {
-                let s = zs::score(z, args[i + 1])
-                    .ok_or(CmdError::Static("ERR could not decode requested zset member"))?;
+                let s = zs::score(z, args[i + 1]).ok_or(CmdError::Static(
+                    "ERR could not decode requested zset member",
+                ))?;
                 center = Some(decode_score(s));
             }
             frommember = true;
@@ -699,8 +709,7 @@ fn generic(
             i += 2;
         } else if eq_ic(a, "BYBOX") && rem > 3 && is_search && !byradius {
             let w = parse_float(args[i + 1]).ok_or(CmdError::Static("ERR need numeric width"))?;
-            let h =
-                parse_float(args[i + 2]).ok_or(CmdError::Static("ERR need numeric height"))?;
+            let h = parse_float(args[i + 2]).ok_or(CmdError::Static("ERR need numeric height"))?;
             if h < 0.0 || w < 0.0 {
                 return Err("ERR height or width cannot be negative".into());
             }

@@ -29,7 +29,8 @@ const VAL_MAX_VALUE: u8 = 32;
 const VAL_MAX_LEN: usize = 4;
 const ZERO_MAX_LEN: usize = 64;
 const XZERO_MAX_LEN: usize = 16384;
-const ALPHA_INF: f64 = 0.721347520444481703680;
+// 0.5 / ln(2), Redis's HLL_ALPHA_INF.
+const ALPHA_INF: f64 = 0.721_347_520_444_481_7;
 
 const INVALID: &str = "INVALIDOBJ Corrupted HLL object detected";
 const NOT_HLL: &str = "WRONGTYPE Key is not a valid HyperLogLog string value.";
@@ -174,7 +175,10 @@ fn create() -> Vec<u8> {
 
 /// Redis's `isHLLObjectOrReply`: magic, encoding and dense length.
 fn check(s: &[u8]) -> Result<(), CmdError> {
-    if s.len() < HDR || &s[..4] != b"HYLL" || s[4] > SPARSE || (s[4] == DENSE && s.len() != DENSE_SIZE)
+    if s.len() < HDR
+        || &s[..4] != b"HYLL"
+        || s[4] > SPARSE
+        || (s[4] == DENSE && s.len() != DENSE_SIZE)
     {
         return Err(NOT_HLL.into());
     }
@@ -209,7 +213,12 @@ fn to_dense(s: &mut Vec<u8>) -> Result<(), CmdError> {
 
 /// Redis's `hllSparseSet`: updates register `index` to `count` if larger, splitting opcodes in
 /// place and promoting to dense when needed. Ok(true) if changed.
-fn sparse_set(s: &mut Vec<u8>, index: usize, count: u8, max_bytes: usize) -> Result<bool, CmdError> {
+fn sparse_set(
+    s: &mut Vec<u8>,
+    index: usize,
+    count: u8,
+    max_bytes: usize,
+) -> Result<bool, CmdError> {
     if count > VAL_MAX_VALUE {
         return promote(s, index, count);
     }

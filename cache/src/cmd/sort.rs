@@ -135,7 +135,11 @@ fn generic(ctx: &mut Ctx<'_>, args: &[&[u8]], readonly: bool) -> CmdResult {
     let len = elems.len() as i64;
     let mut start = limit_start.max(0).min(len);
     let count = limit_count.max(-1).min(len);
-    let mut end = if count < 0 { len - 1 } else { start + count - 1 };
+    let mut end = if count < 0 {
+        len - 1
+    } else {
+        start + count - 1
+    };
     if start >= len {
         start = len - 1;
         end = len - 2;

@@ -910,11 +910,14 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
                     i += 3;
                     continue;
                 }
-                if cmd.name == "sort" && (a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by")) {
+                if cmd.name == "sort"
+                    && (a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by"))
+                {
                     i += 2;
                     continue;
                 }
-                if (a.eq_ignore_ascii_case(b"store") || (cmd.name != "sort" && a.eq_ignore_ascii_case(b"storedist")))
+                if (a.eq_ignore_ascii_case(b"store")
+                    || (cmd.name != "sort" && a.eq_ignore_ascii_case(b"storedist")))
                     && i + 1 < args.len()
                 {
                     store = Some(args[i + 1]);
