@@ -120,6 +120,14 @@ fn hll_bytes_match_redis() {
     s.cmd(&["PFADD", "d2", "x"]);
     assert_eq!(s.cmd(&["PFMERGE", "m", "s", "d2"]), "+OK\r\n");
     assert_eq!(s.cmd(&["PFCOUNT", "m"]), ":25\r\n");
+    assert_eq!(s.cmd(&["PFDEBUG", "ENCODING", "m"]), "+sparse\r\n");
+    assert_eq!(s.cmd(&["PFDEBUG", "TODENSE", "m"]), ":1\r\n");
+    assert_eq!(s.cmd(&["PFDEBUG", "ENCODING", "m"]), "+dense\r\n");
+    assert_eq!(s.cmd(&["PFCOUNT", "m"]), ":25\r\n");
+    assert_eq!(
+        s.cmd(&["PFDEBUG", "DECODE", "m"]),
+        "-ERR HLL encoding is not sparse\r\n"
+    );
 }
 
 #[test]

@@ -600,6 +600,130 @@ pub fn pfmerge(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// PFDEBUG GETREG|DECODE|ENCODING|TODENSE key
+pub fn pfdebug(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let sub = String::from_utf8_lossy(args[1]).into_owned();
+    let (db, out, now) = ctx.split();
+    let Some(mut v) = take(db, args[2], now)? else {
+        return Err("ERR The specified key does not exist".into());
+    };
+    let arity = |n: usize| -> Result<(), CmdError> {
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(format!("ERR Wrong number of arguments for the '{sub}' subcommand").into())
+        }
+    };
+    let mut changed = false;
+    let res = (|| -> CmdResult {
+        if sub.eq_ignore_ascii_case("getreg") {
+            arity(args.len())?;
+            if v[4] == SPARSE {
+                to_dense(&mut v)?;
+                changed = true;
+            }
+            out.array(REGISTERS);
+            for i in 0..REGISTERS {
+                out.int(i64::from(dense_get(&v[HDR..], i)));
+            }
+        } else if sub.eq_ignore_ascii_case("decode") {
+            arity(args.len())?;
+            if v[4] != SPARSE {
+                return Err("ERR HLL encoding is not sparse".into());
+            }
+            let ops = &v[HDR..];
+            let mut parts: Vec<String> = Vec::new();
+            let mut p = 0;
+            while p < ops.len() {
+                let b = ops[p];
+                if is_zero(b) {
+                    parts.push(format!("z:{}", zero_len(b)));
+                    p += 1;
+                } else if is_xzero(b) {
+                    let b2 = ops.get(p + 1).copied().unwrap_or(0);
+                    parts.push(format!("Z:{}", xzero_len(b, b2)));
+                    p += 2;
+                } else {
+                    parts.push(format!("v:{},{}", val_value(b), val_len(b)));
+                    p += 1;
+                }
+            }
+            out.bulk(parts.join(" ").as_bytes());
+        } else if sub.eq_ignore_ascii_case("encoding") {
+            arity(args.len())?;
+            out.simple(if v[4] == DENSE { "dense" } else { "sparse" });
+        } else if sub.eq_ignore_ascii_case("todense") {
+            arity(args.len())?;
+            let conv = v[4] == SPARSE;
+            if conv {
+                to_dense(&mut v)?;
+                changed = true;
+            }
+            out.int(i64::from(conv));
+        } else {
+            return Err(format!("ERR Unknown PFDEBUG subcommand '{sub}'").into());
+        }
+        Ok(())
+    })();
+    put(db, args[2], v, true, changed, now);
+    res
+}
+
+/// PFSELFTEST: Redis's internal check of register access and of the estimator's error, dense
+/// and sparse side by side.
+pub fn pfselftest(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
+    let max_bytes = sparse_max(ctx);
+    let mut regs = vec![0u8; DENSE_SIZE - HDR];
+    let mut bytes = vec![0u8; REGISTERS];
+    for _ in 0..1000 {
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = fastrand::u8(..) & REGISTER_MAX;
+            dense_set(&mut regs, i, *b);
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            let got = dense_get(&regs, i);
+            if got != b {
+                return Err(format!("TESTFAILED Register {i} should be {b} but is {got}").into());
+            }
+        }
+    }
+    let mut dense = create();
+    to_dense(&mut dense)?;
+    let mut sparse = create();
+    let relerr = 1.04 / (REGISTERS as f64).sqrt();
+    let mut checkpoint: u64 = 1;
+    let seed = fastrand::u64(..);
+    for j in 1..=10_000_000u64 {
+        let ele = (j ^ seed).to_ne_bytes();
+        add(&mut dense, &ele, max_bytes)?;
+        add(&mut sparse, &ele, max_bytes)?;
+        if j != checkpoint {
+            continue;
+        }
+        if j < (max_bytes / 2) as u64 && sparse[4] != SPARSE {
+            return Err("TESTFAILED sparse encoding not used".into());
+        }
+        let card = count_of(&dense)?;
+        if card != count_of(&sparse)? {
+            return Err("TESTFAILED dense/sparse disagree".into());
+        }
+        let abserr = (checkpoint as i64 - card as i64).unsigned_abs();
+        let maxerr = if j == 10 {
+            1
+        } else {
+            (relerr * 6.0 * checkpoint as f64).ceil() as u64
+        };
+        if abserr > maxerr {
+            return Err(
+                format!("TESTFAILED Too big error. card:{checkpoint} abserr:{abserr}").into(),
+            );
+        }
+        checkpoint *= 10;
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

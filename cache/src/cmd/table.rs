@@ -831,6 +831,8 @@ pub static COMMANDS: &[Command] = &[
     c("pfadd", -2, WDF, 1, 1, 1, &["@write", "@hyperloglog", "@fast"], hll::pfadd, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
     c("pfcount", -2, &["readonly", "may_replicate"], 1, -1, 1, &["@read", "@hyperloglog", "@slow"], hll::pfcount, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
     c("pfmerge", -2, WD, 1, -1, 1, &["@write", "@hyperloglog", "@slow"], hll::pfmerge, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
+    c("pfselftest", 1, &["admin"], 0, 0, 0, &["@hyperloglog", "@admin", "@slow", "@dangerous"], hll::pfselftest, "hyperloglog", "An internal command for testing HyperLogLog values."),
+    c("pfdebug", 3, &["write", "denyoom", "admin"], 2, 2, 1, &["@write", "@hyperloglog", "@admin", "@slow", "@dangerous"], hll::pfdebug, "hyperloglog", "Internal commands for debugging HyperLogLog values."),
     c("geoadd", -5, WD, 1, 1, 1, A_GW, geo::geoadd, "geo", "Adds one or more members to a geospatial index. The key is created if it doesn't exist."),
     c("geodist", -4, R, 1, 1, 1, A_GR, geo::geodist, "geo", "Returns the distance between two members of a geospatial index."),
     c("geohash", -2, R, 1, 1, 1, A_GR, geo::geohash, "geo", "Returns members from a geospatial index as geohash strings."),
