@@ -42,11 +42,6 @@ pub mod zs {
         }
         z
     }
-
-    /// Number of members.
-    pub fn len(z: &ZSet) -> usize {
-        z.len()
-    }
 }
 
 const STEP_MAX: u8 = 26;
