@@ -87,10 +87,12 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         .iter()
         .map(|c| c.name)
         // These end the session or change how later replies are framed; covered elsewhere.
+        // PFSELFTEST adds ten million elements whatever its arguments (minutes in a debug
+        // build); Redis's suite runs it.
         .filter(|n| {
             !matches!(
                 *n,
-                "quit" | "subscribe" | "psubscribe" | "hello" | "reset" | "multi"
+                "quit" | "subscribe" | "psubscribe" | "hello" | "reset" | "multi" | "pfselftest"
             )
         })
         .collect();
