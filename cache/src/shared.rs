@@ -132,6 +132,7 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("zset-max-ziplist-value", "64"),
     ("stream-node-max-bytes", "4096"),
     ("stream-node-max-entries", "100"),
+    ("hll-sparse-max-bytes", "3000"),
     ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"),
     ("latency-tracking", "yes"),

@@ -87,10 +87,12 @@ fn command() -> impl Strategy<Value = Vec<String>> {
         .iter()
         .map(|c| c.name)
         // These end the session or change how later replies are framed; covered elsewhere.
+        // PFSELFTEST adds ten million elements whatever its arguments (minutes in a debug
+        // build); Redis's suite runs it.
         .filter(|n| {
             !matches!(
                 *n,
-                "quit" | "subscribe" | "psubscribe" | "hello" | "reset" | "multi"
+                "quit" | "subscribe" | "psubscribe" | "hello" | "reset" | "multi" | "pfselftest"
             )
         })
         .collect();
@@ -146,9 +148,14 @@ proptest! {
     fn random_sessions_never_panic(cmds in proptest::collection::vec(command(), 1..40)) {
         let mut s = Session::new();
         for c in &cmds {
-            let args: Vec<&str> = c.iter().map(String::as_str).collect();
-            let reply = s.cmd(&args);
-            prop_assert!(well_formed(reply.as_bytes()), "{c:?} -> {reply:?}");
+            // Raw bytes, not `Session::cmd`'s lossy text: values may be binary (BITOP,
+            // PFADD), and a lossy conversion would break the bulk lengths checked here.
+            let mut req = format!("*{}\r\n", c.len()).into_bytes();
+            for a in c {
+                req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+            }
+            let reply = s.feed(&req);
+            prop_assert!(well_formed(&reply), "{c:?} -> {:?}", String::from_utf8_lossy(&reply));
             prop_assert!(!reply.is_empty(), "{c:?} gave no reply");
         }
     }

@@ -6,14 +6,19 @@
 //! buffer, and never know where a key lives. A cluster layer routes *before* dispatch, using
 //! the same key positions `COMMAND` reports ([`table::keys_of`]).
 
+pub mod bits;
 pub mod cluster;
 pub mod connection;
+pub mod geo;
 pub mod hash;
+pub mod hll;
 pub mod keys;
+pub mod lcs;
 pub mod list;
 pub mod pubsub;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod stream;
 pub mod strings;
 pub mod table;

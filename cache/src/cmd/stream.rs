@@ -180,11 +180,7 @@ struct AddTrimArgs {
     idpos: usize,
 }
 
-fn parse_add_trim(
-    args: &[&[u8]],
-    xadd: bool,
-    limits: NodeLimits,
-) -> Result<AddTrimArgs, CmdError> {
+fn parse_add_trim(args: &[&[u8]], xadd: bool, limits: NodeLimits) -> Result<AddTrimArgs, CmdError> {
     const BOTH: &str =
         "ERR syntax error, MAXLEN and MINID options at the same time are not compatible";
     let mut a = AddTrimArgs::default();
@@ -1411,8 +1407,8 @@ mod tests {
     use bytes::BytesMut;
 
     use crate::cluster::dump::{dump_key, state_commands};
-    use crate::session::Session;
     use crate::resp::Limits;
+    use crate::session::Session;
 
     #[test]
     fn xadd_ids_and_errors() {
@@ -1808,7 +1804,12 @@ mod tests {
         }
         // Whatever state that left replays exactly.
         let mut out = BytesMut::new();
-        dump_key(&s.shared().db.lock(), b"k", crate::session::now_ms(), &mut out);
+        dump_key(
+            &s.shared().db.lock(),
+            b"k",
+            crate::session::now_ms(),
+            &mut out,
+        );
         assert!(state_commands(b"k", &out, Limits::default()).is_ok());
         let mut b = Session::new();
         b.feed(&out);

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::{
-    CmdResult, Ctx, cluster, connection, hash, keys, list, pubsub, server, set, stream, strings,
-    transactions, zset,
+    CmdResult, Ctx, bits, cluster, connection, geo, hash, hll, keys, lcs, list, pubsub, server,
+    set, sort, stream, strings, transactions, zset,
 };
 
 /// A command handler; `args[0]` is the command name as sent.
@@ -126,6 +126,11 @@ const A_ADMIN: &[&str] = &["@admin", "@slow", "@dangerous"];
 const A_TX: &[&str] = &["@fast", "@transaction"];
 const A_TXS: &[&str] = &["@slow", "@transaction"];
 const A_SLOW: &[&str] = &["@slow"];
+const A_BR: &[&str] = &["@read", "@bitmap", "@fast"];
+const A_BRS: &[&str] = &["@read", "@bitmap", "@slow"];
+const A_BW: &[&str] = &["@write", "@bitmap", "@slow"];
+const A_GR: &[&str] = &["@read", "@geo", "@slow"];
+const A_GW: &[&str] = &["@write", "@geo", "@slow"];
 
 static CONFIG_SUBS: &[Command] = &[
     c(
@@ -843,6 +848,32 @@ pub static COMMANDS: &[Command] = &[
     // (replicating after a write, routing reads), so they carry their subcommands' kind.
     with_subs(c("xgroup", -2, W, 0, 0, 0, A_SLOW, stream::xgroup, "stream", "A container for consumer groups commands"), XGROUP_SUBS),
     with_subs(c("xinfo", -2, R, 0, 0, 0, A_SLOW, stream::xinfo, "stream", "A container for stream introspection commands"), XINFO_SUBS),
+    // bitmaps, HyperLogLog, geo, SORT, LCS (cache-bits)
+    c("setbit", 4, WD, 1, 1, 1, A_BW, bits::setbit, "bitmap", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
+    c("getbit", 3, RF, 1, 1, 1, A_BR, bits::getbit, "bitmap", "Returns a bit value by offset."),
+    c("bitcount", -2, R, 1, 1, 1, A_BRS, bits::bitcount, "bitmap", "Counts the number of set bits (population counting) in a string."),
+    c("bitpos", -3, R, 1, 1, 1, A_BRS, bits::bitpos, "bitmap", "Finds the first set (1) or clear (0) bit in a string."),
+    c("bitop", -4, WD, 2, -1, 1, A_BW, bits::bitop, "bitmap", "Performs bitwise operations on multiple strings, and stores the result."),
+    c("bitfield", -2, WD, 1, 1, 1, A_BW, bits::bitfield, "bitmap", "Performs arbitrary bitfield integer operations on strings."),
+    c("bitfield_ro", -2, RF, 1, 1, 1, A_BR, bits::bitfield_ro, "bitmap", "Performs arbitrary read-only bitfield integer operations on strings."),
+    c("pfadd", -2, WDF, 1, 1, 1, &["@write", "@hyperloglog", "@fast"], hll::pfadd, "hyperloglog", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist."),
+    c("pfcount", -2, &["readonly", "may_replicate"], 1, -1, 1, &["@read", "@hyperloglog", "@slow"], hll::pfcount, "hyperloglog", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s)."),
+    c("pfmerge", -2, WD, 1, -1, 1, &["@write", "@hyperloglog", "@slow"], hll::pfmerge, "hyperloglog", "Merges one or more HyperLogLog values into a single key."),
+    c("pfselftest", 1, &["admin"], 0, 0, 0, &["@hyperloglog", "@admin", "@slow", "@dangerous"], hll::pfselftest, "hyperloglog", "An internal command for testing HyperLogLog values."),
+    c("pfdebug", 3, &["write", "denyoom", "admin"], 2, 2, 1, &["@write", "@hyperloglog", "@admin", "@slow", "@dangerous"], hll::pfdebug, "hyperloglog", "Internal commands for debugging HyperLogLog values."),
+    c("geoadd", -5, WD, 1, 1, 1, A_GW, geo::geoadd, "geo", "Adds one or more members to a geospatial index. The key is created if it doesn't exist."),
+    c("geodist", -4, R, 1, 1, 1, A_GR, geo::geodist, "geo", "Returns the distance between two members of a geospatial index."),
+    c("geohash", -2, R, 1, 1, 1, A_GR, geo::geohash, "geo", "Returns members from a geospatial index as geohash strings."),
+    c("geopos", -2, R, 1, 1, 1, A_GR, geo::geopos, "geo", "Returns the longitude and latitude of members from a geospatial index."),
+    c("georadius", -6, WDM, 1, 1, 1, A_GW, geo::georadius, "geo", "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result."),
+    c("georadius_ro", -6, R, 1, 1, 1, A_GR, geo::georadius, "geo", "Returns members from a geospatial index that are within a distance from a coordinate."),
+    c("georadiusbymember", -5, WDM, 1, 1, 1, A_GW, geo::georadiusbymember, "geo", "Queries a geospatial index for members within a distance from a member, optionally stores the result."),
+    c("georadiusbymember_ro", -5, R, 1, 1, 1, A_GR, geo::georadiusbymember, "geo", "Returns members from a geospatial index that are within a distance from a member."),
+    c("geosearch", -7, R, 1, 1, 1, A_GR, geo::geosearch, "geo", "Queries a geospatial index for members inside an area of a box or a circle."),
+    c("geosearchstore", -8, WD, 1, 2, 1, A_GW, geo::geosearchstore, "geo", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result."),
+    c("sort", -2, WDM, 1, 1, 1, &["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"], sort::sort, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
+    c("sort_ro", -2, RM, 1, 1, 1, &["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"], sort::sort_ro, "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
+    c("lcs", -3, R, 1, 2, 1, A_SRS, lcs::lcs, "string", "Finds the longest common substring."),
 ];
 
 // Stream ACL categories and subcommands (cmd/stream.rs).
@@ -1056,6 +1087,37 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
         "blmpop" => numkeys_at(2, 0),
         "zunion" | "zinter" | "zintercard" | "zdiff" | "zmpop" => numkeys_at(1, 0),
         "bzmpop" => numkeys_at(2, 0),
+        // The source key, plus the STORE destination (BY/GET patterns are not keys a router
+        // can know; Redis reports only these too).
+        "sort" | "georadius" | "georadiusbymember" => {
+            let mut keys = vec![*args.get(1)?];
+            let mut store = None;
+            let mut i = 2;
+            while i < args.len() {
+                let a = args[i];
+                if cmd.name == "sort" && a.eq_ignore_ascii_case(b"limit") {
+                    i += 3;
+                    continue;
+                }
+                if cmd.name == "sort"
+                    && (a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by"))
+                {
+                    i += 2;
+                    continue;
+                }
+                if (a.eq_ignore_ascii_case(b"store")
+                    || (cmd.name != "sort" && a.eq_ignore_ascii_case(b"storedist")))
+                    && i + 1 < args.len()
+                {
+                    store = Some(args[i + 1]);
+                    i += 2;
+                    continue;
+                }
+                i += 1;
+            }
+            keys.extend(store);
+            Some(keys)
+        }
         _ => {
             if cmd.first == 0 {
                 return Some(Vec::new());
