@@ -86,10 +86,25 @@ async fn run(
                 _ = conn.waiter.notified() => false,
                 _ = sleep_until_ms(block.deadline) => true,
             };
-            shared.db.lock().unblock(&block.keys, &conn.waiter);
+            // The waiter keeps its place in the keys' lines while its command runs again: if
+            // it blocks anew it stays first in line (Redis serves blocked clients in order).
             conn.retry_deadline = Some(block.deadline);
             run_owned(shared, conn, &mut out, &block.args, !timed_out);
             conn.retry_deadline = None;
+            {
+                let mut db = shared.db.lock();
+                if !timed_out {
+                    db.pass_on(&block.keys, &conn.waiter);
+                }
+                let still: &[crate::value::Bytes] = conn.block.as_ref().map_or(&[], |b| &b.keys);
+                let gone: Vec<crate::value::Bytes> = block
+                    .keys
+                    .iter()
+                    .filter(|k| !still.contains(k))
+                    .cloned()
+                    .collect();
+                db.unblock(&gone, &conn.waiter);
+            }
             if conn.block.is_none() {
                 // Answered: continue with the requests pipelined after it.
                 let (consumed, _) = process(shared, conn, &inbuf, &mut out);

@@ -115,6 +115,8 @@ pub struct Db {
     pub lfu_decay_time: u32,
     /// Counters.
     pub stats: DbStats,
+    /// Changes to the keyspace since start (`rdb_changes_since_last_save`: nothing is saved).
+    pub changes: u64,
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
@@ -142,6 +144,7 @@ impl Db {
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             stats: DbStats::default(),
+            changes: 0,
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
@@ -309,6 +312,7 @@ impl Db {
         if e.expire_at != 0 {
             self.volatile -= 1;
         }
+        self.changes += 1;
         self.touch_watchers(&k);
         // A blocked XREADGROUP must learn that its stream is gone (it answers with an error);
         // other blocked commands run again, find nothing and wait on.
@@ -362,17 +366,33 @@ impl Db {
     }
 
     fn after_write(&mut self, key: &[u8]) {
+        self.changes += 1;
         self.touch_watchers(key);
         self.wake(key);
     }
 
-    /// Wakes every connection blocked on `key`.
+    /// Wakes the first connection blocked on `key`. Redis serves blocked clients in the order
+    /// they blocked: the woken one runs its command again and then hands the turn to the next
+    /// in line ([`Db::pass_on`]), so the first to block gets the first element and every
+    /// waiter still gets its chance (a stream reader that needs a later ID re-blocks and
+    /// passes on).
     fn wake(&mut self, key: &[u8]) {
         if !self.blocked.is_empty()
-            && let Some(waiters) = self.blocked.remove(key)
+            && let Some(first) = self.blocked.get(key).and_then(|ws| ws.first())
         {
-            for w in waiters {
-                w.notify_one();
+            first.notify_one();
+        }
+    }
+
+    /// After `waiter` ran its blocking command again (served or blocked anew): wakes the
+    /// waiter after it on each of `keys`, so every waiter runs in the order it blocked.
+    pub fn pass_on(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        for k in keys {
+            if let Some(ws) = self.blocked.get(k)
+                && let Some(pos) = ws.iter().position(|w| Arc::ptr_eq(w, waiter))
+                && let Some(next) = ws.get(pos + 1)
+            {
+                next.notify_one();
             }
         }
     }
@@ -406,13 +426,14 @@ impl Db {
         self.dirty.remove(&client)
     }
 
-    /// Registers a waiter for a push to any of `keys` (BLPOP and friends).
+    /// Registers a waiter for a push to any of `keys` (BLPOP and friends). A waiter already
+    /// in a key's line (it ran again after a wake-up and found nothing) keeps its place.
     pub fn block_on(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
         for k in keys {
-            self.blocked
-                .entry(k.clone())
-                .or_default()
-                .push(waiter.clone());
+            let ws = self.blocked.entry(k.clone()).or_default();
+            if !ws.iter().any(|w| Arc::ptr_eq(w, waiter)) {
+                ws.push(waiter.clone());
+            }
         }
     }
 
@@ -440,11 +461,14 @@ impl Db {
     /// Deletes every key (FLUSHDB/FLUSHALL); returns how many there were.
     pub fn flush(&mut self) -> usize {
         let n = self.map.len();
+        self.changes += n as u64;
         let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
         self.dirty.extend(watched);
         // Blocked commands run again against the empty keyspace (XREADGROUP answers that its
         // stream is gone).
-        for (_, waiters) in self.blocked.drain() {
+        // Everyone is woken at once (each finds its key gone); the lines stay, so a waiter
+        // that blocks again keeps its place.
+        for waiters in self.blocked.values() {
             for w in waiters {
                 w.notify_one();
             }
@@ -644,6 +668,41 @@ mod tests {
 
     fn s(v: &str) -> Value {
         Value::Str(v.as_bytes().into())
+    }
+
+    #[test]
+    fn blocked_waiters_are_woken_in_the_order_they_blocked() {
+        use futures::FutureExt;
+        let woken = |w: &Arc<Notify>| w.notified().now_or_never().is_some();
+        let mut db = Db::new();
+        let (a, b, c) = (
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+        );
+        let keys: Vec<Bytes> = vec![b"k".as_slice().into()];
+        for w in [&a, &b, &c] {
+            db.block_on(&keys, w);
+        }
+        db.insert(b"k", s("x"), 0, 0);
+        // Only the first in line runs; the others wait for their turn.
+        assert!(woken(&a));
+        assert!(!woken(&b) && !woken(&c));
+        // The first found nothing it wanted and blocks again: it keeps its place, and hands
+        // the turn to the next.
+        db.block_on(&keys, &a);
+        db.pass_on(&keys, &a);
+        assert!(woken(&b));
+        assert!(!woken(&c));
+        // The second is served and leaves; the third gets the turn.
+        db.pass_on(&keys, &b);
+        db.unblock(&keys, &b);
+        assert!(woken(&c));
+        assert_eq!(db.blocked_clients(), 2);
+        // The next write wakes the first in line again.
+        db.insert(b"k", s("y"), 0, 0);
+        assert!(woken(&a));
+        assert!(!woken(&c));
     }
 
     #[test]

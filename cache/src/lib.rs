@@ -31,6 +31,7 @@ pub mod config;
 pub mod conn;
 pub mod db;
 pub mod glob;
+pub mod introspect;
 pub mod metrics;
 pub mod placement;
 pub mod pubsub;

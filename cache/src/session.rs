@@ -164,7 +164,9 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
             if ctx.conn.multi.is_some() {
                 ctx.conn.multi_failed = true;
             }
-            ctx.out.error(&unknown_command(args));
+            let e = unknown_command(args);
+            ctx.shared.intro.rejected(None, e.as_bytes());
+            ctx.out.error(&e);
             return;
         }
     };
@@ -172,16 +174,16 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         if ctx.conn.multi.is_some() {
             ctx.conn.multi_failed = true;
         }
-        ctx.out.error(&format!(
-            "ERR wrong number of arguments for '{}' command",
-            cmd.name
-        ));
+        let e = format!("ERR wrong number of arguments for '{}' command", cmd.name);
+        ctx.shared.intro.rejected(Some(cmd.name), e.as_bytes());
+        ctx.out.error(&e);
         return;
     }
     if !ctx.conn.authenticated && !cmd.flags.contains(&"no_auth") {
         if ctx.conn.multi.is_some() {
             ctx.conn.multi_failed = true;
         }
+        ctx.shared.intro.rejected(Some(cmd.name), b"NOAUTH");
         ctx.out.error("NOAUTH Authentication required.");
         return;
     }

@@ -84,6 +84,8 @@ pub struct Shared {
     /// Where keys live when the server runs on a mesh (the cluster); unset: every slot is
     /// here.
     pub placement: std::sync::OnceLock<Arc<dyn crate::placement::Placement>>,
+    /// Command, error, slow log and latency records.
+    pub intro: crate::introspect::Introspection,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -181,6 +183,7 @@ impl Shared {
             metrics,
             maxclients: AtomicUsize::new(10000),
             placement: std::sync::OnceLock::new(),
+            intro: Default::default(),
         }
     }
 
@@ -267,6 +270,33 @@ impl Shared {
                     .parse()
                     .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
                 self.maxclients.store(v, Ordering::Relaxed);
+            }
+            "slowlog-log-slower-than" => {
+                let v: i64 = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.intro.slowlog_slower_than.store(v, Ordering::Relaxed);
+            }
+            "slowlog-max-len" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.intro.slowlog_max_len.store(v, Ordering::Relaxed);
+                self.intro.slowlog_trim(v);
+            }
+            "latency-monitor-threshold" => {
+                let v: u64 = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.intro.latency_threshold.store(v, Ordering::Relaxed);
+            }
+            "latency-tracking" => {
+                let v = match value.to_ascii_lowercase().as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(invalid("argument must be 'yes' or 'no'")),
+                };
+                self.intro.latency_tracking.store(v, Ordering::Relaxed);
             }
             "databases" if value != "1" => {
                 return Err(invalid("a cache node has exactly one database"));

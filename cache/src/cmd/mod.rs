@@ -12,6 +12,7 @@ pub mod connection;
 pub mod geo;
 pub mod hash;
 pub mod hll;
+pub mod introspect;
 pub mod keys;
 pub mod lcs;
 pub mod list;
@@ -154,12 +155,44 @@ impl<'a> Ctx<'a> {
                 return;
             }
         }
+        let start = std::time::Instant::now();
+        let offset = self.out.buf.len();
+        let was_blocked = self.conn.block.is_some();
         if let Err(e) = (cmd.handler)(self, args) {
             match e {
                 CmdError::Static(s) => self.out.error(s),
                 CmdError::Owned(s) => self.out.error(&s),
             }
         }
+        // A command that went to wait is counted once, when it is served.
+        if !was_blocked && self.conn.block.is_some() {
+            return;
+        }
+        self.ran(cmd, args, start.elapsed().as_micros() as u64, offset);
+    }
+
+    /// Records a finished command for INFO commandstats/errorstats, SLOWLOG and LATENCY.
+    fn ran(&mut self, cmd: &'static table::Command, args: &[&[u8]], usec: u64, offset: usize) {
+        let full = if !cmd.subcommands.is_empty() && args.len() > 1 {
+            table::lookup_sub(cmd, args[1]).unwrap_or(cmd)
+        } else {
+            cmd
+        };
+        let reply = self.out.buf.get(offset..).unwrap_or_default();
+        let error = match reply.first() {
+            Some(b'-') => Some(&reply[1..]),
+            _ => None,
+        };
+        self.shared.intro.record(&crate::introspect::Ran {
+            name: full.name,
+            args,
+            usec,
+            error,
+            slowlog: !cmd.flags.contains(&"skip_slowlog"),
+            fast: cmd.flags.contains(&"fast"),
+            client: &self.conn.info,
+            now: self.now,
+        });
     }
 
     /// Asks the connection to block for a push to `keys` (if allowed); returns false if the

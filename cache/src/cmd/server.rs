@@ -240,6 +240,18 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         "config|resetstat" => {
             ctx.db().stats = Default::default();
+            ctx.shared.intro.reset_stats();
+            let st = &ctx.shared.stats;
+            for a in [
+                &st.connections,
+                &st.commands,
+                &st.net_in,
+                &st.net_out,
+                &st.rejected,
+                &st.protocol_errors,
+            ] {
+                a.store(0, Ordering::Relaxed);
+            }
             ctx.out.ok();
         }
         "config|rewrite" => return Err("ERR The server is running without a config file".into()),
@@ -293,11 +305,14 @@ fn cpu_times() -> (f64, f64) {
 
 /// The text of `INFO` for the given sections.
 pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
-    let all = sections.is_empty()
-        || sections
-            .iter()
-            .any(|s| s == "all" || s == "everything" || s == "default");
-    let want = |name: &str| all || sections.iter().any(|s| s == name);
+    // `default` (or no argument) is every section but the per-command ones; `all` and
+    // `everything` add those.
+    let everything = sections.iter().any(|s| s == "all" || s == "everything");
+    let default = sections.is_empty() || sections.iter().any(|s| s == "default");
+    let want = |name: &str| {
+        let per_command = matches!(name, "commandstats" | "latencystats");
+        everything || (default && !per_command) || sections.iter().any(|s| s == name)
+    };
     let shared = ctx.shared;
     let now = ctx.now;
     let mut t = String::new();
@@ -325,7 +340,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             shared.maxclients.load(Ordering::Relaxed)
         );
     }
-    let (used, maxmem, keys, volatile, stats, policy) = {
+    let (used, maxmem, keys, volatile, stats, policy, changes) = {
         let db = ctx.db();
         (
             db.used_memory() as u64,
@@ -334,6 +349,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             db.volatile_count(),
             db.stats.clone(),
             db.policy,
+            db.changes,
         )
     };
     if want("memory") {
@@ -360,7 +376,8 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
     if want("persistence") {
         let _ = write!(
             t,
-            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
+            changes,
             now / 1000 - uptime
         );
     }
@@ -372,7 +389,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         let s = &shared.stats;
         let _ = write!(
             t,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{chans}\r\npubsub_patterns:{pats}\r\ntotal_error_replies:0\r\nunexpected_error_replies:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{chans}\r\npubsub_patterns:{pats}\r\ntotal_error_replies:{}\r\nunexpected_error_replies:{}\r\n\r\n",
             s.connections.load(Ordering::Relaxed),
             s.commands.load(Ordering::Relaxed),
             s.net_in.load(Ordering::Relaxed),
@@ -382,6 +399,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             stats.evicted,
             stats.hits,
             stats.misses,
+            shared.intro.errors().1,
             s.protocol_errors.load(Ordering::Relaxed),
         );
     }
@@ -396,14 +414,58 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         let (sys, user) = cpu_times();
         let _ = write!(
             t,
-            "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n\r\n"
+            "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\r\n"
         );
     }
     if want("modules") {
         t.push_str("# Modules\r\n\r\n");
     }
+    if want("commandstats") {
+        t.push_str("# Commandstats\r\n");
+        for (name, st) in shared.intro.commands() {
+            if st.calls == 0 && st.rejected == 0 && st.failed == 0 {
+                continue;
+            }
+            let _ = write!(
+                t,
+                "cmdstat_{name}:calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
+                st.calls,
+                st.usec,
+                if st.calls > 0 {
+                    st.usec as f64 / st.calls as f64
+                } else {
+                    0.0
+                },
+                st.rejected,
+                st.failed
+            );
+        }
+        t.push_str("\r\n");
+    }
     if want("errorstats") {
-        t.push_str("# Errorstats\r\n\r\n");
+        t.push_str("# Errorstats\r\n");
+        for (code, n) in shared.intro.errors().0 {
+            let _ = write!(t, "errorstat_{code}:count={n}\r\n");
+        }
+        t.push_str("\r\n");
+    }
+    if want("latencystats") {
+        t.push_str("# Latencystats\r\n");
+        if shared.intro.latency_tracking.load(Ordering::Relaxed) {
+            for (name, st) in shared.intro.commands() {
+                if st.hist.iter().all(|&n| n == 0) {
+                    continue;
+                }
+                let _ = write!(
+                    t,
+                    "latency_percentiles_usec_{name}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                    st.percentile(50.0),
+                    st.percentile(99.0),
+                    st.percentile(99.9)
+                );
+            }
+        }
+        t.push_str("\r\n");
     }
     if want("cluster") {
         t.push_str("# Cluster\r\ncluster_enabled:1\r\n");

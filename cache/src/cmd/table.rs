@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::{
-    CmdResult, Ctx, bits, cluster, connection, geo, hash, hll, keys, lcs, list, pubsub, server,
-    set, sort, stream, strings, transactions, zset,
+    CmdResult, Ctx, bits, cluster, connection, geo, hash, hll, introspect, keys, lcs, list, pubsub,
+    server, set, sort, stream, strings, transactions, zset,
 };
 
 /// A command handler; `args[0]` is the command name as sent.
@@ -194,6 +194,27 @@ static CONFIG_SUBS: &[Command] = &[
         "Returns helpful text about the different subcommands.",
     ),
 ];
+
+// SLOWLOG and LATENCY subcommands (cmd/introspect.rs).
+const ADM: &[&str] = &["admin", "noscript", "loading", "stale"];
+#[rustfmt::skip]
+static SLOWLOG_SUBS: &[Command] = &[
+    c("slowlog|get", -2, &["admin", "loading", "stale"], 0, 0, 0, A_ADMIN, introspect::slowlog, "server", "Returns the slow log's entries."),
+    c("slowlog|len", 2, &["admin", "loading", "stale"], 0, 0, 0, A_ADMIN, introspect::slowlog, "server", "Returns the number of entries in the slow log."),
+    c("slowlog|reset", 2, &["admin", "loading", "stale"], 0, 0, 0, A_ADMIN, introspect::slowlog, "server", "Clears all entries from the slow log."),
+    c("slowlog|help", 2, &["loading", "stale"], 0, 0, 0, A_SLOW, introspect::slowlog, "server", "Show helpful text about the different subcommands"),
+];
+#[rustfmt::skip]
+static LATENCY_SUBS: &[Command] = &[
+    c("latency|doctor", 2, ADM, 0, 0, 0, A_ADMIN, introspect::latency, "server", "Returns a human-readable latency analysis report."),
+    c("latency|graph", 3, ADM, 0, 0, 0, A_ADMIN, introspect::latency, "server", "Returns a latency graph for an event."),
+    c("latency|help", 2, &["loading", "stale"], 0, 0, 0, A_SLOW, introspect::latency, "server", "Returns helpful text about the different subcommands."),
+    c("latency|histogram", -2, ADM, 0, 0, 0, A_ADMIN, introspect::latency, "server", "Returns the cumulative distribution of latencies of a subset or all commands."),
+    c("latency|history", 3, ADM, 0, 0, 0, A_ADMIN, introspect::latency, "server", "Returns timestamp-latency samples for an event."),
+    c("latency|latest", 2, ADM, 0, 0, 0, A_ADMIN, introspect::latency, "server", "Returns the latest latency samples for all events."),
+    c("latency|reset", -2, ADM, 0, 0, 0, A_ADMIN, introspect::latency, "server", "Resets the latency data for one or more events."),
+];
+// End of SLOWLOG and LATENCY subcommands.
 
 static CLIENT_SUBS: &[Command] = &[
     c(
@@ -820,6 +841,10 @@ pub static COMMANDS: &[Command] = &[
     with_subs(c("config", -2, NONE, 0, 0, 0, A_SLOW, server::config, "server", "A container for server configuration commands."), CONFIG_SUBS),
     with_subs(c("cluster", -2, NONE, 0, 0, 0, A_SLOW, cluster::cluster, "cluster", "A container for Redis Cluster commands."), CLUSTER_SUBS),
     with_subs(c("memory", -2, NONE, 0, 0, 0, A_SLOW, server::memory, "server", "A container for memory diagnostics commands."), MEMORY_SUBS),
+    // SLOWLOG and LATENCY (cmd/introspect.rs)
+    with_subs(c("slowlog", -2, NONE, 0, 0, 0, A_SLOW, introspect::slowlog, "server", "A container for slow log commands."), SLOWLOG_SUBS),
+    with_subs(c("latency", -2, NONE, 0, 0, 0, A_SLOW, introspect::latency, "server", "A container for latency diagnostics commands."), LATENCY_SUBS),
+    // End of SLOWLOG and LATENCY.
     c("info", -1, &["loading", "stale"], 0, 0, 0, &["@slow", "@dangerous"], server::info, "server", "Returns information and statistics about the server."),
     c("time", 1, &["loading", "stale", "fast"], 0, 0, 0, &["@fast"], server::time, "server", "Returns the server time."),
     c("lastsave", 1, &["loading", "stale", "fast"], 0, 0, 0, &["@fast", "@admin", "@dangerous"], server::lastsave, "server", "Returns the Unix timestamp of the last successful save to disk."),

@@ -1,0 +1,331 @@
+//! What the server records about the commands it runs, for `INFO commandstats`,
+//! `INFO errorstats`, `INFO latencystats`, `SLOWLOG`, `LATENCY` and `CONFIG RESETSTAT`.
+//!
+//! The settings the hot path reads (`slowlog-log-slower-than`, `latency-tracking`...) are
+//! atomics so that a command checks them without a lock; the records themselves live behind
+//! one mutex, taken once per command after it ran.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+/// Arguments of a slow log entry beyond this are summarized (Redis's `SLOWLOG_ENTRY_MAX_ARGC`).
+const SLOWLOG_MAX_ARGC: usize = 32;
+/// Bytes of one argument kept in a slow log entry (`SLOWLOG_ENTRY_MAX_STRING`).
+const SLOWLOG_MAX_STRING: usize = 128;
+/// Samples kept per latency event (`LATENCY_TS_LEN`).
+const LATENCY_TS_LEN: usize = 160;
+
+/// Calls of one command (or subcommand), as `INFO commandstats` shows them.
+#[derive(Debug, Default, Clone)]
+pub struct CmdStat {
+    /// Times it ran.
+    pub calls: u64,
+    /// Microseconds spent in it.
+    pub usec: u64,
+    /// Refused before running (wrong arity, ...).
+    pub rejected: u64,
+    /// Ran and answered with an error.
+    pub failed: u64,
+    /// Run times by power-of-two microsecond bucket: bucket `i` holds runs of at most `2^i` us.
+    pub hist: [u64; 32],
+}
+
+impl CmdStat {
+    /// The run time (us) below which `p` percent of the runs fall, at bucket resolution.
+    pub fn percentile(&self, p: f64) -> f64 {
+        let total: u64 = self.hist.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.hist.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return (1u64 << i) as f64;
+            }
+        }
+        (1u64 << (self.hist.len() - 1)) as f64
+    }
+}
+
+/// One slow log entry.
+#[derive(Debug, Clone)]
+pub struct SlowEntry {
+    /// Unique, increasing id.
+    pub id: u64,
+    /// Unix seconds when the command ran.
+    pub time: u64,
+    /// Run time in microseconds.
+    pub usec: u64,
+    /// The arguments, summarized as Redis does.
+    pub args: Vec<Vec<u8>>,
+    /// `ip:port` of the client.
+    pub addr: String,
+    /// The client's name.
+    pub name: String,
+}
+
+/// One latency event's samples (`LATENCY HISTORY`) and its maximum.
+#[derive(Debug, Default, Clone)]
+pub struct LatencyEvent {
+    /// (Unix seconds, milliseconds), oldest first; one sample per second at most.
+    pub samples: VecDeque<(u64, u64)>,
+    /// The largest latency seen.
+    pub max: u64,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    cmds: BTreeMap<&'static str, CmdStat>,
+    errors: BTreeMap<String, u64>,
+    total_errors: u64,
+    slowlog: VecDeque<SlowEntry>,
+    slow_next_id: u64,
+    events: BTreeMap<String, LatencyEvent>,
+}
+
+/// The records and the settings that steer them.
+#[derive(Debug)]
+pub struct Introspection {
+    /// `slowlog-log-slower-than` in microseconds (negative: off).
+    pub slowlog_slower_than: AtomicI64,
+    /// `slowlog-max-len`.
+    pub slowlog_max_len: AtomicUsize,
+    /// `latency-monitor-threshold` in milliseconds (0: off).
+    pub latency_threshold: AtomicU64,
+    /// `latency-tracking` (per-command histograms).
+    pub latency_tracking: AtomicBool,
+    rec: Mutex<Records>,
+}
+
+impl Default for Introspection {
+    fn default() -> Self {
+        Self {
+            slowlog_slower_than: AtomicI64::new(10_000),
+            slowlog_max_len: AtomicUsize::new(128),
+            latency_threshold: AtomicU64::new(0),
+            latency_tracking: AtomicBool::new(true),
+            rec: Mutex::new(Records::default()),
+        }
+    }
+}
+
+/// What one finished command reports.
+#[derive(Debug)]
+pub struct Ran<'a> {
+    /// Full name (`config|get` for a subcommand).
+    pub name: &'static str,
+    /// Its arguments as sent.
+    pub args: &'a [&'a [u8]],
+    /// Run time in microseconds.
+    pub usec: u64,
+    /// The error reply's text (`ERR ...`) if it failed.
+    pub error: Option<&'a [u8]>,
+    /// Whether it may be logged in the slow log (not `EXEC`).
+    pub slowlog: bool,
+    /// Whether it is flagged `fast` (latency event `fast-command`, else `command`).
+    pub fast: bool,
+    /// The client that ran it.
+    pub client: &'a crate::shared::ClientInfo,
+    /// Unix milliseconds now.
+    pub now: u64,
+}
+
+/// The code of an error reply: its first word (`ERR`, `WRONGTYPE`...), as `errorstats` keys
+/// it.
+pub fn error_code(msg: &[u8]) -> String {
+    let end = msg
+        .iter()
+        .position(|&c| c == b' ' || c == b'\r')
+        .unwrap_or(msg.len());
+    String::from_utf8_lossy(&msg[..end.min(64)]).into_owned()
+}
+
+impl Introspection {
+    /// Records one command that ran.
+    pub fn record(&self, r: &Ran<'_>) {
+        let slower = self.slowlog_slower_than.load(Ordering::Relaxed);
+        let threshold = self.latency_threshold.load(Ordering::Relaxed);
+        let tracking = self.latency_tracking.load(Ordering::Relaxed);
+        let mut rec = self.rec.lock();
+        let st = rec.cmds.entry(r.name).or_default();
+        st.calls += 1;
+        st.usec += r.usec;
+        if tracking {
+            let b = (64 - r.usec.max(1).saturating_sub(1).leading_zeros()) as usize;
+            st.hist[b.min(31)] += 1;
+        }
+        if let Some(e) = r.error {
+            st.failed += 1;
+            rec.total_errors += 1;
+            *rec.errors.entry(error_code(e)).or_default() += 1;
+        }
+        if r.slowlog && slower >= 0 && r.usec >= slower as u64 {
+            let max = self.slowlog_max_len.load(Ordering::Relaxed);
+            let id = rec.slow_next_id;
+            rec.slow_next_id += 1;
+            rec.slowlog.push_front(SlowEntry {
+                id,
+                time: r.now / 1000,
+                usec: r.usec,
+                args: slowlog_args(r.args),
+                addr: r.client.addr.to_string(),
+                name: r.client.name.lock().clone(),
+            });
+            rec.slowlog.truncate(max);
+        }
+        let ms = r.usec / 1000;
+        if threshold > 0 && ms >= threshold {
+            let name = if r.fast { "fast-command" } else { "command" };
+            add_sample(&mut rec, name, r.now / 1000, ms);
+        }
+    }
+
+    /// Records a command refused before it ran (`rejected_calls`) with its error reply; `name`
+    /// is `None` for an unknown command.
+    pub fn rejected(&self, name: Option<&'static str>, error: &[u8]) {
+        let mut rec = self.rec.lock();
+        if let Some(n) = name {
+            rec.cmds.entry(n).or_default().rejected += 1;
+        }
+        rec.total_errors += 1;
+        *rec.errors.entry(error_code(error)).or_default() += 1;
+    }
+
+    /// Records a latency event of `ms` milliseconds at Unix second `now_s` if it reaches
+    /// `latency-monitor-threshold`.
+    pub fn latency_event(&self, name: &str, now_s: u64, ms: u64) {
+        let threshold = self.latency_threshold.load(Ordering::Relaxed);
+        if threshold > 0 && ms >= threshold {
+            add_sample(&mut self.rec.lock(), name, now_s, ms);
+        }
+    }
+
+    /// `CONFIG RESETSTAT`: forgets command and error statistics.
+    pub fn reset_stats(&self) {
+        let mut rec = self.rec.lock();
+        rec.cmds.clear();
+        rec.errors.clear();
+        rec.total_errors = 0;
+    }
+
+    /// Command statistics by full name.
+    pub fn commands(&self) -> BTreeMap<&'static str, CmdStat> {
+        self.rec.lock().cmds.clone()
+    }
+
+    /// Error replies by code, and their total.
+    pub fn errors(&self) -> (BTreeMap<String, u64>, u64) {
+        let rec = self.rec.lock();
+        (rec.errors.clone(), rec.total_errors)
+    }
+
+    /// The newest `count` slow log entries (all if `None`), newest first.
+    pub fn slowlog(&self, count: Option<usize>) -> Vec<SlowEntry> {
+        let rec = self.rec.lock();
+        let n = count.unwrap_or(rec.slowlog.len());
+        rec.slowlog.iter().take(n).cloned().collect()
+    }
+
+    /// Entries in the slow log.
+    pub fn slowlog_len(&self) -> usize {
+        self.rec.lock().slowlog.len()
+    }
+
+    /// Empties the slow log.
+    pub fn slowlog_reset(&self) {
+        self.rec.lock().slowlog.clear();
+    }
+
+    /// Drops slow log entries beyond a new `slowlog-max-len`.
+    pub fn slowlog_trim(&self, max: usize) {
+        self.rec.lock().slowlog.truncate(max);
+    }
+
+    /// Latency events by name.
+    pub fn events(&self) -> BTreeMap<String, LatencyEvent> {
+        self.rec.lock().events.clone()
+    }
+
+    /// Forgets the named events (all if empty); returns how many were forgotten.
+    pub fn reset_events(&self, names: &[String]) -> usize {
+        let mut rec = self.rec.lock();
+        if names.is_empty() {
+            let n = rec.events.len();
+            rec.events.clear();
+            return n;
+        }
+        names
+            .iter()
+            .filter(|n| rec.events.remove(n.as_str()).is_some())
+            .count()
+    }
+}
+
+fn add_sample(rec: &mut Records, name: &str, now_s: u64, ms: u64) {
+    let ev = rec.events.entry(name.to_owned()).or_default();
+    ev.max = ev.max.max(ms);
+    // One sample per second: a second event in the same second keeps the larger latency.
+    if let Some(last) = ev.samples.back_mut()
+        && last.0 == now_s
+    {
+        last.1 = last.1.max(ms);
+        return;
+    }
+    ev.samples.push_back((now_s, ms));
+    if ev.samples.len() > LATENCY_TS_LEN {
+        ev.samples.pop_front();
+    }
+}
+
+/// The arguments as the slow log keeps them: at most 32 (the last one then says how many more
+/// there were), each at most 128 bytes (then followed by how many more bytes there were).
+fn slowlog_args(args: &[&[u8]]) -> Vec<Vec<u8>> {
+    let keep = args.len().min(SLOWLOG_MAX_ARGC);
+    let mut out = Vec::with_capacity(keep);
+    for (i, a) in args.iter().take(keep).enumerate() {
+        if i == SLOWLOG_MAX_ARGC - 1 && args.len() > SLOWLOG_MAX_ARGC {
+            out.push(
+                format!("... ({} more arguments)", args.len() - SLOWLOG_MAX_ARGC + 1).into_bytes(),
+            );
+        } else if a.len() > SLOWLOG_MAX_STRING {
+            let mut v = a[..SLOWLOG_MAX_STRING].to_vec();
+            v.extend_from_slice(
+                format!("... ({} more bytes)", a.len() - SLOWLOG_MAX_STRING).as_bytes(),
+            );
+            out.push(v);
+        } else {
+            out.push(a.to_vec());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slowlog_arguments_are_summarized_as_redis_does() {
+        let many: Vec<Vec<u8>> = (0..35).map(|i| i.to_string().into_bytes()).collect();
+        let refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        let s = slowlog_args(&refs);
+        assert_eq!(s.len(), 32);
+        assert_eq!(s[31], b"... (4 more arguments)");
+        let long = vec![b'A'; 129];
+        let s = slowlog_args(&[b"set", &long]);
+        assert_eq!(s[1].len(), 128 + "... (1 more bytes)".len());
+    }
+
+    #[test]
+    fn percentiles_come_from_power_of_two_buckets() {
+        let mut st = CmdStat::default();
+        st.hist[0] = 99;
+        st.hist[10] = 1;
+        assert_eq!(st.percentile(50.0), 1.0);
+        assert_eq!(st.percentile(99.9), 1024.0);
+    }
+}
