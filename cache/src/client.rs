@@ -120,6 +120,21 @@ pub struct ConnState {
     pub routing: RoutingFlags,
     /// The placement's per-client state.
     pub placement: PlacementState,
+    /// `CLIENT REPLY OFF|SKIP` and `MONITOR` state.
+    pub replies: ReplyMode,
+}
+
+/// Whether replies are sent (`CLIENT REPLY`) and the feed of a `MONITOR` client.
+#[derive(Debug, Default)]
+pub struct ReplyMode {
+    /// `CLIENT REPLY OFF`.
+    pub off: bool,
+    /// The reply of the command running now is dropped (the one after `CLIENT REPLY SKIP`).
+    pub skip: bool,
+    /// `CLIENT REPLY SKIP` ran: the next command's reply is dropped.
+    pub skip_next: bool,
+    /// The commands a `MONITOR` client receives, as ready RESP lines.
+    pub monitor: Option<mpsc::Receiver<Bytes>>,
 }
 
 impl ConnState {
@@ -143,6 +158,7 @@ impl ConnState {
             kill: kill.clone(),
             subs: Default::default(),
             resp3: Default::default(),
+            activity: Default::default(),
         });
         let conn = Self {
             id,
@@ -163,6 +179,7 @@ impl ConnState {
             retry_deadline: None,
             routing: RoutingFlags::default(),
             placement: PlacementState::default(),
+            replies: ReplyMode::default(),
         };
         (conn, rx)
     }
@@ -200,6 +217,9 @@ impl ConnState {
     /// wait).
     pub fn release(&mut self, shared: &Shared) {
         shared.clients.lock().remove(&self.id);
+        if self.replies.monitor.take().is_some() {
+            shared.intro.remove_monitor(self.id);
+        }
         if self.sub_count() > 0 {
             let mut ps = shared.pubsub.lock();
             for c in self.channels.drain() {

@@ -26,6 +26,10 @@ use crate::shared::Shared;
 const READ_CHUNK: usize = 16 * 1024;
 /// A connection whose unparsed input exceeds this is closed (`client-query-buffer-limit`).
 const QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+/// A query buffer idle this long is freed.
+const QUERY_BUFFER_IDLE: Duration = Duration::from_secs(2);
+/// Query buffers above this are shrunk to their recent peak (`PROTO_RESIZE_THRESHOLD`).
+const QUERY_BUFFER_RESIZE: usize = 32 * 1024;
 /// Output buffers larger than this are released after being written.
 const OUT_SHRINK: usize = 1024 * 1024;
 
@@ -68,7 +72,10 @@ async fn run(
     let mut out = Reply::new();
     let killed = kill.cancelled();
     tokio::pin!(killed);
+    // The largest input held since the query buffer was last sized (Redis's querybuf_peak).
+    let mut peak = 0usize;
     loop {
+        peak = peak.max(inbuf.len());
         let (consumed, need) = process(shared, conn, &inbuf, &mut out);
         inbuf.advance(consumed);
         if conn.hangup {
@@ -118,6 +125,8 @@ async fn run(
         if conn.close {
             return Ok(());
         }
+        query_buffer_cron(&mut inbuf, &mut peak);
+        publish_query_buffer(conn, &inbuf);
         if inbuf.len() > QUERY_BUFFER_LIMIT {
             tracing::warn!(id = conn.id, "closing client over the query buffer limit");
             return Ok(());
@@ -131,15 +140,28 @@ async fn run(
             inbuf.reserve(want);
         }
         let subscribed = conn.sub_count() > 0;
+        let monitoring = conn.replies.monitor.is_some();
+        let idle_buffer = inbuf.is_empty() && inbuf.capacity() > 0;
         tokio::select! {
             biased;
             _ = &mut killed => return Ok(()),
+            // An idle client gives its query buffer back (Redis frees it after 2 s idle).
+            _ = tokio::time::sleep(QUERY_BUFFER_IDLE), if idle_buffer => {
+                inbuf = BytesMut::new();
+                publish_query_buffer(conn, &inbuf);
+            }
             n = stream.read_buf(&mut inbuf) => {
                 let n = n?;
                 if n == 0 {
                     return Ok(());
                 }
                 shared.stats.net_in.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            line = recv_monitor(&mut conn.replies.monitor), if monitoring => {
+                match line {
+                    Some(l) => out.buf.extend_from_slice(&l),
+                    None => conn.replies.monitor = None,
+                }
             }
             msg = rx.recv(), if subscribed => {
                 if let Some(msg) = msg {
@@ -185,6 +207,38 @@ async fn flush(
 pub async fn finish_batch(shared: &Shared, conn: &mut ConnState, out: &mut Reply) {
     if let Some(p) = shared.placement.get() {
         p.finish(shared, conn, out).await;
+    }
+}
+
+/// Sizes the query buffer after a batch: an emptied buffer takes back the room its consumed
+/// requests used; one much larger than what the last batch needed shrinks to that (Redis's
+/// `clientsCronResizeQueryBuffer`).
+fn query_buffer_cron(inbuf: &mut BytesMut, peak: &mut usize) {
+    if inbuf.is_empty() && inbuf.capacity() > 0 {
+        // Reclaims the consumed prefix without allocating.
+        inbuf.reserve(READ_CHUNK);
+        if inbuf.capacity() > QUERY_BUFFER_RESIZE && inbuf.capacity() / 2 > *peak {
+            *inbuf = BytesMut::with_capacity((*peak).max(READ_CHUNK));
+        }
+        *peak = 0;
+    }
+}
+
+/// Shows the query buffer's use in `CLIENT LIST` (`qbuf`, `qbuf-free`).
+fn publish_query_buffer(conn: &ConnState, inbuf: &BytesMut) {
+    let a = &conn.info.activity;
+    a.qbuf.store(inbuf.len(), Ordering::Relaxed);
+    a.qbuf_free
+        .store(inbuf.capacity() - inbuf.len(), Ordering::Relaxed);
+}
+
+/// The next line for a `MONITOR` client.
+async fn recv_monitor(
+    rx: &mut Option<mpsc::Receiver<crate::value::Bytes>>,
+) -> Option<crate::value::Bytes> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

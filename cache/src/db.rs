@@ -462,7 +462,13 @@ impl Db {
     pub fn flush(&mut self) -> usize {
         let n = self.map.len();
         self.changes += n as u64;
-        let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
+        // Only watches of keys that exist are touched (Redis's `touchAllWatchedKeysInDb`).
+        let watched: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(k, _)| self.map.contains_key(k.as_ref()))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
         self.dirty.extend(watched);
         // Blocked commands run again against the empty keyspace (XREADGROUP answers that its
         // stream is gone).

@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::value::Bytes;
 
 /// Arguments of a slow log entry beyond this are summarized (Redis's `SLOWLOG_ENTRY_MAX_ARGC`).
 const SLOWLOG_MAX_ARGC: usize = 32;
@@ -99,6 +102,42 @@ pub struct Introspection {
     /// `latency-tracking` (per-command histograms).
     pub latency_tracking: AtomicBool,
     rec: Mutex<Records>,
+    /// Whether a client runs `MONITOR` (checked before taking the list's lock).
+    pub monitoring: AtomicBool,
+    monitors: Mutex<Vec<(u64, mpsc::Sender<Bytes>)>>,
+}
+
+/// What `CLIENT LIST` shows of a client beyond its identity, updated as it runs commands.
+#[derive(Debug)]
+pub struct Activity {
+    /// The full name of the last command it ran.
+    pub last_cmd: Mutex<&'static str>,
+    /// Unix ms of its last command (0: none yet).
+    pub last_active: AtomicU64,
+    /// Bytes of unparsed input and free room in its query buffer.
+    pub qbuf: AtomicUsize,
+    /// Free room in the query buffer.
+    pub qbuf_free: AtomicUsize,
+    /// `CLIENT NO-EVICT on`.
+    pub no_evict: AtomicBool,
+    /// It ran `MONITOR`.
+    pub monitor: AtomicBool,
+    /// It waits in a blocking command.
+    pub blocked: AtomicBool,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            last_cmd: Mutex::new("NULL"),
+            last_active: AtomicU64::new(0),
+            qbuf: AtomicUsize::new(0),
+            qbuf_free: AtomicUsize::new(0),
+            no_evict: AtomicBool::new(false),
+            monitor: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Default for Introspection {
@@ -109,6 +148,8 @@ impl Default for Introspection {
             latency_threshold: AtomicU64::new(0),
             latency_tracking: AtomicBool::new(true),
             rec: Mutex::new(Records::default()),
+            monitoring: AtomicBool::new(false),
+            monitors: Mutex::new(Vec::new()),
         }
     }
 }
@@ -263,6 +304,69 @@ impl Introspection {
             .filter(|n| rec.events.remove(n.as_str()).is_some())
             .count()
     }
+}
+
+impl Introspection {
+    /// Adds a `MONITOR` client; it receives each logged command as a ready RESP line.
+    pub fn add_monitor(&self, id: u64, tx: mpsc::Sender<Bytes>) {
+        let mut m = self.monitors.lock();
+        m.retain(|(i, _)| *i != id);
+        m.push((id, tx));
+        self.monitoring.store(true, Ordering::Relaxed);
+    }
+
+    /// Removes a `MONITOR` client (RESET, disconnect).
+    pub fn remove_monitor(&self, id: u64) {
+        let mut m = self.monitors.lock();
+        m.retain(|(i, _)| *i != id);
+        self.monitoring.store(!m.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Sends a command to every monitor, as Redis formats it:
+    /// `+<secs>.<usec> [0 <addr>] "arg" ...`. A monitor too slow to take it loses the line.
+    pub fn feed_monitors(&self, from: impl std::fmt::Display, args: &[&[u8]]) {
+        if !self.monitoring.load(Ordering::Relaxed) {
+            return;
+        }
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut line = format!("+{}.{:06} [0 {from}]", d.as_secs(), d.subsec_micros()).into_bytes();
+        for a in args {
+            line.push(b' ');
+            repr(&mut line, a);
+        }
+        line.extend_from_slice(b"\r\n");
+        let line: Bytes = line.as_slice().into();
+        let mut m = self.monitors.lock();
+        m.retain(|(_, tx)| {
+            !matches!(
+                tx.try_send(line.clone()),
+                Err(mpsc::error::TrySendError::Closed(_))
+            )
+        });
+        self.monitoring.store(!m.is_empty(), Ordering::Relaxed);
+    }
+}
+
+/// Redis's `sdscatrepr`: a quoted string with escapes for quotes, backslashes, control and
+/// non-printable bytes.
+pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            7 => out.extend_from_slice(b"\\a"),
+            8 => out.extend_from_slice(b"\\b"),
+            c if c.is_ascii_graphic() || c == b' ' => out.push(c),
+            c => out.extend_from_slice(format!("\\x{c:02x}").as_bytes()),
+        }
+    }
+    out.push(b'"');
 }
 
 fn add_sample(rec: &mut Records, name: &str, now_s: u64, ms: u64) {

@@ -321,7 +321,11 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
         let now = session::now_ms();
         let (stats, keys, used) = {
             let mut db = shared.db.lock();
+            let start = std::time::Instant::now();
             db.active_expire(now, 16);
+            // A slow cycle (a big key freed) is a latency event, as in Redis.
+            let ms = start.elapsed().as_millis() as u64;
+            shared.intro.latency_event("expire-cycle", now / 1000, ms);
             (db.stats.clone(), db.len(), db.used_memory())
         };
         if n.is_multiple_of(10) {

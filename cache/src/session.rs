@@ -155,8 +155,20 @@ fn unknown_command(args: &[&[u8]]) -> String {
     format!("ERR unknown command '{name}', with args beginning with: {rest}")
 }
 
-/// Checks and runs one request: lookup, arity, auth, subscribed mode, MULTI queueing.
+/// Checks and runs one request, then drops its reply if the client asked for none
+/// (`CLIENT REPLY OFF`, or `SKIP` before it).
 pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
+    let offset = ctx.out.buf.len();
+    check_and_run(ctx, args);
+    let r = &mut ctx.conn.replies;
+    if r.off || r.skip {
+        ctx.out.buf.truncate(offset);
+    }
+    r.skip = std::mem::take(&mut r.skip_next);
+}
+
+/// Checks and runs one request: lookup, arity, auth, subscribed mode, MULTI queueing.
+fn check_and_run(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     let mut lb = [0u8; 32];
     let cmd: &'static Command = match lower(args[0], &mut lb).and_then(table::lookup) {
         Some(c) => c,
@@ -208,6 +220,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     if let Some(placement) = ctx.shared.placement.get()
         && routed_away(ctx, placement.as_ref(), cmd, args)
     {
+        return;
+    }
+    if ctx.conn.multi.is_some() && cmd.flags.contains(&"no_multi") {
+        ctx.conn.multi_failed = true;
+        let e = "ERR Command not allowed inside a transaction";
+        ctx.shared.intro.rejected(Some(cmd.name), e.as_bytes());
+        ctx.out.error(e);
         return;
     }
     if ctx.conn.multi.is_some()

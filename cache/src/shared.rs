@@ -52,6 +52,8 @@ pub struct ClientInfo {
     pub subs: AtomicUsize,
     /// RESP3.
     pub resp3: AtomicBool,
+    /// What it did last, its query buffer, its modes (`CLIENT LIST`).
+    pub activity: crate::introspect::Activity,
 }
 
 /// The shared state of one cache server.

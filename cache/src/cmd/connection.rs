@@ -60,6 +60,14 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
     ctx.conn.info.name.lock().clear();
     ctx.conn.authenticated = !ctx.shared.needs_auth();
     ctx.conn.credential = None;
+    super::clients::stop_monitor(ctx);
+    let r = &mut ctx.conn.replies;
+    (r.off, r.skip, r.skip_next) = (false, false, false);
+    ctx.conn
+        .info
+        .activity
+        .no_evict
+        .store(false, Ordering::Relaxed);
     ctx.out.simple("RESET");
     Ok(())
 }
@@ -179,28 +187,6 @@ fn set_name(ctx: &mut Ctx<'_>, name: &[u8]) -> CmdResult {
     Ok(())
 }
 
-fn client_line(c: &crate::shared::ClientInfo, me: u64, sub: usize) -> String {
-    let (lib, ver) = c.lib.lock().clone();
-    format!(
-        "id={} addr={} laddr={} fd=0 name={} age={} idle=0 flags={} db=0 sub={} psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
-        c.id,
-        c.addr,
-        c.laddr,
-        c.name.lock(),
-        c.created.elapsed().as_secs(),
-        if sub > 0 { "P" } else { "N" },
-        sub,
-        if c.id == me { "client|list" } else { "NULL" },
-        if c.resp3.load(Ordering::Relaxed) {
-            3
-        } else {
-            2
-        },
-        lib,
-        ver
-    )
-}
-
 /// CLIENT subcommands.
 pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let s = sub(args, "client")?;
@@ -240,59 +226,9 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             drop(lib);
             ctx.out.ok();
         }
-        "client|info" => {
-            let line = client_line(&ctx.conn.info, 0, ctx.conn.sub_count());
-            ctx.out.verbatim(line.as_bytes());
+        "client|info" | "client|list" | "client|kill" | "client|reply" | "client|no-evict" => {
+            return super::clients::client(ctx, args, s.name);
         }
-        "client|list" => {
-            let clients: Vec<_> = ctx.shared.clients.lock().values().cloned().collect();
-            let mut text = String::new();
-            for c in clients {
-                let subs = c.subs.load(Ordering::Relaxed);
-                text.push_str(&client_line(&c, ctx.conn.id, subs));
-            }
-            ctx.out.verbatim(text.as_bytes());
-        }
-        "client|kill" => {
-            let clients: Vec<_> = ctx.shared.clients.lock().values().cloned().collect();
-            if args.len() == 3 {
-                let addr = String::from_utf8_lossy(args[2]);
-                match clients.iter().find(|c| c.addr.to_string() == addr) {
-                    Some(c) => {
-                        c.kill.cancel();
-                        ctx.out.ok();
-                    }
-                    None => return Err("ERR No such client".into()),
-                }
-                return Ok(());
-            }
-            let mut n = 0;
-            for pair in args[2..].chunks(2) {
-                if pair.len() != 2 {
-                    return Err(SYNTAX.into());
-                }
-                let v = String::from_utf8_lossy(pair[1]);
-                for c in &clients {
-                    let hit = if eq_ic(pair[0], "ID") {
-                        v.parse::<u64>().ok() == Some(c.id)
-                    } else if eq_ic(pair[0], "ADDR") {
-                        c.addr.to_string() == v
-                    } else if eq_ic(pair[0], "LADDR") {
-                        c.laddr.to_string() == v
-                    } else if eq_ic(pair[0], "SKIPME") || eq_ic(pair[0], "USER") {
-                        false
-                    } else {
-                        return Err(SYNTAX.into());
-                    };
-                    if hit {
-                        c.kill.cancel();
-                        n += 1;
-                    }
-                }
-            }
-            ctx.out.int(n);
-        }
-        "client|no-evict" => ctx.out.ok(),
         _ => help(
             ctx,
             &[

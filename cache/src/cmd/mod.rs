@@ -7,6 +7,7 @@
 //! the same key positions `COMMAND` reports ([`table::keys_of`]).
 
 pub mod bits;
+pub mod clients;
 pub mod cluster;
 pub mod connection;
 pub mod geo;
@@ -178,6 +179,14 @@ impl<'a> Ctx<'a> {
         } else {
             cmd
         };
+        let act = &self.conn.info.activity;
+        *act.last_cmd.lock() = full.name;
+        act.last_active
+            .store(self.now, std::sync::atomic::Ordering::Relaxed);
+        // Admin commands are not shown to monitors (Redis hides them too).
+        if !cmd.flags.contains(&"admin") && !full.flags.contains(&"admin") {
+            self.shared.intro.feed_monitors(self.conn.info.addr, args);
+        }
         let reply = self.out.buf.get(offset..).unwrap_or_default();
         let error = match reply.first() {
             Some(b'-') => Some(&reply[1..]),

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::{
-    CmdResult, Ctx, bits, cluster, connection, geo, hash, hll, introspect, keys, lcs, list, pubsub,
-    server, set, sort, stream, strings, transactions, zset,
+    CmdResult, Ctx, bits, clients, cluster, connection, geo, hash, hll, introspect, keys, lcs,
+    list, pubsub, server, set, sort, stream, strings, transactions, zset,
 };
 
 /// A command handler; `args[0]` is the command name as sent.
@@ -312,6 +312,19 @@ static CLIENT_SUBS: &[Command] = &[
         connection::client,
         "connection",
         "Sets the client eviction mode of the connection.",
+    ),
+    // CLIENT REPLY (cmd/clients.rs)
+    c(
+        "client|reply",
+        3,
+        &["noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        A_CONNS,
+        connection::client,
+        "connection",
+        "Instructs the server whether to reply to commands.",
     ),
     c(
         "client|help",
@@ -841,7 +854,9 @@ pub static COMMANDS: &[Command] = &[
     with_subs(c("config", -2, NONE, 0, 0, 0, A_SLOW, server::config, "server", "A container for server configuration commands."), CONFIG_SUBS),
     with_subs(c("cluster", -2, NONE, 0, 0, 0, A_SLOW, cluster::cluster, "cluster", "A container for Redis Cluster commands."), CLUSTER_SUBS),
     with_subs(c("memory", -2, NONE, 0, 0, 0, A_SLOW, server::memory, "server", "A container for memory diagnostics commands."), MEMORY_SUBS),
-    // SLOWLOG and LATENCY (cmd/introspect.rs)
+    // SLOWLOG and LATENCY (cmd/introspect.rs), MONITOR and SHUTDOWN (cmd/clients.rs)
+    c("monitor", 1, &["admin", "noscript", "loading", "stale"], 0, 0, 0, A_ADMIN, clients::monitor, "server", "Listens for all requests received by the server in real-time."),
+    c("shutdown", -1, &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], 0, 0, 0, A_ADMIN, clients::shutdown, "server", "Synchronously saves the database(s) to disk and shuts down the Redis server."),
     with_subs(c("slowlog", -2, NONE, 0, 0, 0, A_SLOW, introspect::slowlog, "server", "A container for slow log commands."), SLOWLOG_SUBS),
     with_subs(c("latency", -2, NONE, 0, 0, 0, A_SLOW, introspect::latency, "server", "A container for latency diagnostics commands."), LATENCY_SUBS),
     // End of SLOWLOG and LATENCY.
