@@ -155,6 +155,22 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("enable-debug-command", "no"),
     ("lua-time-limit", "5000"),
     ("busy-reply-threshold", "5000"),
+    // Accepted and shown as Redis shows them; no effect on a cache node.
+    ("maxmemory-clients", "0"),
+    ("repl-backlog-size", "1048576"),
+    ("replicaof", ""),
+    ("daemonize", "no"),
+    ("key-load-delay", "0"),
+];
+
+/// Parameters fixed at start (`CONFIG SET` refuses them).
+pub const IMMUTABLE_PARAMS: &[&str] = &["daemonize", "databases", "cluster-enabled"];
+/// Parameters `CONFIG GET` shows only when asked for by their exact name.
+pub const HIDDEN_PARAMS: &[&str] = &["key-load-delay"];
+/// Other names of parameters (alias, name), as `CONFIG GET` reports both.
+pub const PARAM_ALIASES: &[(&str, &str)] = &[
+    ("slaveof", "replicaof"),
+    ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
 ];
 
 impl Shared {
@@ -299,6 +315,35 @@ impl Shared {
                     _ => return Err(invalid("argument must be 'yes' or 'no'")),
                 };
                 self.intro.latency_tracking.store(v, Ordering::Relaxed);
+            }
+            "maxmemory-clients" => {
+                if let Some(pct) = value.strip_suffix('%') {
+                    let p: u64 = pct
+                        .parse()
+                        .map_err(|_| invalid("argument must be a memory or percent value"))?;
+                    if p > 100 {
+                        return Err(invalid("percentage argument must be less or equal to 100"));
+                    }
+                } else {
+                    parse_memory(value)
+                        .ok_or_else(|| invalid("argument must be a memory or percent value"))?;
+                }
+            }
+            "client-query-buffer-limit" | "repl-backlog-size" => {
+                parse_memory(value).ok_or_else(|| invalid("argument must be a memory value"))?;
+            }
+            "port" => {
+                let p: u16 = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                if p != self.addr.port() {
+                    // The node's listener is set by its configuration; a port that cannot
+                    // be bound is reported as Redis reports it.
+                    return Err(match std::net::TcpListener::bind((self.addr.ip(), p)) {
+                        Err(e) => invalid(&format!("Unable to listen on this port: {e}")),
+                        Ok(_) => invalid("the port of a cache node is set by its configuration"),
+                    });
+                }
             }
             "databases" if value != "1" => {
                 return Err(invalid("a cache node has exactly one database"));

@@ -209,14 +209,24 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let s = sub(args, "config")?;
     match s.name {
         "config|get" => {
+            use crate::shared::{HIDDEN_PARAMS, PARAM_ALIASES};
             let params = ctx.shared.params.read();
-            let mut found: Vec<(&String, &String)> = Vec::new();
+            let mut found: Vec<(&str, &String)> = Vec::new();
             for pat in &args[2..] {
-                for (k, v) in params.iter() {
-                    if glob_match(&pat.to_ascii_lowercase(), k.as_bytes(), true)
-                        && !found.iter().any(|(f, _)| *f == k)
+                let pat = pat.to_ascii_lowercase();
+                let exact = !pat.iter().any(|c| matches!(c, b'*' | b'?' | b'['));
+                let names = params
+                    .keys()
+                    .map(|k| (k.as_str(), k.as_str()))
+                    .chain(PARAM_ALIASES.iter().copied());
+                for (shown, real) in names {
+                    let hidden = HIDDEN_PARAMS.contains(&real) && !exact;
+                    if !hidden
+                        && glob_match(&pat, shown.as_bytes(), true)
+                        && !found.iter().any(|(f, _)| *f == shown)
+                        && let Some(v) = params.get(real)
                     {
-                        found.push((k, v));
+                        found.push((shown, v));
                     }
                 }
             }
@@ -231,11 +241,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 return Err(arity_error("config|set"));
             }
             ctx.release();
-            for kv in args[2..].chunks_exact(2) {
-                let k = String::from_utf8_lossy(kv[0]);
-                let v = String::from_utf8_lossy(kv[1]);
-                ctx.shared.set_param(&k, &v)?;
-            }
+            config_set(ctx.shared, &args[2..])?;
             ctx.out.ok();
         }
         "config|resetstat" => {
@@ -266,6 +272,53 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 "HELP",
             ],
         ),
+    }
+    Ok(())
+}
+
+/// CONFIG SET name value [name value ...]: all or nothing. Names are checked first
+/// (unknown, duplicate, immutable), then the values are applied in order; if one fails, the
+/// ones applied before it are put back.
+fn config_set(shared: &crate::shared::Shared, pairs: &[&[u8]]) -> CmdResult {
+    use crate::shared::{IMMUTABLE_PARAMS, PARAM_ALIASES};
+    let mut names: Vec<String> = Vec::with_capacity(pairs.len() / 2);
+    {
+        let params = shared.params.read();
+        for kv in pairs.chunks_exact(2) {
+            let raw = String::from_utf8_lossy(kv[0]).to_ascii_lowercase();
+            let name = PARAM_ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == raw)
+                .map_or(raw.clone(), |(_, real)| (*real).to_owned());
+            if !params.contains_key(&name) {
+                return Err(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{raw}'"
+                )
+                .into());
+            }
+            if IMMUTABLE_PARAMS.contains(&name.as_str()) {
+                return Err(format!("ERR CONFIG SET failed (possibly related to argument '{raw}') - can't set immutable config").into());
+            }
+            if names.contains(&name) {
+                return Err(format!("ERR CONFIG SET failed (possibly related to argument '{raw}') - duplicate parameter").into());
+            }
+            names.push(name);
+        }
+    }
+    let old: Vec<Option<String>> = {
+        let params = shared.params.read();
+        names.iter().map(|n| params.get(n).cloned()).collect()
+    };
+    for (i, kv) in pairs.chunks_exact(2).enumerate() {
+        let v = String::from_utf8_lossy(kv[1]);
+        if let Err(e) = shared.set_param(&names[i], &v) {
+            for (n, o) in names[..i].iter().zip(&old).rev() {
+                if let Some(o) = o {
+                    let _ = shared.set_param(n, o);
+                }
+            }
+            return Err(e.into());
+        }
     }
     Ok(())
 }
