@@ -101,6 +101,8 @@ pub struct Introspection {
     pub latency_threshold: AtomicU64,
     /// `latency-tracking` (per-command histograms).
     pub latency_tracking: AtomicBool,
+    /// `latency-tracking-info-percentiles`: what `INFO latencystats` shows.
+    pub percentiles: Mutex<Vec<f64>>,
     rec: Mutex<Records>,
     /// Whether a client runs `MONITOR` (checked before taking the list's lock).
     pub monitoring: AtomicBool,
@@ -147,6 +149,7 @@ impl Default for Introspection {
             slowlog_max_len: AtomicUsize::new(128),
             latency_threshold: AtomicU64::new(0),
             latency_tracking: AtomicBool::new(true),
+            percentiles: Mutex::new(vec![50.0, 99.0, 99.9]),
             rec: Mutex::new(Records::default()),
             monitoring: AtomicBool::new(false),
             monitors: Mutex::new(Vec::new()),

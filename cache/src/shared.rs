@@ -161,6 +161,7 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("replicaof", ""),
     ("daemonize", "no"),
     ("key-load-delay", "0"),
+    ("latency-tracking-info-percentiles", "50 99 99.9"),
 ];
 
 /// Parameters fixed at start (`CONFIG SET` refuses them).
@@ -331,6 +332,23 @@ impl Shared {
             }
             "client-query-buffer-limit" | "repl-backlog-size" => {
                 parse_memory(value).ok_or_else(|| invalid("argument must be a memory value"))?;
+            }
+            "latency-tracking-info-percentiles" => {
+                let mut ps = Vec::new();
+                for w in value.split_whitespace() {
+                    match w.parse::<f64>() {
+                        Ok(p) if (0.0..=100.0).contains(&p) => ps.push(p),
+                        _ => {
+                            return Err(invalid(
+                                "latency-tracking-info-percentiles should be a list of numbers between 0 and 100",
+                            ));
+                        }
+                    }
+                }
+                let shown: Vec<String> = ps.iter().map(f64::to_string).collect();
+                *self.intro.percentiles.lock() = ps;
+                self.params.write().insert(name, shown.join(" "));
+                return Ok(());
             }
             "port" => {
                 let p: u16 = value

@@ -152,6 +152,7 @@ impl<'a> Ctx<'a> {
         if cmd.flags.contains(&"denyoom") {
             let now = self.now;
             if let Err(e) = self.db().ensure_memory(now) {
+                self.shared.intro.rejected(Some(cmd.name), e.as_bytes());
                 self.out.error(e);
                 return;
             }

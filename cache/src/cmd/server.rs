@@ -147,17 +147,26 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
         }
         "command|list" => {
-            let mut pattern = None;
-            if args.len() == 5 && eq_ic(args[2], "FILTERBY") && eq_ic(args[3], "PATTERN") {
-                pattern = Some(args[4]);
-            } else if args.len() != 2 {
-                return Err(SYNTAX.into());
-            }
-            let names: Vec<&str> = COMMANDS
+            // Every command and subcommand, optionally filtered by one criterion.
+            let all = COMMANDS
                 .iter()
-                .map(|c| c.name)
-                .filter(|n| pattern.is_none_or(|p| glob_match(p, n.as_bytes(), true)))
-                .collect();
+                .flat_map(|c| std::iter::once(c).chain(c.subcommands.iter()));
+            let names: Vec<&str> = match &args[2..] {
+                [] => all.map(|c| c.name).collect(),
+                [f, kind, v] if eq_ic(f, "FILTERBY") && eq_ic(kind, "PATTERN") => all
+                    .filter(|c| glob_match(v, c.name.as_bytes(), true))
+                    .map(|c| c.name)
+                    .collect(),
+                [f, kind, v] if eq_ic(f, "FILTERBY") && eq_ic(kind, "ACLCAT") => {
+                    let cat = format!("@{}", String::from_utf8_lossy(v).to_ascii_lowercase());
+                    all.filter(|c| c.acl.contains(&cat.as_str()))
+                        .map(|c| c.name)
+                        .collect()
+                }
+                // No modules are loaded.
+                [f, kind, _] if eq_ic(f, "FILTERBY") && eq_ic(kind, "MODULE") => Vec::new(),
+                _ => return Err(SYNTAX.into()),
+            };
             ctx.out.array(names.len());
             for n in names {
                 ctx.out.bulk(n.as_bytes());
@@ -505,17 +514,17 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
     if want("latencystats") {
         t.push_str("# Latencystats\r\n");
         if shared.intro.latency_tracking.load(Ordering::Relaxed) {
+            let ps = shared.intro.percentiles.lock().clone();
             for (name, st) in shared.intro.commands() {
                 if st.hist.iter().all(|&n| n == 0) {
                     continue;
                 }
-                let _ = write!(
-                    t,
-                    "latency_percentiles_usec_{name}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
-                    st.percentile(50.0),
-                    st.percentile(99.0),
-                    st.percentile(99.9)
-                );
+                let _ = write!(t, "latency_percentiles_usec_{name}:");
+                for (i, p) in ps.iter().enumerate() {
+                    let sep = if i > 0 { "," } else { "" };
+                    let _ = write!(t, "{sep}p{p}={:.3}", st.percentile(*p));
+                }
+                t.push_str("\r\n");
             }
         }
         t.push_str("\r\n");
