@@ -1,0 +1,103 @@
+//! Clients blocked on a key are served in the order they blocked, as Redis serves them, over
+//! real sockets.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+fn req(args: &[&str]) -> Vec<u8> {
+    let mut r = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        r.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    r
+}
+
+/// Reads until `n` bytes arrived (the tests know their replies' sizes).
+async fn read_n(s: &mut TcpStream, n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+        .await
+        .expect("a reply in time")
+        .expect("read");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+async fn blocked_clients(s: &mut TcpStream) -> usize {
+    s.write_all(&req(&["INFO", "clients"])).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (bounded) until the server reports `n` blocked clients.
+async fn wait_blocked(ctl: &mut TcpStream, n: usize) {
+    for _ in 0..1000 {
+        if blocked_clients(ctl).await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("never saw {n} blocked clients");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_blocked_gets_the_first_element() {
+    let mut registry = Registry::default();
+    let shutdown = CancellationToken::new();
+    let handle = cache::start(
+        &cache::Config::default(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        cache::Deps {
+            registry: &mut registry,
+            shutdown: shutdown.clone(),
+            tracker: TaskTracker::new(),
+            mesh: None,
+            join_wait: None,
+        },
+    )
+    .await
+    .expect("server starts");
+    let addr = handle.local_addr();
+    let mut ctl = TcpStream::connect(addr).await.unwrap();
+    let mut waiters = Vec::new();
+    for i in 0..4 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+        wait_blocked(&mut ctl, i + 1).await;
+        waiters.push(c);
+    }
+    // One push of four elements: each waiter gets the one its place in line says.
+    ctl.write_all(&req(&["RPUSH", "k", "a", "b", "c", "d"]))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":4\r\n");
+    for (c, want) in waiters.iter_mut().zip(["a", "b", "c", "d"]) {
+        assert_eq!(
+            read_n(c, 18).await,
+            format!("*2\r\n$1\r\nk\r\n$1\r\n{want}\r\n")
+        );
+    }
+    // Pushes one at a time: the first in line is served first again.
+    let (mut w1, mut w2) = (waiters.remove(0), waiters.remove(0));
+    w1.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+    wait_blocked(&mut ctl, 1).await;
+    w2.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+    wait_blocked(&mut ctl, 2).await;
+    ctl.write_all(&req(&["LPUSH", "k", "x"])).await.unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
+    assert_eq!(read_n(&mut w1, 18).await, "*2\r\n$1\r\nk\r\n$1\r\nx\r\n");
+    ctl.write_all(&req(&["LPUSH", "k", "y"])).await.unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
+    assert_eq!(read_n(&mut w2, 18).await, "*2\r\n$1\r\nk\r\n$1\r\ny\r\n");
+    shutdown.cancel();
+}
