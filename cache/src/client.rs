@@ -160,6 +160,7 @@ impl ConnState {
             resp3: Default::default(),
             activity: Default::default(),
         });
+        let waiter = info.activity.waiter.clone();
         let conn = Self {
             id,
             info,
@@ -175,7 +176,7 @@ impl ConnState {
             close: false,
             hangup: false,
             block: None,
-            waiter: Arc::new(Notify::new()),
+            waiter,
             retry_deadline: None,
             routing: RoutingFlags::default(),
             placement: PlacementState::default(),

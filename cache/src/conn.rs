@@ -84,7 +84,9 @@ async fn run(
         while let Some(block) = conn.block.take() {
             // Write what came before the blocking command first.
             flush(shared, stream, conn, &mut out).await?;
-            let timed_out = tokio::select! {
+            let activity = &conn.info.activity;
+            activity.blocked.store(true, Ordering::Relaxed);
+            let mut timed_out = tokio::select! {
                 biased;
                 _ = &mut killed => {
                     conn.block = Some(block);
@@ -93,6 +95,28 @@ async fn run(
                 _ = conn.waiter.notified() => false,
                 _ = sleep_until_ms(block.deadline) => true,
             };
+            activity.blocked.store(false, Ordering::Relaxed);
+            match activity.unblock.swap(0, Ordering::Relaxed) {
+                crate::introspect::UNBLOCK_TIMEOUT => timed_out = true,
+                crate::introspect::UNBLOCK_ERROR => {
+                    // Answered with an error instead of running again; its place in line goes
+                    // to the next waiter.
+                    let mut db = shared.db.lock();
+                    db.pass_on(&block.keys, &conn.waiter);
+                    db.unblock(&block.keys, &conn.waiter);
+                    drop(db);
+                    let e = "UNBLOCKED client unblocked via CLIENT UNBLOCK";
+                    shared.intro.unblocked_with_error(&block.args, e.as_bytes());
+                    out.error(e);
+                    let (consumed, _) = process(shared, conn, &inbuf, &mut out);
+                    inbuf.advance(consumed);
+                    if conn.hangup {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             // The waiter keeps its place in the keys' lines while its command runs again: if
             // it blocks anew it stays first in line (Redis serves blocked clients in order).
             conn.retry_deadline = Some(block.deadline);

@@ -126,7 +126,17 @@ pub struct Activity {
     pub monitor: AtomicBool,
     /// It waits in a blocking command.
     pub blocked: AtomicBool,
+    /// `CLIENT UNBLOCK` asked it to stop waiting: [`UNBLOCK_TIMEOUT`] or [`UNBLOCK_ERROR`]
+    /// (0: no request).
+    pub unblock: std::sync::atomic::AtomicU8,
+    /// What wakes it while it waits (the keyspace's wake-ups and `CLIENT UNBLOCK`).
+    pub waiter: std::sync::Arc<tokio::sync::Notify>,
 }
+
+/// `CLIENT UNBLOCK id TIMEOUT`: answer as if the timeout had passed.
+pub const UNBLOCK_TIMEOUT: u8 = 1;
+/// `CLIENT UNBLOCK id ERROR`: answer with an `-UNBLOCKED` error.
+pub const UNBLOCK_ERROR: u8 = 2;
 
 impl Default for Activity {
     fn default() -> Self {
@@ -138,6 +148,8 @@ impl Default for Activity {
             no_evict: AtomicBool::new(false),
             monitor: AtomicBool::new(false),
             blocked: AtomicBool::new(false),
+            unblock: std::sync::atomic::AtomicU8::new(0),
+            waiter: Default::default(),
         }
     }
 }
@@ -235,6 +247,23 @@ impl Introspection {
         if let Some(n) = name {
             rec.cmds.entry(n).or_default().rejected += 1;
         }
+        rec.total_errors += 1;
+        *rec.errors.entry(error_code(error)).or_default() += 1;
+    }
+
+    /// Records a blocked command answered with an error by `CLIENT UNBLOCK ... ERROR`: one
+    /// failed call.
+    pub fn unblocked_with_error(&self, args: &[Vec<u8>], error: &[u8]) {
+        let Some(name) = args.first().and_then(|n| {
+            let lower = n.to_ascii_lowercase();
+            crate::cmd::table::lookup(&lower).map(|c| c.name)
+        }) else {
+            return;
+        };
+        let mut rec = self.rec.lock();
+        let st = rec.cmds.entry(name).or_default();
+        st.calls += 1;
+        st.failed += 1;
         rec.total_errors += 1;
         *rec.errors.entry(error_code(error)).or_default() += 1;
     }

@@ -99,5 +99,30 @@ async fn first_blocked_gets_the_first_element() {
     ctl.write_all(&req(&["LPUSH", "k", "y"])).await.unwrap();
     assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
     assert_eq!(read_n(&mut w2, 18).await, "*2\r\n$1\r\nk\r\n$1\r\ny\r\n");
+
+    // CLIENT UNBLOCK: as a timeout, or with an error; a client not blocked is not touched.
+    w1.write_all(&req(&["CLIENT", "ID"])).await.unwrap();
+    let id = read_n(&mut w1, 4).await;
+    let id = id.trim().trim_start_matches(':').to_owned();
+    assert_eq!(id.len(), 1, "a one-digit id in this test");
+    ctl.write_all(&req(&["CLIENT", "UNBLOCK", &id]))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":0\r\n");
+    w1.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+    wait_blocked(&mut ctl, 1).await;
+    ctl.write_all(&req(&["CLIENT", "UNBLOCK", &id, "ERROR"]))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
+    let e = "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
+    assert_eq!(read_n(&mut w1, e.len()).await, e);
+    w1.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+    wait_blocked(&mut ctl, 1).await;
+    ctl.write_all(&req(&["CLIENT", "UNBLOCK", &id, "TIMEOUT"]))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
+    assert_eq!(read_n(&mut w1, 5).await, "*-1\r\n");
     shutdown.cancel();
 }

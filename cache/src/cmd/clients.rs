@@ -131,7 +131,8 @@ fn is_type(c: &ClientInfo, t: &[u8]) -> bool {
     }
 }
 
-/// CLIENT INFO | LIST | KILL | REPLY | NO-EVICT (dispatched from `connection::client`).
+/// CLIENT INFO | LIST | KILL | REPLY | UNBLOCK | NO-EVICT (dispatched from
+/// `connection::client`).
 pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]], sub: &'static str) -> CmdResult {
     match sub {
         "client|info" => {
@@ -159,6 +160,29 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]], sub: &'static str) -> CmdResult
             } else {
                 return Err(SYNTAX.into());
             }
+        }
+        "client|unblock" => {
+            let id = crate::resp::parse_i64(args[2])
+                .filter(|&i| i >= 0)
+                .ok_or(CmdError::Static(super::NOT_INT))?;
+            let how = match args.get(3) {
+                None => crate::introspect::UNBLOCK_TIMEOUT,
+                Some(a) if eq_ic(a, "TIMEOUT") => crate::introspect::UNBLOCK_TIMEOUT,
+                Some(a) if eq_ic(a, "ERROR") => crate::introspect::UNBLOCK_ERROR,
+                Some(_) => {
+                    return Err("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into());
+                }
+            };
+            let target = ctx.shared.clients.lock().get(&(id as u64)).cloned();
+            let done = match target {
+                Some(c) if c.activity.blocked.load(Ordering::Relaxed) => {
+                    c.activity.unblock.store(how, Ordering::Relaxed);
+                    c.activity.waiter.notify_one();
+                    true
+                }
+                _ => false,
+            };
+            ctx.out.int(i64::from(done));
         }
         "client|no-evict" => {
             let on = if eq_ic(args[2], "ON") {

@@ -226,7 +226,8 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             drop(lib);
             ctx.out.ok();
         }
-        "client|info" | "client|list" | "client|kill" | "client|reply" | "client|no-evict" => {
+        "client|info" | "client|list" | "client|kill" | "client|reply" | "client|unblock"
+        | "client|no-evict" => {
             return super::clients::client(ctx, args, s.name);
         }
         _ => help(

@@ -313,7 +313,19 @@ static CLIENT_SUBS: &[Command] = &[
         "connection",
         "Sets the client eviction mode of the connection.",
     ),
-    // CLIENT REPLY (cmd/clients.rs)
+    // CLIENT REPLY and UNBLOCK (cmd/clients.rs)
+    c(
+        "client|unblock",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        &["@admin", "@slow", "@dangerous", "@connection"],
+        connection::client,
+        "connection",
+        "Unblocks a client blocked by a blocking command from a different connection.",
+    ),
     c(
         "client|reply",
         3,
