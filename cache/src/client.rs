@@ -238,6 +238,7 @@ impl ConnState {
             db.unwatch(self.id, &self.watched);
             if let Some(b) = self.block.take() {
                 db.unblock(&b.keys, &self.waiter);
+                shared.intro.unpostpone(&self.waiter);
             }
         }
     }

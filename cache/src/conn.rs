@@ -119,8 +119,14 @@ async fn run(
             }
             // The waiter keeps its place in the keys' lines while its command runs again: if
             // it blocks anew it stays first in line (Redis serves blocked clients in order).
-            conn.retry_deadline = Some(block.deadline);
-            run_owned(shared, conn, &mut out, &block.args, !timed_out);
+            // A command held by CLIENT PAUSE (no keys) runs afresh: its own timeout starts now.
+            let paused = block.keys.is_empty();
+            if paused {
+                shared.intro.unpostpone(&conn.waiter);
+            } else {
+                conn.retry_deadline = Some(block.deadline);
+            }
+            run_owned(shared, conn, &mut out, &block.args, !timed_out || paused);
             conn.retry_deadline = None;
             {
                 let mut db = shared.db.lock();

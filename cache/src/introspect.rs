@@ -107,6 +107,20 @@ pub struct Introspection {
     /// Whether a client runs `MONITOR` (checked before taking the list's lock).
     pub monitoring: AtomicBool,
     monitors: Mutex<Vec<(u64, mpsc::Sender<Bytes>)>>,
+    /// Whether `CLIENT PAUSE` may be in force (checked before taking the pause's lock).
+    pub pausing: AtomicBool,
+    pause: Mutex<PauseState>,
+}
+
+/// `CLIENT PAUSE`: until when, what, and the clients waiting for it to end.
+#[derive(Debug, Default)]
+struct PauseState {
+    /// Unix ms when the pause ends.
+    until: u64,
+    /// `ALL` (every command) rather than `WRITE`.
+    all: bool,
+    /// Clients whose command waits for the end of the pause.
+    postponed: Vec<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// What `CLIENT LIST` shows of a client beyond its identity, updated as it runs commands.
@@ -165,6 +179,8 @@ impl Default for Introspection {
             rec: Mutex::new(Records::default()),
             monitoring: AtomicBool::new(false),
             monitors: Mutex::new(Vec::new()),
+            pausing: AtomicBool::new(false),
+            pause: Mutex::new(PauseState::default()),
         }
     }
 }
@@ -378,6 +394,77 @@ impl Introspection {
             )
         });
         self.monitoring.store(!m.is_empty(), Ordering::Relaxed);
+    }
+}
+
+impl Introspection {
+    /// `CLIENT PAUSE`: pauses (`all`) commands or writes until Unix ms `until`. A pause is
+    /// never shortened or weakened by another one.
+    pub fn pause(&self, until: u64, all: bool) {
+        let mut p = self.pause.lock();
+        p.until = p.until.max(until);
+        p.all |= all;
+        self.pausing.store(true, Ordering::Relaxed);
+    }
+
+    /// `CLIENT UNPAUSE`: ends the pause and lets the waiting commands run.
+    pub fn unpause(&self) {
+        let mut p = self.pause.lock();
+        p.until = 0;
+        p.all = false;
+        for w in p.postponed.drain(..) {
+            w.notify_one();
+        }
+        self.pausing.store(false, Ordering::Relaxed);
+    }
+
+    /// If a pause holds a command (every command under `ALL`, writes under `WRITE`) at Unix
+    /// ms `now`: registers `waiter` to be woken when it ends and returns its end.
+    pub fn postpone(
+        &self,
+        now: u64,
+        write: bool,
+        waiter: &std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<u64> {
+        if !self.pausing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut p = self.pause.lock();
+        if p.until <= now {
+            p.until = 0;
+            p.all = false;
+            self.pausing.store(false, Ordering::Relaxed);
+            for w in p.postponed.drain(..) {
+                w.notify_one();
+            }
+            return None;
+        }
+        if !(p.all || write) {
+            return None;
+        }
+        if !p
+            .postponed
+            .iter()
+            .any(|w| std::sync::Arc::ptr_eq(w, waiter))
+        {
+            p.postponed.push(waiter.clone());
+        }
+        Some(p.until)
+    }
+
+    /// Forgets a client waiting for the end of a pause (its command ran, or it left).
+    pub fn unpostpone(&self, waiter: &std::sync::Arc<tokio::sync::Notify>) {
+        if self.pausing.load(Ordering::Relaxed) {
+            self.pause
+                .lock()
+                .postponed
+                .retain(|w| !std::sync::Arc::ptr_eq(w, waiter));
+        }
+    }
+
+    /// Clients whose command waits for the end of a pause (counted in `blocked_clients`).
+    pub fn postponed(&self) -> usize {
+        self.pause.lock().postponed.len()
     }
 }
 

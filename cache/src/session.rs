@@ -241,7 +241,50 @@ fn check_and_run(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         ctx.out.simple("QUEUED");
         return;
     }
+    if postponed(ctx, cmd, args) {
+        return;
+    }
     ctx.run(cmd, args);
+}
+
+/// Holds a command back while `CLIENT PAUSE` is in force for it: the connection waits for the
+/// end of the pause (as for a blocking command, on no key) and runs it then.
+fn postponed(ctx: &mut Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> bool {
+    let intro = &ctx.shared.intro;
+    if !intro.pausing.load(Ordering::Relaxed) {
+        return false;
+    }
+    let writes = |c: &Command| {
+        c.flags
+            .iter()
+            .any(|f| matches!(*f, "write" | "may_replicate"))
+    };
+    // Commands that reach other nodes' state count as writes (Redis's `may_replicate`).
+    let write = writes(cmd)
+        || matches!(cmd.name, "publish" | "spublish" | "pfcount")
+        || (cmd.name == "exec"
+            && ctx.conn.multi.as_ref().is_some_and(|q| {
+                q.iter().any(|a| {
+                    let mut lb = [0u8; 32];
+                    lower(&a[0], &mut lb)
+                        .and_then(table::lookup)
+                        .is_some_and(|c| {
+                            writes(c) || matches!(c.name, "publish" | "spublish" | "pfcount")
+                        })
+                })
+            }));
+    let waiter = ctx.conn.waiter.clone();
+    match intro.postpone(ctx.now, write, &waiter) {
+        Some(until) => {
+            ctx.conn.block = Some(crate::cmd::BlockRequest {
+                args: args.iter().map(|a| a.to_vec()).collect(),
+                keys: Vec::new(),
+                deadline: until,
+            });
+            true
+        }
+        None => false,
+    }
 }
 
 /// Asks the placement where `cmd` runs; true if it does not run here (refused with an error,
@@ -329,14 +372,28 @@ impl Session {
         }
         self.inbuf.extend_from_slice(bytes);
         loop {
-            let (consumed, _) = process(&self.shared, &mut self.conn, &self.inbuf, &mut self.out);
-            self.inbuf.advance(consumed);
             match self.conn.block.take() {
+                // A command held by CLIENT PAUSE (no keys) stays pending, with what follows
+                // it, until a later feed finds the pause over.
+                Some(b) if b.keys.is_empty() => {
+                    self.shared.intro.unpostpone(&self.conn.waiter);
+                    run_owned(&self.shared, &mut self.conn, &mut self.out, &b.args, true);
+                    if self.conn.block.is_some() {
+                        break;
+                    }
+                }
                 Some(b) => {
                     self.shared.db.lock().unblock(&b.keys, &self.conn.waiter);
                     run_owned(&self.shared, &mut self.conn, &mut self.out, &b.args, false);
                 }
-                None => break,
+                None => {
+                    let (consumed, _) =
+                        process(&self.shared, &mut self.conn, &self.inbuf, &mut self.out);
+                    self.inbuf.advance(consumed);
+                    if self.conn.block.is_none() {
+                        break;
+                    }
+                }
             }
         }
         if self.conn.hangup {

@@ -246,3 +246,30 @@ fn flush_touches_only_watches_of_existing_keys() {
     s.cmd(&["PING"]);
     assert_eq!(s.cmd(&["EXEC"]), "*-1\r\n");
 }
+
+#[test]
+fn client_pause_holds_writes_until_unpause() {
+    let mut admin = Session::new();
+    let mut s = Session::on(admin.shared().clone());
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]),
+        "+OK\r\n"
+    );
+    // Reads run; a write waits, and so does what the client sent after it.
+    assert_eq!(s.cmd(&["GET", "k"]), "$-1\r\n");
+    assert_eq!(s.cmd(&["SET", "k", "v"]), "");
+    assert_eq!(s.cmd(&["PING"]), "");
+    let clients = admin.cmd(&["INFO", "clients"]);
+    assert!(clients.contains("blocked_clients:1"), "{clients}");
+    assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    assert_eq!(s.feed(b""), b"+OK\r\n+PONG\r\n");
+    assert_eq!(s.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "-1"]),
+        "-ERR timeout is negative\r\n"
+    );
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "10", "SOME"]),
+        "-ERR syntax error\r\n"
+    );
+}

@@ -131,7 +131,7 @@ fn is_type(c: &ClientInfo, t: &[u8]) -> bool {
     }
 }
 
-/// CLIENT INFO | LIST | KILL | REPLY | UNBLOCK | NO-EVICT (dispatched from
+/// CLIENT INFO | LIST | KILL | REPLY | UNBLOCK | PAUSE | UNPAUSE | NO-EVICT (dispatched from
 /// `connection::client`).
 pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]], sub: &'static str) -> CmdResult {
     match sub {
@@ -183,6 +183,31 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]], sub: &'static str) -> CmdResult
                 _ => false,
             };
             ctx.out.int(i64::from(done));
+        }
+        "client|pause" => {
+            let ms = crate::resp::parse_i64(args[2]).ok_or(CmdError::Static(
+                "ERR timeout is not an integer or out of range",
+            ))?;
+            if ms < 0 {
+                return Err(super::TIMEOUT_NEG.into());
+            }
+            let all = match args.get(3) {
+                None => true,
+                Some(a) if eq_ic(a, "ALL") => true,
+                Some(a) if eq_ic(a, "WRITE") => false,
+                Some(_) => return Err(SYNTAX.into()),
+            };
+            if args.len() > 4 {
+                return Err(SYNTAX.into());
+            }
+            ctx.shared
+                .intro
+                .pause(ctx.now.saturating_add(ms as u64), all);
+            ctx.out.ok();
+        }
+        "client|unpause" => {
+            ctx.shared.intro.unpause();
+            ctx.out.ok();
         }
         "client|no-evict" => {
             let on = if eq_ic(args[2], "ON") {

@@ -227,7 +227,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             ctx.out.ok();
         }
         "client|info" | "client|list" | "client|kill" | "client|reply" | "client|unblock"
-        | "client|no-evict" => {
+        | "client|pause" | "client|unpause" | "client|no-evict" => {
             return super::clients::client(ctx, args, s.name);
         }
         _ => help(

@@ -394,7 +394,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         );
     }
     if want("clients") {
-        let blocked = ctx.db().blocked_clients();
+        let blocked = ctx.db().blocked_clients() + shared.intro.postponed();
         let n = shared.clients.lock().len();
         let _ = write!(
             t,

@@ -313,7 +313,31 @@ static CLIENT_SUBS: &[Command] = &[
         "connection",
         "Sets the client eviction mode of the connection.",
     ),
-    // CLIENT REPLY and UNBLOCK (cmd/clients.rs)
+    // CLIENT REPLY, UNBLOCK, PAUSE and UNPAUSE (cmd/clients.rs)
+    c(
+        "client|pause",
+        -3,
+        &["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        &["@admin", "@slow", "@dangerous", "@connection"],
+        connection::client,
+        "connection",
+        "Suspends commands processing.",
+    ),
+    c(
+        "client|unpause",
+        2,
+        &["admin", "noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        &["@admin", "@slow", "@dangerous", "@connection"],
+        connection::client,
+        "connection",
+        "Resumes processing commands from paused clients.",
+    ),
     c(
         "client|unblock",
         -3,
