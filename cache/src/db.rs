@@ -117,6 +117,9 @@ pub struct Db {
     pub stats: DbStats,
     /// Changes to the keyspace since start (`rdb_changes_since_last_save`: nothing is saved).
     pub changes: u64,
+    /// Unix ms until which expired keys are only hidden, not deleted (`CLIENT PAUSE` holds
+    /// writes, and an expiry is one); 0: none.
+    pub expiry_paused_until: u64,
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
@@ -145,6 +148,7 @@ impl Db {
             lfu_decay_time: 1,
             stats: DbStats::default(),
             changes: 0,
+            expiry_paused_until: 0,
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
@@ -195,6 +199,9 @@ impl Db {
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let (idx, _, e) = self.map.get_full(key)?;
         if e.expire_at != 0 && e.expire_at <= now {
+            if now < self.expiry_paused_until {
+                return None;
+            }
             self.remove_index(idx);
             self.stats.expired += 1;
             return None;
@@ -494,8 +501,10 @@ impl Db {
             let idx = fastrand::usize(..self.map.len());
             let (k, e) = self.map.get_index(idx)?;
             if e.expire_at != 0 && e.expire_at <= now {
-                self.remove_index(idx);
-                self.stats.expired += 1;
+                if now >= self.expiry_paused_until {
+                    self.remove_index(idx);
+                    self.stats.expired += 1;
+                }
                 continue;
             }
             return Some(k.clone());
@@ -619,6 +628,9 @@ impl Db {
     /// Returns how many keys were deleted.
     pub fn active_expire(&mut self, now: u64, max_rounds: usize) -> usize {
         let mut deleted = 0;
+        if now < self.expiry_paused_until {
+            return 0;
+        }
         for _ in 0..max_rounds {
             if self.volatile == 0 || self.map.is_empty() {
                 break;

@@ -273,3 +273,22 @@ fn client_pause_holds_writes_until_unpause() {
         "-ERR syntax error\r\n"
     );
 }
+
+#[test]
+fn expired_keys_are_hidden_but_kept_while_writes_are_paused() {
+    let mut s = Session::new();
+    s.cmd(&["SET", "k", "v", "PX", "1"]);
+    assert_eq!(s.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]), "+OK\r\n");
+    // Wait (bounded) for the millisecond TTL to pass, without sleeping.
+    let start = std::time::Instant::now();
+    while s.cmd(&["GET", "k"]) != "$-1\r\n" {
+        assert!(start.elapsed().as_secs() < 5, "the key never expired");
+        std::thread::yield_now();
+    }
+    let expired =
+        |s: &mut Session| info_field(&s.cmd(&["INFO", "stats"]), "expired_keys").expect("a count");
+    assert_eq!(expired(&mut s), "0");
+    assert_eq!(s.cmd(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    assert_eq!(s.cmd(&["GET", "k"]), "$-1\r\n");
+    assert_eq!(expired(&mut s), "1");
+}

@@ -200,13 +200,15 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]], sub: &'static str) -> CmdResult
             if args.len() > 4 {
                 return Err(SYNTAX.into());
             }
-            ctx.shared
-                .intro
-                .pause(ctx.now.saturating_add(ms as u64), all);
+            let until = ctx.now.saturating_add(ms as u64);
+            ctx.shared.intro.pause(until, all);
+            let db = ctx.db();
+            db.expiry_paused_until = db.expiry_paused_until.max(until);
             ctx.out.ok();
         }
         "client|unpause" => {
             ctx.shared.intro.unpause();
+            ctx.db().expiry_paused_until = 0;
             ctx.out.ok();
         }
         "client|no-evict" => {
