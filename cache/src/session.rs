@@ -161,7 +161,18 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     let offset = ctx.out.buf.len();
     check_and_run(ctx, args);
     let r = &mut ctx.conn.replies;
-    if r.off || r.skip {
+    // Subscription confirmations are pushes, which Redis sends whatever CLIENT REPLY says.
+    let pushes = [
+        "subscribe",
+        "unsubscribe",
+        "psubscribe",
+        "punsubscribe",
+        "ssubscribe",
+        "sunsubscribe",
+    ]
+    .iter()
+    .any(|n| args[0].eq_ignore_ascii_case(n.as_bytes()));
+    if (r.off || r.skip) && !pushes {
         ctx.out.buf.truncate(offset);
     }
     r.skip = std::mem::take(&mut r.skip_next);

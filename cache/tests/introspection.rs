@@ -292,3 +292,14 @@ fn expired_keys_are_hidden_but_kept_while_writes_are_paused() {
     assert_eq!(s.cmd(&["GET", "k"]), "$-1\r\n");
     assert_eq!(expired(&mut s), "1");
 }
+
+#[test]
+fn subscription_confirmations_are_sent_with_replies_off() {
+    let mut s = Session::new();
+    s.cmd(&["CLIENT", "REPLY", "OFF"]);
+    assert_eq!(
+        s.cmd(&["SUBSCRIBE", "ch"]),
+        "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+    );
+    assert_eq!(s.cmd(&["PING"]), "");
+}
