@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod pubsub;
 pub mod reply;
 pub mod resp;
+pub mod script;
 pub mod shared;
 pub mod slot;
 pub mod value;

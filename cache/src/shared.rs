@@ -83,6 +83,8 @@ pub struct Shared {
     pub maxclients: AtomicUsize,
     /// The cluster layer, when the server runs on a mesh.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Lua scripts and functions (EVAL, FUNCTION) and what runs now.
+    pub scripting: crate::script::Scripting,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -177,6 +179,7 @@ impl Shared {
             metrics,
             maxclients: AtomicUsize::new(10000),
             cluster: std::sync::OnceLock::new(),
+            scripting: Default::default(),
         }
     }
 

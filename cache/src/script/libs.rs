@@ -1,0 +1,673 @@
+//! The libraries Redis links into its Lua (`cjson`, `bit`) and the Rust side of the `redis`
+//! table, written in Rust over mlua because vendored Lua 5.1 has none of them.
+
+use std::sync::Arc;
+
+use mlua::{LightUserData, Lua, MultiValue, Table, Value, Variadic};
+use parking_lot::Mutex;
+
+use super::convert::fmt_g;
+
+/// Puts the Rust callbacks into `rt` (the sandbox reads them from there).
+pub(super) fn install(lua: &Lua, rt: &Table) -> mlua::Result<()> {
+    rt.raw_set("version", "7.0.15")?;
+    // The error handler's position: the innermost frame that is neither C nor the sandbox.
+    rt.raw_set(
+        "where",
+        lua.create_function(|lua, ()| {
+            for level in 1..32 {
+                let found = lua.inspect_stack(level, |d| {
+                    let s = d.source();
+                    let src = s.source.as_deref().unwrap_or("").to_owned();
+                    if s.what == "C" || src == "=redis_sandbox" || s.what == "tail" {
+                        None
+                    } else {
+                        Some((src, d.current_line().map(|l| l as i64).unwrap_or(-1)))
+                    }
+                });
+                match found {
+                    None => break,
+                    Some(Some((src, line))) => return Ok((Some(src), Some(line))),
+                    Some(None) => {}
+                }
+            }
+            Ok((None, None))
+        })?,
+    )?;
+    rt.raw_set("version_num", 0x0007_000f)?;
+    rt.raw_set(
+        "log",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() < 2 {
+                return err(lua, "ERR redis.log() requires two arguments or more.");
+            }
+            let level = match &args[0] {
+                Value::Integer(i) => *i,
+                Value::Number(n) => *n as i64,
+                _ => return err(lua, "ERR First argument must be a number (log level)."),
+            };
+            if !(0..=3).contains(&level) {
+                return err(lua, "ERR Invalid debug level.");
+            }
+            let msg: Vec<String> = args
+                .iter()
+                .skip(1)
+                .filter_map(|v| match v {
+                    Value::String(s) => Some(s.to_string_lossy()),
+                    Value::Integer(i) => Some(i.to_string()),
+                    Value::Number(n) => Some(fmt_g(*n, 14)),
+                    _ => None,
+                })
+                .collect();
+            let msg = msg.join(" ");
+            match level {
+                0 => tracing::debug!(target: "cache::script", "{msg}"),
+                1 | 2 => tracing::info!(target: "cache::script", "{msg}"),
+                _ => tracing::warn!(target: "cache::script", "{msg}"),
+            }
+            Ok((Value::Nil, Value::Nil))
+        })?,
+    )?;
+    rt.raw_set(
+        "sha1hex",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() != 1 {
+                return err(lua, "ERR wrong number of arguments");
+            }
+            let data = match &args[0] {
+                Value::String(s) => s.as_bytes().to_vec(),
+                Value::Integer(i) => i.to_string().into_bytes(),
+                Value::Number(n) => fmt_g(*n, 14).into_bytes(),
+                _ => Vec::new(),
+            };
+            Ok((
+                Value::String(lua.create_string(super::sha1_hex(&data))?),
+                Value::Nil,
+            ))
+        })?,
+    )?;
+    for (name, field) in [("error_reply", "err"), ("status_reply", "ok")] {
+        rt.raw_set(
+            name,
+            lua.create_function(move |lua, args: MultiValue| {
+                let t = lua.create_table()?;
+                match (args.len(), args.front()) {
+                    (1, Some(Value::String(s))) => {
+                        if field == "err" {
+                            let s = s.to_string_lossy();
+                            let s = if s.starts_with('-') {
+                                s
+                            } else {
+                                format!("-{s}")
+                            };
+                            t.raw_set("err", super::convert::normalize_error(&s))?;
+                        } else {
+                            t.raw_set("ok", s.clone())?;
+                        }
+                    }
+                    _ => t.raw_set("err", "ERR wrong number or type of arguments")?,
+                }
+                Ok(t)
+            })?,
+        )?;
+    }
+    rt.raw_set(
+        "set_repl",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() != 1 {
+                return err(lua, "ERR redis.set_repl() requires two arguments.");
+            }
+            let f = match &args[0] {
+                Value::Integer(i) => *i,
+                Value::Number(n) => *n as i64,
+                _ => 0,
+            };
+            if f & !3 != 0 {
+                return err(
+                    lua,
+                    "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                );
+            }
+            // Every write is replicated as the key's state; there is no AOF to leave out.
+            Ok((Value::Nil, Value::Nil))
+        })?,
+    )?;
+    rt.raw_set(
+        "acl_check_cmd",
+        lua.create_function(|lua, args: MultiValue| {
+            let name = match args.front() {
+                Some(Value::String(s)) => s.to_string_lossy().to_ascii_lowercase(),
+                _ => {
+                    return err(
+                        lua,
+                        "ERR Please specify at least one argument for this redis lib call",
+                    );
+                }
+            };
+            if crate::cmd::table::lookup(name.as_bytes()).is_none() {
+                return err(lua, "ERR Invalid command passed to redis.acl_check_cmd()");
+            }
+            // One user with every permission.
+            Ok((Value::Boolean(true), Value::Nil))
+        })?,
+    )?;
+    let rng = Arc::new(Mutex::new(Rand48::new(0)));
+    let r2 = rng.clone();
+    rt.raw_set(
+        "random",
+        lua.create_function(move |_, args: Variadic<f64>| {
+            let r = f64::from(rng.lock().next() % i32::MAX as u32) / f64::from(i32::MAX);
+            match args.len() {
+                0 => Ok(r),
+                1 => {
+                    let u = args[0] as i64;
+                    if u < 1 {
+                        return Err(mlua::Error::RuntimeError(
+                            "bad argument #1 to 'random' (interval is empty)".into(),
+                        ));
+                    }
+                    Ok((r * u as f64).floor() + 1.0)
+                }
+                2 => {
+                    let (l, u) = (args[0] as i64, args[1] as i64);
+                    if l > u {
+                        return Err(mlua::Error::RuntimeError(
+                            "bad argument #2 to 'random' (interval is empty)".into(),
+                        ));
+                    }
+                    Ok((r * (u - l + 1) as f64).floor() + l as f64)
+                }
+                _ => Err(mlua::Error::RuntimeError(
+                    "wrong number of arguments".into(),
+                )),
+            }
+        })?,
+    )?;
+    rt.raw_set(
+        "randomseed",
+        lua.create_function(move |_, seed: Option<f64>| {
+            *r2.lock() = Rand48::new(seed.unwrap_or(0.0) as i64 as i32);
+            Ok(())
+        })?,
+    )?;
+    rt.raw_set("cjson", cjson(lua)?)?;
+    rt.raw_set("bit", bit(lua)?)?;
+    rt.raw_set("cmsgpack", lua.create_table()?)?;
+    rt.raw_set("struct", lua.create_table()?)?;
+    Ok(())
+}
+
+fn err(lua: &Lua, msg: &str) -> mlua::Result<(Value, Value)> {
+    Ok((Value::Nil, Value::String(lua.create_string(msg)?)))
+}
+
+/// Redis's `redisLrand48`: the same sequence for a seed on every platform.
+struct Rand48(u64);
+
+impl Rand48 {
+    fn new(seed: i32) -> Self {
+        Self(((seed as u32 as u64) << 16) | 0x330e)
+    }
+
+    fn next(&mut self) -> u32 {
+        self.0 = (self.0.wrapping_mul(0x5_DEEC_E66D).wrapping_add(0xb)) & 0xffff_ffff_ffff;
+        (self.0 >> 17) as u32
+    }
+}
+
+fn rt_err(msg: impl Into<String>) -> mlua::Error {
+    mlua::Error::RuntimeError(msg.into())
+}
+
+/// `bit` (LuaBitOp): 32-bit operations on numbers.
+fn bit(lua: &Lua) -> mlua::Result<Table> {
+    fn tobit(v: f64) -> i32 {
+        // LuaBitOp normalizes through the 2^52+2^51 trick: modular conversion to 32 bits.
+        let m = v.rem_euclid(4_294_967_296.0);
+        (m as u64 as u32) as i32
+    }
+    let t = lua.create_table()?;
+    t.raw_set("tobit", lua.create_function(|_, v: f64| Ok(tobit(v)))?)?;
+    t.raw_set("bnot", lua.create_function(|_, v: f64| Ok(!tobit(v)))?)?;
+    t.raw_set(
+        "band",
+        lua.create_function(|_, v: Variadic<f64>| Ok(v.iter().fold(-1i32, |a, b| a & tobit(*b))))?,
+    )?;
+    t.raw_set(
+        "bor",
+        lua.create_function(|_, v: Variadic<f64>| Ok(v.iter().fold(0i32, |a, b| a | tobit(*b))))?,
+    )?;
+    t.raw_set(
+        "bxor",
+        lua.create_function(|_, v: Variadic<f64>| Ok(v.iter().fold(0i32, |a, b| a ^ tobit(*b))))?,
+    )?;
+    t.raw_set(
+        "lshift",
+        lua.create_function(|_, (v, n): (f64, f64)| {
+            Ok(((tobit(v) as u32) << (tobit(n) & 31)) as i32)
+        })?,
+    )?;
+    t.raw_set(
+        "rshift",
+        lua.create_function(|_, (v, n): (f64, f64)| {
+            Ok(((tobit(v) as u32) >> (tobit(n) & 31)) as i32)
+        })?,
+    )?;
+    t.raw_set(
+        "arshift",
+        lua.create_function(|_, (v, n): (f64, f64)| Ok(tobit(v) >> (tobit(n) & 31)))?,
+    )?;
+    t.raw_set(
+        "rol",
+        lua.create_function(|_, (v, n): (f64, f64)| {
+            Ok((tobit(v) as u32).rotate_left((tobit(n) & 31) as u32) as i32)
+        })?,
+    )?;
+    t.raw_set(
+        "ror",
+        lua.create_function(|_, (v, n): (f64, f64)| {
+            Ok((tobit(v) as u32).rotate_right((tobit(n) & 31) as u32) as i32)
+        })?,
+    )?;
+    t.raw_set(
+        "bswap",
+        lua.create_function(|_, v: f64| Ok((tobit(v) as u32).swap_bytes() as i32))?,
+    )?;
+    t.raw_set(
+        "tohex",
+        lua.create_function(|_, (v, n): (f64, Option<f64>)| {
+            let mut n = n.map(tobit).unwrap_or(8);
+            let upper = n < 0;
+            if upper {
+                n = -n;
+            }
+            let n = n.clamp(1, 8) as usize;
+            let x = tobit(v) as u32;
+            let s = if upper {
+                format!("{x:08X}")
+            } else {
+                format!("{x:08x}")
+            };
+            Ok(s[8 - n..].to_owned())
+        })?,
+    )?;
+    Ok(t)
+}
+
+/// cjson's settings (per Lua state, changed by the `encode_*`/`decode_*` functions).
+struct CjsonCfg {
+    encode_max_depth: usize,
+    decode_max_depth: usize,
+    encode_invalid_numbers: bool,
+}
+
+/// `cjson`: encode and decode as lua-cjson does (forward slashes escaped, `%.14g` numbers).
+fn cjson(lua: &Lua) -> mlua::Result<Table> {
+    let cfg = Arc::new(Mutex::new(CjsonCfg {
+        encode_max_depth: 1000,
+        decode_max_depth: 1000,
+        encode_invalid_numbers: false,
+    }));
+    let t = lua.create_table()?;
+    let null = Value::LightUserData(LightUserData(std::ptr::null_mut()));
+    t.raw_set("null", null)?;
+    let c = cfg.clone();
+    t.raw_set(
+        "encode",
+        lua.create_function(move |_, v: Value| {
+            let cfg = c.lock();
+            let mut out = Vec::new();
+            encode(&v, &mut out, 1, &cfg)?;
+            Ok(mlua::BString::from(out))
+        })?,
+    )?;
+    let c = cfg.clone();
+    t.raw_set(
+        "decode",
+        lua.create_function(move |lua, s: mlua::String| {
+            let depth = c.lock().decode_max_depth;
+            let b = s.as_bytes();
+            let mut p = Parser {
+                b: &b,
+                pos: 0,
+                max_depth: depth,
+            };
+            p.ws();
+            let v = p.value(lua, 1)?;
+            p.ws();
+            if p.pos < p.b.len() {
+                return Err(rt_err(format!(
+                    "Expected the end but found invalid token at character {}",
+                    p.pos + 1
+                )));
+            }
+            Ok(v)
+        })?,
+    )?;
+    let c = cfg.clone();
+    t.raw_set(
+        "encode_max_depth",
+        lua.create_function(move |_, d: Option<f64>| {
+            let mut g = c.lock();
+            if let Some(d) = d {
+                g.encode_max_depth = d.max(1.0) as usize;
+            }
+            Ok(g.encode_max_depth)
+        })?,
+    )?;
+    let c = cfg.clone();
+    t.raw_set(
+        "decode_max_depth",
+        lua.create_function(move |_, d: Option<f64>| {
+            let mut g = c.lock();
+            if let Some(d) = d {
+                g.decode_max_depth = d.max(1.0) as usize;
+            }
+            Ok(g.decode_max_depth)
+        })?,
+    )?;
+    let c = cfg;
+    t.raw_set(
+        "encode_invalid_numbers",
+        lua.create_function(move |_, v: Value| {
+            let mut g = c.lock();
+            match v {
+                Value::Boolean(b) => g.encode_invalid_numbers = b,
+                Value::String(s) => g.encode_invalid_numbers = s.as_bytes().as_ref() == b"on",
+                _ => {}
+            }
+            Ok(g.encode_invalid_numbers)
+        })?,
+    )?;
+    t.raw_set(
+        "encode_keep_buffer",
+        lua.create_function(|_, _: MultiValue| Ok(true))?,
+    )?;
+    t.raw_set(
+        "encode_number_precision",
+        lua.create_function(|_, _: MultiValue| Ok(14))?,
+    )?;
+    t.raw_set(
+        "encode_sparse_array",
+        lua.create_function(|_, _: MultiValue| Ok(()))?,
+    )?;
+    t.raw_set(
+        "decode_invalid_numbers",
+        lua.create_function(|_, _: MultiValue| Ok(true))?,
+    )?;
+    Ok(t)
+}
+
+fn encode(v: &Value, out: &mut Vec<u8>, depth: usize, cfg: &CjsonCfg) -> mlua::Result<()> {
+    match v {
+        Value::Nil => out.extend_from_slice(b"null"),
+        Value::LightUserData(u) if u.0.is_null() => out.extend_from_slice(b"null"),
+        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::Number(n) => {
+            if !n.is_finite() && !cfg.encode_invalid_numbers {
+                return Err(rt_err("Cannot serialise number: must not be NaN or Inf"));
+            }
+            out.extend_from_slice(fmt_g(*n, 14).as_bytes());
+        }
+        Value::String(s) => encode_str(&s.as_bytes(), out),
+        Value::Table(t) => {
+            if depth > cfg.encode_max_depth {
+                return Err(rt_err(format!(
+                    "Cannot serialise, excessive nesting ({depth})"
+                )));
+            }
+            // An array if every key is a positive integer (and not excessively sparse).
+            let mut max = 0i64;
+            let mut count = 0i64;
+            let mut is_array = true;
+            for pair in t.clone().pairs::<Value, Value>() {
+                let (k, _) = pair?;
+                let idx = match k {
+                    Value::Integer(i) => Some(i as f64),
+                    Value::Number(n) => Some(n),
+                    _ => None,
+                };
+                match idx {
+                    Some(n) if n >= 1.0 && n.fract() == 0.0 => {
+                        max = max.max(n as i64);
+                        count += 1;
+                    }
+                    _ => {
+                        is_array = false;
+                        break;
+                    }
+                }
+            }
+            if is_array && count > 0 {
+                if max > count * 2 && max > 10 {
+                    return Err(rt_err("Cannot serialise table: excessively sparse array"));
+                }
+                out.push(b'[');
+                for i in 1..=max {
+                    if i > 1 {
+                        out.push(b',');
+                    }
+                    let v: Value = t.raw_get(i)?;
+                    encode(&v, out, depth + 1, cfg)?;
+                }
+                out.push(b']');
+                return Ok(());
+            }
+            out.push(b'{');
+            let mut first = true;
+            for pair in t.clone().pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                match &k {
+                    Value::String(s) => encode_str(&s.as_bytes(), out),
+                    Value::Integer(i) => encode_str(i.to_string().as_bytes(), out),
+                    Value::Number(n) => encode_str(fmt_g(*n, 14).as_bytes(), out),
+                    _ => {
+                        return Err(rt_err(
+                            "Cannot serialise table: table key must be a number or string",
+                        ));
+                    }
+                }
+                out.push(b':');
+                encode(&v, out, depth + 1, cfg)?;
+            }
+            out.push(b'}');
+        }
+        other => {
+            return Err(rt_err(format!(
+                "Cannot serialise {}: type not supported",
+                other.type_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn encode_str(s: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for &c in s {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'/' => out.extend_from_slice(b"\\/"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            c if c < 0x20 || c == 0x7f => out.extend_from_slice(format!("\\u{c:04x}").as_bytes()),
+            c => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.pos < self.b.len() && matches!(self.b[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+    }
+
+    fn fail<T>(&self, what: &str) -> mlua::Result<T> {
+        Err(rt_err(format!(
+            "Expected {what} but found invalid token at character {}",
+            self.pos + 1
+        )))
+    }
+
+    fn value(&mut self, lua: &Lua, depth: usize) -> mlua::Result<Value> {
+        self.ws();
+        let Some(&c) = self.b.get(self.pos) else {
+            return self.fail("value");
+        };
+        match c {
+            b'{' | b'[' => {
+                if depth > self.max_depth {
+                    return Err(rt_err(format!(
+                        "Found too many nested data structures ({depth}) at character {}",
+                        self.pos + 1
+                    )));
+                }
+                self.pos += 1;
+                let t = lua.create_table()?;
+                let close = if c == b'{' { b'}' } else { b']' };
+                self.ws();
+                if self.b.get(self.pos) == Some(&close) {
+                    self.pos += 1;
+                    return Ok(Value::Table(t));
+                }
+                let mut i = 1;
+                loop {
+                    if c == b'{' {
+                        self.ws();
+                        if self.b.get(self.pos) != Some(&b'"') {
+                            return self.fail("object key string");
+                        }
+                        let k = self.string(lua)?;
+                        self.ws();
+                        if self.b.get(self.pos) != Some(&b':') {
+                            return self.fail("colon");
+                        }
+                        self.pos += 1;
+                        let v = self.value(lua, depth + 1)?;
+                        t.raw_set(k, v)?;
+                    } else {
+                        let v = self.value(lua, depth + 1)?;
+                        t.raw_set(i, v)?;
+                        i += 1;
+                    }
+                    self.ws();
+                    match self.b.get(self.pos) {
+                        Some(b',') => self.pos += 1,
+                        Some(x) if *x == close => {
+                            self.pos += 1;
+                            return Ok(Value::Table(t));
+                        }
+                        _ => return self.fail("comma or end"),
+                    }
+                }
+            }
+            b'"' => self.string(lua),
+            b't' if self.b[self.pos..].starts_with(b"true") => {
+                self.pos += 4;
+                Ok(Value::Boolean(true))
+            }
+            b'f' if self.b[self.pos..].starts_with(b"false") => {
+                self.pos += 5;
+                Ok(Value::Boolean(false))
+            }
+            b'n' if self.b[self.pos..].starts_with(b"null") => {
+                self.pos += 4;
+                Ok(Value::LightUserData(LightUserData(std::ptr::null_mut())))
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = self.pos;
+                while self.pos < self.b.len()
+                    && matches!(
+                        self.b[self.pos],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
+                    self.pos += 1;
+                }
+                let s = std::str::from_utf8(&self.b[start..self.pos]).unwrap_or("");
+                match s.parse::<f64>() {
+                    Ok(n) => Ok(Value::Number(n)),
+                    Err(_) => {
+                        self.pos = start;
+                        self.fail("value")
+                    }
+                }
+            }
+            _ => self.fail("value"),
+        }
+    }
+
+    fn string(&mut self, lua: &Lua) -> mlua::Result<Value> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(&c) = self.b.get(self.pos) else {
+                return Err(rt_err("Expected string end but found end of string"));
+            };
+            self.pos += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let Some(&e) = self.b.get(self.pos) else {
+                        return self.fail("escape");
+                    };
+                    self.pos += 1;
+                    match e {
+                        b'n' => out.push(b'\n'),
+                        b't' => out.push(b'\t'),
+                        b'r' => out.push(b'\r'),
+                        b'b' => out.push(8),
+                        b'f' => out.push(12),
+                        b'u' => {
+                            let hex = self
+                                .b
+                                .get(self.pos..self.pos + 4)
+                                .and_then(|h| std::str::from_utf8(h).ok())
+                                .and_then(|h| u32::from_str_radix(h, 16).ok());
+                            let Some(mut cp) = hex else {
+                                return self.fail("unicode escape");
+                            };
+                            self.pos += 4;
+                            if (0xd800..0xdc00).contains(&cp)
+                                && self.b[self.pos..].starts_with(b"\\u")
+                                && let Some(lo) = self
+                                    .b
+                                    .get(self.pos + 2..self.pos + 6)
+                                    .and_then(|h| std::str::from_utf8(h).ok())
+                                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                            {
+                                cp = 0x10000
+                                    + ((cp - 0xd800) << 10)
+                                    + (lo.wrapping_sub(0xdc00) & 0x3ff);
+                                self.pos += 6;
+                            }
+                            let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
+                            let mut buf = [0u8; 4];
+                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        }
+                        other => out.push(other),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        Ok(Value::String(lua.create_string(&out)?))
+    }
+}
