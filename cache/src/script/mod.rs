@@ -377,8 +377,13 @@ impl Engine {
 
     /// The library and flags of a function.
     pub fn function(&self, name: &str) -> Option<&FunctionInfo> {
-        let lib = self.funcs.get(name)?;
-        self.libs.get(lib)?.functions.get(name)
+        // Function names are case-insensitive, as Redis's function dictionary is.
+        let lib = self.funcs.get(&name.to_ascii_lowercase())?;
+        self.libs
+            .get(lib)?
+            .functions
+            .values()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// Runs a function; the reply (or error) is written to `out`.
@@ -444,7 +449,7 @@ impl Engine {
                 if policy == RestorePolicy::Flush {
                     continue;
                 }
-                if let Some(owner) = self.funcs.get(f) {
+                if let Some(owner) = self.funcs.get(&f.to_ascii_lowercase()) {
                     let replaced =
                         policy == RestorePolicy::Replace && libs.iter().any(|l| l.name == *owner);
                     if !replaced {
@@ -460,11 +465,11 @@ impl Engine {
         for lib in libs {
             if let Some(old) = self.libs.remove(&lib.name) {
                 for f in old.functions.keys() {
-                    self.funcs.remove(f);
+                    self.funcs.remove(&f.to_ascii_lowercase());
                 }
             }
             for f in lib.functions.keys() {
-                self.funcs.insert(f.clone(), lib.name.clone());
+                self.funcs.insert(f.to_ascii_lowercase(), lib.name.clone());
             }
             self.libs.insert(lib.name.clone(), lib);
         }
@@ -555,7 +560,7 @@ impl Engine {
         match self.libs.remove(name) {
             Some(lib) => {
                 for f in lib.functions.keys() {
-                    self.funcs.remove(f);
+                    self.funcs.remove(&f.to_ascii_lowercase());
                 }
                 true
             }

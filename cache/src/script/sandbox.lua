@@ -11,6 +11,7 @@ local mode, rt = ...
 
 local type, error, tostring, next, select, unpack = type, error, tostring, next, select, unpack
 local raw_setmetatable, raw_getmetatable, raw_rawset = setmetatable, getmetatable, rawset
+local string_gsub = string.gsub
 local lua_pcall, lua_xpcall, lua_loadstring, lua_setfenv = pcall, xpcall, loadstring, setfenv
 local G = _G
 
@@ -123,7 +124,9 @@ local where = rt.where
 local function err_handler(err)
   local source, line = where()
   if type(err) ~= "table" then
-    err = { err = "ERR " .. tostring(err) }
+    -- errors raised by Rust callbacks print as "runtime error: <msg>"
+    local msg = string_gsub(tostring(err), "^runtime error: ", "")
+    err = { err = "ERR " .. msg }
   end
   if source then
     lua_pcall(function()
