@@ -6,7 +6,7 @@ use crate::reply::Reply;
 
 /// Nesting a reply may have before `reached lua stack limit` (Redis runs out of Lua stack
 /// at about this depth).
-const MAX_DEPTH: usize = 1000;
+const MAX_DEPTH: usize = 200;
 
 /// `redis.call` arguments as command arguments: strings as they are, numbers as `%.17g`.
 pub(super) fn lua_args(argv: &MultiValue) -> Result<Vec<Vec<u8>>, &'static str> {

@@ -192,7 +192,7 @@ pub(super) fn install(lua: &Lua, rt: &Table) -> mlua::Result<()> {
     )?;
     rt.raw_set("cjson", cjson(lua)?)?;
     rt.raw_set("bit", bit(lua)?)?;
-    rt.raw_set("cmsgpack", lua.create_table()?)?;
+    rt.raw_set("cmsgpack", cmsgpack(lua)?)?;
     rt.raw_set("struct", lua.create_table()?)?;
     Ok(())
 }
@@ -670,4 +670,277 @@ impl Parser<'_> {
         }
         Ok(Value::String(lua.create_string(&out)?))
     }
+}
+
+/// lua-cmsgpack's nesting limit: deeper tables are packed as nil.
+const MSGPACK_MAX_NESTING: usize = 16;
+
+/// `cmsgpack` (lua-cmsgpack): `pack(...)`, `unpack(s)`, `unpack_one(s, offset)`,
+/// `unpack_limit(s, limit, offset)`.
+fn cmsgpack(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set(
+        "pack",
+        lua.create_function(|_, args: MultiValue| {
+            if args.is_empty() {
+                return Err(rt_err("MessagePack pack needs input."));
+            }
+            let mut out = Vec::new();
+            for v in &args {
+                mp_encode(v, &mut out, 0)?;
+            }
+            Ok(mlua::BString::from(out))
+        })?,
+    )?;
+    t.raw_set(
+        "unpack",
+        lua.create_function(|lua, s: mlua::String| {
+            let b = s.as_bytes();
+            let mut pos = 0;
+            let mut vals = Vec::new();
+            while pos < b.len() {
+                vals.push(mp_decode(lua, &b, &mut pos)?);
+            }
+            Ok(MultiValue::from_vec(vals))
+        })?,
+    )?;
+    let limit = |lua: &Lua, s: mlua::String, limit: i64, offset: i64| -> mlua::Result<MultiValue> {
+        let b = s.as_bytes();
+        if offset < 0 || offset as usize > b.len() {
+            return Err(rt_err("Start offset greater than input length."));
+        }
+        let mut pos = offset as usize;
+        let mut vals = Vec::new();
+        while pos < b.len() && (limit <= 0 || (vals.len() as i64) < limit) {
+            vals.push(mp_decode(lua, &b, &mut pos)?);
+        }
+        let next = if pos < b.len() { pos as i64 } else { -1 };
+        let mut out = vec![Value::Integer(next)];
+        out.extend(vals);
+        Ok(MultiValue::from_vec(out))
+    };
+    t.raw_set(
+        "unpack_one",
+        lua.create_function(move |lua, (s, offset): (mlua::String, Option<i64>)| {
+            limit(lua, s, 1, offset.unwrap_or(0))
+        })?,
+    )?;
+    t.raw_set(
+        "unpack_limit",
+        lua.create_function(
+            move |lua, (s, l, offset): (mlua::String, i64, Option<i64>)| {
+                limit(lua, s, l, offset.unwrap_or(0))
+            },
+        )?,
+    )?;
+    Ok(t)
+}
+
+fn mp_int(n: i64, out: &mut Vec<u8>) {
+    if n >= 0 {
+        if n <= 127 {
+            out.push(n as u8);
+        } else if n <= 0xff {
+            out.extend_from_slice(&[0xcc, n as u8]);
+        } else if n <= 0xffff {
+            out.push(0xcd);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        } else if n <= 0xffff_ffff {
+            out.push(0xce);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        } else {
+            out.push(0xcf);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    } else if n >= -32 {
+        out.push(n as i8 as u8);
+    } else if n >= -128 {
+        out.extend_from_slice(&[0xd0, n as i8 as u8]);
+    } else if n >= -32768 {
+        out.push(0xd1);
+        out.extend_from_slice(&(n as i16).to_be_bytes());
+    } else if n >= -2_147_483_648 {
+        out.push(0xd2);
+        out.extend_from_slice(&(n as i32).to_be_bytes());
+    } else {
+        out.push(0xd3);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+fn mp_len(len: usize, fix: u8, fix_max: usize, tags: [u8; 2], out: &mut Vec<u8>) {
+    if len < fix_max {
+        out.push(fix | len as u8);
+    } else if len <= 0xffff {
+        out.push(tags[0]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(tags[1]);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+}
+
+fn mp_encode(v: &Value, out: &mut Vec<u8>, level: usize) -> mlua::Result<()> {
+    match v {
+        Value::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        Value::Integer(i) => mp_int(*i, out),
+        Value::Number(n) => {
+            if n.fract() == 0.0 && *n >= -9.2e18 && *n <= 9.2e18 {
+                mp_int(*n as i64, out);
+            } else if f64::from(*n as f32) == *n {
+                out.push(0xca);
+                out.extend_from_slice(&(*n as f32).to_be_bytes());
+            } else {
+                out.push(0xcb);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+        Value::String(s) => {
+            let b = s.as_bytes();
+            let len = b.len();
+            if len < 32 {
+                out.push(0xa0 | len as u8);
+            } else if len <= 0xff {
+                out.extend_from_slice(&[0xd9, len as u8]);
+            } else if len <= 0xffff {
+                out.push(0xda);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            } else {
+                out.push(0xdb);
+                out.extend_from_slice(&(len as u32).to_be_bytes());
+            }
+            out.extend_from_slice(&b);
+        }
+        Value::Table(t) if level < MSGPACK_MAX_NESTING => {
+            let pairs: Vec<(Value, Value)> = t
+                .clone()
+                .pairs::<Value, Value>()
+                .collect::<mlua::Result<_>>()?;
+            let mut max = 0f64;
+            let is_array = pairs.iter().all(|(k, _)| {
+                let n = match k {
+                    Value::Integer(i) => *i as f64,
+                    Value::Number(n) => *n,
+                    _ => return false,
+                };
+                if n >= 1.0 && n.fract() == 0.0 {
+                    max = max.max(n);
+                    true
+                } else {
+                    false
+                }
+            }) && max as usize == pairs.len();
+            if is_array {
+                mp_len(pairs.len(), 0x90, 16, [0xdc, 0xdd], out);
+                for i in 1..=pairs.len() {
+                    let v: Value = t.raw_get(i)?;
+                    mp_encode(&v, out, level + 1)?;
+                }
+            } else {
+                mp_len(pairs.len(), 0x80, 16, [0xde, 0xdf], out);
+                for (k, v) in &pairs {
+                    mp_encode(k, out, level + 1)?;
+                    mp_encode(v, out, level + 1)?;
+                }
+            }
+        }
+        _ => out.push(0xc0),
+    }
+    Ok(())
+}
+
+fn take<'b>(b: &'b [u8], pos: &mut usize, n: usize) -> mlua::Result<&'b [u8]> {
+    let s = b
+        .get(
+            *pos..pos
+                .checked_add(n)
+                .ok_or_else(|| rt_err("Missing bytes in input."))?,
+        )
+        .ok_or_else(|| rt_err("Missing bytes in input."))?;
+    *pos += n;
+    Ok(s)
+}
+
+fn be(b: &[u8]) -> u64 {
+    b.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x))
+}
+
+fn mp_decode(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<Value> {
+    let tag = take(b, pos, 1)?[0];
+    let str_of = |lua: &Lua, pos: &mut usize, n: usize| -> mlua::Result<Value> {
+        Ok(Value::String(lua.create_string(take(b, pos, n)?)?))
+    };
+    let arr = |lua: &Lua, pos: &mut usize, n: usize| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        for i in 1..=n {
+            t.raw_set(i, mp_decode(lua, b, pos)?)?;
+        }
+        Ok(Value::Table(t))
+    };
+    let map = |lua: &Lua, pos: &mut usize, n: usize| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        for _ in 0..n {
+            let k = mp_decode(lua, b, pos)?;
+            let v = mp_decode(lua, b, pos)?;
+            if !matches!(k, Value::Nil) {
+                t.raw_set(k, v)?;
+            }
+        }
+        Ok(Value::Table(t))
+    };
+    Ok(match tag {
+        0x00..=0x7f => Value::Number(f64::from(tag)),
+        0x80..=0x8f => map(lua, pos, usize::from(tag & 0x0f))?,
+        0x90..=0x9f => arr(lua, pos, usize::from(tag & 0x0f))?,
+        0xa0..=0xbf => str_of(lua, pos, usize::from(tag & 0x1f))?,
+        0xc0 => Value::Nil,
+        0xc2 => Value::Boolean(false),
+        0xc3 => Value::Boolean(true),
+        0xca => Value::Number(f64::from(f32::from_bits(be(take(b, pos, 4)?) as u32))),
+        0xcb => Value::Number(f64::from_bits(be(take(b, pos, 8)?))),
+        0xcc => Value::Number(be(take(b, pos, 1)?) as f64),
+        0xcd => Value::Number(be(take(b, pos, 2)?) as f64),
+        0xce => Value::Number(be(take(b, pos, 4)?) as f64),
+        0xcf => Value::Number(be(take(b, pos, 8)?) as f64),
+        0xd0 => Value::Number(f64::from(take(b, pos, 1)?[0] as i8)),
+        0xd1 => Value::Number(f64::from(be(take(b, pos, 2)?) as u16 as i16)),
+        0xd2 => Value::Number(f64::from(be(take(b, pos, 4)?) as u32 as i32)),
+        0xd3 => Value::Number(be(take(b, pos, 8)?) as i64 as f64),
+        0xd9 | 0xc4 => {
+            let n = be(take(b, pos, 1)?) as usize;
+            str_of(lua, pos, n)?
+        }
+        0xda | 0xc5 => {
+            let n = be(take(b, pos, 2)?) as usize;
+            str_of(lua, pos, n)?
+        }
+        0xdb | 0xc6 => {
+            let n = be(take(b, pos, 4)?) as usize;
+            str_of(lua, pos, n)?
+        }
+        0xdc => {
+            let n = be(take(b, pos, 2)?) as usize;
+            arr(lua, pos, n)?
+        }
+        0xdd => {
+            let n = be(take(b, pos, 4)?) as usize;
+            if n > b.len() {
+                return Err(rt_err("Missing bytes in input."));
+            }
+            arr(lua, pos, n)?
+        }
+        0xde => {
+            let n = be(take(b, pos, 2)?) as usize;
+            map(lua, pos, n)?
+        }
+        0xdf => {
+            let n = be(take(b, pos, 4)?) as usize;
+            if n > b.len() {
+                return Err(rt_err("Missing bytes in input."));
+            }
+            map(lua, pos, n)?
+        }
+        0xe0..=0xff => Value::Number(f64::from(tag as i8)),
+        _ => return Err(rt_err("Bad data format in input.")),
+    })
 }
