@@ -552,3 +552,326 @@ fn function_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::conn::Session;
+
+    #[test]
+    fn eval_converts_both_ways() {
+        let mut s = Session::new();
+        assert_eq!(s.cmd(&["EVAL", "return 'hello'", "0"]), "$5\r\nhello\r\n");
+        assert_eq!(s.cmd(&["EVAL", "return 100.5", "0"]), ":100\r\n");
+        assert_eq!(s.cmd(&["EVAL", "return true", "0"]), ":1\r\n");
+        assert_eq!(s.cmd(&["EVAL", "return false", "0"]), "$-1\r\n");
+        assert_eq!(s.cmd(&["EVAL", "return {ok='fine'}", "0"]), "+fine\r\n");
+        assert_eq!(
+            s.cmd(&["EVAL", "return {err='ERR this is an error'}", "0"]),
+            "-ERR this is an error\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return {1,2,3,'ciao',{1,2}}", "0"]),
+            "*5\r\n:1\r\n:2\r\n:3\r\n$4\r\nciao\r\n*2\r\n:1\r\n:2\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return {KEYS[1],ARGV[1]}", "1", "k", "a"]),
+            "*2\r\n$1\r\nk\r\n$1\r\na\r\n"
+        );
+        s.cmd(&["SET", "x", "0"]);
+        assert_eq!(
+            s.cmd(&[
+                "EVAL",
+                "local v = redis.call('incr', KEYS[1]) return {type(v), v}",
+                "1",
+                "x"
+            ]),
+            "*2\r\n$6\r\nnumber\r\n:1\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return redis.pcall('get', 'nokey') == false", "0"]),
+            ":1\r\n"
+        );
+        // RESP3 from a command, as the script asked for it.
+        assert_eq!(
+            s.cmd(&[
+                "EVAL",
+                "redis.setresp(3) return redis.call('hgetall', 'nohash')",
+                "0"
+            ]),
+            "*0\r\n"
+        );
+    }
+
+    #[test]
+    fn errors_have_redis_shape() {
+        let mut s = Session::new();
+        let r = s.cmd(&["EVAL", "return a", "0"]);
+        assert!(
+            r.starts_with(
+                "-ERR user_script:1: Script attempted to access nonexistent global variable 'a'"
+            ),
+            "{r}"
+        );
+        let r = s.cmd(&["EVAL", "a = 10", "0"]);
+        assert!(r.contains("Attempt to modify a readonly table"), "{r}");
+        let r = s.cmd(&["EVAL", "redis.call = function() end", "0"]);
+        assert!(r.contains("Attempt to modify a readonly table"), "{r}");
+        let r = s.cmd(&["EVAL", "return redis.call('nosuchcommand')", "0"]);
+        assert!(
+            r.starts_with("-ERR Unknown Redis command called from script"),
+            "{r}"
+        );
+        s.cmd(&["SET", "foo", "bar"]);
+        let r = s.cmd(&[
+            "EVAL",
+            "return redis.call('lpush', KEYS[1], 'v')",
+            "1",
+            "foo",
+        ]);
+        assert!(r.starts_with("-WRONGTYPE"), "{r}");
+        assert_eq!(
+            s.cmd(&["EVAL", "return redis.pcall('incr', KEYS[1])", "1", "foo"]),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        let r = s.cmd(&["EVAL", "return redis.call('blpop', 'l', 0)", "0"]);
+        assert!(r.contains("not allowed from script"), "{r}");
+        let r = s.cmd(&["EVAL", "print('x')", "0"]);
+        assert!(r.contains("nonexistent global variable 'print'"), "{r}");
+        let r = s.cmd(&["EVAL", "return 'x", "0"]);
+        assert!(
+            r.starts_with("-ERR Error compiling script (new function): user_script:1:"),
+            "{r}"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return 1", "2", "a"]),
+            "-ERR Number of keys can't be greater than number of args\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return 1", "-1"]),
+            "-ERR Number of keys can't be negative\r\n"
+        );
+    }
+
+    #[test]
+    fn script_cache_and_evalsha() {
+        let mut s = Session::new();
+        let sha = crate::script::sha1_hex(b"return 'ok'");
+        assert_eq!(
+            s.cmd(&["SCRIPT", "LOAD", "return 'ok'"]),
+            format!("$40\r\n{sha}\r\n")
+        );
+        assert_eq!(s.cmd(&["EVALSHA", &sha, "0"]), "$2\r\nok\r\n");
+        assert_eq!(
+            s.cmd(&["EVALSHA", &sha.to_uppercase(), "0"]),
+            "$2\r\nok\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["SCRIPT", "EXISTS", &sha, "ffff"]),
+            "*2\r\n:1\r\n:0\r\n"
+        );
+        assert_eq!(s.cmd(&["SCRIPT", "FLUSH"]), "+OK\r\n");
+        assert!(s.cmd(&["EVALSHA", &sha, "0"]).starts_with("-NOSCRIPT"));
+        assert_eq!(
+            s.cmd(&["SCRIPT", "KILL"]),
+            "-NOTBUSY No scripts in execution right now.\r\n"
+        );
+    }
+
+    #[test]
+    fn read_only_scripts_refuse_writes() {
+        let mut s = Session::new();
+        let r = s.cmd(&["EVAL_RO", "return redis.call('set', 'k', 'v')", "1", "k"]);
+        assert!(
+            r.contains("Write commands are not allowed from read-only scripts"),
+            "{r}"
+        );
+        let r = s.cmd(&[
+            "EVAL",
+            "#!lua flags=no-writes\nreturn redis.call('set', 'k', 'v')",
+            "1",
+            "k",
+        ]);
+        assert!(
+            r.contains("Write commands are not allowed from read-only scripts"),
+            "{r}"
+        );
+        let r = s.cmd(&["EVAL_RO", "#!lua\nreturn 1", "0"]);
+        assert!(
+            r.contains("Can not execute a script with write flag using *_ro command"),
+            "{r}"
+        );
+        let r = s.cmd(&["EVAL", "#!lua flags=bogus\nreturn 1", "0"]);
+        assert_eq!(r, "-ERR Unexpected flag in script shebang: bogus\r\n");
+        assert_eq!(s.cmd(&["EXISTS", "k"]), ":0\r\n");
+    }
+
+    #[test]
+    fn libraries_json_and_bit() {
+        let mut s = Session::new();
+        assert_eq!(
+            s.cmd(&["EVAL", "return cjson.encode({1,2,{a='x/y'}})", "0"]),
+            "$18\r\n[1,2,{\"a\":\"x\\/y\"}]\r\n"
+        );
+        assert_eq!(
+            s.cmd(&[
+                "EVAL",
+                "return table.concat(cjson.decode('[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]'), ' ')",
+                "0"
+            ]),
+            "$26\r\n0 -5000 -1 0.0003 1023.2 0\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return bit.bor(1,2,4,8,16,32,64,128)", "0"]),
+            ":255\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return bit.tohex(255, 4)", "0"]),
+            "$4\r\n00ff\r\n"
+        );
+        let hex = "local e = cmsgpack.pack(0.1) local h = '' for i = 1, #e do h = h .. string.format('%02x', string.byte(e, i)) end return h";
+        assert_eq!(s.cmd(&["EVAL", hex, "0"]), "$18\r\ncb3fb999999999999a\r\n");
+        assert_eq!(
+            s.cmd(&[
+                "EVAL",
+                "return cmsgpack.unpack(cmsgpack.pack({1,2,'x'}))[3]",
+                "0"
+            ]),
+            "$1\r\nx\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "return redis.sha1hex('Pizza & Mandolino')", "0"]),
+            "$40\r\n74822d82031af7493c20eefa13bd07ec4fada82f\r\n"
+        );
+    }
+
+    #[test]
+    fn functions_load_call_list_dump_restore() {
+        let mut s = Session::new();
+        let code = "#!lua name=lib\nredis.register_function('f', function(keys, args) return redis.call('set', keys[1], args[1]) end)\nredis.register_function{function_name='g', callback=function() return 'ro' end, flags={'no-writes'}, description='read'}";
+        assert_eq!(s.cmd(&["FUNCTION", "LOAD", code]), "$3\r\nlib\r\n");
+        assert!(
+            s.cmd(&["FUNCTION", "LOAD", code])
+                .contains("already exists")
+        );
+        assert_eq!(
+            s.cmd(&["FUNCTION", "LOAD", "REPLACE", code]),
+            "$3\r\nlib\r\n"
+        );
+        assert_eq!(s.cmd(&["FCALL", "f", "1", "k", "v"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(s.cmd(&["FCALL", "F", "1", "k", "w"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["FCALL_RO", "g", "0"]), "$2\r\nro\r\n");
+        assert!(
+            s.cmd(&["FCALL_RO", "f", "1", "k", "v"])
+                .contains("*_ro command")
+        );
+        assert_eq!(
+            s.cmd(&["FCALL", "nope", "0"]),
+            "-ERR Function not found\r\n"
+        );
+        let list = s.cmd(&["FUNCTION", "LIST"]);
+        assert!(
+            list.contains("library_name") && list.contains("no-writes") && list.contains("read"),
+            "{list}"
+        );
+        let dump = s.feed(b"*2\r\n$8\r\nFUNCTION\r\n$4\r\nDUMP\r\n");
+        // The payload is the bulk string's body.
+        let body_start = dump.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let payload = &dump[body_start..dump.len() - 2];
+        assert_eq!(s.cmd(&["FUNCTION", "FLUSH"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["FUNCTION", "LIST"]), "*0\r\n");
+        let mut req = format!(
+            "*3\r\n$8\r\nFUNCTION\r\n$7\r\nRESTORE\r\n${}\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(payload);
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(s.feed(&req), b"+OK\r\n");
+        assert_eq!(s.cmd(&["FCALL_RO", "g", "0"]), "$2\r\nro\r\n");
+        assert_eq!(
+            s.cmd(&["FUNCTION", "RESTORE", "bad"]),
+            "-ERR DUMP payload version or checksum are wrong\r\n"
+        );
+        assert_eq!(s.cmd(&["FUNCTION", "DELETE", "lib"]), "+OK\r\n");
+        assert_eq!(
+            s.cmd(&["FUNCTION", "DELETE", "lib"]),
+            "-ERR Library not found\r\n"
+        );
+        let r = s.cmd(&["FUNCTION", "LOAD", "#!lua name=x\nreturn 1"]);
+        assert_eq!(r, "-ERR No functions registered\r\n");
+        let r = s.cmd(&["FUNCTION", "LOAD", "#!lua name=x\nredis.call('ping')"]);
+        assert!(
+            r.contains("attempted to access nonexistent global variable 'call'"),
+            "{r}"
+        );
+    }
+
+    /// The BullMQ pattern: a job moves from `wait` to `active` and its hash is updated in
+    /// one atomic script.
+    #[test]
+    fn bullmq_style_move_is_atomic() {
+        let mut s = Session::new();
+        let script = "\
+            local id = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])\n\
+            if not id then return nil end\n\
+            redis.call('HSET', KEYS[3] .. id, 'processedOn', ARGV[1])\n\
+            return {id, redis.call('HGET', KEYS[3] .. id, 'data')}";
+        s.cmd(&["LPUSH", "{q}:wait", "1", "2"]);
+        s.cmd(&["HSET", "{q}:1", "data", "payload-1"]);
+        let r = s.cmd(&[
+            "EVAL",
+            script,
+            "3",
+            "{q}:wait",
+            "{q}:active",
+            "{q}:",
+            "1700000000",
+        ]);
+        assert_eq!(r, "*2\r\n$1\r\n1\r\n$9\r\npayload-1\r\n");
+        assert_eq!(
+            s.cmd(&["LRANGE", "{q}:active", "0", "-1"]),
+            "*1\r\n$1\r\n1\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["HGET", "{q}:1", "processedOn"]),
+            "$10\r\n1700000000\r\n"
+        );
+        s.cmd(&["RPOP", "{q}:wait"]);
+        assert_eq!(
+            s.cmd(&["EVAL", script, "3", "{q}:wait", "{q}:active", "{q}:", "1"]),
+            "$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn busy_script_answers_others_and_can_be_killed() {
+        let s = Session::new();
+        let shared = s.shared().clone();
+        shared
+            .params
+            .write()
+            .insert("busy-reply-threshold".into(), "1".into());
+        let runner = std::thread::spawn(move || {
+            let mut s = s;
+            s.cmd(&["EVAL", "local a = 0 while true do a = a + 1 end", "0"])
+        });
+        let mut other = Session::on(shared.clone());
+        // Wait for the hook to flag BUSY (no sleeps: spin on the shared flag).
+        while !shared.scripting.run.busy() {
+            std::thread::yield_now();
+        }
+        assert!(
+            other
+                .cmd(&["PING"])
+                .starts_with("-BUSY Redis is busy running a script")
+        );
+        assert_eq!(other.cmd(&["SCRIPT", "KILL"]), "+OK\r\n");
+        let reply = runner.join().unwrap();
+        assert!(
+            reply.starts_with("-ERR Script killed by user with SCRIPT KILL..."),
+            "{reply}"
+        );
+        assert_eq!(other.cmd(&["PING"]), "+PONG\r\n");
+    }
+}

@@ -1,6 +1,6 @@
 //! Lua values to RESP and back, with Redis's rules (`script_lua.c`).
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Lua, Table, Value};
 
 use crate::reply::Reply;
 
@@ -8,17 +8,19 @@ use crate::reply::Reply;
 /// at about this depth).
 const MAX_DEPTH: usize = 200;
 
-/// `redis.call` arguments as command arguments: strings as they are, numbers as `%.17g`.
-pub(super) fn lua_args(argv: &MultiValue) -> Result<Vec<Vec<u8>>, &'static str> {
-    if argv.is_empty() {
+/// `redis.call` arguments (`n` of them in `t`) as command arguments: strings as they are,
+/// numbers as `%.17g`. Read one at a time: each value held would take a slot of mlua's
+/// reference stack, which has room for about 8000.
+pub(super) fn lua_args(n: usize, t: &Table) -> Result<Vec<Vec<u8>>, &'static str> {
+    if n == 0 {
         return Err("Please specify at least one argument for this redis lib call");
     }
-    let mut out = Vec::with_capacity(argv.len());
-    for v in argv {
-        match v {
-            Value::String(s) => out.push(s.as_bytes().to_vec()),
-            Value::Integer(i) => out.push(i.to_string().into_bytes()),
-            Value::Number(n) => out.push(fmt_g(*n, 17).into_bytes()),
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for i in 1..=n {
+        match t.raw_get::<Value>(i) {
+            Ok(Value::String(s)) => out.push(s.as_bytes().to_vec()),
+            Ok(Value::Integer(i)) => out.push(i.to_string().into_bytes()),
+            Ok(Value::Number(n)) => out.push(fmt_g(n, 17).into_bytes()),
             _ => return Err("Lua redis lib command arguments must be strings or integers"),
         }
     }
@@ -275,43 +277,33 @@ fn table_to_resp(t: &Table, out: &mut Reply, r3: bool, depth: usize) {
         }
         return;
     }
+    // Large tables are walked twice (count, then write) rather than collected: every value
+    // held takes a slot of mlua's reference stack.
     if let Value::Table(m) = field(t, "map") {
-        let pairs: Vec<(Value, Value)> = m.pairs::<Value, Value>().filter_map(Result::ok).collect();
-        out.map(pairs.len());
-        for (k, v) in &pairs {
-            lua_to_resp(k, out, r3, depth + 1);
-            lua_to_resp(v, out, r3, depth + 1);
+        let n = m.pairs::<Value, Value>().count();
+        out.map(n);
+        for (k, v) in m.pairs::<Value, Value>().filter_map(Result::ok) {
+            lua_to_resp(&k, out, r3, depth + 1);
+            lua_to_resp(&v, out, r3, depth + 1);
         }
         return;
     }
     if let Value::Table(s) = field(t, "set") {
-        let keys: Vec<Value> = s
-            .pairs::<Value, Value>()
-            .filter_map(Result::ok)
-            .map(|(k, _)| k)
-            .collect();
-        out.set(keys.len());
-        for k in &keys {
-            lua_to_resp(k, out, r3, depth + 1);
+        let n = s.pairs::<Value, Value>().count();
+        out.set(n);
+        for (k, _) in s.pairs::<Value, Value>().filter_map(Result::ok) {
+            lua_to_resp(&k, out, r3, depth + 1);
         }
         return;
     }
-    let mut items = Vec::new();
-    let mut j = 1i64;
-    loop {
-        match t.raw_get::<Value>(j) {
-            Ok(Value::Nil) | Err(_) => break,
-            Ok(v) => items.push(v),
-        }
-        j += 1;
+    let mut n = 0i64;
+    while !matches!(t.raw_get::<Value>(n + 1), Ok(Value::Nil) | Err(_)) {
+        n += 1;
     }
-    out.array(items.len());
-    for v in &items {
-        if depth + 1 > MAX_DEPTH {
-            out.error("ERR reached lua stack limit");
-            continue;
-        }
-        lua_to_resp(v, out, r3, depth + 1);
+    out.array(n as usize);
+    for j in 1..=n {
+        let v = t.raw_get::<Value>(j).unwrap_or(Value::Nil);
+        lua_to_resp(&v, out, r3, depth + 1);
     }
 }
 

@@ -812,35 +812,40 @@ fn mp_encode(v: &Value, out: &mut Vec<u8>, level: usize) -> mlua::Result<()> {
             out.extend_from_slice(&b);
         }
         Value::Table(t) if level < MSGPACK_MAX_NESTING => {
-            let pairs: Vec<(Value, Value)> = t
-                .clone()
-                .pairs::<Value, Value>()
-                .collect::<mlua::Result<_>>()?;
+            // Walked twice (shape, then contents) rather than collected: every value held
+            // takes a slot of mlua's reference stack, and tables may have 100k entries.
             let mut max = 0f64;
-            let is_array = pairs.iter().all(|(k, _)| {
+            let mut count = 0usize;
+            let mut is_array = true;
+            for pair in t.pairs::<Value, Value>() {
+                let (k, _) = pair?;
+                count += 1;
                 let n = match k {
-                    Value::Integer(i) => *i as f64,
-                    Value::Number(n) => *n,
-                    _ => return false,
+                    Value::Integer(i) => i as f64,
+                    Value::Number(n) => n,
+                    _ => {
+                        is_array = false;
+                        continue;
+                    }
                 };
                 if n >= 1.0 && n.fract() == 0.0 {
                     max = max.max(n);
-                    true
                 } else {
-                    false
+                    is_array = false;
                 }
-            }) && max as usize == pairs.len();
-            if is_array {
-                mp_len(pairs.len(), 0x90, 16, [0xdc, 0xdd], out);
-                for i in 1..=pairs.len() {
+            }
+            if is_array && max as usize == count {
+                mp_len(count, 0x90, 16, [0xdc, 0xdd], out);
+                for i in 1..=count {
                     let v: Value = t.raw_get(i)?;
                     mp_encode(&v, out, level + 1)?;
                 }
             } else {
-                mp_len(pairs.len(), 0x80, 16, [0xde, 0xdf], out);
-                for (k, v) in &pairs {
-                    mp_encode(k, out, level + 1)?;
-                    mp_encode(v, out, level + 1)?;
+                mp_len(count, 0x80, 16, [0xde, 0xdf], out);
+                for pair in t.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    mp_encode(&k, out, level + 1)?;
+                    mp_encode(&v, out, level + 1)?;
                 }
             }
         }

@@ -636,13 +636,25 @@ impl Vm {
         let hook_run = run.clone();
         let _ = lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            move |_, _| hook_run.check(),
+            move |lua, _| {
+                let r = hook_run.check();
+                if r.is_err() {
+                    // Killed: raise again on every line, so a pcall cannot swallow the kill and
+                    // go on (Redis switches its hook the same way).
+                    let _ = lua.set_hook(HookTriggers::EVERY_LINE, |_, _| {
+                        Err(mlua::Error::RuntimeError(
+                            "Script killed by user with SCRIPT KILL...".into(),
+                        ))
+                    });
+                }
+                r
+            },
         );
         let resp3 = std::cell::Cell::new(false);
         let host = std::cell::RefCell::new(host);
         let result = lua.scope(|scope| {
-            let call = scope.create_function(|lua, argv: MultiValue| {
-                let argv = match convert::lua_args(&argv) {
+            let call = scope.create_function(|lua, (n, argv): (usize, Table)| {
+                let argv = match convert::lua_args(n, &argv) {
                     Ok(a) => a,
                     Err(msg) => return Ok((convert::error_table(lua, msg)?, true)),
                 };

@@ -143,7 +143,8 @@ local function redis_call(...)
   if not c then
     error({ err = "ERR redis.call/pcall can only be called inside a script invocation" })
   end
-  local r, is_err = c(...)
+  -- the arguments travel as one table: thousands of them must not each take a stack slot
+  local r, is_err = c(select("#", ...), { ... })
   if is_err then
     error(r)
   end
@@ -154,7 +155,7 @@ local function redis_pcall_cmd(...)
   if not c then
     error({ err = "ERR redis.call/pcall can only be called inside a script invocation" })
   end
-  local r = c(...)
+  local r = c(select("#", ...), { ... })
   return r
 end
 
