@@ -67,11 +67,11 @@ fn threshold_ms(ctx: &Ctx<'_>) -> u64 {
     get("busy-reply-threshold").min(get("lua-time-limit"))
 }
 
+/// A script's keys and arguments.
+type KeysArgs<'b> = (Vec<&'b [u8]>, Vec<&'b [u8]>);
+
 /// Parses `numkeys` and splits keys from arguments (`args[2]` is numkeys).
-fn split_keys<'b>(
-    args: &[&'b [u8]],
-    bad_number: &'static str,
-) -> Result<(Vec<&'b [u8]>, Vec<&'b [u8]>), CmdError> {
+fn split_keys<'b>(args: &[&'b [u8]], bad_number: &'static str) -> Result<KeysArgs<'b>, CmdError> {
     let n = crate::resp::parse_i64(args[2]).ok_or(CmdError::Static(bad_number))?;
     if n > (args.len() - 3) as i64 {
         return Err("ERR Number of keys can't be greater than number of args".into());
