@@ -18,7 +18,42 @@ const MAX_SCRIPT: usize = 512 * 1024 * 1024;
 struct ScriptHost<'c, 'a> {
     ctx: &'c mut Ctx<'a>,
     read_only: bool,
+    /// `allow-cross-slot-keys`: the script may touch keys of several (local) slots.
+    cross_slot: bool,
+    /// In a cluster, the slot of the first key the script declared or touched.
+    slot: Option<u16>,
     run: Arc<RunState>,
+}
+
+impl ScriptHost<'_, '_> {
+    /// Redis's `scriptVerifyClusterState`: a script touches only keys this node serves, and
+    /// only of one slot unless it declared `allow-cross-slot-keys`.
+    fn check_cluster(&mut self, cmd: &Command, args: &[&[u8]]) -> Result<(), String> {
+        let Some(cl) = self.ctx.shared.cluster.get() else {
+            return Ok(());
+        };
+        const SAME_SLOT: &str = "Script attempted to access keys that do not hash to the same slot";
+        let slot = match crate::cluster::command_slot(cmd, args) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(()),
+            Err(_) if self.cross_slot => return Ok(()),
+            Err(_) => return Err(SAME_SLOT.into()),
+        };
+        if !matches!(
+            cl.route(&self.ctx.conn.cl, cmd, args),
+            crate::cluster::Decision::Local
+        ) {
+            return Err("Script attempted to access a non local key in a cluster node".into());
+        }
+        if !self.cross_slot {
+            match self.slot {
+                None => self.slot = Some(slot),
+                Some(s) if s != slot => return Err(SAME_SLOT.into()),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Host for ScriptHost<'_, '_> {
@@ -49,6 +84,7 @@ impl Host for ScriptHost<'_, '_> {
         if fl.contains(&"write") {
             self.run.mark_written();
         }
+        self.check_cluster(cmd, &args)?;
         let mut tmp = Reply::new();
         tmp.resp3 = resp3;
         std::mem::swap(self.ctx.out, &mut tmp);
@@ -160,6 +196,8 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], by_sha: bool) -> CmdResult {
         let mut host = ScriptHost {
             ctx: &mut *ctx,
             read_only,
+            cross_slot: script_flags & flags::ALLOW_CROSS_SLOT != 0,
+            slot: keys.first().map(|k| crate::slot::key_slot(k)),
             run,
         };
         blocking(|| {
@@ -182,7 +220,8 @@ pub fn fcall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let Some(f) = engine.function(&name) else {
         return Err("ERR Function not found".into());
     };
-    let read_only = prepare(ctx, f.flags, ro_cmd)?;
+    let fn_flags = f.flags;
+    let read_only = prepare(ctx, fn_flags, ro_cmd)?;
     let threshold = threshold_ms(ctx);
     let cmd_line: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
     let mut out = Reply::new();
@@ -191,6 +230,8 @@ pub fn fcall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         let mut host = ScriptHost {
             ctx: &mut *ctx,
             read_only,
+            cross_slot: fn_flags & flags::ALLOW_CROSS_SLOT != 0,
+            slot: keys.first().map(|k| crate::slot::key_slot(k)),
             run,
         };
         blocking(|| {
@@ -669,6 +710,9 @@ mod tests {
             s.cmd(&["SCRIPT", "EXISTS", &sha, "ffff"]),
             "*2\r\n:1\r\n:0\r\n"
         );
+        // INFO from a script must not wait for the engine the script holds.
+        let r = s.cmd(&["EVAL", "return redis.call('info', 'memory')", "0"]);
+        assert!(r.contains("number_of_cached_scripts:"), "{r}");
         assert_eq!(s.cmd(&["SCRIPT", "FLUSH"]), "+OK\r\n");
         assert!(s.cmd(&["EVALSHA", &sha, "0"]).starts_with("-NOSCRIPT"));
         assert_eq!(
@@ -737,6 +781,18 @@ mod tests {
                 "0"
             ]),
             "$1\r\nx\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["EVAL", "local p = struct.pack('>I2i4', 258, -2) local a, b, pos = struct.unpack('>I2i4', p) return {#p, a, b, pos, struct.size('<!4bi4d')}", "0"]),
+            "*5\r\n:6\r\n:258\r\n:-2\r\n:7\r\n:16\r\n"
+        );
+        assert_eq!(
+            s.cmd(&[
+                "EVAL",
+                "return {struct.unpack('<s', struct.pack('<s', 'ab'))}",
+                "0"
+            ]),
+            "*2\r\n$2\r\nab\r\n:4\r\n"
         );
         assert_eq!(
             s.cmd(&["EVAL", "return redis.sha1hex('Pizza & Mandolino')", "0"]),

@@ -193,7 +193,7 @@ pub(super) fn install(lua: &Lua, rt: &Table) -> mlua::Result<()> {
     rt.raw_set("cjson", cjson(lua)?)?;
     rt.raw_set("bit", bit(lua)?)?;
     rt.raw_set("cmsgpack", cmsgpack(lua)?)?;
-    rt.raw_set("struct", lua.create_table()?)?;
+    rt.raw_set("struct", structlib(lua)?)?;
     Ok(())
 }
 
@@ -948,4 +948,336 @@ fn mp_decode(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<Value> {
         0xe0..=0xff => Value::Number(f64::from(tag as i8)),
         _ => return Err(rt_err("Bad data format in input.")),
     })
+}
+
+/// One option of a `struct` format.
+enum StructOpt {
+    Int {
+        size: usize,
+        signed: bool,
+    },
+    Float,
+    Double,
+    /// `c[n]`: a fixed-length string (n = 0 on unpack: the previous number is the length).
+    Chars(usize),
+    /// `s`: a zero-terminated string.
+    ZString,
+    Pad,
+}
+
+/// A parsed `struct` format: options with their alignment padding, and the byte order.
+struct StructFmt {
+    little: bool,
+    align: usize,
+}
+
+fn struct_num(f: &[u8], i: &mut usize, default: usize) -> usize {
+    if *i < f.len() && f[*i].is_ascii_digit() {
+        let mut n = 0usize;
+        while *i < f.len() && f[*i].is_ascii_digit() {
+            n = n
+                .saturating_mul(10)
+                .saturating_add(usize::from(f[*i] - b'0'));
+            *i += 1;
+        }
+        n
+    } else {
+        default
+    }
+}
+
+/// Walks a format, calling `each(option, padding_before)`.
+fn struct_walk(
+    f: &[u8],
+    mut each: impl FnMut(&StructFmt, StructOpt, usize) -> mlua::Result<()>,
+) -> mlua::Result<()> {
+    let mut h = StructFmt {
+        little: cfg!(target_endian = "little"),
+        align: 1,
+    };
+    let mut i = 0;
+    let mut pos = 0usize;
+    while i < f.len() {
+        let c = f[i];
+        i += 1;
+        let opt = match c {
+            b' ' => continue,
+            b'<' => {
+                h.little = true;
+                continue;
+            }
+            b'>' => {
+                h.little = false;
+                continue;
+            }
+            b'=' => {
+                h.little = cfg!(target_endian = "little");
+                continue;
+            }
+            b'!' => {
+                h.align = struct_num(f, &mut i, 8);
+                continue;
+            }
+            b'x' => StructOpt::Pad,
+            b'b' | b'B' => StructOpt::Int {
+                size: 1,
+                signed: c == b'b',
+            },
+            b'h' | b'H' => StructOpt::Int {
+                size: 2,
+                signed: c == b'h',
+            },
+            b'l' | b'L' | b'T' => StructOpt::Int {
+                size: 8,
+                signed: c == b'l',
+            },
+            b'i' | b'I' => {
+                let size = struct_num(f, &mut i, 4);
+                if size > 32 {
+                    return Err(rt_err(format!(
+                        "integral size {size} is larger than limit of 32"
+                    )));
+                }
+                StructOpt::Int {
+                    size,
+                    signed: c == b'i',
+                }
+            }
+            b'f' => StructOpt::Float,
+            b'd' => StructOpt::Double,
+            b'c' => StructOpt::Chars(struct_num(f, &mut i, 1)),
+            b's' => StructOpt::ZString,
+            other => {
+                return Err(rt_err(format!(
+                    "invalid format option '{}'",
+                    char::from(other)
+                )));
+            }
+        };
+        let size = match &opt {
+            StructOpt::Int { size, .. } => *size,
+            StructOpt::Float => 4,
+            StructOpt::Double => 8,
+            _ => 1,
+        };
+        let pad = if size <= 1 || matches!(opt, StructOpt::Chars(_)) {
+            0
+        } else {
+            let a = size.min(h.align).max(1);
+            if !a.is_power_of_two() {
+                return Err(rt_err("alignment must be power of 2"));
+            }
+            (a - (pos & (a - 1))) & (a - 1)
+        };
+        pos += pad + size;
+        each(&h, opt, pad)?;
+    }
+    Ok(())
+}
+
+/// `struct` (lua-struct): `pack(fmt, ...)`, `unpack(fmt, s [, pos])`, `size(fmt)`.
+fn structlib(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set(
+        "pack",
+        lua.create_function(|_, (fmt, args): (mlua::String, MultiValue)| {
+            let f = fmt.as_bytes().to_vec();
+            let mut out = Vec::new();
+            let mut arg = args.into_iter();
+            let mut next = |what: &str| -> mlua::Result<Value> {
+                arg.next().ok_or_else(|| {
+                    rt_err(format!(
+                        "bad argument to 'pack' ({what} expected, got no value)"
+                    ))
+                })
+            };
+            let num = |v: Value| -> mlua::Result<f64> {
+                match v {
+                    Value::Integer(i) => Ok(i as f64),
+                    Value::Number(n) => Ok(n),
+                    Value::String(s) => s
+                        .to_str()
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .ok_or_else(|| rt_err("bad argument to 'pack' (number expected)")),
+                    _ => Err(rt_err("bad argument to 'pack' (number expected)")),
+                }
+            };
+            struct_walk(&f, |h, opt, pad| {
+                out.extend(std::iter::repeat_n(0u8, pad));
+                match opt {
+                    StructOpt::Pad => out.push(0),
+                    StructOpt::Int { size, signed } => {
+                        let n = num(next("number")?)?;
+                        let v: u64 = if signed { n as i64 as u64 } else { n as u64 };
+                        let fill = if signed && (n as i64) < 0 { 0xff } else { 0 };
+                        let mut bytes: Vec<u8> = (0..size)
+                            .map(|k| if k < 8 { (v >> (8 * k)) as u8 } else { fill })
+                            .collect();
+                        if !h.little {
+                            bytes.reverse();
+                        }
+                        out.extend_from_slice(&bytes);
+                    }
+                    StructOpt::Float => {
+                        let v = num(next("number")?)? as f32;
+                        out.extend_from_slice(&if h.little {
+                            v.to_le_bytes()
+                        } else {
+                            v.to_be_bytes()
+                        });
+                    }
+                    StructOpt::Double => {
+                        let v = num(next("number")?)?;
+                        out.extend_from_slice(&if h.little {
+                            v.to_le_bytes()
+                        } else {
+                            v.to_be_bytes()
+                        });
+                    }
+                    StructOpt::Chars(n) => {
+                        let Value::String(s) = next("string")? else {
+                            return Err(rt_err("bad argument to 'pack' (string expected)"));
+                        };
+                        let b = s.as_bytes();
+                        let n = if n == 0 { b.len() } else { n };
+                        if b.len() < n {
+                            return Err(rt_err("bad argument to 'pack' (string too short)"));
+                        }
+                        out.extend_from_slice(&b[..n]);
+                    }
+                    StructOpt::ZString => {
+                        let Value::String(s) = next("string")? else {
+                            return Err(rt_err("bad argument to 'pack' (string expected)"));
+                        };
+                        let b = s.as_bytes();
+                        if b.contains(&0) {
+                            return Err(rt_err("bad argument to 'pack' (string contains zeros)"));
+                        }
+                        out.extend_from_slice(&b);
+                        out.push(0);
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(mlua::BString::from(out))
+        })?,
+    )?;
+    t.raw_set(
+        "unpack",
+        lua.create_function(
+            |lua, (fmt, data, init): (mlua::String, mlua::String, Option<i64>)| {
+                let f = fmt.as_bytes().to_vec();
+                let d = data.as_bytes().to_vec();
+                let mut pos = (init.unwrap_or(1).max(1) - 1) as usize;
+                if pos > d.len() {
+                    return Err(rt_err(
+                        "bad argument #3 to 'unpack' (offset must be 1 or greater)",
+                    ));
+                }
+                let mut vals: Vec<Value> = Vec::new();
+                let short = || rt_err("data string too short");
+                struct_walk(&f, |h, opt, pad| {
+                    pos += pad;
+                    match opt {
+                        StructOpt::Pad => pos += 1,
+                        StructOpt::Int { size, signed } => {
+                            let b = d.get(pos..pos + size).ok_or_else(short)?;
+                            let mut v: u64 = 0;
+                            for k in 0..size.min(8) {
+                                let byte = if h.little { b[k] } else { b[size - 1 - k] };
+                                v |= u64::from(byte) << (8 * k);
+                            }
+                            let n =
+                                if signed && size < 8 && size > 0 && v & (1 << (8 * size - 1)) != 0
+                                {
+                                    (v as i64 - (1i64 << (8 * size))) as f64
+                                } else if signed {
+                                    v as i64 as f64
+                                } else {
+                                    v as f64
+                                };
+                            vals.push(Value::Number(n));
+                            pos += size;
+                        }
+                        StructOpt::Float => {
+                            let b: [u8; 4] = d
+                                .get(pos..pos + 4)
+                                .ok_or_else(short)?
+                                .try_into()
+                                .map_err(|_| short())?;
+                            let v = if h.little {
+                                f32::from_le_bytes(b)
+                            } else {
+                                f32::from_be_bytes(b)
+                            };
+                            vals.push(Value::Number(f64::from(v)));
+                            pos += 4;
+                        }
+                        StructOpt::Double => {
+                            let b: [u8; 8] = d
+                                .get(pos..pos + 8)
+                                .ok_or_else(short)?
+                                .try_into()
+                                .map_err(|_| short())?;
+                            let v = if h.little {
+                                f64::from_le_bytes(b)
+                            } else {
+                                f64::from_be_bytes(b)
+                            };
+                            vals.push(Value::Number(v));
+                            pos += 8;
+                        }
+                        StructOpt::Chars(n) => {
+                            let n = if n == 0 {
+                                // the length is the previous number read
+                                match vals.pop() {
+                                    Some(Value::Number(l)) => l as usize,
+                                    _ => return Err(rt_err("format 'c0' needs a previous size")),
+                                }
+                            } else {
+                                n
+                            };
+                            let b = d.get(pos..pos + n).ok_or_else(short)?;
+                            vals.push(Value::String(lua.create_string(b)?));
+                            pos += n;
+                        }
+                        StructOpt::ZString => {
+                            let rest = d.get(pos..).ok_or_else(short)?;
+                            let end = memchr::memchr(0, rest)
+                                .ok_or_else(|| rt_err("unfinished string in data"))?;
+                            vals.push(Value::String(lua.create_string(&rest[..end])?));
+                            pos += end + 1;
+                        }
+                    }
+                    Ok(())
+                })?;
+                vals.push(Value::Integer((pos + 1) as i64));
+                Ok(MultiValue::from_vec(vals))
+            },
+        )?,
+    )?;
+    t.raw_set(
+        "size",
+        lua.create_function(|_, fmt: mlua::String| {
+            let f = fmt.as_bytes().to_vec();
+            let mut total = 0usize;
+            struct_walk(&f, |_, opt, pad| {
+                total += pad
+                    + match opt {
+                        StructOpt::Int { size, .. } => size,
+                        StructOpt::Float => 4,
+                        StructOpt::Double => 8,
+                        StructOpt::Chars(n) => n,
+                        StructOpt::Pad => 1,
+                        StructOpt::ZString => {
+                            return Err(rt_err("options 'c0' - 's' have undefined sizes"));
+                        }
+                    };
+                Ok(())
+            })?;
+            Ok(total)
+        })?,
+    )?;
+    Ok(t)
 }

@@ -960,11 +960,18 @@ fn library_shebang(code: &[u8]) -> Result<(String, usize), EngineError> {
 
 /// The scripting lines of `INFO memory` (Redis 7.0's names), each ending in CRLF.
 pub fn info_memory(scripting: &Scripting) -> String {
-    let e = scripting.engine();
-    let (eval_mem, fn_mem) = e.memory();
-    let scripts = e.script_count();
-    let (libs, funcs) = (e.libraries().len(), e.function_count());
-    drop(e);
+    // A script calling INFO holds the engine already: report the counts kept outside it.
+    let (eval_mem, fn_mem, scripts) = match scripting.engine.try_lock() {
+        Some(g) => match g.as_ref() {
+            Some(e) => {
+                let (a, b) = e.memory();
+                (a, b, e.script_count())
+            }
+            None => (0, 0, 0),
+        },
+        None => (0, 0, 0),
+    };
+    let (libs, funcs) = scripting.run.counts();
     let total = eval_mem + fn_mem;
     format!(
         "used_memory_lua:{eval_mem}\r\nused_memory_vm_eval:{eval_mem}\r\nused_memory_scripts_eval:0\r\nnumber_of_cached_scripts:{scripts}\r\nnumber_of_functions:{funcs}\r\nnumber_of_libraries:{libs}\r\nused_memory_vm_functions:{fn_mem}\r\nused_memory_vm_total:{total}\r\nused_memory_functions:0\r\nused_memory_scripts:0\r\n"
