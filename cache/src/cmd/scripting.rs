@@ -794,6 +794,16 @@ mod tests {
             ]),
             "*2\r\n$2\r\nab\r\n:4\r\n"
         );
+        // Values nest as deep as cjson allows (1000) without exhausting the stack.
+        let r = s.cmd(&["EVAL", "local t = cjson.decode(string.rep('[', 999) .. string.rep(']', 999)) return #cmsgpack.pack(t) .. ' ' .. #cjson.encode(t)", "0"]);
+        assert_eq!(r, "$7\r\n17 1998\r\n");
+        // A hostile payload of nested arrays is refused, not recursed into.
+        let r = s.cmd(&[
+            "EVAL",
+            "return cmsgpack.unpack(string.rep(string.char(0x91), 100000))",
+            "0",
+        ]);
+        assert!(r.contains("too many nested data structures"), "{r}");
         assert_eq!(
             s.cmd(&["EVAL", "return redis.sha1hex('Pizza & Mandolino')", "0"]),
             "$40\r\n74822d82031af7493c20eefa13bd07ec4fada82f\r\n"

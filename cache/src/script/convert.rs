@@ -6,7 +6,7 @@ use crate::reply::Reply;
 
 /// Nesting a reply may have before `reached lua stack limit` (Redis runs out of Lua stack
 /// at about this depth).
-const MAX_DEPTH: usize = 200;
+const MAX_DEPTH: usize = 1000;
 
 /// `redis.call` arguments (`n` of them in `t`) as command arguments: strings as they are,
 /// numbers as `%.17g`. Read one at a time: each value held would take a slot of mlua's
@@ -68,6 +68,10 @@ fn num(l: &[u8]) -> i64 {
 }
 
 fn parse(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<Value> {
+    super::deep(|| parse_step(lua, b, pos))
+}
+
+fn parse_step(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<Value> {
     let tag = *b
         .get(*pos)
         .ok_or_else(|| mlua::Error::RuntimeError("empty reply".into()))?;
@@ -193,6 +197,10 @@ fn field(t: &Table, k: &str) -> Value {
 /// Writes a script's result (Redis's `luaReplyToRedisReply`); `script_resp3` is the protocol
 /// the script chose with `redis.setresp`.
 pub(super) fn lua_to_resp(v: &Value, out: &mut Reply, script_resp3: bool, depth: usize) {
+    super::deep(|| lua_to_resp_step(v, out, script_resp3, depth))
+}
+
+fn lua_to_resp_step(v: &Value, out: &mut Reply, script_resp3: bool, depth: usize) {
     if depth > MAX_DEPTH {
         out.error("ERR reached lua stack limit");
         return;

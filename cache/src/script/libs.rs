@@ -399,6 +399,10 @@ fn cjson(lua: &Lua) -> mlua::Result<Table> {
 }
 
 fn encode(v: &Value, out: &mut Vec<u8>, depth: usize, cfg: &CjsonCfg) -> mlua::Result<()> {
+    super::deep(|| encode_step(v, out, depth, cfg))
+}
+
+fn encode_step(v: &Value, out: &mut Vec<u8>, depth: usize, cfg: &CjsonCfg) -> mlua::Result<()> {
     match v {
         Value::Nil => out.extend_from_slice(b"null"),
         Value::LightUserData(u) if u.0.is_null() => out.extend_from_slice(b"null"),
@@ -527,6 +531,10 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, lua: &Lua, depth: usize) -> mlua::Result<Value> {
+        super::deep(|| self.value_step(lua, depth))
+    }
+
+    fn value_step(&mut self, lua: &Lua, depth: usize) -> mlua::Result<Value> {
         self.ws();
         let Some(&c) = self.b.get(self.pos) else {
             return self.fail("value");
@@ -781,6 +789,10 @@ fn mp_len(len: usize, fix: u8, fix_max: usize, tags: [u8; 2], out: &mut Vec<u8>)
 }
 
 fn mp_encode(v: &Value, out: &mut Vec<u8>, level: usize) -> mlua::Result<()> {
+    super::deep(|| mp_encode_step(v, out, level))
+}
+
+fn mp_encode_step(v: &Value, out: &mut Vec<u8>, level: usize) -> mlua::Result<()> {
     match v {
         Value::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
         Value::Integer(i) => mp_int(*i, out),
@@ -870,7 +882,22 @@ fn be(b: &[u8]) -> u64 {
     b.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x))
 }
 
+/// Nesting a packed input may have: each level recurses in Rust and holds a Lua table (a
+/// hostile payload of nested one-element arrays must not grow the stack without bound).
+const MSGPACK_MAX_DECODE_DEPTH: usize = 1000;
+
 fn mp_decode(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<Value> {
+    mp_decode_at(lua, b, pos, 0)
+}
+
+fn mp_decode_at(lua: &Lua, b: &[u8], pos: &mut usize, depth: usize) -> mlua::Result<Value> {
+    super::deep(|| mp_decode_step(lua, b, pos, depth))
+}
+
+fn mp_decode_step(lua: &Lua, b: &[u8], pos: &mut usize, depth: usize) -> mlua::Result<Value> {
+    if depth > MSGPACK_MAX_DECODE_DEPTH {
+        return Err(rt_err("too many nested data structures in input."));
+    }
     let tag = take(b, pos, 1)?[0];
     let str_of = |lua: &Lua, pos: &mut usize, n: usize| -> mlua::Result<Value> {
         Ok(Value::String(lua.create_string(take(b, pos, n)?)?))
@@ -878,15 +905,15 @@ fn mp_decode(lua: &Lua, b: &[u8], pos: &mut usize) -> mlua::Result<Value> {
     let arr = |lua: &Lua, pos: &mut usize, n: usize| -> mlua::Result<Value> {
         let t = lua.create_table()?;
         for i in 1..=n {
-            t.raw_set(i, mp_decode(lua, b, pos)?)?;
+            t.raw_set(i, mp_decode_at(lua, b, pos, depth + 1)?)?;
         }
         Ok(Value::Table(t))
     };
     let map = |lua: &Lua, pos: &mut usize, n: usize| -> mlua::Result<Value> {
         let t = lua.create_table()?;
         for _ in 0..n {
-            let k = mp_decode(lua, b, pos)?;
-            let v = mp_decode(lua, b, pos)?;
+            let k = mp_decode_at(lua, b, pos, depth + 1)?;
+            let v = mp_decode_at(lua, b, pos, depth + 1)?;
             if !matches!(k, Value::Nil) {
                 t.raw_set(k, v)?;
             }

@@ -978,6 +978,13 @@ pub fn info_memory(scripting: &Scripting) -> String {
     )
 }
 
+/// Runs one step of a recursion over a Lua value or a payload with enough stack: values may
+/// nest 1000 deep (cjson's limit), and a debug build's frames would exhaust a worker
+/// thread's 2 MiB long before that; the stack grows on the heap instead.
+pub(crate) fn deep<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(128 * 1024, 2 * 1024 * 1024, f)
+}
+
 /// Lowercase hex SHA1.
 pub fn sha1_hex(data: &[u8]) -> String {
     sha1_smol::Sha1::from(data).digest().to_string()
