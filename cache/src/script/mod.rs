@@ -527,7 +527,6 @@ impl Engine {
         let res: mlua::Result<(bool, Value)> = self.fvm.loader.call(func);
         lua.remove_hook();
         let _ = self.fvm.rt.raw_set("register_function", Value::Nil);
-        let _ = (&name,);
         let functions = std::mem::replace(&mut *collected.lock(), Ok(BTreeMap::new()));
         match res {
             Ok((true, _)) => {}
