@@ -676,6 +676,24 @@ mod tests {
         );
         let r = s.cmd(&["EVAL", "return redis.call('blpop', 'l', 0)", "0"]);
         assert!(r.contains("not allowed from script"), "{r}");
+        for trick in [
+            "setfenv(0, {})",
+            "table.insert(_G, 1)",
+            "rawset(_G, 'x', 1)",
+            "setmetatable(_G, {})",
+            "getmetatable(_G).__index = {}",
+            "getmetatable('').__index.upper = nil",
+        ] {
+            let r = s.cmd(&["EVAL", trick, "0"]);
+            assert!(
+                r.contains("Attempt to modify a readonly table"),
+                "{trick}: {r}"
+            );
+        }
+        assert_eq!(
+            s.cmd(&["EVAL", "return string.upper('a')", "0"]),
+            "$1\r\nA\r\n"
+        );
         let r = s.cmd(&["EVAL", "print('x')", "0"]);
         assert!(r.contains("nonexistent global variable 'print'"), "{r}");
         let r = s.cmd(&["EVAL", "return 'x", "0"]);

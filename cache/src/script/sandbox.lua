@@ -93,6 +93,29 @@ local function safe_rawset(t, k, v)
   return raw_rawset(t, k, v)
 end
 
+-- The thread's environment is where every later script is compiled: no script may swap it.
+local lua_setfenv_orig = setfenv
+local function safe_setfenv(f, t)
+  if f == 0 or protected[f] then
+    error(RO, 2)
+  end
+  return lua_setfenv_orig(f, t)
+end
+
+-- table.insert/remove/sort write raw: refused on protected tables (a script could otherwise
+-- leave data in _G's array part for the next one).
+local function guard_first(fn)
+  return function(t, ...)
+    if protected[t] then
+      error(RO, 2)
+    end
+    return fn(t, ...)
+  end
+end
+G.table.insert = guard_first(G.table.insert)
+G.table.remove = guard_first(G.table.remove)
+G.table.sort = guard_first(G.table.sort)
+
 -- Binary chunks could break out of the VM: only source is loaded, with the protected globals.
 local function safe_loadstring(s, name)
   if type(s) == "string" and s:byte(1) == 27 then
@@ -225,6 +248,7 @@ G.pcall = redis_pcall
 G.setmetatable = safe_setmetatable
 G.getmetatable = safe_getmetatable
 G.rawset = safe_rawset
+G.setfenv = safe_setfenv
 G.loadstring = safe_loadstring
 -- not available to scripts
 G.print = nil
