@@ -180,6 +180,15 @@ impl RunState {
     }
 }
 
+/// Ends a run however it ends (a panic in a command must not leave the server BUSY forever).
+struct Finish<'r>(&'r RunState);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
 /// BUSY while an `EVAL` runs.
 pub const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
@@ -371,8 +380,8 @@ impl Engine {
         };
         let func = script.func.clone();
         self.run.start(true, sha, cmd, threshold_ms);
+        let _done = Finish(&self.run);
         self.eval.call(&self.run, func, keys, args, host, out);
-        self.run.finish();
     }
 
     /// The library and flags of a function.
@@ -404,8 +413,8 @@ impl Engine {
         };
         let func = f.func.clone();
         self.run.start(false, name, cmd, threshold_ms);
+        let _done = Finish(&self.run);
         self.fvm.call(&self.run, func, keys, args, host, out);
-        self.run.finish();
     }
 
     /// The libraries, by name.
@@ -657,7 +666,14 @@ impl Vm {
                     Ok(a) => a,
                     Err(msg) => return Ok((convert::error_table(lua, msg)?, true)),
                 };
-                let reply = host.borrow_mut().call(&argv, resp3.get());
+                let Ok(mut host) = host.try_borrow_mut() else {
+                    // Only a command running Lua could get here: none does.
+                    return Ok((
+                        convert::error_table(lua, "redis.call recursive call detected")?,
+                        true,
+                    ));
+                };
+                let reply = host.call(&argv, resp3.get());
                 match reply {
                     Ok(bytes) => {
                         let (v, is_err) = convert::resp_to_lua(lua, &bytes)?;
