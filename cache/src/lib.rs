@@ -36,6 +36,7 @@ pub mod placement;
 pub mod pubsub;
 pub mod reply;
 pub mod resp;
+pub mod script;
 pub mod session;
 pub mod shared;
 pub mod slot;
@@ -319,7 +320,11 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
         n += 1;
         let now = session::now_ms();
         let (stats, keys, used) = {
-            let mut db = shared.db.lock();
+            // A script holds the keyspace for as long as it runs: skip the tick rather than
+            // park a worker thread behind it (other clients must get BUSY meanwhile).
+            let Some(mut db) = shared.db.try_lock() else {
+                continue;
+            };
             db.active_expire(now, 16);
             (db.stats.clone(), db.len(), db.used_memory())
         };

@@ -203,6 +203,12 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         ctx.out.error(&format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name));
         return;
     }
+    // A script ran past busy-reply-threshold: answer BUSY before touching the keyspace lock
+    // the script holds.
+    if let Some(e) = ctx.shared.scripting.busy_error(cmd, args) {
+        ctx.out.error(e);
+        return;
+    }
     if let Some(placement) = ctx.shared.placement.get()
         && routed_away(ctx, placement.as_ref(), cmd, args)
     {

@@ -84,6 +84,8 @@ pub struct Shared {
     /// Where keys live when the server runs on a mesh (the cluster); unset: every slot is
     /// here.
     pub placement: std::sync::OnceLock<Arc<dyn crate::placement::Placement>>,
+    /// Lua scripts and functions (EVAL, FUNCTION) and what runs now.
+    pub scripting: crate::script::Scripting,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -181,6 +183,7 @@ impl Shared {
             metrics,
             maxclients: AtomicUsize::new(10000),
             placement: std::sync::OnceLock::new(),
+            scripting: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lcs;
 pub mod list;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod sort;

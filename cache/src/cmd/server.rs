@@ -346,7 +346,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             .unwrap_or_else(|| format!("{policy:?}"));
         let _ = write!(
             t,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_dataset:{used}\r\nmaxmemory:{maxmem}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy_name}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_dataset:{used}\r\nmaxmemory:{maxmem}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy_name}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:libc\r\n{}\r\n",
             human(used),
             human(rss),
             human(maxmem),
@@ -355,6 +355,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             } else {
                 0.0
             },
+            crate::script::info_memory(&shared.scripting),
         );
     }
     if want("persistence") {

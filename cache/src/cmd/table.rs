@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::{
-    CmdResult, Ctx, bits, cluster, connection, geo, hash, hll, keys, lcs, list, pubsub, server,
-    set, sort, stream, strings, transactions, zset,
+    CmdResult, Ctx, bits, cluster, connection, geo, hash, hll, keys, lcs, list, pubsub, scripting,
+    server, set, sort, stream, strings, transactions, zset,
 };
 
 /// A command handler; `args[0]` is the command name as sent.
@@ -131,6 +131,208 @@ const A_BRS: &[&str] = &["@read", "@bitmap", "@slow"];
 const A_BW: &[&str] = &["@write", "@bitmap", "@slow"];
 const A_GR: &[&str] = &["@read", "@geo", "@slow"];
 const A_GW: &[&str] = &["@write", "@geo", "@slow"];
+
+// Scripting (cmd/scripting.rs).
+const SCRIPT_RUN: &[&str] = &[
+    "noscript",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const SCRIPT_RUN_RO: &[&str] = &[
+    "noscript",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const A_SCRIPT: &[&str] = &["@slow", "@scripting"];
+
+static SCRIPT_SUBS: &[Command] = &[
+    c(
+        "script|debug",
+        3,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Sets the debug mode of server-side Lua scripts.",
+    ),
+    c(
+        "script|exists",
+        -3,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Determines whether server-side Lua scripts exist in the script cache.",
+    ),
+    c(
+        "script|flush",
+        -2,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Removes all server-side Lua scripts from the script cache.",
+    ),
+    c(
+        "script|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Returns helpful text about the different subcommands.",
+    ),
+    c(
+        "script|kill",
+        2,
+        &["noscript", "allow_busy"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Terminates a server-side Lua script during execution.",
+    ),
+    c(
+        "script|load",
+        3,
+        &["noscript", "stale"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Loads a server-side Lua script to the script cache.",
+    ),
+];
+
+static FUNCTION_SUBS: &[Command] = &[
+    c(
+        "function|delete",
+        3,
+        &["noscript", "write"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Deletes a library and its functions.",
+    ),
+    c(
+        "function|dump",
+        2,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Dumps all libraries into a serialized binary payload.",
+    ),
+    c(
+        "function|flush",
+        -2,
+        &["noscript", "write"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Deletes all libraries and functions.",
+    ),
+    c(
+        "function|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Returns helpful text about the different subcommands.",
+    ),
+    c(
+        "function|kill",
+        2,
+        &["noscript", "allow_busy"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Terminates a function during execution.",
+    ),
+    c(
+        "function|list",
+        -2,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Returns information about all libraries.",
+    ),
+    c(
+        "function|load",
+        -3,
+        &["noscript", "write", "denyoom"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Creates a library.",
+    ),
+    c(
+        "function|restore",
+        -3,
+        &["noscript", "write", "denyoom"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Restores all libraries from a payload.",
+    ),
+    c(
+        "function|stats",
+        2,
+        &["noscript", "allow_busy"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Returns information about a function during execution.",
+    ),
+];
 
 static CONFIG_SUBS: &[Command] = &[
     c(
@@ -807,6 +1009,15 @@ pub static COMMANDS: &[Command] = &[
     c("discard", 1, TX, 0, 0, 0, A_TX, transactions::discard, "transactions", "Discards a transaction."),
     c("watch", -2, TX, 1, -1, 1, A_TX, transactions::watch, "transactions", "Monitors changes to keys to determine the execution of a transaction."),
     c("unwatch", 1, TX, 0, 0, 0, A_TX, transactions::unwatch, "transactions", "Forgets about watched keys of a transaction."),
+    // scripting (cmd/scripting.rs)
+    c("eval", -3, SCRIPT_RUN, 0, 0, 0, A_SCRIPT, scripting::eval, "scripting", "Executes a server-side Lua script."),
+    c("evalsha", -3, SCRIPT_RUN, 0, 0, 0, A_SCRIPT, scripting::evalsha, "scripting", "Executes a server-side Lua script by SHA1 digest."),
+    c("eval_ro", -3, SCRIPT_RUN_RO, 0, 0, 0, A_SCRIPT, scripting::eval, "scripting", "Executes a read-only server-side Lua script."),
+    c("evalsha_ro", -3, SCRIPT_RUN_RO, 0, 0, 0, A_SCRIPT, scripting::evalsha, "scripting", "Executes a read-only server-side Lua script by SHA1 digest."),
+    c("fcall", -3, SCRIPT_RUN, 0, 0, 0, A_SCRIPT, scripting::fcall, "scripting", "Invokes a function."),
+    c("fcall_ro", -3, SCRIPT_RUN_RO, 0, 0, 0, A_SCRIPT, scripting::fcall, "scripting", "Invokes a read-only function."),
+    with_subs(c("script", -2, NONE, 0, 0, 0, A_SLOW, scripting::script, "scripting", "A container for Lua scripts management commands."), SCRIPT_SUBS),
+    with_subs(c("function", -2, NONE, 0, 0, 0, A_SLOW, scripting::function, "scripting", "A container for function commands."), FUNCTION_SUBS),
     // connection and server
     c("ping", -1, &["fast"], 0, 0, 0, A_CONN, connection::ping, "connection", "Returns the server's liveliness response."),
     c("echo", 2, &["fast"], 0, 0, 0, A_CONN, connection::echo, "connection", "Returns the given string."),
@@ -1084,6 +1295,14 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             }
             Some(args[at..at + rest / 2].to_vec())
         }
+        // EVAL/FCALL: numkeys may be 0 (no keys, route anywhere).
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
+            let n = crate::resp::parse_i64(args.get(2)?)?;
+            if n < 0 || 3 + n as usize > args.len() {
+                return None;
+            }
+            Some(args[3..3 + n as usize].to_vec())
+        }
         "blmpop" => numkeys_at(2, 0),
         "zunion" | "zinter" | "zintercard" | "zdiff" | "zmpop" => numkeys_at(1, 0),
         "bzmpop" => numkeys_at(2, 0),
@@ -1140,4 +1359,30 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             )
         }
     }
+}
+
+/// The slot a command addresses: `Ok(None)` for keyless commands, `Err` for keys in several
+/// slots.
+pub fn command_slot(cmd: &Command, args: &[&[u8]]) -> Result<Option<u16>, &'static str> {
+    let keys = match cmd.name {
+        // Keys of the container's subcommand are not keys of the container.
+        "cluster" | "pubsub" | "command" | "config" | "client" => return Ok(None),
+        "object" | "memory" => match args.get(2) {
+            Some(k) if !super::eq_ic(args[1], "stats") => vec![*k],
+            _ => return Ok(None),
+        },
+        _ => keys_of(cmd, args).unwrap_or_default(),
+    };
+    let mut slot = None;
+    for k in keys {
+        let s = crate::slot::key_slot(k);
+        match slot {
+            None => slot = Some(s),
+            Some(x) if x != s => {
+                return Err("CROSSSLOT Keys in request don't hash to the same slot");
+            }
+            _ => {}
+        }
+    }
+    Ok(slot)
 }
