@@ -70,6 +70,8 @@ pub struct Entry {
     lfu: u8,
     /// Minute (mod 2^16) of the last counter decay.
     ldt: u16,
+    /// Unix ms of the last access (`OBJECT IDLETIME`, `RESTORE ... IDLETIME`).
+    atime: u64,
     /// Version of the write that left this state (a hybrid clock; 0: none), so copies of a key
     /// from several nodes merge to the newest (cluster mode).
     ver: u64,
@@ -79,6 +81,11 @@ impl Entry {
     /// The LFU counter (what `OBJECT FREQ` shows).
     pub fn freq(&self) -> u8 {
         self.lfu
+    }
+
+    /// Milliseconds since the last access.
+    pub fn idle_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.atime)
     }
 }
 
@@ -116,6 +123,11 @@ pub struct Db {
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
+    /// Connections waiting in a blocking command (`INFO` `blocked_clients`): one per
+    /// [`Db::block_on`], until its matching [`Db::unblock`]. Counted apart from `blocked`
+    /// because a write to one of a client's keys drops that key's registration before the
+    /// client has run again.
+    blocked_clients: usize,
 }
 
 impl Default for Db {
@@ -143,6 +155,7 @@ impl Db {
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
+            blocked_clients: 0,
         }
     }
 
@@ -154,6 +167,11 @@ impl Db {
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Connections waiting in a blocking command.
+    pub fn blocked_clients(&self) -> usize {
+        self.blocked_clients
     }
 
     /// Keys with a TTL.
@@ -174,6 +192,7 @@ impl Db {
         let factor = self.lfu_log_factor;
         let decay = self.lfu_decay_time;
         if let Some((_, e)) = self.map.get_index_mut(idx) {
+            e.atime = now;
             lfu_decay(e, now, decay);
             if e.lfu < 255 {
                 let base = f64::from(e.lfu.saturating_sub(LFU_INIT));
@@ -260,6 +279,7 @@ impl Db {
                     mem,
                     lfu: LFU_INIT,
                     ldt: minutes(now),
+                    atime: now,
                     ver: 0,
                 },
             );
@@ -280,6 +300,32 @@ impl Db {
             }
             e.expire_at = expire_at;
             self.after_write(key);
+        }
+    }
+
+    /// Sets a key's access frequency counter (`RESTORE ... FREQ`).
+    pub fn set_freq(&mut self, key: &[u8], freq: u8, now: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.lfu = freq;
+            e.ldt = minutes(now);
+        }
+    }
+
+    /// Sets a key's idle time (`RESTORE ... IDLETIME`): its last access goes back `idle_ms`.
+    pub fn set_idle(&mut self, key: &[u8], idle_ms: u64, now: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.atime = now.saturating_sub(idle_ms);
+        }
+    }
+
+    /// Marks a key accessed now without counting a read (`TOUCH`).
+    pub fn touch(&mut self, key: &[u8], now: u64) -> bool {
+        match self.live_index(key, now) {
+            Some(idx) => {
+                self.lfu_touch(idx, now);
+                true
+            }
+            None => false,
         }
     }
 
@@ -381,6 +427,7 @@ impl Db {
 
     /// Registers a waiter for a push to any of `keys` (BLPOP and friends).
     pub fn block_on(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        self.blocked_clients += 1;
         for k in keys {
             self.blocked
                 .entry(k.clone())
@@ -391,6 +438,7 @@ impl Db {
 
     /// Removes a waiter that gave up (timeout, disconnect).
     pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        self.blocked_clients = self.blocked_clients.saturating_sub(1);
         for k in keys {
             if let Some(ws) = self.blocked.get_mut(k) {
                 ws.retain(|w| !Arc::ptr_eq(w, waiter));

@@ -29,6 +29,7 @@ pub mod db;
 pub mod glob;
 pub mod metrics;
 pub mod pubsub;
+pub mod rdb;
 pub mod reply;
 pub mod resp;
 pub mod shared;

@@ -217,7 +217,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// HRANDFIELD key [count [WITHVALUES]]
 pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let count = match args.get(2) {
-        Some(c) => Some(int_arg(c)?),
+        Some(c) => Some(rand_count_arg(c)?),
         None => None,
     };
     let withvalues = match args.len() {
@@ -225,6 +225,10 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         4 if super::eq_ic(args[3], "WITHVALUES") => true,
         _ => return Err(super::SYNTAX.into()),
     };
+    // Redis refuses counts whose field-and-value reply length would overflow a long.
+    if withvalues && count.is_some_and(|c| c.unsigned_abs() > (i64::MAX / 2) as u64) {
+        return Err("ERR value is out of range".into());
+    }
     let (db, out, now) = ctx.split();
     let h = read(db, args[1], now)?;
     let entries: Vec<(&[u8], &[u8])> = h
@@ -238,9 +242,6 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     };
-    if count.unsigned_abs() > (i64::MAX / 2) as u64 && withvalues {
-        return Err(super::OUT_OF_RANGE.into());
-    }
     let picks = pick_indices(entries.len(), count);
     if withvalues && out.resp3 {
         out.array(picks.len());
@@ -263,6 +264,19 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// Random indices for the `count` argument of HRANDFIELD/SRANDMEMBER/ZRANDMEMBER: positive
 /// means distinct (at most `len`), negative means `|count|` picks with repetition.
+/// Parses the count of SRANDMEMBER / HRANDFIELD: any long but `LONG_MIN`, whose negation (the
+/// number of picks with repetition) does not exist.
+pub fn rand_count_arg(a: &[u8]) -> Result<i64, CmdError> {
+    let c = int_arg(a)?;
+    if c == i64::MIN {
+        return Err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+                .into(),
+        );
+    }
+    Ok(c)
+}
+
 pub fn pick_indices(len: usize, count: i64) -> Vec<usize> {
     if len == 0 || count == 0 {
         return Vec::new();

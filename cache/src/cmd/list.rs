@@ -453,7 +453,8 @@ pub fn lmpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut count = 1usize;
     if i < args.len() {
         if eq_ic(args[i], "COUNT") && i + 2 == args.len() {
-            let c = int_arg(args[i + 1])?;
+            let c = int_arg(args[i + 1])
+                .map_err(|_| CmdError::Static("ERR count should be greater than 0"))?;
             if c <= 0 {
                 return Err("ERR count should be greater than 0".into());
             }

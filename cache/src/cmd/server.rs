@@ -649,9 +649,10 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
     }
     if want("clients") {
         let n = shared.clients.lock().len();
+        let blocked = ctx.db().blocked_clients();
         let _ = write!(
             t,
-            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{blocked}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
             shared.maxclients.load(Ordering::Relaxed)
         );
     }

@@ -145,7 +145,7 @@ pub fn srandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         return Err(SYNTAX.into());
     }
     let count = match args.get(2) {
-        Some(c) => Some(int_arg(c)?),
+        Some(c) => Some(super::hash::rand_count_arg(c)?),
         None => None,
     };
     let (db, out, now) = ctx.split();

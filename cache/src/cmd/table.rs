@@ -683,6 +683,10 @@ pub static COMMANDS: &[Command] = &[
     c("keys", 2, R, 0, 0, 0, A_KRS, keys::keys, "generic", "Returns all key names that match a pattern."),
     c("scan", -2, R, 0, 0, 0, &["@keyspace", "@read", "@slow"], keys::scan, "generic", "Iterates over the key names in the database."),
     c("randomkey", 1, R, 0, 0, 0, &["@keyspace", "@read", "@slow"], keys::randomkey, "generic", "Returns a random key name from the database."),
+    // keys engineer: DUMP / RESTORE (Redis 7.0 COMMAND INFO)
+    c("dump", 2, R, 1, 1, 1, &["@keyspace", "@read", "@slow"], keys::dump, "generic", "Returns a serialized representation of the value stored at a key."),
+    c("restore", -4, WD, 1, 1, 1, &["@keyspace", "@write", "@slow", "@dangerous"], keys::restore, "generic", "Creates a key from the serialized representation of a value."),
+    // end keys engineer block
     with_subs(c("object", -2, NONE, 0, 0, 0, A_SLOW, keys::object, "generic", "A container for object introspection commands."), OBJECT_SUBS),
     c("dbsize", 1, RF, 0, 0, 0, &["@keyspace", "@read", "@fast"], keys::dbsize, "server", "Returns the number of keys in the database."),
     c("flushdb", -1, W, 0, 0, 0, &["@keyspace", "@write", "@slow", "@dangerous"], keys::flush, "server", "Remove all keys from the current database."),
