@@ -128,6 +128,8 @@ pub struct Db {
     /// because a write to one of a client's keys drops that key's registration before the
     /// client has run again.
     blocked_clients: usize,
+    /// List key -> the waiter woken for it that has not run yet (see [`Db::hand_turn`]).
+    list_turn: HashMap<Bytes, Arc<Notify>>,
 }
 
 impl Default for Db {
@@ -156,6 +158,7 @@ impl Db {
             dirty: HashSet::default(),
             blocked: HashMap::default(),
             blocked_clients: 0,
+            list_turn: HashMap::default(),
         }
     }
 
@@ -387,11 +390,81 @@ impl Db {
 
     fn after_write(&mut self, key: &[u8]) {
         self.touch_watchers(key);
-        if !self.blocked.is_empty()
-            && let Some(waiters) = self.blocked.remove(key)
-        {
+        if self.blocked.is_empty() || !self.blocked.contains_key(key) {
+            return;
+        }
+        match self.list_state(key) {
+            // An empty list only exists for the moment a push creates it.
+            Some(false) => {}
+            Some(true) => self.hand_turn(key),
+            None => self.wake_all(key),
+        }
+    }
+
+    fn wake_all(&mut self, key: &[u8]) {
+        if let Some(waiters) = self.blocked.remove(key) {
+            // Other types' blocking commands retry all at once and race for the data.
             for w in waiters {
                 w.notify_one();
+            }
+        }
+    }
+
+    /// `Some(non-empty)` if `key` holds a list.
+    fn list_state(&self, key: &[u8]) -> Option<bool> {
+        match self.map.get(key).map(|e| &e.value) {
+            Some(Value::List(l)) => Some(!l.items.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Wakes the longest-waiting client blocked on the list at `key`, unless one woken earlier
+    /// has not run yet. Redis serves clients blocked on a list in the order they blocked; here
+    /// each woken client runs its command again on its own connection, so clients are woken
+    /// one at a time per list, and each passes the turn on when it has run
+    /// ([`Db::pass_turn`]): the data goes to waiters in blocking order, not to whichever
+    /// connection is scheduled first.
+    fn hand_turn(&mut self, key: &[u8]) {
+        if let Some(holder) = self.list_turn.get(key) {
+            // Held by a live connection (it keeps its own reference): it will pass the turn on.
+            if Arc::strong_count(holder) > 1 {
+                return;
+            }
+            self.list_turn.remove(key);
+        }
+        let Some(ws) = self.blocked.get_mut(key) else {
+            return;
+        };
+        let w = ws.remove(0);
+        if ws.is_empty() {
+            self.blocked.remove(key);
+        }
+        // A client already woken for another list runs once and passes both turns on.
+        if !self.list_turn.values().any(|h| Arc::ptr_eq(h, &w)) {
+            w.notify_one();
+        }
+        self.list_turn.insert(key.into(), w);
+    }
+
+    /// Called by a blocking list command each time it has run (served, blocked again or timed
+    /// out): gives up the turns `waiter` held on `keys` and wakes the next waiter of every one
+    /// of them that still holds a non-empty list.
+    pub fn pass_turn(&mut self, keys: &[&[u8]], waiter: &Arc<Notify>) {
+        if self.list_turn.is_empty() && self.blocked.is_empty() {
+            return;
+        }
+        for k in keys {
+            if self
+                .list_turn
+                .get(*k)
+                .is_some_and(|h| Arc::ptr_eq(h, waiter))
+            {
+                self.list_turn.remove(*k);
+            }
+        }
+        for k in keys {
+            if self.blocked.contains_key(*k) && self.list_state(k) == Some(true) {
+                self.hand_turn(k);
             }
         }
     }

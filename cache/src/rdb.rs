@@ -78,8 +78,9 @@ static CRC_TABLE: std::sync::LazyLock<[u64; 256]> = std::sync::LazyLock::new(|| 
 /// Redis's `crc64(0, data)`.
 pub fn crc64(data: &[u8]) -> u64 {
     let t = &*CRC_TABLE;
-    data.iter()
-        .fold(0u64, |c, &b| t[((c ^ u64::from(b)) & 0xff) as usize] ^ (c >> 8))
+    data.iter().fold(0u64, |c, &b| {
+        t[((c ^ u64::from(b)) & 0xff) as usize] ^ (c >> 8)
+    })
 }
 
 // ---------------------------------------------------------------- encoding
@@ -330,8 +331,7 @@ fn put_set(out: &mut Vec<u8>, s: &SetObj) {
 
 fn put_hash(out: &mut Vec<u8>, h: &HashObj) {
     let small = h.map.len() <= LISTPACK_MAX_ENTRIES
-        && h
-            .map
+        && h.map
             .iter()
             .all(|(f, v)| f.len() <= LISTPACK_MAX_VALUE && v.len() <= LISTPACK_MAX_VALUE);
     if small {
@@ -372,8 +372,8 @@ fn score_text(s: f64) -> String {
 }
 
 fn put_zset(out: &mut Vec<u8>, z: &ZSet) {
-    let small = z.len() <= LISTPACK_MAX_ENTRIES
-        && z.dict.keys().all(|m| m.len() <= LISTPACK_MAX_VALUE);
+    let small =
+        z.len() <= LISTPACK_MAX_ENTRIES && z.dict.keys().all(|m| m.len() <= LISTPACK_MAX_VALUE);
     if small {
         // Listpack zsets are kept in score order, as Redis expects them.
         let mut items: Vec<(&Bytes, f64)> = z.dict.iter().map(|(m, s)| (m, *s)).collect();
@@ -604,7 +604,9 @@ impl<'a> Reader<'a> {
             1 => ((u64::from(b & 0x3F) << 8) | u64::from(self.byte()?), false),
             2 => match b {
                 0x80 => (
-                    u64::from(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| BAD)?)),
+                    u64::from(u32::from_be_bytes(
+                        self.take(4)?.try_into().map_err(|_| BAD)?,
+                    )),
                     false,
                 ),
                 0x81 => (
@@ -761,8 +763,8 @@ fn listpack(lp: &[u8], mut f: impl FnMut(Vec<u8>)) -> Result<(), Error> {
         } else {
             match b {
                 0xF0 => {
-                    let n = u32::from_le_bytes(get(p + 1, 4)?.try_into().map_err(|_| BAD)?)
-                        as usize;
+                    let n =
+                        u32::from_le_bytes(get(p + 1, 4)?.try_into().map_err(|_| BAD)?) as usize;
                     (5 + n, get(p + 5, n)?.to_vec())
                 }
                 0xF1 => (3, itoa(le_int(get(p + 1, 2)?)).into_bytes()),
@@ -901,7 +903,9 @@ fn zipmap(zm: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<(), Erro
             254 => {
                 let v = zm.get(*p + 1..*p + 5).ok_or(BAD)?;
                 *p += 5;
-                Ok(Some(u32::from_le_bytes(v.try_into().map_err(|_| BAD)?) as usize))
+                Ok(Some(
+                    u32::from_le_bytes(v.try_into().map_err(|_| BAD)?) as usize
+                ))
             }
             _ => {
                 *p += 1;
@@ -945,7 +949,17 @@ mod tests {
 
     #[test]
     fn every_type_round_trips() {
-        for s in ["", "0", "-1", "127", "-129", "40000", "2147483648", "007", "hello"] {
+        for s in [
+            "",
+            "0",
+            "-1",
+            "127",
+            "-129",
+            "40000",
+            "2147483648",
+            "007",
+            "hello",
+        ] {
             match roundtrip(&Value::Str(s.as_bytes().into())) {
                 Value::Str(b) => assert_eq!(&*b, s.as_bytes()),
                 v => panic!("{v:?}"),
@@ -953,7 +967,7 @@ mod tests {
         }
         let elems: Vec<String> = (0..3000)
             .map(|i| match i % 5 {
-                0 => format!("{}", i * 1_000_003 - 7_000_000),
+                0 => format!("{}", i as i64 * 1_000_003 - 7_000_000),
                 1 => "x".repeat(i % 300),
                 2 => format!("{}", -(i as i64) * 4_000_000_000_000),
                 3 => format!("{}", i % 8000),

@@ -1,12 +1,9 @@
 //! Hash commands.
 
-use super::keys::scan_opts;
 use super::{
-    CmdError, CmdResult, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, WRONGTYPE, arity_error, int_arg,
-    parse_float,
+    CmdError, CmdResult, Ctx, NOT_FLOAT, OVERFLOW, WRONGTYPE, arity_error, int_arg, parse_float,
 };
 use crate::db::Db;
-use crate::glob::glob_match;
 use crate::resp::parse_i64;
 use crate::value::{HashObj, Value};
 
@@ -196,6 +193,9 @@ pub fn hincrby(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// HINCRBYFLOAT key field increment
 pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let by = parse_float(args[3]).ok_or(CmdError::Static(NOT_FLOAT))?;
+    if by.is_infinite() {
+        return Err("ERR value is NaN or Infinity".into());
+    }
     let (db, out, now) = ctx.split();
     let h = write(db, args[1], now)?;
     let cur = match h.map.get(args[2]) {
@@ -294,28 +294,5 @@ pub fn pick_indices(len: usize, count: i64) -> Vec<usize> {
 
 /// HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]
 pub fn hscan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let o = scan_opts(args, 2, false)?;
-    let (db, out, now) = ctx.split();
-    let h = read(db, args[1], now)?;
-    // Collections are returned whole in one step (cursor 0), as Redis does for small ones.
-    let items: Vec<(&[u8], &[u8])> = h
-        .map(|h| {
-            h.map
-                .iter()
-                .filter(|(f, _)| o.pattern.is_none_or(|p| glob_match(p, f, false)))
-                .map(|(f, v)| (&**f, &**v))
-                .collect()
-        })
-        .unwrap_or_default();
-    let _ = NOT_INT;
-    out.array(2);
-    out.bulk(b"0");
-    out.array(items.len() * if o.novalues { 1 } else { 2 });
-    for (f, v) in items {
-        out.bulk(f);
-        if !o.novalues {
-            out.bulk(v);
-        }
-    }
-    Ok(())
+    super::keys::collection_scan(ctx, args)
 }

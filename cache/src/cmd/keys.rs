@@ -395,8 +395,7 @@ fn encoding(v: &Value, lim: &Limits) -> &'static str {
         }
         Value::Hash(h)
             if h.map.len() <= lim.hash_entries
-                && h
-                    .map
+                && h.map
                     .iter()
                     .all(|(f, v)| f.len() <= lim.hash_value && v.len() <= lim.hash_value) =>
         {
@@ -569,5 +568,97 @@ pub fn restore(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         db.set_idle(key, (i as u64).saturating_mul(1000), now);
     }
     out.ok();
+    Ok(())
+}
+
+/// The position of a member in the order HSCAN / SSCAN / ZSCAN walk a large collection: a
+/// fixed hash (FNV-1a with a final mix), the same for the life of the value whatever is added
+/// or removed around it.
+fn member_hash(m: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in m {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // splitmix64's finalizer spreads FNV's weak high bits over the whole range.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// HSCAN / SSCAN / ZSCAN key cursor [MATCH p] [COUNT n]
+///
+/// A value small enough for Redis's compact encodings is returned whole with cursor 0, as Redis
+/// does. A larger one is walked in member-hash order: the cursor is the hash where the next
+/// step starts, and a step takes the members whose hash falls in a span sized to hold about
+/// COUNT of them. A member present for the whole iteration is therefore returned exactly
+/// once, however the collection changes in between (Redis guarantees at least once). Each
+/// step hashes every member: O(n) per call, where Redis's table walk is O(COUNT); the value
+/// types' tables expose no stable bucket order to walk.
+pub fn collection_scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let o = scan_opts(args, 2, false)?;
+    let lim = Limits::of(ctx);
+    let (db, out, now) = ctx.split();
+    let kind = args[0].to_ascii_lowercase();
+    let Some(e) = db.get(args[1], now) else {
+        out.array(2);
+        out.bulk(b"0");
+        out.array(0);
+        return Ok(());
+    };
+    // Every member with its value (hash) or score (zset), as the reply wants them.
+    let mut tmp = [0u8; 32];
+    let mut members: Vec<(&[u8], Option<Vec<u8>>)> = match (&e.value, kind.as_slice()) {
+        (Value::Hash(h), b"hscan") => h
+            .map
+            .iter()
+            .map(|(f, v)| (&**f, (!o.novalues).then(|| v.to_vec())))
+            .collect(),
+        (Value::Set(s), b"sscan") => s.set.iter().map(|m| (&**m, None)).collect(),
+        (Value::ZSet(z), b"zscan") => z
+            .dict
+            .iter()
+            .map(|(m, s)| {
+                let score = crate::reply::fmt_double(*s, &mut tmp).to_vec();
+                (&**m, Some(score))
+            })
+            .collect(),
+        _ => return Err(super::WRONGTYPE.into()),
+    };
+    let compact = matches!(encoding(&e.value, &lim), "listpack" | "intset");
+    let next = if compact {
+        0
+    } else {
+        let n = members.len() as u64;
+        let span = (u64::MAX / n.max(1)).saturating_mul(o.count as u64).max(1);
+        let start = o.cursor;
+        let end = start.saturating_add(span);
+        members.retain(|(m, _)| {
+            let h = member_hash(m);
+            h >= start && (end == u64::MAX || h < end)
+        });
+        // Hash order within the step, so a reply is deterministic for a given state.
+        members.sort_by_key(|(m, _)| member_hash(m));
+        if end == u64::MAX { 0 } else { end }
+    };
+    if let Some(p) = o.pattern {
+        members.retain(|(m, _)| glob_match(p, m, false));
+    }
+    out.array(2);
+    out.bulk(next.to_string().as_bytes());
+    let per = if members.first().is_some_and(|(_, v)| v.is_some()) {
+        2
+    } else {
+        1
+    };
+    out.array(members.len() * per);
+    for (m, v) in members {
+        out.bulk(m);
+        if let Some(v) = v {
+            out.bulk(&v);
+        }
+    }
     Ok(())
 }

@@ -775,7 +775,7 @@ pub static COMMANDS: &[Command] = &[
     c("zremrangebyscore", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed."),
     c("zremrangebylex", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed."),
     c("zrandmember", -2, R, 1, 1, 1, A_ZRS, zset::zrandmember, "sorted_set", "Returns one or more random members from a sorted set."),
-    c("zscan", -3, R, 1, 1, 1, A_ZRS, zset::zscan, "sorted_set", "Iterates over members and scores of a sorted set."),
+    c("zscan", -3, R, 1, 1, 1, A_ZRS, keys::collection_scan, "sorted_set", "Iterates over members and scores of a sorted set."),
     c("zunionstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zstore, "sorted_set", "Stores the union of multiple sorted sets in a key."),
     c("zinterstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zstore, "sorted_set", "Stores the intersect of multiple sorted sets in a key."),
     // pub/sub
