@@ -270,7 +270,12 @@ pub fn lpos(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
     let mut i = 3;
     while i < args.len() {
-        if i + 1 >= args.len() {
+        // The option name is checked before its value is parsed, as Redis does.
+        if i + 1 >= args.len()
+            || !["RANK", "COUNT", "MAXLEN"]
+                .iter()
+                .any(|o| eq_ic(args[i], o))
+        {
             return Err(SYNTAX.into());
         }
         let v = int_arg(args[i + 1])?;
