@@ -385,7 +385,7 @@ fn encoding(v: &Value, lim: &Limits) -> &'static str {
     #[allow(unreachable_patterns)] // value types added later (streams) report their own.
     match v {
         Value::Str(s) => {
-            if s.len() <= 20 && crate::resp::parse_i64(s).is_some() {
+            if crate::rdb::strict_int(s).is_some() {
                 "int"
             } else if s.len() <= 44 {
                 "embstr"
@@ -532,7 +532,8 @@ pub fn restore(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     }
     let (db, out, now) = ctx.split();
     let key = args[1];
-    if !replace && db.peek(key, now).is_some() {
+    let exists = db.peek(key, now).is_some();
+    if !replace && exists {
         return Err("BUSYKEY Target key name already exists.".into());
     }
     let ttl = int_arg(args[2])?;
@@ -554,9 +555,12 @@ pub fn restore(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         (t, true) => t as u64,
         (t, false) => now.saturating_add(t as u64),
     };
-    if expire_at != 0 && expire_at <= now {
-        // Already expired: the key ends up absent (deleted if it was replaced).
+    if exists {
+        // REPLACE: the old key goes, with its access history (the new one starts fresh).
         db.remove(key);
+    }
+    if expire_at != 0 && expire_at <= now {
+        // Already expired: the key ends up absent.
         out.ok();
         return Ok(());
     }
@@ -599,9 +603,12 @@ fn member_hash(m: &[u8]) -> u64 {
 /// types' tables expose no stable bucket order to walk.
 pub fn collection_scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let o = scan_opts(args, 2, false)?;
+    let kind = args[0].to_ascii_lowercase();
+    if o.novalues && kind != b"hscan" {
+        return Err(SYNTAX.into());
+    }
     let lim = Limits::of(ctx);
     let (db, out, now) = ctx.split();
-    let kind = args[0].to_ascii_lowercase();
     let Some(e) = db.get(args[1], now) else {
         out.array(2);
         out.bulk(b"0");
