@@ -788,6 +788,35 @@ mod tests {
     }
 
     #[test]
+    fn list_waiters_are_woken_in_blocking_order() {
+        use futures::FutureExt;
+        let mut db = Db::new();
+        let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let keys: Vec<Bytes> = vec![b"l".as_slice().into()];
+        db.block_on(&keys, &a);
+        db.block_on(&keys, &b);
+        assert_eq!(db.blocked_clients(), 2);
+        let mut l = crate::value::ListObj::default();
+        l.push(b"x", false);
+        l.push(b"y", false);
+        db.insert(b"l", Value::List(Box::new(l)), 0, 0);
+        // Only the first to block is woken; the second waits for its turn.
+        assert!(a.notified().now_or_never().is_some());
+        assert!(b.notified().now_or_never().is_none());
+        // The first runs again: pops one element; the turn is still its own until it is done.
+        db.unblock(&keys, &a);
+        if let Some(Value::List(l)) = db.get_mut(b"l", 0).map(|e| &mut e.value) {
+            l.pop(true);
+        }
+        db.modified(b"l");
+        assert!(b.notified().now_or_never().is_none());
+        db.pass_turn(&[b"l"], &a);
+        assert!(b.notified().now_or_never().is_some());
+        db.unblock(&keys, &b);
+        assert_eq!(db.blocked_clients(), 0);
+    }
+
+    #[test]
     fn active_expiry_collects() {
         let mut db = Db::new();
         for i in 0..1000 {
