@@ -287,3 +287,65 @@ fn smove_to_a_set_holding_the_member_keeps_watch() {
     assert_eq!(s.cmd(&["EXEC"]), "*1\r\n:1\r\n");
     assert_eq!(other.cmd(&["SMOVE", "nosrc", "dst", "a"]), ":0\r\n");
 }
+
+#[test]
+fn sort_by_get_limit_store() {
+    let mut s = Session::new();
+    s.cmd(&["RPUSH", "l", "3", "1", "2", "10"]);
+    assert_eq!(
+        s.cmd(&["SORT", "l"]),
+        "*4\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n$2\r\n10\r\n"
+    );
+    assert_eq!(
+        s.cmd(&["SORT", "l", "ALPHA", "DESC", "LIMIT", "0", "2"]),
+        "*2\r\n$1\r\n3\r\n$1\r\n2\r\n"
+    );
+    // BY a constant keeps the list's order; GET # and a hash field.
+    for (id, w) in [("1", "c"), ("2", "a"), ("3", "b"), ("10", "d")] {
+        s.cmd(&["HSET", &format!("obj_{id}"), "name", w]);
+        s.cmd(&[
+            "SET",
+            &format!("w_{id}"),
+            &(100 - id.parse::<i32>().unwrap()).to_string(),
+        ]);
+    }
+    assert_eq!(
+        s.cmd(&[
+            "SORT",
+            "l",
+            "BY",
+            "nosort",
+            "GET",
+            "#",
+            "GET",
+            "obj_*->name",
+            "LIMIT",
+            "1",
+            "2"
+        ]),
+        "*4\r\n$1\r\n1\r\n$1\r\nc\r\n$1\r\n2\r\n$1\r\na\r\n"
+    );
+    assert_eq!(
+        s.cmd(&["SORT", "l", "BY", "w_*", "GET", "obj_*->name"]),
+        "*4\r\n$1\r\nd\r\n$1\r\nb\r\n$1\r\na\r\n$1\r\nc\r\n"
+    );
+    assert_eq!(s.cmd(&["SORT", "l", "BY", "w_*", "STORE", "dst"]), ":4\r\n");
+    assert_eq!(s.cmd(&["LINDEX", "dst", "0"]), "$2\r\n10\r\n");
+    assert_eq!(s.cmd(&["SORT", "missing", "STORE", "dst"]), ":0\r\n");
+    assert_eq!(s.cmd(&["EXISTS", "dst"]), ":0\r\n");
+    s.cmd(&["SADD", "words", "b", "a"]);
+    assert_eq!(
+        s.cmd(&["SORT", "words"]),
+        "-ERR One or more scores can't be converted into double\r\n"
+    );
+    assert_eq!(
+        s.cmd(&["SORT_RO", "words", "STORE", "x"]),
+        "-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        s.cmd(&["SORT", "l", "LIMIT", "a", "1"]),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    s.cmd(&["SET", "str", "x"]);
+    assert!(s.cmd(&["SORT", "str"]).starts_with("-WRONGTYPE"));
+}

@@ -669,3 +669,214 @@ pub fn collection_scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     }
     Ok(())
 }
+
+/// The value `SORT ... BY` / `GET` finds for `elem` through `pattern` (Redis's
+/// `lookupKeyByPattern`): `#` is the element itself, the first `*` is replaced by the element,
+/// and `key->field` reads a hash field. `None` when there is no `*`, no such key, or the key has
+/// another type.
+fn sort_lookup(db: &mut crate::db::Db, pattern: &[u8], elem: &[u8], now: u64) -> Option<Vec<u8>> {
+    if pattern == b"#" {
+        return Some(elem.to_vec());
+    }
+    let star = pattern.iter().position(|&b| b == b'*')?;
+    let after = &pattern[star + 1..];
+    let arrow = after
+        .windows(2)
+        .position(|w| w == b"->")
+        .filter(|&i| i + 2 < after.len());
+    let (rest, field) = match arrow {
+        Some(i) => (&after[..i], Some(&after[i + 2..])),
+        None => (after, None),
+    };
+    let key = [&pattern[..star], elem, rest].concat();
+    let e = db.get(&key, now)?;
+    match (&e.value, field) {
+        (Value::Str(s), None) => Some(s.to_vec()),
+        (Value::Hash(h), Some(f)) => h.map.get(f).map(|v| v.to_vec()),
+        _ => None,
+    }
+}
+
+/// A sort weight as Redis's `strtod` check accepts it: the whole text must be a number (an
+/// empty text counts as 0); out of range or NaN is an error.
+fn sort_score(v: &[u8]) -> Option<f64> {
+    let t = std::str::from_utf8(v).ok()?.trim_start();
+    if t.is_empty() {
+        return Some(0.0);
+    }
+    let f = super::parse_float(t.as_bytes())?;
+    let literal_inf = t
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase()
+        .starts_with("inf");
+    (!f.is_infinite() || literal_inf).then_some(f)
+}
+
+/// SORT / SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
+/// [STORE destination]
+pub fn sort(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let readonly = eq_ic(args[0], "sort_ro");
+    let cluster = ctx.shared.cluster.get().is_some();
+    let (mut desc, mut alpha, mut dontsort) = (false, false, false);
+    let (mut limit_start, mut limit_count) = (0i64, -1i64);
+    let (mut by, mut store): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    let mut gets: Vec<&[u8]> = Vec::new();
+    let mut j = 2;
+    while j < args.len() {
+        let left = args.len() - j - 1;
+        let a = args[j];
+        if eq_ic(a, "ASC") {
+            desc = false;
+        } else if eq_ic(a, "DESC") {
+            desc = true;
+        } else if eq_ic(a, "ALPHA") {
+            alpha = true;
+        } else if eq_ic(a, "LIMIT") && left >= 2 {
+            limit_start = int_arg(args[j + 1])?;
+            limit_count = int_arg(args[j + 2])?;
+            j += 2;
+        } else if !readonly && eq_ic(a, "STORE") && left >= 1 {
+            store = Some(args[j + 1]);
+            j += 1;
+        } else if eq_ic(a, "BY") && left >= 1 {
+            by = Some(args[j + 1]);
+            // A pattern without `*` names no key: nothing to sort by.
+            if !args[j + 1].contains(&b'*') {
+                dontsort = true;
+            } else if cluster {
+                return Err("ERR BY option of SORT denied in Cluster mode.".into());
+            }
+            j += 1;
+        } else if eq_ic(a, "GET") && left >= 1 {
+            if cluster {
+                return Err("ERR GET option of SORT denied in Cluster mode.".into());
+            }
+            gets.push(args[j + 1]);
+            j += 1;
+        } else {
+            return Err(SYNTAX.into());
+        }
+        j += 1;
+    }
+    let (db, out, now) = ctx.split();
+    // The elements in the value's own order (a sorted set's is by score, then member).
+    let (mut elems, is_set): (Vec<Vec<u8>>, bool) = match db.get(args[1], now).map(|e| &e.value) {
+        None => (Vec::new(), false),
+        Some(Value::List(l)) => (l.items.iter().map(|v| v.to_vec()).collect(), false),
+        Some(Value::Set(s)) => (s.set.iter().map(|v| v.to_vec()).collect(), true),
+        Some(Value::ZSet(z)) => {
+            let mut items: Vec<(&crate::value::Bytes, f64)> =
+                z.dict.iter().map(|(m, s)| (m, *s)).collect();
+            items.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+            (items.into_iter().map(|(m, _)| m.to_vec()).collect(), false)
+        }
+        Some(_) => return Err(super::WRONGTYPE.into()),
+    };
+    // A set has no order of its own: stored results are made deterministic by sorting.
+    if dontsort && is_set && store.is_some() {
+        dontsort = false;
+        alpha = true;
+        by = None;
+    }
+    let len = elems.len() as i64;
+    let mut start = limit_start.max(0).min(len);
+    let count = limit_count.max(-1).min(len);
+    let mut end = if count < 0 {
+        len - 1
+    } else {
+        start + count - 1
+    };
+    if start >= len {
+        start = len - 1;
+        end = len - 2;
+    }
+    if end >= len {
+        end = len - 1;
+    }
+    let mut conversion_error = false;
+    if dontsort {
+        if desc {
+            elems.reverse();
+        }
+    } else {
+        // Each element with its weight: a number, or (ALPHA BY) the text it sorts by.
+        let mut keyed: Vec<(Vec<u8>, f64, Option<Vec<u8>>)> = Vec::with_capacity(elems.len());
+        for e in elems {
+            let by_val = match by {
+                Some(p) => sort_lookup(db, p, &e, now),
+                None => Some(e.clone()),
+            };
+            let (mut score, mut cmp) = (0.0, None);
+            if let Some(v) = by_val {
+                if alpha {
+                    if by.is_some() {
+                        cmp = Some(v);
+                    }
+                } else {
+                    match sort_score(&v) {
+                        Some(f) => score = f,
+                        None => conversion_error = true,
+                    }
+                }
+            }
+            keyed.push((e, score, cmp));
+        }
+        keyed.sort_by(|a, b| {
+            let ord = if !alpha {
+                a.1.partial_cmp(&b.1)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then_with(|| a.0.cmp(&b.0))
+            } else if by.is_some() {
+                // Elements whose BY key is missing sort first.
+                a.2.cmp(&b.2)
+            } else {
+                a.0.cmp(&b.0)
+            };
+            if desc { ord.reverse() } else { ord }
+        });
+        elems = keyed.into_iter().map(|k| k.0).collect();
+    }
+    if conversion_error {
+        return Err("ERR One or more scores can't be converted into double".into());
+    }
+    let picked: &[Vec<u8>] = if end >= start {
+        &elems[start as usize..=end as usize]
+    } else {
+        &[]
+    };
+    let per = gets.len().max(1);
+    match store {
+        None => {
+            out.array(picked.len() * per);
+            for e in picked {
+                if gets.is_empty() {
+                    out.bulk(e);
+                }
+                for g in &gets {
+                    let v = sort_lookup(db, g, e, now);
+                    out.opt_bulk(v.as_deref());
+                }
+            }
+        }
+        Some(dest) => {
+            let mut list = crate::value::ListObj::default();
+            for e in picked {
+                if gets.is_empty() {
+                    list.push(e, false);
+                }
+                for g in &gets {
+                    let v = sort_lookup(db, g, e, now).unwrap_or_default();
+                    list.push(&v, false);
+                }
+            }
+            let n = list.items.len();
+            if n > 0 {
+                db.insert(dest, Value::List(Box::new(list)), 0, now);
+            } else {
+                db.remove(dest);
+            }
+            out.int(n as i64);
+        }
+    }
+    Ok(())
+}

@@ -686,6 +686,8 @@ pub static COMMANDS: &[Command] = &[
     // keys engineer: DUMP / RESTORE (Redis 7.0 COMMAND INFO)
     c("dump", 2, R, 1, 1, 1, &["@keyspace", "@read", "@slow"], keys::dump, "generic", "Returns a serialized representation of the value stored at a key."),
     c("restore", -4, WD, 1, 1, 1, &["@keyspace", "@write", "@slow", "@dangerous"], keys::restore, "generic", "Creates a key from the serialized representation of a value."),
+    c("sort", -2, WDM, 1, 1, 1, &["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"], keys::sort, "generic", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result."),
+    c("sort_ro", -2, RM, 1, 1, 1, &["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"], keys::sort, "generic", "Returns the sorted elements of a list, a set, or a sorted set."),
     // end keys engineer block
     with_subs(c("object", -2, NONE, 0, 0, 0, A_SLOW, keys::object, "generic", "A container for object introspection commands."), OBJECT_SUBS),
     c("dbsize", 1, RF, 0, 0, 0, &["@keyspace", "@read", "@fast"], keys::dbsize, "server", "Returns the number of keys in the database."),
@@ -870,6 +872,27 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             Some(keys)
         }
         "sintercard" | "lmpop" => numkeys_at(1, 0),
+        // The sorted key and the STORE destination (the last one given), as Redis's
+        // sortGetKeys finds them.
+        "sort" => {
+            let mut keys = vec![*args.get(1)?];
+            let mut store = None;
+            let mut i = 2;
+            while i < args.len() {
+                let a = args[i];
+                if a.eq_ignore_ascii_case(b"limit") {
+                    i += 2;
+                } else if a.eq_ignore_ascii_case(b"get") || a.eq_ignore_ascii_case(b"by") {
+                    i += 1;
+                } else if a.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+                    store = Some(args[i + 1]);
+                    i += 1;
+                }
+                i += 1;
+            }
+            keys.extend(store);
+            Some(keys)
+        }
         "blmpop" => numkeys_at(2, 0),
         _ => {
             if cmd.first == 0 {
