@@ -130,6 +130,9 @@ pub struct Db {
     blocked_clients: usize,
     /// List key -> the waiter woken for it that has not run yet (see [`Db::hand_turn`]).
     list_turn: HashMap<Bytes, Arc<Notify>>,
+    /// Waiters blocked in a list command ([`Db::mark_list_waiter`]), by address: only they take
+    /// turns; anything else blocked on a key that holds a list is woken at once.
+    list_waiters: HashSet<usize>,
 }
 
 impl Default for Db {
@@ -159,6 +162,7 @@ impl Db {
             blocked: HashMap::default(),
             blocked_clients: 0,
             list_turn: HashMap::default(),
+            list_waiters: HashSet::default(),
         }
     }
 
@@ -425,6 +429,25 @@ impl Db {
     /// ([`Db::pass_turn`]): the data goes to waiters in blocking order, not to whichever
     /// connection is scheduled first.
     fn hand_turn(&mut self, key: &[u8]) {
+        // Waiters of other commands (another type's pop on the same key) retry at once and
+        // answer for themselves; they never hold a turn.
+        if let Some(ws) = self.blocked.get_mut(key)
+            && ws
+                .iter()
+                .any(|w| !self.list_waiters.contains(&(Arc::as_ptr(w) as usize)))
+        {
+            let list_waiters = &self.list_waiters;
+            ws.retain(|w| {
+                let keep = list_waiters.contains(&(Arc::as_ptr(w) as usize));
+                if !keep {
+                    w.notify_one();
+                }
+                keep
+            });
+            if ws.is_empty() {
+                self.blocked.remove(key);
+            }
+        }
         if let Some(holder) = self.list_turn.get(key) {
             // Held by a live connection (it keeps its own reference): it will pass the turn on.
             if Arc::strong_count(holder) > 1 {
@@ -444,6 +467,12 @@ impl Db {
             w.notify_one();
         }
         self.list_turn.insert(key.into(), w);
+    }
+
+    /// Records that `waiter` (just registered by [`Db::block_on`]) waits in a list command,
+    /// which passes its turn on with [`Db::pass_turn`].
+    pub fn mark_list_waiter(&mut self, waiter: &Arc<Notify>) {
+        self.list_waiters.insert(Arc::as_ptr(waiter) as usize);
     }
 
     /// Called by a blocking list command each time it has run (served, blocked again or timed
@@ -512,6 +541,7 @@ impl Db {
     /// Removes a waiter that gave up (timeout, disconnect).
     pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
         self.blocked_clients = self.blocked_clients.saturating_sub(1);
+        self.list_waiters.remove(&(Arc::as_ptr(waiter) as usize));
         for k in keys {
             if let Some(ws) = self.blocked.get_mut(k) {
                 ws.retain(|w| !Arc::ptr_eq(w, waiter));
@@ -794,7 +824,9 @@ mod tests {
         let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let keys: Vec<Bytes> = vec![b"l".as_slice().into()];
         db.block_on(&keys, &a);
+        db.mark_list_waiter(&a);
         db.block_on(&keys, &b);
+        db.mark_list_waiter(&b);
         assert_eq!(db.blocked_clients(), 2);
         let mut l = crate::value::ListObj::default();
         l.push(b"x", false);

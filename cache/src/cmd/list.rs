@@ -420,7 +420,7 @@ pub fn lmove(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             match timeout {
                 None => ctx.out.null(),
                 Some(t) => {
-                    if !ctx.block(args, vec![args[1].into()], t) {
+                    if !block_list(ctx, args, vec![args[1].into()], t) {
                         ctx.out.null_array();
                     }
                 }
@@ -432,6 +432,17 @@ pub fn lmove(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         pass_turn(ctx, &args[1..2]);
     }
     result
+}
+
+/// Blocks the connection on `keys` (if it may block) as a list waiter, which takes turns with
+/// the other list waiters (see [`Db::pass_turn`]).
+fn block_list(ctx: &mut Ctx<'_>, args: &[&[u8]], keys: Vec<Bytes>, timeout_ms: u64) -> bool {
+    if !ctx.block(args, keys, timeout_ms) {
+        return false;
+    }
+    let waiter = ctx.conn.waiter.clone();
+    ctx.db().mark_list_waiter(&waiter);
+    true
 }
 
 /// Ends a blocking command's run: hands the turns its connection held on `keys` to the next
@@ -486,7 +497,7 @@ fn bpop_run(
             return Ok(());
         }
     }
-    if !ctx.block(args, owned(keys), timeout) {
+    if !block_list(ctx, args, owned(keys), timeout) {
         ctx.out.null_array();
     }
     Ok(())
@@ -563,7 +574,7 @@ fn lmpop_run(
         }
     }
     match timeout {
-        Some(t) if ctx.block(args, owned(keys), t) => {}
+        Some(t) if block_list(ctx, args, owned(keys), t) => {}
         _ => ctx.out.null_array(),
     }
     Ok(())
