@@ -349,3 +349,19 @@ fn sort_by_get_limit_store() {
     s.cmd(&["SET", "str", "x"]);
     assert!(s.cmd(&["SORT", "str"]).starts_with("-WRONGTYPE"));
 }
+
+#[test]
+fn small_hashes_keep_insertion_order_through_dump() {
+    let mut s = Session::new();
+    s.cmd(&["HSET", "h", "z", "1", "a", "2", "m", "3", "b", "4"]);
+    s.cmd(&["HDEL", "h", "a"]);
+    s.cmd(&["HSET", "h", "z", "9"]);
+    let want = "*6\r\n$1\r\nz\r\n$1\r\n9\r\n$1\r\nm\r\n$1\r\n3\r\n$1\r\nb\r\n$1\r\n4\r\n";
+    assert_eq!(s.cmd(&["HGETALL", "h"]), want);
+    let payload = bulk(&raw(&mut s, &[b"DUMP", b"h"]));
+    assert_eq!(
+        raw(&mut s, &[b"RESTORE", b"h2", b"0", &payload]),
+        b"+OK\r\n"
+    );
+    assert_eq!(s.cmd(&["HGETALL", "h2"]), want);
+}
