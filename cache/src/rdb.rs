@@ -674,7 +674,8 @@ impl<'a> Reader<'a> {
 
 /// LZF decompression (liblzf's `lzf_decompress`), requiring exactly `ulen` output bytes.
 fn lzf_decompress(src: &[u8], ulen: usize) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(ulen);
+    // Grown as output is produced: a forged `ulen` reserves no more than the input justifies.
+    let mut out = Vec::with_capacity(ulen.min(src.len().saturating_mul(4)));
     let mut ip = 0;
     while ip < src.len() {
         let ctrl = usize::from(src[ip]);
