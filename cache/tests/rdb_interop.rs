@@ -3,21 +3,23 @@
 //! note) when `redis-server` is not installed.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use cache::conn::Session;
 
 struct Redis {
     child: Child,
-    conn: BufReader<TcpStream>,
+    conn: BufReader<UnixStream>,
+    socket: PathBuf,
 }
 
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -69,33 +71,30 @@ fn encode(args: &[&[u8]]) -> Vec<u8> {
 
 impl Redis {
     fn start() -> Option<Redis> {
-        let port = 20000 + (std::process::id() % 20000) as u16;
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
+        // A Unix socket of our own: no TCP port to collide with other servers on the machine.
+        let socket = std::env::temp_dir().join(format!("rdb-interop-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let mut child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => panic!("redis-server did not listen: {e}"),
-            }
-        };
+        // Redis logs "ready to accept connections" once it listens: wait for that line rather
+        // than polling.
+        let log = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let ready = log.lines().map_while(Result::ok).any(|l| {
+            l.to_ascii_lowercase()
+                .contains("ready to accept connections")
+        });
+        assert!(ready, "redis-server exited before it was ready");
+        let stream = UnixStream::connect(&socket).expect("connect to redis-server");
         Some(Redis {
             child,
             conn: BufReader::new(stream),
+            socket,
         })
     }
 
