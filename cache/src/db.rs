@@ -72,6 +72,8 @@ pub struct Entry {
     lfu: u8,
     /// Minute (mod 2^16) of the last counter decay.
     ldt: u16,
+    /// Unix ms of the last access (`OBJECT IDLETIME`, `RESTORE ... IDLETIME`).
+    atime: u64,
     /// Version of the write that left this state (a hybrid clock; 0: none), so copies of a key
     /// from several nodes merge to the newest (cluster mode).
     ver: u64,
@@ -81,6 +83,11 @@ impl Entry {
     /// The LFU counter (what `OBJECT FREQ` shows).
     pub fn freq(&self) -> u8 {
         self.lfu
+    }
+
+    /// Milliseconds since the last access.
+    pub fn idle_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.atime)
     }
 }
 
@@ -118,6 +125,16 @@ pub struct Db {
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
+    /// Connections waiting in a blocking command (`INFO` `blocked_clients`): one per
+    /// [`Db::block_on`], until its matching [`Db::unblock`]. Counted apart from `blocked`
+    /// because a write to one of a client's keys drops that key's registration before the
+    /// client has run again.
+    blocked_clients: usize,
+    /// List key -> the waiter woken for it that has not run yet (see [`Db::hand_turn`]).
+    list_turn: HashMap<Bytes, Arc<Notify>>,
+    /// Waiters blocked in a list command ([`Db::mark_list_waiter`]), by address: only they take
+    /// turns; anything else blocked on a key that holds a list is woken at once.
+    list_waiters: HashSet<usize>,
 }
 
 impl Default for Db {
@@ -145,6 +162,9 @@ impl Db {
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
+            blocked_clients: 0,
+            list_turn: HashMap::default(),
+            list_waiters: HashSet::default(),
         }
     }
 
@@ -156,6 +176,11 @@ impl Db {
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Connections waiting in a blocking command.
+    pub fn blocked_clients(&self) -> usize {
+        self.blocked_clients
     }
 
     /// Keys with a TTL.
@@ -176,6 +201,7 @@ impl Db {
         let factor = self.lfu_log_factor;
         let decay = self.lfu_decay_time;
         if let Some((_, e)) = self.map.get_index_mut(idx) {
+            e.atime = now;
             lfu_decay(e, now, decay);
             if e.lfu < 255 {
                 let base = f64::from(e.lfu.saturating_sub(LFU_INIT));
@@ -262,6 +288,7 @@ impl Db {
                     mem,
                     lfu: LFU_INIT,
                     ldt: minutes(now),
+                    atime: now,
                     ver: 0,
                 },
             );
@@ -282,6 +309,32 @@ impl Db {
             }
             e.expire_at = expire_at;
             self.after_write(key);
+        }
+    }
+
+    /// Sets a key's access frequency counter (`RESTORE ... FREQ`).
+    pub fn set_freq(&mut self, key: &[u8], freq: u8, now: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.lfu = freq;
+            e.ldt = minutes(now);
+        }
+    }
+
+    /// Sets a key's idle time (`RESTORE ... IDLETIME`): its last access goes back `idle_ms`.
+    pub fn set_idle(&mut self, key: &[u8], idle_ms: u64, now: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.atime = now.saturating_sub(idle_ms);
+        }
+    }
+
+    /// Marks a key accessed now without counting a read (`TOUCH`).
+    pub fn touch(&mut self, key: &[u8], now: u64) -> bool {
+        match self.live_index(key, now) {
+            Some(idx) => {
+                self.lfu_touch(idx, now);
+                true
+            }
+            None => false,
         }
     }
 
@@ -366,13 +419,109 @@ impl Db {
         self.wake(key);
     }
 
-    /// Wakes every connection blocked on `key`.
+    /// Wakes the connections blocked on `key`: for a list, the longest-waiting one (its turn);
+    /// otherwise every one of them.
     fn wake(&mut self, key: &[u8]) {
-        if !self.blocked.is_empty()
-            && let Some(waiters) = self.blocked.remove(key)
-        {
+        if self.blocked.is_empty() || !self.blocked.contains_key(key) {
+            return;
+        }
+        match self.list_state(key) {
+            // An empty list only exists for the moment a push creates it.
+            Some(false) => {}
+            Some(true) => self.hand_turn(key),
+            None => self.wake_all(key),
+        }
+    }
+
+    fn wake_all(&mut self, key: &[u8]) {
+        if let Some(waiters) = self.blocked.remove(key) {
+            // Other types' blocking commands retry all at once and race for the data.
             for w in waiters {
                 w.notify_one();
+            }
+        }
+    }
+
+    /// `Some(non-empty)` if `key` holds a list.
+    fn list_state(&self, key: &[u8]) -> Option<bool> {
+        match self.map.get(key).map(|e| &e.value) {
+            Some(Value::List(l)) => Some(!l.items.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Wakes the longest-waiting client blocked on the list at `key`, unless one woken earlier
+    /// has not run yet. Redis serves clients blocked on a list in the order they blocked; here
+    /// each woken client runs its command again on its own connection, so clients are woken
+    /// one at a time per list, and each passes the turn on when it has run
+    /// ([`Db::pass_turn`]): the data goes to waiters in blocking order, not to whichever
+    /// connection is scheduled first.
+    fn hand_turn(&mut self, key: &[u8]) {
+        // Waiters of other commands (another type's pop on the same key) retry at once and
+        // answer for themselves; they never hold a turn.
+        if let Some(ws) = self.blocked.get_mut(key)
+            && ws
+                .iter()
+                .any(|w| !self.list_waiters.contains(&(Arc::as_ptr(w) as usize)))
+        {
+            let list_waiters = &self.list_waiters;
+            ws.retain(|w| {
+                let keep = list_waiters.contains(&(Arc::as_ptr(w) as usize));
+                if !keep {
+                    w.notify_one();
+                }
+                keep
+            });
+            if ws.is_empty() {
+                self.blocked.remove(key);
+            }
+        }
+        if let Some(holder) = self.list_turn.get(key) {
+            // Held by a live connection (it keeps its own reference): it will pass the turn on.
+            if Arc::strong_count(holder) > 1 {
+                return;
+            }
+            self.list_turn.remove(key);
+        }
+        let Some(ws) = self.blocked.get_mut(key) else {
+            return;
+        };
+        let w = ws.remove(0);
+        if ws.is_empty() {
+            self.blocked.remove(key);
+        }
+        // A client already woken for another list runs once and passes both turns on.
+        if !self.list_turn.values().any(|h| Arc::ptr_eq(h, &w)) {
+            w.notify_one();
+        }
+        self.list_turn.insert(key.into(), w);
+    }
+
+    /// Records that `waiter` (just registered by [`Db::block_on`]) waits in a list command,
+    /// which passes its turn on with [`Db::pass_turn`].
+    pub fn mark_list_waiter(&mut self, waiter: &Arc<Notify>) {
+        self.list_waiters.insert(Arc::as_ptr(waiter) as usize);
+    }
+
+    /// Called by a blocking list command each time it has run (served, blocked again or timed
+    /// out): gives up the turns `waiter` held on `keys` and wakes the next waiter of every one
+    /// of them that still holds a non-empty list.
+    pub fn pass_turn(&mut self, keys: &[&[u8]], waiter: &Arc<Notify>) {
+        if self.list_turn.is_empty() && self.blocked.is_empty() {
+            return;
+        }
+        for k in keys {
+            if self
+                .list_turn
+                .get(*k)
+                .is_some_and(|h| Arc::ptr_eq(h, waiter))
+            {
+                self.list_turn.remove(*k);
+            }
+        }
+        for k in keys {
+            if self.blocked.contains_key(*k) && self.list_state(k) == Some(true) {
+                self.hand_turn(k);
             }
         }
     }
@@ -408,6 +557,7 @@ impl Db {
 
     /// Registers a waiter for a push to any of `keys` (BLPOP and friends).
     pub fn block_on(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        self.blocked_clients += 1;
         for k in keys {
             self.blocked
                 .entry(k.clone())
@@ -416,17 +566,10 @@ impl Db {
         }
     }
 
-    /// Connections waiting in a blocking command (`INFO clients`).
-    pub fn blocked_clients(&self) -> usize {
-        let mut seen: HashSet<*const Notify> = HashSet::default();
-        for ws in self.blocked.values() {
-            seen.extend(ws.iter().map(Arc::as_ptr));
-        }
-        seen.len()
-    }
-
     /// Removes a waiter that gave up (timeout, disconnect).
     pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
+        self.blocked_clients = self.blocked_clients.saturating_sub(1);
+        self.list_waiters.remove(&(Arc::as_ptr(waiter) as usize));
         for k in keys {
             if let Some(ws) = self.blocked.get_mut(k) {
                 ws.retain(|w| !Arc::ptr_eq(w, waiter));
@@ -707,6 +850,37 @@ mod tests {
         db.policy = Policy::NoEviction;
         db.insert(b"big", Value::Str(vec![0; 200_000].into()), 0, 0);
         assert_eq!(db.ensure_memory(0), Err(OOM));
+    }
+
+    #[test]
+    fn list_waiters_are_woken_in_blocking_order() {
+        use futures::FutureExt;
+        let mut db = Db::new();
+        let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let keys: Vec<Bytes> = vec![b"l".as_slice().into()];
+        db.block_on(&keys, &a);
+        db.mark_list_waiter(&a);
+        db.block_on(&keys, &b);
+        db.mark_list_waiter(&b);
+        assert_eq!(db.blocked_clients(), 2);
+        let mut l = crate::value::ListObj::default();
+        l.push(b"x", false);
+        l.push(b"y", false);
+        db.insert(b"l", Value::List(Box::new(l)), 0, 0);
+        // Only the first to block is woken; the second waits for its turn.
+        assert!(a.notified().now_or_never().is_some());
+        assert!(b.notified().now_or_never().is_none());
+        // The first runs again: pops one element; the turn is still its own until it is done.
+        db.unblock(&keys, &a);
+        if let Some(Value::List(l)) = db.get_mut(b"l", 0).map(|e| &mut e.value) {
+            l.pop(true);
+        }
+        db.modified(b"l");
+        assert!(b.notified().now_or_never().is_none());
+        db.pass_turn(&[b"l"], &a);
+        assert!(b.notified().now_or_never().is_some());
+        db.unblock(&keys, &b);
+        assert_eq!(db.blocked_clients(), 0);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod glob;
 pub mod metrics;
 pub mod placement;
 pub mod pubsub;
+pub mod rdb;
 pub mod reply;
 pub mod resp;
 pub mod script;

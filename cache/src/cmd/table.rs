@@ -893,6 +893,10 @@ pub static COMMANDS: &[Command] = &[
     c("keys", 2, R, 0, 0, 0, A_KRS, keys::keys, "generic", "Returns all key names that match a pattern."),
     c("scan", -2, R, 0, 0, 0, &["@keyspace", "@read", "@slow"], keys::scan, "generic", "Iterates over the key names in the database."),
     c("randomkey", 1, R, 0, 0, 0, &["@keyspace", "@read", "@slow"], keys::randomkey, "generic", "Returns a random key name from the database."),
+    // keys engineer: DUMP / RESTORE (Redis 7.0 COMMAND INFO)
+    c("dump", 2, R, 1, 1, 1, &["@keyspace", "@read", "@slow"], keys::dump, "generic", "Returns a serialized representation of the value stored at a key."),
+    c("restore", -4, WD, 1, 1, 1, &["@keyspace", "@write", "@slow", "@dangerous"], keys::restore, "generic", "Creates a key from the serialized representation of a value."),
+    // end keys engineer block
     with_subs(c("object", -2, NONE, 0, 0, 0, A_SLOW, keys::object, "generic", "A container for object introspection commands."), OBJECT_SUBS),
     c("dbsize", 1, RF, 0, 0, 0, &["@keyspace", "@read", "@fast"], keys::dbsize, "server", "Returns the number of keys in the database."),
     c("flushdb", -1, W, 0, 0, 0, &["@keyspace", "@write", "@slow", "@dangerous"], keys::flush, "server", "Remove all keys from the current database."),
@@ -984,7 +988,7 @@ pub static COMMANDS: &[Command] = &[
     c("zremrangebyscore", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed."),
     c("zremrangebylex", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed."),
     c("zrandmember", -2, R, 1, 1, 1, A_ZRS, zset::zrandmember, "sorted_set", "Returns one or more random members from a sorted set."),
-    c("zscan", -3, R, 1, 1, 1, A_ZRS, zset::zscan, "sorted_set", "Iterates over members and scores of a sorted set."),
+    c("zscan", -3, R, 1, 1, 1, A_ZRS, keys::collection_scan, "sorted_set", "Iterates over members and scores of a sorted set."),
     c("zunionstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the union of multiple sorted sets in a key."),
     c("zinterstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the intersect of multiple sorted sets in a key."),
     c("zdiffstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the difference of multiple sorted sets in a key."),
