@@ -206,7 +206,7 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
     // A script ran past busy-reply-threshold: answer BUSY before touching the keyspace lock
     // the script holds.
     if let Some(e) = ctx.shared.scripting.busy_error(cmd, args) {
-        ctx.out.error(e);
+        reject(ctx, cmd, e);
         return;
     }
     if let Some(placement) = ctx.shared.placement.get()
@@ -227,6 +227,37 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         return;
     }
     ctx.run(cmd, args);
+}
+
+/// Refuses `cmd` with `error` as Redis's `rejectCommand` does: inside `MULTI` the transaction
+/// is flagged (its `EXEC` aborts), and a refused `EXEC` discards the transaction with
+/// `EXECABORT` and the reason.
+fn reject(ctx: &mut Ctx<'_>, cmd: &'static Command, error: &str) {
+    if ctx.conn.multi.is_none() {
+        ctx.out.error(error);
+        return;
+    }
+    if cmd.name != "exec" {
+        ctx.conn.multi_failed = true;
+        ctx.out.error(error);
+        return;
+    }
+    ctx.conn.multi = None;
+    ctx.conn.multi_failed = false;
+    // The watches end with the transaction, unless the keyspace is held (by the script that
+    // made the server busy): then they stay, and the next EXEC, UNWATCH or the connection's
+    // end releases them.
+    let id = ctx.conn.id;
+    let watched = std::mem::take(&mut ctx.conn.watched);
+    match ctx.try_db() {
+        Some(db) => {
+            db.unwatch(id, &watched);
+        }
+        None => ctx.conn.watched = watched,
+    }
+    ctx.out.error(&format!(
+        "EXECABORT Transaction discarded because of: {error}"
+    ));
 }
 
 /// Asks the placement where `cmd` runs; true if it does not run here (refused with an error,

@@ -119,6 +119,15 @@ impl<'a> Ctx<'a> {
         self.guard.get_or_insert_with(|| shared.db.lock())
     }
 
+    /// The keyspace if this batch holds it or it is free now; `None` while another holds it
+    /// (a script past its time limit): for work that may be skipped rather than wait.
+    pub fn try_db(&mut self) -> Option<&mut Db> {
+        if self.guard.is_none() {
+            self.guard = self.shared.db.try_lock();
+        }
+        self.guard.as_deref_mut()
+    }
+
     /// The keyspace, the reply buffer and the batch time at once (disjoint borrows).
     #[inline]
     pub fn split(&mut self) -> (&mut Db, &mut Reply, u64) {
