@@ -120,6 +120,8 @@ pub struct ConnState {
     pub routing: RoutingFlags,
     /// The placement's per-client state.
     pub placement: PlacementState,
+    /// Client-side caching mode (`CLIENT TRACKING ON`).
+    pub tracking: Option<crate::tracking::ClientTracking>,
 }
 
 impl ConnState {
@@ -143,6 +145,12 @@ impl ConnState {
             kill: kill.clone(),
             subs: Default::default(),
             resp3: Default::default(),
+            user: parking_lot::Mutex::new(b"default".to_vec()),
+            queue: Subscriber {
+                id,
+                tx: tx.clone(),
+                kill: kill.clone(),
+            },
         });
         let conn = Self {
             id,
@@ -163,6 +171,7 @@ impl ConnState {
             retry_deadline: None,
             routing: RoutingFlags::default(),
             placement: PlacementState::default(),
+            tracking: None,
         };
         (conn, rx)
     }
@@ -200,6 +209,9 @@ impl ConnState {
     /// wait).
     pub fn release(&mut self, shared: &Shared) {
         shared.clients.lock().remove(&self.id);
+        if self.tracking.take().is_some() {
+            crate::tracking::forget(shared, self.id);
+        }
         if self.sub_count() > 0 {
             let mut ps = shared.pubsub.lock();
             for c in self.channels.drain() {

@@ -118,6 +118,8 @@ pub struct Db {
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
+    /// What the running command changed, for keyspace notifications and tracking.
+    pub log: crate::notify::ChangeLog,
 }
 
 impl Default for Db {
@@ -145,6 +147,7 @@ impl Db {
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
+            log: Default::default(),
         }
     }
 
@@ -194,6 +197,7 @@ impl Db {
         if e.expire_at != 0 && e.expire_at <= now {
             self.remove_index(idx);
             self.stats.expired += 1;
+            self.log.record(|| crate::notify::Change::Expired(key.into()));
             return None;
         }
         Some(idx)
@@ -254,6 +258,7 @@ impl Db {
             e.mem = mem;
         } else {
             self.used += mem as usize;
+            self.log.record(|| crate::notify::Change::Created(key.into()));
             self.map.insert(
                 key.into(),
                 Entry {
@@ -300,6 +305,7 @@ impl Db {
     /// Deletes a key; returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let idx = self.map.get_index_of(key)?;
+        self.log.record(|| crate::notify::Change::Deleted(key.into()));
         self.remove_index(idx)
     }
 
@@ -320,6 +326,7 @@ impl Db {
     /// collection, invalidates WATCHes and wakes blocked poppers of a non-empty list.
     pub fn modified(&mut self, key: &[u8]) {
         let Some(idx) = self.map.get_index_of(key) else {
+            self.log.record(|| crate::notify::Change::Written(key.into()));
             self.touch_watchers(key);
             return;
         };
@@ -338,6 +345,8 @@ impl Db {
             }
         };
         if empty {
+            self.log.record(|| crate::notify::Change::Written(key.into()));
+            self.log.record(|| crate::notify::Change::Deleted(key.into()));
             self.remove_index(idx);
         } else {
             self.after_write(key);
@@ -362,6 +371,7 @@ impl Db {
     }
 
     fn after_write(&mut self, key: &[u8]) {
+        self.log.record(|| crate::notify::Change::Written(key.into()));
         self.touch_watchers(key);
         self.wake(key);
     }
@@ -440,6 +450,7 @@ impl Db {
     /// Deletes every key (FLUSHDB/FLUSHALL); returns how many there were.
     pub fn flush(&mut self) -> usize {
         let n = self.map.len();
+        self.log.record(|| crate::notify::Change::Flushed);
         let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
         self.dirty.extend(watched);
         // Blocked commands run again against the empty keyspace (XREADGROUP answers that its
@@ -537,6 +548,11 @@ impl Db {
             rounds -= 1;
             match self.pick_victim(now) {
                 Some(idx) => {
+                    if self.log.enabled
+                        && let Some((k, _)) = self.map.get_index(idx)
+                    {
+                        self.log.changes.push(crate::notify::Change::Evicted(k.clone()));
+                    }
                     self.remove_index(idx);
                     self.stats.evicted += 1;
                 }
@@ -607,6 +623,10 @@ impl Db {
                 }
                 seen += 1;
                 if e.expire_at <= now {
+                    if self.log.enabled {
+                        let k = self.map.get_index(idx).map(|(k, _)| k.clone());
+                        self.log.changes.extend(k.map(crate::notify::Change::Expired));
+                    }
                     self.remove_index(idx);
                     self.stats.expired += 1;
                     expired += 1;

@@ -25,6 +25,21 @@ pub struct PubMsg {
     pub payload: Bytes,
     /// Published with `SPUBLISH` (delivered as `smessage`).
     pub shard: bool,
+    /// What it is: a message, or a client-side caching notice.
+    pub kind: MsgKind,
+}
+
+/// What a queued message is.
+#[derive(Debug, Clone, Default)]
+pub enum MsgKind {
+    /// A published message.
+    #[default]
+    Message,
+    /// Keys to invalidate (`None`: every key, after a flush), as a RESP3 `invalidate` push
+    /// or a RESP2 message on `__redis__:invalidate`.
+    Invalidate(Option<Vec<crate::value::Bytes>>),
+    /// The client tracking invalidations redirect to is gone (`tracking-redir-broken`).
+    RedirBroken(u64),
 }
 
 /// A subscribed connection's queue.
@@ -101,6 +116,7 @@ impl PubSub {
                         channel: channel_b.clone(),
                         payload: payload_b.clone(),
                         shard: false,
+                        kind: MsgKind::Message,
                     },
                 );
                 n += 1;
@@ -117,6 +133,7 @@ impl PubSub {
                             channel: channel_b.clone(),
                             payload: payload_b.clone(),
                             shard: false,
+                            kind: MsgKind::Message,
                         },
                     );
                     n += 1;
@@ -160,6 +177,7 @@ impl PubSub {
             channel: Bytes::copy_from_slice(channel),
             payload: Bytes::copy_from_slice(payload),
             shard: true,
+            kind: MsgKind::Message,
         };
         for s in subs {
             if s.tx.try_send(msg.clone()).is_err() {

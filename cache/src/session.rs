@@ -185,6 +185,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         ctx.out.error("NOAUTH Authentication required.");
         return;
     }
+    if let Err(e) = crate::acl::check(ctx, cmd, args) {
+        if ctx.conn.multi.is_some() {
+            ctx.conn.multi_failed = true;
+        }
+        ctx.out.error(&e);
+        return;
+    }
     if !ctx.out.resp3
         && ctx.conn.sub_count() > 0
         && !matches!(

@@ -52,6 +52,10 @@ pub struct ClientInfo {
     pub subs: AtomicUsize,
     /// RESP3.
     pub resp3: AtomicBool,
+    /// The ACL user it is logged in as.
+    pub user: Mutex<Vec<u8>>,
+    /// Its message queue (tracking invalidations redirected to it).
+    pub queue: crate::pubsub::Subscriber,
 }
 
 /// The shared state of one cache server.
@@ -84,6 +88,10 @@ pub struct Shared {
     /// Where keys live when the server runs on a mesh (the cluster); unset: every slot is
     /// here.
     pub placement: std::sync::OnceLock<Arc<dyn crate::placement::Placement>>,
+    /// ACL users and the ACL log.
+    pub acl: RwLock<crate::acl::Acl>,
+    /// Client-side caching: tracking clients and the keys they read.
+    pub tracking: Mutex<crate::tracking::Table>,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -163,6 +171,8 @@ impl Shared {
         params.insert("port".into(), addr.port().to_string());
         params.insert("bind".into(), addr.ip().to_string());
         params.insert("requirepass".into(), requirepass.clone());
+        let mut acl = crate::acl::Acl::default();
+        acl.set_default_password(requirepass.as_bytes());
         let node_id: String = (0..40)
             .map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)]))
             .collect();
@@ -181,6 +191,8 @@ impl Shared {
             metrics,
             maxclients: AtomicUsize::new(10000),
             placement: std::sync::OnceLock::new(),
+            tracking: Mutex::new(Default::default()),
+            acl: RwLock::new(acl),
         }
     }
 
@@ -198,14 +210,16 @@ impl Shared {
         }
     }
 
-    /// Whether a password is required.
+    /// Whether a new connection must authenticate (the `default` user has a password or is
+    /// off).
     pub fn needs_auth(&self) -> bool {
-        !self.requirepass.read().is_empty()
+        !self.acl.read().default_nopass()
     }
 
-    /// Whether `user` and `pass` authenticate here (the `default` user with `requirepass`).
+    /// Whether `user` and `pass` authenticate here (an enabled ACL user with that password,
+    /// or without one; `default` has `requirepass`).
     pub fn password_ok(&self, user: &[u8], pass: &[u8]) -> bool {
-        user == b"default" && self.requirepass.read().as_bytes() == pass
+        self.acl.read().password_ok(user, pass)
     }
 
     /// Applies `CONFIG SET name value`; `Err` with Redis's message.
@@ -227,7 +241,14 @@ impl Shared {
             "maxmemory" => {
                 let v = parse_memory(value)
                     .ok_or_else(|| invalid("argument must be a memory value"))?;
-                self.db.lock().maxmemory = v as usize;
+                let mut db = self.db.lock();
+                db.maxmemory = v as usize;
+                // Redis evicts at once to the new bound (the evictions are notified after
+                // the command).
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let _ = db.ensure_memory(now);
             }
             "maxmemory-policy" => {
                 let (p, _) = Policy::parse(value).ok_or_else(|| invalid("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"))?;
@@ -261,12 +282,20 @@ impl Shared {
             }
             "requirepass" => {
                 *self.requirepass.write() = value.to_owned();
+                self.acl.write().set_default_password(value.as_bytes());
             }
             "maxclients" => {
                 let v: usize = value
                     .parse()
                     .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
                 self.maxclients.store(v, Ordering::Relaxed);
+            }
+            "notify-keyspace-events" => {
+                let f = crate::notify::parse_flags(value.as_bytes())
+                    .ok_or_else(|| invalid("Invalid event class character. Use 'Ag$lshzxeKEtmdn'."))?;
+                let mut db = self.db.lock();
+                db.log.flags = f;
+                crate::notify::refresh(self, &mut db);
             }
             "databases" if value != "1" => {
                 return Err(invalid("a cache node has exactly one database"));
@@ -277,6 +306,9 @@ impl Shared {
         let stored = match name.as_str() {
             "maxmemory" | "proto-max-bulk-len" | "client-query-buffer-limit" => {
                 parse_memory(value).map_or_else(|| value.to_owned(), |v| v.to_string())
+            }
+            "notify-keyspace-events" => {
+                crate::notify::format_flags(crate::notify::parse_flags(value.as_bytes()).unwrap_or(0))
             }
             _ => value.to_owned(),
         };

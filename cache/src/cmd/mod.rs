@@ -160,6 +160,17 @@ impl<'a> Ctx<'a> {
                 CmdError::Owned(s) => self.out.error(&s),
             }
         }
+        // Keyspace notifications and client-side caching: what the command changed or read.
+        // CONFIG SET may evict without holding the batch's lock.
+        if self.guard.is_none() && cmd.name == "config" {
+            self.db();
+        }
+        if let Some(db) = self.guard.as_mut()
+            && !db.log.changes.is_empty()
+        {
+            crate::notify::dispatch(self.shared, db, Some((cmd, args)), self.conn.id);
+        }
+        crate::tracking::after_command(self, cmd, args);
     }
 
     /// Asks the connection to block for a push to `keys` (if allowed); returns false if the

@@ -195,7 +195,32 @@ static CONFIG_SUBS: &[Command] = &[
     ),
 ];
 
+// ACL users (acl.rs).
+const A_ACL: &[&str] = &["@admin", "@slow", "@dangerous"];
+const F_ACL: &[&str] = &["admin", "noscript", "loading", "stale"];
+const F_ACLS: &[&str] = &["noscript", "loading", "stale"];
+static ACL_SUBS: &[Command] = &[
+    c("acl|cat", -2, F_ACLS, 0, 0, 0, A_SLOW, crate::acl::acl, "server", "Lists the ACL categories, or the commands inside a category."),
+    c("acl|deluser", -3, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Deletes ACL users, and terminates their connections."),
+    c("acl|dryrun", -4, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Simulates the execution of a command by a user, without executing the command."),
+    c("acl|genpass", -2, F_ACLS, 0, 0, 0, A_SLOW, crate::acl::acl, "server", "Generates a pseudorandom, secure password that can be used to identify ACL users."),
+    c("acl|getuser", 3, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Lists the ACL rules of a user."),
+    c("acl|help", 2, &["loading", "stale"], 0, 0, 0, A_SLOW, crate::acl::acl, "server", "Returns helpful text about the different subcommands."),
+    c("acl|list", 2, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Dumps the effective rules in ACL file format."),
+    c("acl|load", 2, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Reloads the rules from the configured ACL file."),
+    c("acl|log", -2, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Lists recent security events generated due to ACL rules."),
+    c("acl|save", 2, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Saves the effective ACL rules in the configured ACL file."),
+    c("acl|setuser", -3, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Creates and modifies an ACL user and its rules."),
+    c("acl|users", 2, F_ACL, 0, 0, 0, A_ACL, crate::acl::acl, "server", "Lists all ACL users."),
+    c("acl|whoami", 2, F_ACLS, 0, 0, 0, A_SLOW, crate::acl::acl, "server", "Returns the authenticated username of the current connection."),
+];
+
 static CLIENT_SUBS: &[Command] = &[
+    // Client-side caching (tracking.rs).
+    c("client|tracking", -3, &["noscript", "loading", "stale"], 0, 0, 0, A_CONNS, connection::client, "connection", "Controls server-assisted client-side caching for the connection."),
+    c("client|caching", 3, &["noscript", "loading", "stale"], 0, 0, 0, A_CONNS, connection::client, "connection", "Instructs the server whether to track the keys in the next request."),
+    c("client|getredir", 2, &["noscript", "loading", "stale"], 0, 0, 0, A_CONNS, connection::client, "connection", "Returns the client ID to which the connection's tracking notifications are redirected."),
+    c("client|trackinginfo", 2, &["noscript", "loading", "stale"], 0, 0, 0, A_CONNS, connection::client, "connection", "Returns information about server-assisted client-side caching for the connection."),
     c(
         "client|id",
         2,
@@ -816,6 +841,7 @@ pub static COMMANDS: &[Command] = &[
     c("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, A_CONN, connection::auth, "connection", "Authenticates the connection."),
     c("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, A_CONN, connection::hello, "connection", "Handshakes with the Redis server."),
     with_subs(c("client", -2, NONE, 0, 0, 0, A_SLOW, connection::client, "connection", "A container for client connection commands."), CLIENT_SUBS),
+    with_subs(c("acl", -2, NONE, 0, 0, 0, A_SLOW, crate::acl::acl, "server", "A container for Access List Control commands."), ACL_SUBS),
     with_subs(c("command", -1, &["loading", "stale"], 0, 0, 0, &["@slow", "@connection"], server::command, "server", "Returns detailed information about all commands."), COMMAND_SUBS),
     with_subs(c("config", -2, NONE, 0, 0, 0, A_SLOW, server::config, "server", "A container for server configuration commands."), CONFIG_SUBS),
     with_subs(c("cluster", -2, NONE, 0, 0, 0, A_SLOW, cluster::cluster, "cluster", "A container for Redis Cluster commands."), CLUSTER_SUBS),
