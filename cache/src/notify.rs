@@ -116,6 +116,8 @@ pub struct ChangeLog {
     pub flags: u32,
     /// Changes of the running command, in order.
     pub changes: Vec<Change>,
+    /// BCAST clients have keys to be told about at the end of the command.
+    pub bcast_pending: bool,
 }
 
 impl ChangeLog {
@@ -142,7 +144,7 @@ fn class_of(cmd: &Command) -> u32 {
         "string" | "bitmap" | "hyperloglog" => STRING,
         "list" => LIST,
         "set" => SET,
-        "sorted-set" | "geo" => ZSET,
+        "sorted_set" | "sorted-set" | "geo" => ZSET,
         "hash" => HASH,
         "stream" => STREAM,
         _ => GENERIC,
@@ -266,6 +268,19 @@ fn write_events(cmd: &Command, args: &[&[u8]], key: &[u8]) -> Vec<(u32, &'static
     }
 }
 
+/// Whether a command's reply says it changed nothing (a count of 0, LINSERT's -1).
+fn unchanged(cmd: &Command, reply: &[u8]) -> bool {
+    let zero = reply == b":0\r\n";
+    match cmd.name {
+        "srem" | "sadd" | "zrem" | "zremrangebyscore" | "zremrangebyrank" | "zremrangebylex"
+        | "hdel" | "lrem" | "hsetnx" | "setnx" | "msetnx" | "renamenx" | "smove" | "xdel"
+        | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" | "pfadd" => zero,
+        "linsert" => zero || reply == b":-1\r\n",
+        "lpushx" | "rpushx" => zero,
+        _ => false,
+    }
+}
+
 /// Publishes one event on both channels as the flags allow.
 fn publish(shared: &Shared, flags: u32, class: u32, event: &str, key: &[u8]) {
     if flags & class == 0 {
@@ -289,13 +304,21 @@ fn publish(shared: &Shared, flags: u32, class: u32, event: &str, key: &[u8]) {
 pub fn dispatch(
     shared: &Shared,
     db: &mut Db,
-    cmd: Option<(&Command, &[&[u8]])>,
+    cmd: Option<(&Command, &[&[u8]], &[u8])>,
     client: u64,
 ) {
     if db.log.changes.is_empty() {
         return;
     }
-    let changes = std::mem::take(&mut db.log.changes);
+    let mut changes = std::mem::take(&mut db.log.changes);
+    // A command that answers that it changed nothing raises no event, even if it touched
+    // its key (SREM of a missing member).
+    if let Some((c, _, reply)) = cmd
+        && unchanged(c, reply)
+    {
+        changes.retain(|ch| !matches!(ch, Change::Written(_)));
+    }
+    let cmd = cmd.map(|(c, a, _)| (c, a));
     let flags = db.log.flags;
     let mut invalid: Vec<Bytes> = Vec::new();
     let mut flushed = false;
@@ -356,9 +379,14 @@ pub fn dispatch(
             Change::Flushed => flushed = true,
         }
     }
-    crate::tracking::invalidate(shared, &invalid, flushed, client);
+    if crate::tracking::invalidate(shared, &invalid, flushed, client) {
+        db.log.bcast_pending = true;
+    }
+    // Background expiry has no command to end: broadcast now.
+    if cmd.is_none() && std::mem::take(&mut db.log.bcast_pending) {
+        crate::tracking::broadcast(shared);
+    }
     // Keep the buffer's capacity for the next command.
-    let mut changes = changes;
     changes.clear();
     if db.log.changes.is_empty() {
         db.log.changes = changes;

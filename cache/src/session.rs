@@ -228,6 +228,12 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         return;
     }
     ctx.run(cmd, args);
+    // BCAST tracking clients hear of the command's changes (a transaction's: together).
+    if let Some(db) = ctx.locked_db()
+        && std::mem::take(&mut db.log.bcast_pending)
+    {
+        crate::tracking::broadcast(ctx.shared);
+    }
 }
 
 /// Asks the placement where `cmd` runs; true if it does not run here (refused with an error,

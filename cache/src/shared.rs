@@ -116,6 +116,7 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("dynamic-hz", "yes"),
     ("loglevel", "notice"),
     ("notify-keyspace-events", ""),
+    ("tracking-table-max-keys", "1000000"),
     ("cluster-enabled", "yes"),
     ("io-threads", "1"),
     ("activedefrag", "no"),
@@ -296,6 +297,12 @@ impl Shared {
                 let mut db = self.db.lock();
                 db.log.flags = f;
                 crate::notify::refresh(self, &mut db);
+            }
+            "tracking-table-max-keys" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                crate::tracking::set_max_keys(self, v);
             }
             "databases" if value != "1" => {
                 return Err(invalid("a cache node has exactly one database"));

@@ -49,10 +49,72 @@ struct Target {
 }
 
 /// The server's tracking state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Table {
     clients: HashMap<u64, Target>,
     keys: HashMap<Bytes, HashSet<u64>>,
+    /// Keys changed since the last broadcast, with who changed them: BCAST clients get them
+    /// together, one message per prefix, after the command (a transaction: after EXEC).
+    bcast_pending: Vec<(Bytes, u64)>,
+    /// `tracking-table-max-keys` (0: no limit).
+    max_keys: usize,
+}
+
+/// The default `tracking-table-max-keys`.
+pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
+
+impl Default for Table {
+    fn default() -> Self {
+        Self {
+            clients: HashMap::new(),
+            keys: HashMap::new(),
+            bcast_pending: Vec::new(),
+            max_keys: DEFAULT_MAX_KEYS,
+        }
+    }
+}
+
+/// Figures for `INFO`: (tracking clients, remembered (key, client) items, keys, prefixes).
+pub fn stats(shared: &Shared) -> (usize, usize, usize, usize) {
+    let t = shared.tracking.lock();
+    let items = t.keys.values().map(HashSet::len).sum();
+    let mut prefixes: Vec<&Bytes> = t
+        .clients
+        .values()
+        .filter(|c| c.bcast)
+        .flat_map(|c| c.prefixes.iter())
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    (t.clients.len(), items, t.keys.len(), prefixes.len())
+}
+
+/// Sets `tracking-table-max-keys` and forgets keys over it.
+pub fn set_max_keys(shared: &Shared, max: usize) {
+    shared.tracking.lock().max_keys = max;
+    limit(shared);
+}
+
+/// Keeps the remembered keys within `tracking-table-max-keys`: the clients of each key
+/// forgotten are told to invalidate it, as if it had changed (Redis's
+/// `trackingLimitUsedSlots`).
+fn limit(shared: &Shared) {
+    let mut t = shared.tracking.lock();
+    if t.max_keys == 0 || t.keys.len() <= t.max_keys {
+        return;
+    }
+    let excess = t.keys.len() - t.max_keys;
+    let victims: Vec<Bytes> = t.keys.keys().take(excess).cloned().collect();
+    for k in victims {
+        let Some(ids) = t.keys.remove(&k) else {
+            continue;
+        };
+        for id in ids {
+            if let Some(c) = t.clients.get(&id) {
+                deliver(shared, c, Some(vec![k.clone()]));
+            }
+        }
+    }
 }
 
 /// Whether any client tracks keys (the keyspace then records its changes).
@@ -90,11 +152,11 @@ fn deliver(shared: &Shared, t: &Target, keys: Option<Vec<Bytes>>) {
 }
 
 /// Sends invalidations for `keys` changed by `writer` (0: the server), or for everything
-/// after a flush.
-pub fn invalidate(shared: &Shared, keys: &[Bytes], flushed: bool, writer: u64) {
+/// after a flush; returns whether BCAST clients have keys waiting for [`broadcast`].
+pub fn invalidate(shared: &Shared, keys: &[Bytes], flushed: bool, writer: u64) -> bool {
     let mut t = shared.tracking.lock();
     if t.clients.is_empty() {
-        return;
+        return false;
     }
     if flushed {
         t.keys.clear();
@@ -109,11 +171,13 @@ pub fn invalidate(shared: &Shared, keys: &[Bytes], flushed: bool, writer: u64) {
                 per_client.entry(id).or_default().push(k.clone());
             }
         }
-        for (id, c) in &t.clients {
-            if c.bcast && c.prefixes.iter().any(|p| k.starts_with(p)) {
-                per_client.entry(*id).or_default().push(k.clone());
-            }
-        }
+    }
+    let bcast = t
+        .clients
+        .values()
+        .any(|c| c.bcast && keys.iter().any(|k| c.prefixes.iter().any(|p| k.starts_with(p))));
+    if bcast {
+        t.bcast_pending.extend(keys.iter().map(|k| (k.clone(), writer)));
     }
     for (id, mut ks) in per_client {
         let Some(c) = t.clients.get(&id) else {
@@ -125,6 +189,34 @@ pub fn invalidate(shared: &Shared, keys: &[Bytes], flushed: bool, writer: u64) {
         let mut seen = HashSet::new();
         ks.retain(|k| seen.insert(k.clone()));
         deliver(shared, c, Some(ks));
+    }
+    bcast
+}
+
+/// Sends the BCAST clients the keys changed since the last call: one message per prefix
+/// (Redis's `trackingBroadcastInvalidationMessages`), without the client's own changes under
+/// NOLOOP.
+pub fn broadcast(shared: &Shared) {
+    let mut t = shared.tracking.lock();
+    if t.bcast_pending.is_empty() {
+        return;
+    }
+    let pending = std::mem::take(&mut t.bcast_pending);
+    for (id, c) in &t.clients {
+        if !c.bcast {
+            continue;
+        }
+        for p in &c.prefixes {
+            let mut keys: Vec<Bytes> = Vec::new();
+            for (k, writer) in &pending {
+                if k.starts_with(p) && !(c.noloop && writer == id) && !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+            if !keys.is_empty() {
+                deliver(shared, c, Some(keys));
+            }
+        }
     }
 }
 
@@ -151,6 +243,11 @@ pub fn after_command(ctx: &mut Ctx<'_>, cmd: &Command, args: &[&[u8]]) {
     let mut t = ctx.shared.tracking.lock();
     for k in keys {
         t.keys.entry(Bytes::from(k)).or_default().insert(id);
+    }
+    let over = t.max_keys != 0 && t.keys.len() > t.max_keys;
+    drop(t);
+    if over {
+        limit(ctx.shared);
     }
 }
 

@@ -126,6 +126,11 @@ impl<'a> Ctx<'a> {
         (&mut **db, &mut *self.out, self.now)
     }
 
+    /// The keyspace if this batch has locked it already.
+    pub fn locked_db(&mut self) -> Option<&mut Db> {
+        self.guard.as_deref_mut()
+    }
+
     /// Releases the keyspace lock (before waiting, or before touching other locks).
     pub fn release(&mut self) {
         self.guard = None;
@@ -154,6 +159,7 @@ impl<'a> Ctx<'a> {
                 return;
             }
         }
+        let reply_at = self.out.buf.len();
         if let Err(e) = (cmd.handler)(self, args) {
             match e {
                 CmdError::Static(s) => self.out.error(s),
@@ -168,7 +174,8 @@ impl<'a> Ctx<'a> {
         if let Some(db) = self.guard.as_mut()
             && !db.log.changes.is_empty()
         {
-            crate::notify::dispatch(self.shared, db, Some((cmd, args)), self.conn.id);
+            let reply = self.out.buf.get(reply_at..).unwrap_or_default();
+            crate::notify::dispatch(self.shared, db, Some((cmd, args, reply)), self.conn.id);
         }
         crate::tracking::after_command(self, cmd, args);
     }
