@@ -401,6 +401,113 @@ pub fn refresh(shared: &Shared, db: &mut Db) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pubsub::PubMsg;
+    use crate::session::Session;
+
+    /// (channel, payload) of each message.
+    fn msgs(s: &mut Session) -> Vec<(String, String)> {
+        s.messages()
+            .into_iter()
+            .map(|m: PubMsg| {
+                (
+                    String::from_utf8_lossy(&m.channel).into_owned(),
+                    String::from_utf8_lossy(&m.payload).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn pair(c: &str, p: &str) -> (String, String) {
+        (c.to_owned(), p.to_owned())
+    }
+
+    #[test]
+    fn commands_raise_redis_events_on_both_channels() {
+        let mut w = Session::new();
+        let mut sub = Session::on(w.shared().clone());
+        assert_eq!(w.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]), "+OK\r\n");
+        sub.cmd(&["PSUBSCRIBE", "*"]);
+        w.cmd(&["SET", "foo", "bar"]);
+        assert_eq!(
+            msgs(&mut sub),
+            [pair("__keyspace@0__:foo", "set"), pair("__keyevent@0__:set", "foo")]
+        );
+        // HMSET is an hset; an emptied collection also raises del.
+        w.cmd(&["HMSET", "h", "a", "1"]);
+        w.cmd(&["HDEL", "h", "a"]);
+        let ev: Vec<String> = msgs(&mut sub).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(
+            ev,
+            [
+                "__keyspace@0__:h",
+                "__keyevent@0__:hset",
+                "__keyspace@0__:h",
+                "__keyevent@0__:hdel",
+                "__keyspace@0__:h",
+                "__keyevent@0__:del"
+            ]
+        );
+        // Nothing changed, nothing raised.
+        w.cmd(&["SADD", "s", "a"]);
+        msgs(&mut sub);
+        w.cmd(&["SREM", "s", "missing"]);
+        w.cmd(&["SADD", "s", "a"]);
+        assert!(msgs(&mut sub).is_empty());
+        // An EXPIRE in the past deletes: only del.
+        w.cmd(&["EXPIRE", "foo", "-1"]);
+        assert_eq!(
+            msgs(&mut sub),
+            [pair("__keyspace@0__:foo", "del"), pair("__keyevent@0__:del", "foo")]
+        );
+        // RENAME raises rename_from and rename_to.
+        w.cmd(&["RENAME", "s", "t"]);
+        assert_eq!(
+            msgs(&mut sub),
+            [
+                pair("__keyspace@0__:s", "rename_from"),
+                pair("__keyevent@0__:rename_from", "s"),
+                pair("__keyspace@0__:t", "rename_to"),
+                pair("__keyevent@0__:rename_to", "t")
+            ]
+        );
+    }
+
+    #[test]
+    fn classes_mask_events_and_new_keys_and_expiry_are_reported() {
+        let mut w = Session::new();
+        let mut sub = Session::on(w.shared().clone());
+        w.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Elxn"]);
+        sub.cmd(&["PSUBSCRIBE", "*"]);
+        w.cmd(&["SET", "foo", "bar"]);
+        w.cmd(&["LPUSH", "l", "a"]);
+        w.cmd(&["LPUSH", "l", "b"]);
+        assert_eq!(
+            msgs(&mut sub),
+            [
+                pair("__keyevent@0__:new", "foo"),
+                pair("__keyevent@0__:new", "l"),
+                pair("__keyevent@0__:lpush", "l"),
+                pair("__keyevent@0__:lpush", "l")
+            ]
+        );
+        // A key found expired raises expired.
+        w.cmd(&["PSETEX", "gone", "1", "x"]);
+        msgs(&mut sub);
+        let now = crate::session::now_ms();
+        let mut db = w.shared().db.lock();
+        assert!(db.get(b"gone", now + 10).is_none());
+        dispatch(w.shared(), &mut db, None, 0);
+        drop(db);
+        assert_eq!(msgs(&mut sub), [pair("__keyevent@0__:expired", "gone")]);
+        assert!(
+            w.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEw"])
+                .starts_with("-ERR CONFIG SET failed")
+        );
+        assert_eq!(
+            w.cmd(&["CONFIG", "GET", "notify-keyspace-events"]),
+            "*2\r\n$22\r\nnotify-keyspace-events\r\n$4\r\nlxnE\r\n"
+        );
+    }
 
     #[test]
     fn flags_round_trip_as_redis_shows_them() {

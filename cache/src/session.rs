@@ -280,7 +280,7 @@ pub struct Session {
     conn: ConnState,
     inbuf: BytesMut,
     out: Reply,
-    _rx: mpsc::Receiver<PubMsg>,
+    rx: mpsc::Receiver<PubMsg>,
 }
 
 impl Session {
@@ -304,7 +304,7 @@ impl Session {
             conn,
             inbuf: BytesMut::new(),
             out: Reply::new(),
-            _rx: rx,
+            rx,
         }
     }
 
@@ -346,6 +346,11 @@ impl Session {
             req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
         }
         String::from_utf8_lossy(&self.feed(&req)).into_owned()
+    }
+
+    /// The messages queued for this client so far (publications, tracking invalidations).
+    pub fn messages(&mut self) -> Vec<PubMsg> {
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
     }
 
     /// Whether the server closed this session (QUIT or a protocol error).

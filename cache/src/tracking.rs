@@ -500,3 +500,107 @@ pub fn client_trackinginfo(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
 pub fn listens(conn: &crate::client::ConnState) -> bool {
     conn.tracking.is_some() || conn.info.resp3.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::pubsub::MsgKind;
+    use crate::session::Session;
+
+    /// The keys of each invalidation queued for `s` (`None`: a flush).
+    fn invalidations(s: &mut Session) -> Vec<Option<Vec<String>>> {
+        s.messages()
+            .into_iter()
+            .filter_map(|m| match m.kind {
+                MsgKind::Invalidate(keys) => Some(keys.map(|ks| {
+                    ks.iter()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .collect()
+                })),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keys(ks: &[&str]) -> Option<Vec<String>> {
+        Some(ks.iter().map(|k| (*k).to_owned()).collect())
+    }
+
+    #[test]
+    fn keys_read_are_invalidated_once_when_changed() {
+        let mut r = Session::new();
+        let mut w = Session::on(r.shared().clone());
+        assert_eq!(r.cmd(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+        w.cmd(&["SET", "a", "1"]);
+        r.cmd(&["GET", "a"]);
+        r.cmd(&["GET", "unread-b"]);
+        w.cmd(&["INCR", "a"]);
+        w.cmd(&["INCR", "a"]);
+        w.cmd(&["SET", "c", "1"]);
+        assert_eq!(invalidations(&mut r), [keys(&["a"])]);
+        // Expiry and FLUSHALL invalidate too.
+        r.cmd(&["GET", "a"]);
+        w.cmd(&["PEXPIRE", "a", "1"]);
+        assert_eq!(invalidations(&mut r), [keys(&["a"])]);
+        w.cmd(&["FLUSHALL"]);
+        assert_eq!(invalidations(&mut r), [None]);
+        assert_eq!(r.cmd(&["CLIENT", "GETREDIR"]), ":0\r\n");
+        r.cmd(&["CLIENT", "TRACKING", "off"]);
+        assert_eq!(r.cmd(&["CLIENT", "GETREDIR"]), ":-1\r\n");
+    }
+
+    #[test]
+    fn bcast_batches_a_transaction_per_prefix_and_noloop_skips_own_writes() {
+        let mut r = Session::new();
+        let mut w = Session::on(r.shared().clone());
+        assert_eq!(
+            r.cmd(&["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a:", "PREFIX", "b:", "NOLOOP"]),
+            "+OK\r\n"
+        );
+        w.cmd(&["MULTI"]);
+        for k in ["a:1", "a:2", "b:1", "c:1"] {
+            w.cmd(&["INCR", k]);
+        }
+        w.cmd(&["EXEC"]);
+        assert_eq!(invalidations(&mut r), [keys(&["a:1", "a:2"]), keys(&["b:1"])]);
+        r.cmd(&["SET", "a:3", "x"]);
+        assert!(invalidations(&mut r).is_empty());
+        assert!(
+            r.cmd(&["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a"])
+                .starts_with("-ERR Prefix 'a' overlaps with an existing prefix 'a:'")
+        );
+    }
+
+    #[test]
+    fn option_errors_and_caching_modes() {
+        let mut r = Session::new();
+        let mut w = Session::on(r.shared().clone());
+        assert_eq!(
+            r.cmd(&["CLIENT", "TRACKING", "on", "PREFIX", "x"]),
+            "-ERR PREFIX option requires BCAST mode to be enabled\r\n"
+        );
+        assert_eq!(
+            r.cmd(&["CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"]),
+            "-ERR You can't specify both OPTIN mode and OPTOUT mode\r\n"
+        );
+        assert_eq!(
+            r.cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", "999999"]),
+            "-ERR The client ID you want redirect to does not exist\r\n"
+        );
+        assert!(r.cmd(&["CLIENT", "CACHING", "yes"]).starts_with("-ERR CLIENT CACHING can be called only"));
+        r.cmd(&["CLIENT", "TRACKING", "on", "OPTIN"]);
+        w.cmd(&["MSET", "k1", "1", "k2", "2"]);
+        r.cmd(&["GET", "k1"]);
+        assert_eq!(r.cmd(&["CLIENT", "CACHING", "yes"]), "+OK\r\n");
+        r.cmd(&["GET", "k2"]);
+        w.cmd(&["MSET", "k1", "3", "k2", "4"]);
+        assert_eq!(invalidations(&mut r), [keys(&["k2"])]);
+        assert!(
+            r.cmd(&["CLIENT", "CACHING", "no"])
+                .starts_with("-ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+        );
+        r.cmd(&["HELLO", "3"]);
+        r.cmd(&["CLIENT", "CACHING", "yes"]);
+        let info = r.cmd(&["CLIENT", "TRACKINGINFO"]);
+        assert!(info.contains("$2\r\non\r\n$5\r\noptin\r\n$11\r\ncaching-yes"), "{info}");
+    }
+}
