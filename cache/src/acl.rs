@@ -135,10 +135,18 @@ impl RuleError {
         match self {
             RuleError::UnknownCommand => "Unknown command or category name in ACL",
             RuleError::Syntax => "Syntax error",
-            RuleError::KeysAfterAll => "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns",
-            RuleError::ChannelsAfterAll => "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels",
-            RuleError::NoSuchPassword => "The password you are trying to remove from the user does not exist",
-            RuleError::BadHash => "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters",
+            RuleError::KeysAfterAll => {
+                "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns"
+            }
+            RuleError::ChannelsAfterAll => {
+                "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels"
+            }
+            RuleError::NoSuchPassword => {
+                "The password you are trying to remove from the user does not exist"
+            }
+            RuleError::BadHash => {
+                "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters"
+            }
             RuleError::SubcommandFirstArg => "Allowing first-arg of a subcommand is not supported",
         }
     }
@@ -326,7 +334,8 @@ impl Selector {
                 Ok(())
             }
             Some(b'+' | b'-') => {
-                let cat = std::str::from_utf8(&lower[2..]).map_err(|_| RuleError::UnknownCommand)?;
+                let cat =
+                    std::str::from_utf8(&lower[2..]).map_err(|_| RuleError::UnknownCommand)?;
                 self.set_category(cat, op[0] == b'+')
             }
             _ => Err(RuleError::Syntax),
@@ -474,7 +483,10 @@ impl Selector {
 
     /// Whether this selector allows the command (Redis's `ACLSelectorCheckCmd`).
     fn check(&self, cmd: &Command, args: &[&[u8]]) -> Result<(), Denied> {
-        let sub = UNIVERSE.ids.get(cmd.name).is_some_and(|&id| UNIVERSE.parent[id].is_some());
+        let sub = UNIVERSE
+            .ids
+            .get(cmd.name)
+            .is_some_and(|&id| UNIVERSE.parent[id].is_some());
         if !self.allcommands && !cmd.flags.contains(&"no_auth") {
             let id = cmd_id(cmd).ok_or(Denied::Command)?;
             if !self.bits[id] {
@@ -751,7 +763,9 @@ impl User {
 
     /// Whether the user may still use `channel` (a pattern subscription if `pattern`).
     pub fn channel_ok(&self, channel: &[u8], pattern: bool) -> bool {
-        self.selectors.iter().any(|s| s.check_channel(channel, pattern))
+        self.selectors
+            .iter()
+            .any(|s| s.check_channel(channel, pattern))
     }
 
     /// Whether the user has every permission (the check can be skipped).
@@ -816,7 +830,10 @@ impl Acl {
     }
 
     fn refresh(&mut self) {
-        self.default_open = self.users.get(&b"default"[..]).is_some_and(User::unrestricted);
+        self.default_open = self
+            .users
+            .get(&b"default"[..])
+            .is_some_and(User::unrestricted);
     }
 
     /// Whether new connections are logged in as `default` without AUTH.
@@ -874,7 +891,11 @@ impl Acl {
                 String::from_utf8_lossy(rules[i])
             ));
         }
-        let mut u = self.users.get(name).cloned().unwrap_or_else(|| User::new(name));
+        let mut u = self
+            .users
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| User::new(name));
         for op in &merged {
             u.apply(op).map_err(|e| {
                 format!(
@@ -894,7 +915,10 @@ impl Acl {
         if names.iter().any(|n| *n == b"default") {
             return Err("ERR The 'default' user cannot be removed");
         }
-        let n = names.iter().filter(|n| self.users.remove(**n).is_some()).count();
+        let n = names
+            .iter()
+            .filter(|n| self.users.remove(**n).is_some())
+            .count();
         self.refresh();
         Ok(n)
     }
@@ -947,8 +971,7 @@ pub fn denied_error(cmd: &Command, d: Denied) -> String {
             cmd.name
         ),
         Denied::Key(_) => {
-            "NOPERM this user has no permissions to access one of the keys used as arguments"
-                .into()
+            "NOPERM this user has no permissions to access one of the keys used as arguments".into()
         }
         Denied::Channel(_) => {
             "NOPERM this user has no permissions to access one of the channels used as arguments"
@@ -1089,6 +1112,12 @@ fn channels_kept(old: &User, new: &User) -> bool {
         .all(|c| new.selectors.iter().any(|s| s.channels.contains(c)))
 }
 
+/// Redis's `addReplySubcommandSyntaxError`.
+fn syntax_error(args: &[&[u8]]) -> crate::cmd::CmdError {
+    let sub: String = String::from_utf8_lossy(args[1]).chars().take(128).collect();
+    format!("ERR unknown subcommand or wrong number of arguments for '{sub}'. Try ACL HELP.").into()
+}
+
 /// ACL subcommands.
 pub fn acl(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let s = sub(args, "acl")?;
@@ -1181,7 +1210,8 @@ pub fn acl(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             } else if args.len() == 3 {
                 let cat = String::from_utf8_lossy(args[2]).to_ascii_lowercase();
                 if !CATEGORIES.contains(&cat.as_str()) {
-                    let shown: String = String::from_utf8_lossy(args[2]).chars().take(128).collect();
+                    let shown: String =
+                        String::from_utf8_lossy(args[2]).chars().take(128).collect();
                     return Err(format!("ERR Unknown category '{shown}'").into());
                 }
                 let names: Vec<&str> = UNIVERSE
@@ -1195,9 +1225,10 @@ pub fn acl(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                     ctx.out.bulk(n.as_bytes());
                 }
             } else {
-                return Err(crate::cmd::arity_error("acl|cat"));
+                return Err(syntax_error(args));
             }
         }
+        "acl|genpass" | "acl|log" if args.len() > 3 => return Err(syntax_error(args)),
         "acl|genpass" => {
             let bits = match args.get(2) {
                 Some(a) => int_arg(a)?,
@@ -1245,18 +1276,17 @@ pub fn acl(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 ctx.out.bulk(b"username");
                 ctx.out.bulk(&e.username);
                 ctx.out.bulk(b"age-seconds");
-                ctx.out.double(ctx.now.saturating_sub(e.ctime) as f64 / 1000.0);
+                ctx.out
+                    .double(ctx.now.saturating_sub(e.ctime) as f64 / 1000.0);
                 ctx.out.bulk(b"client-info");
                 ctx.out.bulk(e.cinfo.as_bytes());
             }
         }
         "acl|dryrun" => {
             let Some(u) = ctx.shared.acl.read().user(args[2]).cloned() else {
-                return Err(format!(
-                    "ERR User '{}' not found",
-                    String::from_utf8_lossy(args[2])
-                )
-                .into());
+                return Err(
+                    format!("ERR User '{}' not found", String::from_utf8_lossy(args[2])).into(),
+                );
             };
             let rest = &args[3..];
             let mut lb = [0u8; 32];
@@ -1269,17 +1299,18 @@ pub fn acl(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             };
             let eff = effective(cmd, rest);
             if !table::arity_ok(eff.arity, rest.len()) {
-                return Err(format!(
-                    "ERR wrong number of arguments for '{}' command",
-                    eff.name
-                )
-                .into());
+                return Err(
+                    format!("ERR wrong number of arguments for '{}' command", eff.name).into(),
+                );
             }
             match u.check(eff, rest) {
                 Ok(()) => ctx.out.ok(),
                 Err(Denied::Command) => ctx.out.bulk(
-                    format!("This user has no permissions to run the '{}' command", eff.name)
-                        .as_bytes(),
+                    format!(
+                        "This user has no permissions to run the '{}' command",
+                        eff.name
+                    )
+                    .as_bytes(),
                 ),
                 Err(Denied::Key(p)) => ctx.out.bulk(
                     format!(
@@ -1333,4 +1364,241 @@ pub fn acl(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::session::Session;
+
+    #[test]
+    fn users_log_in_with_their_passwords_only_once_enabled() {
+        let mut s = Session::new();
+        assert_eq!(s.cmd(&["ACL", "WHOAMI"]), "$7\r\ndefault\r\n");
+        assert_eq!(s.cmd(&["ACL", "SETUSER", "newuser"]), "+OK\r\n");
+        assert_eq!(
+            s.cmd(&["ACL", "SETUSER", "a a"]),
+            "-ERR Usernames can't contain spaces or null characters\r\n"
+        );
+        s.cmd(&["ACL", "SETUSER", "newuser", ">passwd1"]);
+        assert!(
+            s.cmd(&["AUTH", "newuser", "passwd1"])
+                .starts_with("-WRONGPASS")
+        );
+        s.cmd(&["ACL", "SETUSER", "newuser", "on", "+acl", ">passwd2"]);
+        assert_eq!(s.cmd(&["AUTH", "newuser", "passwd1"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["AUTH", "newuser", "passwd2"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["ACL", "WHOAMI"]), "$7\r\nnewuser\r\n");
+        s.cmd(&["ACL", "SETUSER", "newuser", "<passwd1"]);
+        assert!(
+            s.cmd(&["AUTH", "newuser", "passwd1"])
+                .starts_with("-WRONGPASS")
+        );
+        // passwd4's SHA-256, as Redis's own test gives it.
+        s.cmd(&[
+            "ACL",
+            "SETUSER",
+            "newuser",
+            "#34344e4d60c2b6d639b7bd22e18f2b0b91bc34bf0ac5f9952744435093cfb4e6",
+        ]);
+        assert_eq!(s.cmd(&["AUTH", "newuser", "passwd4"]), "+OK\r\n");
+        assert!(
+            s.cmd(&["ACL", "SETUSER", "newuser", "#34344e4d"])
+                .starts_with("-ERR Error in ACL SETUSER modifier '#34344e4d': The password hash must be exactly 64 characters")
+        );
+        // The failed logins are in the log.
+        let log = s.cmd(&["ACL", "LOG", "1"]);
+        assert!(log.contains("$6\r\nreason\r\n$4\r\nauth\r\n"), "{log}");
+    }
+
+    #[test]
+    fn commands_keys_and_channels_are_checked_before_running() {
+        let mut s = Session::new();
+        s.cmd(&["ACL", "SETUSER", "u", "on", "nopass", "+acl"]);
+        s.cmd(&["AUTH", "u", "x"]);
+        assert_eq!(
+            s.cmd(&["SET", "foo", "bar"]),
+            "-NOPERM this user has no permissions to run the 'set' command\r\n"
+        );
+        s.cmd(&["ACL", "SETUSER", "u", "+set"]);
+        assert_eq!(
+            s.cmd(&["SET", "foo", "bar"]),
+            "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+        );
+        s.cmd(&["ACL", "SETUSER", "u", "allcommands", "~foo:*", "%R~ro:*"]);
+        assert_eq!(s.cmd(&["SET", "foo:1", "a"]), "+OK\r\n");
+        assert!(s.cmd(&["SET", "ro:1", "a"]).starts_with("-NOPERM"));
+        assert_eq!(s.cmd(&["GET", "ro:1"]), "$-1\r\n");
+        assert!(
+            s.cmd(&["PUBLISH", "ch", "m"])
+                .starts_with("-NOPERM this user has no permissions to access one of the channels")
+        );
+        s.cmd(&["ACL", "SETUSER", "u", "&ch*"]);
+        assert_eq!(s.cmd(&["PUBLISH", "ch1", "m"]), ":0\r\n");
+        // A pattern subscription needs the same pattern, literally.
+        assert!(s.cmd(&["PSUBSCRIBE", "ch1*"]).starts_with("-NOPERM"));
+        // A subcommand can be blocked alone; a failure inside MULTI aborts EXEC.
+        s.cmd(&["ACL", "SETUSER", "u", "-client|kill"]);
+        assert!(s.cmd(&["CLIENT", "KILL", "ID", "1"]).starts_with("-NOPERM"));
+        assert_eq!(s.cmd(&["CLIENT", "ID"]).as_bytes()[0], b':');
+        s.cmd(&["MULTI"]);
+        assert!(s.cmd(&["CLIENT", "KILL", "ID", "1"]).starts_with("-NOPERM"));
+        assert!(s.cmd(&["EXEC"]).starts_with("-EXECABORT"));
+        let log = s.cmd(&["ACL", "LOG"]);
+        assert!(
+            log.contains("$5\r\nmulti\r\n$6\r\nobject\r\n$11\r\nclient|kill"),
+            "{log}"
+        );
+        assert_eq!(s.cmd(&["ACL", "LOG", "RESET"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["ACL", "LOG"]), "*0\r\n");
+    }
+
+    #[test]
+    fn users_are_described_as_redis_describes_them() {
+        let mut s = Session::new();
+        s.cmd(&[
+            "ACL",
+            "SETUSER",
+            "hpuser",
+            "on",
+            "nopass",
+            "resetchannels",
+            "&foo",
+            "+@all",
+        ]);
+        let list = s.cmd(&["ACL", "LIST"]);
+        assert!(
+            list.contains("user hpuser on nopass resetchannels &foo +@all\r\n"),
+            "{list}"
+        );
+        assert!(
+            list.contains("user default on nopass ~* &* +@all\r\n"),
+            "{list}"
+        );
+        s.cmd(&[
+            "ACL",
+            "SETUSER",
+            "x",
+            "-@all",
+            "+@set",
+            "+acl",
+            "+select|0",
+            "~k*",
+            "(+get ~g*)",
+        ]);
+        let u = s.cmd(&["ACL", "GETUSER", "x"]);
+        // Categories first, then single commands in table order.
+        assert!(u.contains("-@all +@set +select|0 +acl"), "{u}");
+        assert!(u.contains("$4\r\nkeys\r\n$3\r\n~k*\r\n"), "{u}");
+        assert!(
+            u.contains("$8\r\ncommands\r\n$10\r\n-@all +get\r\n$4\r\nkeys\r\n$3\r\n~g*\r\n"),
+            "{u}"
+        );
+        assert_eq!(s.cmd(&["ACL", "GETUSER", "nobody"]), "$-1\r\n");
+        assert!(
+            s.cmd(&["ACL", "SETUSER", "x", "(+get", "~g*"])
+                .starts_with("-ERR Unmatched parenthesis in acl selector starting at '(+get'.")
+        );
+        assert!(
+            s.cmd(&["ACL", "SETUSER", "x", "+nosuchcommand"])
+                .ends_with(": Unknown command or category name in ACL\r\n")
+        );
+        assert!(
+            s.cmd(&["ACL", "SETUSER", "x", "+select|0|1"])
+                .ends_with(": Allowing first-arg of a subcommand is not supported\r\n")
+                || s.cmd(&["ACL", "SETUSER", "x", "+config|get|x"])
+                    .ends_with(": Allowing first-arg of a subcommand is not supported\r\n")
+        );
+        assert_eq!(s.cmd(&["ACL", "DRYRUN", "x", "get", "gkey"]), "+OK\r\n");
+        assert_eq!(
+            s.cmd(&["ACL", "DRYRUN", "x", "get", "zkey"]),
+            "$53\r\nThis user has no permissions to access the 'zkey' key\r\n"
+        );
+        assert_eq!(
+            s.cmd(&["ACL", "DELUSER", "default"]),
+            "-ERR The 'default' user cannot be removed\r\n"
+        );
+        assert_eq!(s.cmd(&["ACL", "DELUSER", "x", "nobody"]), ":1\r\n");
+        assert_eq!(
+            s.cmd(&["ACL", "USERS"]),
+            "*2\r\n$7\r\ndefault\r\n$6\r\nhpuser\r\n"
+        );
+        assert_eq!(s.cmd(&["ACL", "GENPASS", "5"]).len(), "$2\r\nab\r\n".len());
+        assert!(
+            s.cmd(&["ACL", "CAT"])
+                .starts_with("*21\r\n$8\r\nkeyspace\r\n")
+        );
+        assert!(
+            s.cmd(&["ACL", "CAT", "nope"])
+                .starts_with("-ERR Unknown category 'nope'")
+        );
+        assert_eq!(
+            s.cmd(&["ACL", "CAT", "a", "b"]),
+            "-ERR unknown subcommand or wrong number of arguments for 'CAT'. Try ACL HELP.\r\n"
+        );
+        // A category alone is described as itself, from either end.
+        for cat in super::CATEGORIES.iter().filter(|c| **c != "scripting") {
+            s.cmd(&[
+                "ACL",
+                "SETUSER",
+                "add",
+                "reset",
+                "+@all",
+                &format!("-@{cat}"),
+            ]);
+            let u = s.cmd(&["ACL", "GETUSER", "add"]);
+            assert!(u.contains(&format!("\r\n+@all -@{cat}\r\n")), "{cat}: {u}");
+            s.cmd(&[
+                "ACL",
+                "SETUSER",
+                "res",
+                "reset",
+                "-@all",
+                &format!("+@{cat}"),
+            ]);
+            let u = s.cmd(&["ACL", "GETUSER", "res"]);
+            assert!(u.contains(&format!("\r\n-@all +@{cat}\r\n")), "{cat}: {u}");
+        }
+        s.cmd(&["ACL", "SETUSER", "bob", "+memory|stats"]);
+        assert!(
+            s.cmd(&["ACL", "GETUSER", "bob"])
+                .contains("\r\n-@all +memory|stats\r\n")
+        );
+        s.cmd(&["ACL", "SETUSER", "bob", "+memory"]);
+        assert!(
+            s.cmd(&["ACL", "GETUSER", "bob"])
+                .contains("\r\n-@all +memory\r\n")
+        );
+        s.cmd(&["ACL", "SETUSER", "bob", "+@all", "+client|id"]);
+        assert!(s.cmd(&["ACL", "GETUSER", "bob"]).contains("\r\n+@all\r\n"));
+        s.cmd(&["ACL", "SETUSER", "bob", "+@all", "-memory|stats"]);
+        assert!(
+            s.cmd(&["ACL", "GETUSER", "bob"])
+                .contains("\r\n+@all -memory|stats\r\n")
+        );
+    }
+
+    #[test]
+    fn requirepass_is_the_default_users_password() {
+        let mut s = Session::new();
+        assert!(
+            s.cmd(&["AUTH", "x"])
+                .starts_with("-ERR AUTH <password> called without")
+        );
+        assert_eq!(s.cmd(&["AUTH", "default", "anything"]), "+OK\r\n");
+        s.cmd(&["CONFIG", "SET", "requirepass", "secret"]);
+        let mut t = Session::on(s.shared().clone());
+        assert_eq!(t.cmd(&["GET", "k"]), "-NOAUTH Authentication required.\r\n");
+        assert!(t.cmd(&["AUTH", "wrong"]).starts_with("-WRONGPASS"));
+        assert_eq!(t.cmd(&["AUTH", "secret"]), "+OK\r\n");
+        s.cmd(&["ACL", "SETUSER", "bob", "on", ">pw", "+@all", "~*"]);
+        let mut b = Session::on(s.shared().clone());
+        assert!(
+            b.cmd(&["HELLO", "3", "AUTH", "bob", "nope"])
+                .starts_with("-WRONGPASS")
+        );
+        assert!(b.cmd(&["HELLO", "3", "AUTH", "bob", "pw"]).starts_with("%"));
+        assert_eq!(b.cmd(&["ACL", "WHOAMI"]), "$3\r\nbob\r\n");
+        assert!(s.shared().password_ok(b"bob", b"pw"));
+        assert!(!s.shared().password_ok(b"bob", b"px"));
+    }
 }

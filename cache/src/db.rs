@@ -197,7 +197,8 @@ impl Db {
         if e.expire_at != 0 && e.expire_at <= now {
             self.remove_index(idx);
             self.stats.expired += 1;
-            self.log.record(|| crate::notify::Change::Expired(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Expired(key.into()));
             return None;
         }
         Some(idx)
@@ -258,7 +259,8 @@ impl Db {
             e.mem = mem;
         } else {
             self.used += mem as usize;
-            self.log.record(|| crate::notify::Change::Created(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Created(key.into()));
             self.map.insert(
                 key.into(),
                 Entry {
@@ -305,7 +307,8 @@ impl Db {
     /// Deletes a key; returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let idx = self.map.get_index_of(key)?;
-        self.log.record(|| crate::notify::Change::Deleted(key.into()));
+        self.log
+            .record(|| crate::notify::Change::Deleted(key.into()));
         self.remove_index(idx)
     }
 
@@ -326,7 +329,8 @@ impl Db {
     /// collection, invalidates WATCHes and wakes blocked poppers of a non-empty list.
     pub fn modified(&mut self, key: &[u8]) {
         let Some(idx) = self.map.get_index_of(key) else {
-            self.log.record(|| crate::notify::Change::Written(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Written(key.into()));
             self.touch_watchers(key);
             return;
         };
@@ -345,8 +349,10 @@ impl Db {
             }
         };
         if empty {
-            self.log.record(|| crate::notify::Change::Written(key.into()));
-            self.log.record(|| crate::notify::Change::Deleted(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Written(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Deleted(key.into()));
             self.remove_index(idx);
         } else {
             self.after_write(key);
@@ -371,7 +377,8 @@ impl Db {
     }
 
     fn after_write(&mut self, key: &[u8]) {
-        self.log.record(|| crate::notify::Change::Written(key.into()));
+        self.log
+            .record(|| crate::notify::Change::Written(key.into()));
         self.touch_watchers(key);
         self.wake(key);
     }
@@ -551,7 +558,9 @@ impl Db {
                     if self.log.enabled
                         && let Some((k, _)) = self.map.get_index(idx)
                     {
-                        self.log.changes.push(crate::notify::Change::Evicted(k.clone()));
+                        self.log
+                            .changes
+                            .push(crate::notify::Change::Evicted(k.clone()));
                     }
                     self.remove_index(idx);
                     self.stats.evicted += 1;
@@ -625,7 +634,9 @@ impl Db {
                 if e.expire_at <= now {
                     if self.log.enabled {
                         let k = self.map.get_index(idx).map(|(k, _)| k.clone());
-                        self.log.changes.extend(k.map(crate::notify::Change::Expired));
+                        self.log
+                            .changes
+                            .extend(k.map(crate::notify::Change::Expired));
                     }
                     self.remove_index(idx);
                     self.stats.expired += 1;

@@ -41,8 +41,8 @@ pub mod resp;
 pub mod session;
 pub mod shared;
 pub mod slot;
-pub mod tracking;
 pub mod stream;
+pub mod tracking;
 pub mod value;
 pub mod zset;
 

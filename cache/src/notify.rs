@@ -27,7 +27,8 @@ pub const KEY_MISS: u32 = 1 << 11;
 pub const MODULE: u32 = 1 << 12;
 pub const NEW: u32 = 1 << 13;
 /// The `A` alias (every class but key-miss and new).
-pub const ALL: u32 = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
+pub const ALL: u32 =
+    GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
 
 /// Parses a `notify-keyspace-events` value; `None` for an unknown class character.
 pub fn parse_flags(s: &[u8]) -> Option<u32> {
@@ -299,14 +300,12 @@ fn publish(shared: &Shared, flags: u32, class: u32, event: &str, key: &[u8]) {
     }
 }
 
+/// A command that ran: its table entry, its arguments and its reply.
+pub type Ran<'a> = (&'a Command, &'a [&'a [u8]], &'a [u8]);
+
 /// Turns the changes recorded while `cmd` ran (or, with `None`, in background expiry) into
 /// notifications and invalidations. `client` is who ran it (0: the server).
-pub fn dispatch(
-    shared: &Shared,
-    db: &mut Db,
-    cmd: Option<(&Command, &[&[u8]], &[u8])>,
-    client: u64,
-) {
+pub fn dispatch(shared: &Shared, db: &mut Db, cmd: Option<Ran<'_>>, client: u64) {
     if db.log.changes.is_empty() {
         return;
     }
@@ -352,8 +351,14 @@ pub fn dispatch(
                         written.push(k);
                         if !matches!(
                             c.name,
-                            "del" | "unlink" | "getdel" | "expire" | "pexpire" | "expireat"
-                                | "pexpireat" | "getex"
+                            "del"
+                                | "unlink"
+                                | "getdel"
+                                | "expire"
+                                | "pexpire"
+                                | "expireat"
+                                | "pexpireat"
+                                | "getex"
                         ) {
                             for (class, ev) in write_events(c, args, k) {
                                 publish(shared, flags, class, ev, k);
@@ -425,12 +430,18 @@ mod tests {
     fn commands_raise_redis_events_on_both_channels() {
         let mut w = Session::new();
         let mut sub = Session::on(w.shared().clone());
-        assert_eq!(w.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]), "+OK\r\n");
+        assert_eq!(
+            w.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+            "+OK\r\n"
+        );
         sub.cmd(&["PSUBSCRIBE", "*"]);
         w.cmd(&["SET", "foo", "bar"]);
         assert_eq!(
             msgs(&mut sub),
-            [pair("__keyspace@0__:foo", "set"), pair("__keyevent@0__:set", "foo")]
+            [
+                pair("__keyspace@0__:foo", "set"),
+                pair("__keyevent@0__:set", "foo")
+            ]
         );
         // HMSET is an hset; an emptied collection also raises del.
         w.cmd(&["HMSET", "h", "a", "1"]);
@@ -457,7 +468,10 @@ mod tests {
         w.cmd(&["EXPIRE", "foo", "-1"]);
         assert_eq!(
             msgs(&mut sub),
-            [pair("__keyspace@0__:foo", "del"), pair("__keyevent@0__:del", "foo")]
+            [
+                pair("__keyspace@0__:foo", "del"),
+                pair("__keyevent@0__:del", "foo")
+            ]
         );
         // RENAME raises rename_from and rename_to.
         w.cmd(&["RENAME", "s", "t"]);

@@ -292,8 +292,9 @@ impl Shared {
                 self.maxclients.store(v, Ordering::Relaxed);
             }
             "notify-keyspace-events" => {
-                let f = crate::notify::parse_flags(value.as_bytes())
-                    .ok_or_else(|| invalid("Invalid event class character. Use 'Ag$lshzxeKEtmdn'."))?;
+                let f = crate::notify::parse_flags(value.as_bytes()).ok_or_else(|| {
+                    invalid("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+                })?;
                 let mut db = self.db.lock();
                 db.log.flags = f;
                 crate::notify::refresh(self, &mut db);
@@ -314,9 +315,9 @@ impl Shared {
             "maxmemory" | "proto-max-bulk-len" | "client-query-buffer-limit" => {
                 parse_memory(value).map_or_else(|| value.to_owned(), |v| v.to_string())
             }
-            "notify-keyspace-events" => {
-                crate::notify::format_flags(crate::notify::parse_flags(value.as_bytes()).unwrap_or(0))
-            }
+            "notify-keyspace-events" => crate::notify::format_flags(
+                crate::notify::parse_flags(value.as_bytes()).unwrap_or(0),
+            ),
             _ => value.to_owned(),
         };
         self.params.write().insert(name, stored);

@@ -172,12 +172,15 @@ pub fn invalidate(shared: &Shared, keys: &[Bytes], flushed: bool, writer: u64) -
             }
         }
     }
-    let bcast = t
-        .clients
-        .values()
-        .any(|c| c.bcast && keys.iter().any(|k| c.prefixes.iter().any(|p| k.starts_with(p))));
+    let bcast = t.clients.values().any(|c| {
+        c.bcast
+            && keys
+                .iter()
+                .any(|k| c.prefixes.iter().any(|p| k.starts_with(p)))
+    });
     if bcast {
-        t.bcast_pending.extend(keys.iter().map(|k| (k.clone(), writer)));
+        t.bcast_pending
+            .extend(keys.iter().map(|k| (k.clone(), writer)));
     }
     for (id, mut ks) in per_client {
         let Some(c) = t.clients.get(&id) else {
@@ -294,8 +297,8 @@ pub fn client_tracking(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             if redirect.is_some() {
                 return Err("ERR A client can only redirect to a single other client".into());
             }
-            let id = crate::resp::parse_i64(args[i + 1])
-                .ok_or(CmdError::Static(crate::cmd::NOT_INT))?;
+            let id =
+                crate::resp::parse_i64(args[i + 1]).ok_or(CmdError::Static(crate::cmd::NOT_INT))?;
             redirect = Some(id);
             i += 2;
         } else if eq_ic(a, "bcast") {
@@ -354,7 +357,10 @@ pub fn client_tracking(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         opt.redirect = r as u64;
     }
     // Prefixes accumulate over calls and must not overlap (a key would be reported twice).
-    let mut prefixes = current.as_ref().map(|c| c.prefixes.clone()).unwrap_or_default();
+    let mut prefixes = current
+        .as_ref()
+        .map(|c| c.prefixes.clone())
+        .unwrap_or_default();
     if opt.bcast {
         for (i, p) in opt.prefixes.iter().enumerate() {
             if let Some(q) = prefixes.iter().find(|q| overlap(p, q)) {
@@ -553,7 +559,9 @@ mod tests {
         let mut r = Session::new();
         let mut w = Session::on(r.shared().clone());
         assert_eq!(
-            r.cmd(&["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a:", "PREFIX", "b:", "NOLOOP"]),
+            r.cmd(&[
+                "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a:", "PREFIX", "b:", "NOLOOP"
+            ]),
             "+OK\r\n"
         );
         w.cmd(&["MULTI"]);
@@ -561,7 +569,10 @@ mod tests {
             w.cmd(&["INCR", k]);
         }
         w.cmd(&["EXEC"]);
-        assert_eq!(invalidations(&mut r), [keys(&["a:1", "a:2"]), keys(&["b:1"])]);
+        assert_eq!(
+            invalidations(&mut r),
+            [keys(&["a:1", "a:2"]), keys(&["b:1"])]
+        );
         r.cmd(&["SET", "a:3", "x"]);
         assert!(invalidations(&mut r).is_empty());
         assert!(
@@ -586,7 +597,10 @@ mod tests {
             r.cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", "999999"]),
             "-ERR The client ID you want redirect to does not exist\r\n"
         );
-        assert!(r.cmd(&["CLIENT", "CACHING", "yes"]).starts_with("-ERR CLIENT CACHING can be called only"));
+        assert!(
+            r.cmd(&["CLIENT", "CACHING", "yes"])
+                .starts_with("-ERR CLIENT CACHING can be called only")
+        );
         r.cmd(&["CLIENT", "TRACKING", "on", "OPTIN"]);
         w.cmd(&["MSET", "k1", "1", "k2", "2"]);
         r.cmd(&["GET", "k1"]);
@@ -594,13 +608,15 @@ mod tests {
         r.cmd(&["GET", "k2"]);
         w.cmd(&["MSET", "k1", "3", "k2", "4"]);
         assert_eq!(invalidations(&mut r), [keys(&["k2"])]);
-        assert!(
-            r.cmd(&["CLIENT", "CACHING", "no"])
-                .starts_with("-ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
-        );
+        assert!(r.cmd(&["CLIENT", "CACHING", "no"]).starts_with(
+            "-ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode."
+        ));
         r.cmd(&["HELLO", "3"]);
         r.cmd(&["CLIENT", "CACHING", "yes"]);
         let info = r.cmd(&["CLIENT", "TRACKINGINFO"]);
-        assert!(info.contains("$2\r\non\r\n$5\r\noptin\r\n$11\r\ncaching-yes"), "{info}");
+        assert!(
+            info.contains("$2\r\non\r\n$5\r\noptin\r\n$11\r\ncaching-yes"),
+            "{info}"
+        );
     }
 }

@@ -1136,7 +1136,8 @@ pub fn xclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     s.groups.insert(args[2].into(), g);
     db.resized(args[1]);
     if created_consumer {
-        db.log.event(notify::STREAM, "xgroup-createconsumer", args[1]);
+        db.log
+            .event(notify::STREAM, "xgroup-createconsumer", args[1]);
     }
     out.array(n);
     out.buf.extend_from_slice(&body.buf);
@@ -1228,7 +1229,8 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     s.groups.insert(args[2].into(), g);
     db.resized(args[1]);
     if created_consumer {
-        db.log.event(notify::STREAM, "xgroup-createconsumer", args[1]);
+        db.log
+            .event(notify::STREAM, "xgroup-createconsumer", args[1]);
     }
     out.array(3);
     id_bulk(out, next);
