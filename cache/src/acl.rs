@@ -504,10 +504,9 @@ impl Selector {
         if !self.allkeys
             && let Some(keys) = key_positions(cmd, args)
         {
-            let write = cmd.flags.contains(&"write");
-            let read = !write || cmd.acl.contains(&"@read");
-            for pos in keys {
-                if !self.check_key(args[pos], read && !write, write) {
+            for (i, pos) in keys.into_iter().enumerate() {
+                let (read, write) = key_access(cmd, args, i);
+                if !self.check_key(args[pos], read, write) {
                     return Err(Denied::Key(pos));
                 }
             }
@@ -520,6 +519,41 @@ impl Selector {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a command reads and whether it writes its `i`-th key, as Redis's key
+/// specifications say (a key read and written needs a pattern granting both).
+fn key_access(cmd: &Command, args: &[&[u8]], i: usize) -> (bool, bool) {
+    if !cmd.flags.contains(&"write") {
+        return (true, false);
+    }
+    let has = |w: &str| {
+        args.iter()
+            .skip(2)
+            .any(|a| a.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    match cmd.name {
+        // Only with GET does SET read; BITFIELD writes only with SET or INCRBY.
+        "set" => (has("get"), true),
+        "bitfield" => (true, has("set") || has("incrby")),
+        // Overwrites, inserts and deletions that do not read the old value.
+        "del" | "unlink" | "setex" | "psetex" | "mset" | "msetnx" | "setnx" | "expire"
+        | "pexpire" | "expireat" | "pexpireat" | "persist" | "lpush" | "rpush" | "lpushx"
+        | "rpushx" | "sadd" | "hset" | "hmset" | "hsetnx" | "zadd" | "xadd" | "pfadd"
+        | "append" | "setrange" | "srem" | "hdel" | "zrem" | "zremrangebyscore"
+        | "zremrangebyrank" | "zremrangebylex" | "restore" | "geoadd" | "linsert" | "lset"
+        | "ltrim" | "lrem" | "xdel" | "xtrim" => (false, true),
+        // A destination written from sources read.
+        "sinterstore" | "sunionstore" | "sdiffstore" | "zunionstore" | "zinterstore"
+        | "zdiffstore" | "zrangestore" | "bitop" | "geosearchstore" => (i > 0, i == 0),
+        // A source read, then a STORE destination written.
+        "georadius" | "georadiusbymember" | "sort" => (i == 0, i > 0),
+        "pfmerge" => (true, i == 0),
+        "copy" => (i == 0, i > 0),
+        "rename" | "renamenx" => (i == 0, true),
+        "lmove" | "blmove" | "rpoplpush" | "brpoplpush" | "smove" => (i == 0, true),
+        _ => (true, true),
     }
 }
 
@@ -1450,6 +1484,55 @@ mod tests {
         );
         assert_eq!(s.cmd(&["ACL", "LOG", "RESET"]), "+OK\r\n");
         assert_eq!(s.cmd(&["ACL", "LOG"]), "*0\r\n");
+    }
+
+    #[test]
+    fn read_and_write_patterns_follow_each_keys_access() {
+        let mut s = Session::new();
+        let mut u = Session::on(s.shared().clone());
+        s.cmd(&[
+            "ACL",
+            "SETUSER",
+            "rw",
+            "on",
+            "nopass",
+            "%R~read*",
+            "%W~write*",
+            "+@all",
+        ]);
+        u.cmd(&["AUTH", "rw", "x"]);
+        s.cmd(&["SET", "read", "bar"]);
+        assert_eq!(u.cmd(&["COPY", "read", "write"]), ":1\r\n");
+        assert!(u.cmd(&["COPY", "write", "read"]).starts_with("-NOPERM"));
+        assert_eq!(u.cmd(&["SET", "writestr", "bar"]), "+OK\r\n");
+        assert!(
+            u.cmd(&["SET", "writestr", "bar", "GET"])
+                .starts_with("-NOPERM")
+        );
+        assert!(u.cmd(&["INCR", "write1"]).starts_with("-NOPERM"));
+        assert_eq!(u.cmd(&["LPUSH", "writelist", "1"]), ":1\r\n");
+        assert!(u.cmd(&["SET", "readstr", "x"]).starts_with("-NOPERM"));
+        assert_eq!(
+            u.cmd(&["BITFIELD", "readstr", "GET", "u4", "0"]),
+            "*1\r\n:0\r\n"
+        );
+        assert!(
+            u.cmd(&["BITFIELD", "readstr", "SET", "u4", "0", "1"])
+                .starts_with("-NOPERM")
+        );
+        // Selectors are not additive: each must allow the whole command.
+        s.cmd(&[
+            "ACL",
+            "SETUSER",
+            "sel",
+            "on",
+            "nopass",
+            "(%R~read* +@all)",
+            "(%W~write* +@all)",
+        ]);
+        u.cmd(&["AUTH", "sel", "x"]);
+        assert_eq!(u.cmd(&["GET", "read"]), "$3\r\nbar\r\n");
+        assert!(u.cmd(&["COPY", "read", "write2"]).starts_with("-NOPERM"));
     }
 
     #[test]
