@@ -42,8 +42,8 @@ pub const CATEGORIES: &[&str] = &[
     "scripting",
 ];
 
-/// Longest log kept (`acllog-max-len`).
-const LOG_MAX: usize = 128;
+/// Longest log kept by default (`acllog-max-len`).
+pub const LOG_MAX: usize = 128;
 /// Longest first-argument list per command (bounds `+select|0`-style rules).
 const MAX_FIRSTARGS: usize = 1024;
 
@@ -501,7 +501,10 @@ impl Selector {
                 }
             }
         }
+        // Shard channels are routed like keys but checked as channels.
+        let channels_only = matches!(cmd.name, "spublish" | "ssubscribe" | "sunsubscribe");
         if !self.allkeys
+            && !channels_only
             && let Some(keys) = key_positions(cmd, args)
         {
             for (i, pos) in keys.into_iter().enumerate() {
@@ -525,18 +528,27 @@ impl Selector {
 /// Whether a command reads and whether it writes its `i`-th key, as Redis's key
 /// specifications say (a key read and written needs a pattern granting both).
 fn key_access(cmd: &Command, args: &[&[u8]], i: usize) -> (bool, bool) {
-    if !cmd.flags.contains(&"write") {
-        return (true, false);
-    }
-    let has = |w: &str| {
+    let has = |from: usize, w: &str| {
         args.iter()
-            .skip(2)
+            .skip(from)
             .any(|a| a.eq_ignore_ascii_case(w.as_bytes()))
     };
     match cmd.name {
+        // Existence and size tests do not read the value: any pattern matching the key,
+        // read or write, allows them.
+        "exists" | "touch" | "type" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "strlen"
+        | "hlen" | "hstrlen" | "hexists" | "llen" | "scard" | "sismember" | "smismember"
+        | "zcard" | "xlen" | "memory|usage" | "object|encoding" | "object|freq"
+        | "object|idletime" | "object|refcount" => return (false, false),
+        _ => {}
+    }
+    if !cmd.flags.contains(&"write") {
+        return (true, false);
+    }
+    match cmd.name {
         // Only with GET does SET read; BITFIELD writes only with SET or INCRBY.
-        "set" => (has("get"), true),
-        "bitfield" => (true, has("set") || has("incrby")),
+        "set" => (has(3, "get"), true),
+        "bitfield" => (true, has(2, "set") || has(2, "incrby")),
         // Overwrites, inserts and deletions that do not read the old value.
         "del" | "unlink" | "setex" | "psetex" | "mset" | "msetnx" | "setnx" | "expire"
         | "pexpire" | "expireat" | "pexpireat" | "persist" | "lpush" | "rpush" | "lpushx"
@@ -833,6 +845,8 @@ pub struct Acl {
     log: VecDeque<LogEntry>,
     /// Whether `default` has every permission (the common case: no check per command).
     default_open: bool,
+    /// `acllog-max-len`.
+    pub log_max: usize,
 }
 
 impl Default for Acl {
@@ -847,6 +861,7 @@ impl Default for Acl {
             users,
             log: VecDeque::new(),
             default_open: true,
+            log_max: LOG_MAX,
         }
     }
 }
@@ -957,6 +972,16 @@ impl Acl {
         Ok(n)
     }
 
+    /// Entries in the ACL log.
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Keeps the newest `n` log entries.
+    pub fn truncate_log(&mut self, n: usize) {
+        self.log.truncate(n);
+    }
+
     /// Records a refusal (grouping it with a similar recent one, as Redis does).
     #[allow(clippy::too_many_arguments)]
     pub fn log(
@@ -993,7 +1018,7 @@ impl Acl {
             ctime: now,
             cinfo,
         });
-        self.log.truncate(LOG_MAX);
+        self.log.truncate(self.log_max);
     }
 }
 
@@ -1114,15 +1139,24 @@ fn reply_selector(ctx: &mut Ctx<'_>, s: &Selector) {
 
 /// Disconnects the clients logged in as `user` (all, or only the subscribed ones).
 fn kill_clients(ctx: &mut Ctx<'_>, user: &[u8], only_subscribed: bool) {
-    let clients: Vec<_> = ctx.shared.clients.lock().values().cloned().collect();
-    for c in clients {
-        if c.id != ctx.conn.id
-            && *c.user.lock() == user
-            && (!only_subscribed || c.subs.load(std::sync::atomic::Ordering::Relaxed) > 0)
-        {
+    let mut clients = ctx.shared.clients.lock();
+    let doomed: Vec<u64> = clients
+        .values()
+        .filter(|c| {
+            c.id != ctx.conn.id
+                && *c.user.lock() == user
+                && (!only_subscribed || c.subs.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        })
+        .map(|c| c.id)
+        .collect();
+    // Gone from CLIENT LIST at once, as Redis frees them before replying; each connection
+    // ends when it sees its kill.
+    for id in doomed {
+        if let Some(c) = clients.remove(&id) {
             c.kill.cancel();
         }
     }
+    drop(clients);
     if ctx.conn.authenticated
         && ctx.conn.credential.as_ref().is_some_and(|c| c.user == user)
         && (!only_subscribed || ctx.conn.sub_count() > 0)

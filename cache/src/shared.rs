@@ -117,6 +117,7 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("loglevel", "notice"),
     ("notify-keyspace-events", ""),
     ("tracking-table-max-keys", "1000000"),
+    ("acllog-max-len", "128"),
     ("cluster-enabled", "yes"),
     ("io-threads", "1"),
     ("activedefrag", "no"),
@@ -298,6 +299,15 @@ impl Shared {
                 let mut db = self.db.lock();
                 db.log.flags = f;
                 crate::notify::refresh(self, &mut db);
+            }
+            "acllog-max-len" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                let mut acl = self.acl.write();
+                acl.log_max = v;
+                let n = acl.log_len().min(v);
+                acl.truncate_log(n);
             }
             "tracking-table-max-keys" => {
                 let v: usize = value
