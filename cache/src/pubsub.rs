@@ -192,6 +192,20 @@ impl PubSub {
         self.shard.len()
     }
 
+    /// Active shard channels matching an optional pattern (`PUBSUB SHARDCHANNELS`).
+    pub fn shard_channel_names(&self, pattern: Option<&[u8]>) -> Vec<Box<[u8]>> {
+        self.shard
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    /// Subscribers of a shard channel (`PUBSUB SHARDNUMSUB`).
+    pub fn shard_numsub(&self, channel: &[u8]) -> usize {
+        self.shard.get(channel).map_or(0, Vec::len)
+    }
+
     /// Active channels matching an optional pattern (`PUBSUB CHANNELS`).
     pub fn channels(&self, pattern: Option<&[u8]>) -> Vec<Box<[u8]>> {
         self.channels

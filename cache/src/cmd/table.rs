@@ -705,6 +705,31 @@ static COMMAND_SUBS: &[Command] = &[
 ];
 
 static PUBSUB_SUBS: &[Command] = &[
+    // Shard channels (pubsub.rs).
+    c(
+        "pubsub|shardchannels",
+        -2,
+        PS,
+        0,
+        0,
+        0,
+        A_PS,
+        pubsub::pubsub,
+        "pubsub",
+        "Returns the active shard channels.",
+    ),
+    c(
+        "pubsub|shardnumsub",
+        -2,
+        PS,
+        0,
+        0,
+        0,
+        A_PS,
+        pubsub::pubsub,
+        "pubsub",
+        "Returns the count of subscribers of shard channels.",
+    ),
     c(
         "pubsub|channels",
         -2,
