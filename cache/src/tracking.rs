@@ -582,6 +582,38 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_key_state_invalidates_and_notifies() {
+        // The owner writes; its key state reaches a replica through the cluster's apply path.
+        let mut owner = Session::new();
+        owner.cmd(&["SET", "k", "new"]);
+        let mut ops = bytes::BytesMut::new();
+        {
+            let db = owner.shared().db.lock();
+            crate::cluster::dump::dump_key(&db, b"k", crate::session::now_ms(), &mut ops);
+        }
+        let mut r = Session::new();
+        let shared = r.shared().clone();
+        let mut sub = Session::on(shared.clone());
+        r.cmd(&["SET", "k", "old"]);
+        r.cmd(&["CLIENT", "TRACKING", "on"]);
+        r.cmd(&["GET", "k"]);
+        r.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KA"]);
+        sub.cmd(&["SUBSCRIBE", "__keyspace@0__:k"]);
+        let state = crate::cluster::proto::KeyState {
+            key: bytes::Bytes::from_static(b"k"),
+            ver: 1,
+            ops: ops.freeze(),
+        };
+        let (mut conn, _rx) = crate::client::ConnState::detached(&shared);
+        let mut out = crate::reply::Reply::new();
+        let applied = crate::cluster::apply::apply_state(&shared, &mut conn, &mut out, &state);
+        assert_eq!(applied, Some(true));
+        assert_eq!(r.cmd(&["GET", "k"]), "$3\r\nnew\r\n");
+        assert_eq!(invalidations(&mut r), [keys(&["k"])]);
+        assert!(!sub.messages().is_empty());
+    }
+
+    #[test]
     fn option_errors_and_caching_modes() {
         let mut r = Session::new();
         let mut w = Session::on(r.shared().clone());
