@@ -1065,6 +1065,30 @@ pub fn whoami(ctx: &Ctx<'_>) -> Vec<u8> {
 
 /// The permission check the session runs before a command: `Err` with the reply.
 pub fn check(ctx: &mut Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> Result<(), String> {
+    let context = if ctx.conn.multi.is_some() {
+        "multi"
+    } else {
+        "toplevel"
+    };
+    check_in(ctx, cmd, args, context)
+}
+
+/// The check EXEC runs again on each queued command (the user's permissions may have
+/// changed since it was queued).
+pub fn check_queued(
+    ctx: &mut Ctx<'_>,
+    cmd: &'static Command,
+    args: &[&[u8]],
+) -> Result<(), String> {
+    check_in(ctx, cmd, args, "multi")
+}
+
+fn check_in(
+    ctx: &mut Ctx<'_>,
+    cmd: &'static Command,
+    args: &[&[u8]],
+    context: &'static str,
+) -> Result<(), String> {
     let name: &[u8] = match ctx.conn.credential.as_ref() {
         Some(c) if ctx.conn.authenticated => &c.user,
         _ => b"default",
@@ -1087,11 +1111,6 @@ pub fn check(ctx: &mut Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> Result
         Denied::Command => ("command", eff.name.as_bytes()),
         Denied::Key(p) => ("key", args[p]),
         Denied::Channel(p) => ("channel", args[p]),
-    };
-    let context = if ctx.conn.multi.is_some() {
-        "multi"
-    } else {
-        "toplevel"
     };
     let name = name.to_vec();
     let cinfo = client_info(ctx);
@@ -1518,6 +1537,20 @@ mod tests {
         );
         assert_eq!(s.cmd(&["ACL", "LOG", "RESET"]), "+OK\r\n");
         assert_eq!(s.cmd(&["ACL", "LOG"]), "*0\r\n");
+        // Permissions lost after queueing are checked again at EXEC.
+        let mut admin = Session::on(s.shared().clone());
+        s.cmd(&["MULTI"]);
+        s.cmd(&["SET", "foo:2", "x"]);
+        admin.cmd(&["ACL", "SETUSER", "u", "-set"]);
+        assert_eq!(
+            s.cmd(&["EXEC"]),
+            "*1\r\n-NOPERM this user has no permissions to run the 'set' command\r\n"
+        );
+        let log = s.cmd(&["ACL", "LOG", "1"]);
+        assert!(
+            log.contains("$5\r\nmulti\r\n$6\r\nobject\r\n$3\r\nset"),
+            "{log}"
+        );
     }
 
     #[test]
