@@ -651,18 +651,23 @@ fn valid_hash(h: &[u8]) -> bool {
 }
 
 impl User {
-    fn new(name: &[u8]) -> Self {
+    fn new(name: &[u8], pubsub_all: bool) -> Self {
         Self {
             name: name.into(),
             enabled: false,
             nopass: false,
             sanitize: None,
             passwords: Vec::new(),
-            selectors: vec![Selector::new()],
+            selectors: vec![Selector {
+                allchannels: pubsub_all,
+                ..Selector::new()
+            }],
         }
     }
 
-    fn apply(&mut self, op: &[u8]) -> Result<(), RuleError> {
+    /// Applies one rule; `pubsub_all` is `acl-pubsub-default allchannels` (what new
+    /// selectors and `reset` start with).
+    fn apply(&mut self, op: &[u8], pubsub_all: bool) -> Result<(), RuleError> {
         if op.is_empty() {
             return Ok(());
         }
@@ -687,6 +692,9 @@ impl User {
                 let root = &mut self.selectors[0];
                 root.apply(b"resetkeys")?;
                 root.apply(b"resetchannels")?;
+                if pubsub_all {
+                    root.apply(b"allchannels")?;
+                }
                 self.enabled = false;
                 self.sanitize = Some(true);
                 self.selectors.truncate(1);
@@ -724,7 +732,10 @@ impl User {
                     self.passwords.remove(i);
                 }
                 b'(' if op.ends_with(b")") => {
-                    let mut s = Selector::new();
+                    let mut s = Selector {
+                        allchannels: pubsub_all,
+                        ..Selector::new()
+                    };
                     for part in op[1..op.len() - 1]
                         .split(|c| c.is_ascii_whitespace())
                         .filter(|p| !p.is_empty())
@@ -847,13 +858,16 @@ pub struct Acl {
     default_open: bool,
     /// `acllog-max-len`.
     pub log_max: usize,
+    /// `acl-pubsub-default allchannels`: new users may use every channel.
+    pub pubsub_all: bool,
 }
 
 impl Default for Acl {
     fn default() -> Self {
-        let mut d = User::new(b"default");
+        let mut d = User::new(b"default", false);
         for op in [&b"+@all"[..], b"~*", b"&*", b"on", b"nopass"] {
-            d.apply(op).expect("the default user's rules are valid");
+            d.apply(op, false)
+                .expect("the default user's rules are valid");
         }
         let mut users = BTreeMap::new();
         users.insert(Bytes::from(&b"default"[..]), d);
@@ -862,6 +876,7 @@ impl Default for Acl {
             log: VecDeque::new(),
             default_open: true,
             log_max: LOG_MAX,
+            pubsub_all: false,
         }
     }
 }
@@ -900,13 +915,13 @@ impl Acl {
     /// `requirepass`: the default user's only password (empty: nopass).
     pub fn set_default_password(&mut self, pass: &[u8]) {
         if let Some(d) = self.users.get_mut(&b"default"[..]) {
-            let _ = d.apply(b"resetpass");
+            let _ = d.apply(b"resetpass", false);
             if pass.is_empty() {
-                let _ = d.apply(b"nopass");
+                let _ = d.apply(b"nopass", false);
             } else {
                 let mut op = b">".to_vec();
                 op.extend_from_slice(pass);
-                let _ = d.apply(&op);
+                let _ = d.apply(&op, false);
             }
         }
     }
@@ -940,13 +955,14 @@ impl Acl {
                 String::from_utf8_lossy(rules[i])
             ));
         }
+        let all = self.pubsub_all;
         let mut u = self
             .users
             .get(name)
             .cloned()
-            .unwrap_or_else(|| User::new(name));
+            .unwrap_or_else(|| User::new(name, all));
         for op in &merged {
-            u.apply(op).map_err(|e| {
+            u.apply(op, all).map_err(|e| {
                 format!(
                     "ERR Error in ACL SETUSER modifier '{}': {}",
                     String::from_utf8_lossy(op),
@@ -1749,6 +1765,12 @@ mod tests {
         assert!(b.cmd(&["HELLO", "3", "AUTH", "bob", "pw"]).starts_with("%"));
         assert_eq!(b.cmd(&["ACL", "WHOAMI"]), "$3\r\nbob\r\n");
         assert!(s.shared().password_ok(b"bob", b"pw"));
+        // acl-pubsub-default decides what new users start with.
+        s.cmd(&["CONFIG", "SET", "acl-pubsub-default", "allchannels"]);
+        s.cmd(&["ACL", "SETUSER", "pub", "on", "nopass", "+publish"]);
+        let mut p = Session::on(s.shared().clone());
+        p.cmd(&["AUTH", "pub", "x"]);
+        assert_eq!(p.cmd(&["PUBLISH", "any", "m"]), ":0\r\n");
         assert!(!s.shared().password_ok(b"bob", b"px"));
     }
 }

@@ -118,6 +118,7 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("notify-keyspace-events", ""),
     ("tracking-table-max-keys", "1000000"),
     ("acllog-max-len", "128"),
+    ("acl-pubsub-default", "resetchannels"),
     ("cluster-enabled", "yes"),
     ("io-threads", "1"),
     ("activedefrag", "no"),
@@ -299,6 +300,18 @@ impl Shared {
                 let mut db = self.db.lock();
                 db.log.flags = f;
                 crate::notify::refresh(self, &mut db);
+            }
+            "acl-pubsub-default" => {
+                let all = match value.to_ascii_lowercase().as_str() {
+                    "allchannels" => true,
+                    "resetchannels" => false,
+                    _ => {
+                        return Err(invalid(
+                            "argument(s) must be one of the following: allchannels, resetchannels",
+                        ));
+                    }
+                };
+                self.acl.write().pubsub_all = all;
             }
             "acllog-max-len" => {
                 let v: usize = value
