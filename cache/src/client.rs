@@ -16,8 +16,9 @@ use crate::shared::{ClientInfo, Shared};
 use crate::value::Bytes;
 
 /// Who a client authenticated as (`AUTH`, `HELLO ... AUTH`). A proxied session carries it
-/// to the node that runs the client's commands, which checks it against its own
-/// `requirepass`: the client is who it is on every node it reaches.
+/// to the node that runs the client's commands, which checks it against its own ACL users
+/// (`default` has `requirepass`) and runs the session as that user: the client is who it is
+/// on every node it reaches.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The user (`default`: the only one).
@@ -120,6 +121,8 @@ pub struct ConnState {
     pub routing: RoutingFlags,
     /// The placement's per-client state.
     pub placement: PlacementState,
+    /// Client-side caching mode (`CLIENT TRACKING ON`).
+    pub tracking: Option<crate::tracking::ClientTracking>,
 }
 
 impl ConnState {
@@ -143,6 +146,12 @@ impl ConnState {
             kill: kill.clone(),
             subs: Default::default(),
             resp3: Default::default(),
+            user: parking_lot::Mutex::new(b"default".to_vec()),
+            queue: Subscriber {
+                id,
+                tx: tx.clone(),
+                kill: kill.clone(),
+            },
         });
         let conn = Self {
             id,
@@ -163,6 +172,7 @@ impl ConnState {
             retry_deadline: None,
             routing: RoutingFlags::default(),
             placement: PlacementState::default(),
+            tracking: None,
         };
         (conn, rx)
     }
@@ -177,7 +187,7 @@ impl ConnState {
 
     /// A detached client for commands run on a client's behalf (a peer's proxied session, a
     /// fallback): authenticated only if this node needs no password or `credential` passes
-    /// its `requirepass`, as the client's own connection here would be.
+    /// this node's ACL users, as the client's own connection here would be.
     pub fn detached_as(
         shared: &Shared,
         credential: Option<Credential>,
@@ -187,6 +197,12 @@ impl ConnState {
             || credential
                 .as_ref()
                 .is_some_and(|c| shared.password_ok(&c.user, &c.pass));
+        // The session runs as the client's ACL user here too.
+        if conn.authenticated
+            && let Some(c) = &credential
+        {
+            *conn.info.user.lock() = c.user.clone();
+        }
         conn.credential = credential;
         (conn, rx)
     }
@@ -200,6 +216,9 @@ impl ConnState {
     /// wait).
     pub fn release(&mut self, shared: &Shared) {
         shared.clients.lock().remove(&self.id);
+        if self.tracking.take().is_some() {
+            crate::tracking::forget(shared, self.id);
+        }
         if self.sub_count() > 0 {
             let mut ps = shared.pubsub.lock();
             for c in self.channels.drain() {

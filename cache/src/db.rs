@@ -135,6 +135,8 @@ pub struct Db {
     /// Waiters blocked in a list command ([`Db::mark_list_waiter`]), by address: only they take
     /// turns; anything else blocked on a key that holds a list is woken at once.
     list_waiters: HashSet<usize>,
+    /// What the running command changed, for keyspace notifications and tracking.
+    pub log: crate::notify::ChangeLog,
 }
 
 impl Default for Db {
@@ -165,6 +167,7 @@ impl Db {
             blocked_clients: 0,
             list_turn: HashMap::default(),
             list_waiters: HashSet::default(),
+            log: Default::default(),
         }
     }
 
@@ -220,6 +223,8 @@ impl Db {
         if e.expire_at != 0 && e.expire_at <= now {
             self.remove_index(idx);
             self.stats.expired += 1;
+            self.log
+                .record(|| crate::notify::Change::Expired(key.into()));
             return None;
         }
         Some(idx)
@@ -280,6 +285,8 @@ impl Db {
             e.mem = mem;
         } else {
             self.used += mem as usize;
+            self.log
+                .record(|| crate::notify::Change::Created(key.into()));
             self.map.insert(
                 key.into(),
                 Entry {
@@ -353,6 +360,8 @@ impl Db {
     /// Deletes a key; returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let idx = self.map.get_index_of(key)?;
+        self.log
+            .record(|| crate::notify::Change::Deleted(key.into()));
         self.remove_index(idx)
     }
 
@@ -373,6 +382,8 @@ impl Db {
     /// collection, invalidates WATCHes and wakes blocked poppers of a non-empty list.
     pub fn modified(&mut self, key: &[u8]) {
         let Some(idx) = self.map.get_index_of(key) else {
+            self.log
+                .record(|| crate::notify::Change::Written(key.into()));
             self.touch_watchers(key);
             return;
         };
@@ -391,6 +402,10 @@ impl Db {
             }
         };
         if empty {
+            self.log
+                .record(|| crate::notify::Change::Written(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Deleted(key.into()));
             self.remove_index(idx);
         } else {
             self.after_write(key);
@@ -415,6 +430,8 @@ impl Db {
     }
 
     fn after_write(&mut self, key: &[u8]) {
+        self.log
+            .record(|| crate::notify::Change::Written(key.into()));
         self.touch_watchers(key);
         self.wake(key);
     }
@@ -583,6 +600,7 @@ impl Db {
     /// Deletes every key (FLUSHDB/FLUSHALL); returns how many there were.
     pub fn flush(&mut self) -> usize {
         let n = self.map.len();
+        self.log.record(|| crate::notify::Change::Flushed);
         let watched: Vec<u64> = self.watches.values().flatten().copied().collect();
         self.dirty.extend(watched);
         // Blocked commands run again against the empty keyspace (XREADGROUP answers that its
@@ -680,6 +698,13 @@ impl Db {
             rounds -= 1;
             match self.pick_victim(now) {
                 Some(idx) => {
+                    if self.log.enabled
+                        && let Some((k, _)) = self.map.get_index(idx)
+                    {
+                        self.log
+                            .changes
+                            .push(crate::notify::Change::Evicted(k.clone()));
+                    }
                     self.remove_index(idx);
                     self.stats.evicted += 1;
                 }
@@ -750,6 +775,12 @@ impl Db {
                 }
                 seen += 1;
                 if e.expire_at <= now {
+                    if self.log.enabled {
+                        let k = self.map.get_index(idx).map(|(k, _)| k.clone());
+                        self.log
+                            .changes
+                            .extend(k.map(crate::notify::Change::Expired));
+                    }
                     self.remove_index(idx);
                     self.stats.expired += 1;
                     expired += 1;

@@ -24,6 +24,7 @@
 //! Nothing here is global: every server has its own [`shared::Shared`], so one process can run
 //! many nodes.
 
+pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod cmd;
@@ -32,6 +33,7 @@ pub mod conn;
 pub mod db;
 pub mod glob;
 pub mod metrics;
+pub mod notify;
 pub mod placement;
 pub mod pubsub;
 pub mod rdb;
@@ -42,6 +44,7 @@ pub mod session;
 pub mod shared;
 pub mod slot;
 pub mod stream;
+pub mod tracking;
 pub mod value;
 pub mod zset;
 
@@ -327,6 +330,7 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
                 continue;
             };
             db.active_expire(now, 16);
+            notify::dispatch(&shared, &mut db, None, 0);
             (db.stats.clone(), db.len(), db.used_memory())
         };
         if n.is_multiple_of(10) {

@@ -185,6 +185,13 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         ctx.out.error("NOAUTH Authentication required.");
         return;
     }
+    if let Err(e) = crate::acl::check(ctx, cmd, args) {
+        if ctx.conn.multi.is_some() {
+            ctx.conn.multi_failed = true;
+        }
+        ctx.out.error(&e);
+        return;
+    }
     if !ctx.out.resp3
         && ctx.conn.sub_count() > 0
         && !matches!(
@@ -227,6 +234,12 @@ pub fn execute(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         return;
     }
     ctx.run(cmd, args);
+    // BCAST tracking clients hear of the command's changes (a transaction's: together).
+    if let Some(db) = ctx.locked_db()
+        && std::mem::take(&mut db.log.bcast_pending)
+    {
+        crate::tracking::broadcast(ctx.shared);
+    }
 }
 
 /// Refuses `cmd` with `error` as Redis's `rejectCommand` does: inside `MULTI` the transaction
@@ -304,7 +317,7 @@ pub struct Session {
     conn: ConnState,
     inbuf: BytesMut,
     out: Reply,
-    _rx: mpsc::Receiver<PubMsg>,
+    rx: mpsc::Receiver<PubMsg>,
 }
 
 impl Session {
@@ -328,7 +341,7 @@ impl Session {
             conn,
             inbuf: BytesMut::new(),
             out: Reply::new(),
-            _rx: rx,
+            rx,
         }
     }
 
@@ -370,6 +383,11 @@ impl Session {
             req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
         }
         String::from_utf8_lossy(&self.feed(&req)).into_owned()
+    }
+
+    /// The messages queued for this client so far (publications, tracking invalidations).
+    pub fn messages(&mut self) -> Vec<PubMsg> {
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
     }
 
     /// Whether the server closed this session (QUIT or a protocol error).

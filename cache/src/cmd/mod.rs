@@ -136,6 +136,11 @@ impl<'a> Ctx<'a> {
         (&mut **db, &mut *self.out, self.now)
     }
 
+    /// The keyspace if this batch has locked it already.
+    pub fn locked_db(&mut self) -> Option<&mut Db> {
+        self.guard.as_deref_mut()
+    }
+
     /// Releases the keyspace lock (before waiting, or before touching other locks).
     pub fn release(&mut self) {
         self.guard = None;
@@ -164,12 +169,25 @@ impl<'a> Ctx<'a> {
                 return;
             }
         }
+        let reply_at = self.out.buf.len();
         if let Err(e) = (cmd.handler)(self, args) {
             match e {
                 CmdError::Static(s) => self.out.error(s),
                 CmdError::Owned(s) => self.out.error(&s),
             }
         }
+        // Keyspace notifications and client-side caching: what the command changed or read.
+        // CONFIG SET may evict without holding the batch's lock.
+        if self.guard.is_none() && cmd.name == "config" {
+            self.db();
+        }
+        if let Some(db) = self.guard.as_mut()
+            && !db.log.changes.is_empty()
+        {
+            let reply = self.out.buf.get(reply_at..).unwrap_or_default();
+            crate::notify::dispatch(self.shared, db, Some((cmd, args, reply)), self.conn.id);
+        }
+        crate::tracking::after_command(self, cmd, args);
     }
 
     /// Asks the connection to block for a push to `keys` (if allowed); returns false if the

@@ -321,8 +321,9 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         let blocked = ctx.db().blocked_clients();
         let _ = write!(
             t,
-            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{blocked}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
-            shared.maxclients.load(Ordering::Relaxed)
+            "# Clients\r\nconnected_clients:{n}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:{blocked}\r\ntracking_clients:{}\r\nclients_in_timeout_table:0\r\n\r\n",
+            shared.maxclients.load(Ordering::Relaxed),
+            crate::tracking::stats(shared).0,
         );
     }
     let (used, maxmem, keys, volatile, stats, policy) = {
@@ -371,9 +372,10 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             (ps.channels(None).len(), ps.numpat())
         };
         let s = &shared.stats;
+        let tracked = crate::tracking::stats(shared);
         let _ = write!(
             t,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{chans}\r\npubsub_patterns:{pats}\r\nmigrate_cached_sockets:0\r\ntotal_error_replies:0\r\nunexpected_error_replies:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{chans}\r\npubsub_patterns:{pats}\r\nmigrate_cached_sockets:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\ntotal_error_replies:0\r\nunexpected_error_replies:{}\r\n\r\n",
             s.connections.load(Ordering::Relaxed),
             s.commands.load(Ordering::Relaxed),
             s.net_in.load(Ordering::Relaxed),
@@ -383,6 +385,9 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             stats.evicted,
             stats.hits,
             stats.misses,
+            tracked.2,
+            tracked.1,
+            tracked.3,
             s.protocol_errors.load(Ordering::Relaxed),
         );
     }
