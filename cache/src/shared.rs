@@ -164,6 +164,8 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("enable-debug-command", "no"),
     ("lua-time-limit", "5000"),
     ("busy-reply-threshold", "5000"),
+    // Proxima's own: stop a script after this many ms even if it wrote (0: never).
+    ("proxima-script-time-limit", "0"),
 ];
 
 impl Shared {

@@ -93,11 +93,18 @@ impl Host for ScriptHost<'_, '_> {
     }
 }
 
-/// `busy-reply-threshold` (alias `lua-time-limit`): the smaller of the two as set.
+/// `busy-reply-threshold` (alias `lua-time-limit`): the smaller of the two as set. Also sets
+/// the hard limit of the script about to run (`proxima-script-time-limit`, 0 by default:
+/// like Redis, a script runs until it ends or `SCRIPT KILL`; a node shared by strangers, or a
+/// fuzzer, may bound it).
 fn threshold_ms(ctx: &Ctx<'_>) -> u64 {
     let p = ctx.shared.params.read();
-    let get = |k: &str| p.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(5000);
-    get("busy-reply-threshold").min(get("lua-time-limit"))
+    let get = |k: &str, d: u64| p.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(d);
+    ctx.shared
+        .scripting
+        .run
+        .set_stop_after(get("proxima-script-time-limit", 0));
+    get("busy-reply-threshold", 5000).min(get("lua-time-limit", 5000))
 }
 
 /// A script's keys and arguments.
@@ -594,6 +601,25 @@ fn function_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use crate::session::Session;
+
+    #[test]
+    fn a_script_past_the_hard_limit_is_stopped_even_after_writing() {
+        let mut s = Session::new();
+        assert_eq!(
+            s.cmd(&["CONFIG", "SET", "proxima-script-time-limit", "50"]),
+            "+OK\r\n"
+        );
+        for script in [
+            "while true do end",
+            "redis.call('SET', 'k', 'v') while true do pcall(function() end) end",
+        ] {
+            let r = s.cmd(&["EVAL", script, "0"]);
+            assert!(r.starts_with("-ERR Script killed"), "{r}");
+        }
+        // The server is not busy afterwards, and the write made before the stop stays.
+        assert_eq!(s.cmd(&["GET", "k"]), "$1\r\nv\r\n");
+        assert_eq!(s.cmd(&["EVAL", "return 1", "0"]), ":1\r\n");
+    }
 
     #[test]
     fn eval_converts_both_ways() {

@@ -72,6 +72,9 @@ pub struct RunState {
     is_eval: AtomicBool,
     started_ms: AtomicU64,
     threshold_ms: AtomicU64,
+    /// `proxima-script-time-limit`: a script still running after this long is stopped, even if
+    /// it wrote (0: never, Redis's behaviour).
+    stop_ms: AtomicU64,
     /// The running script's name (sha or function name) and its command, for FUNCTION STATS.
     info: Mutex<(String, Vec<Vec<u8>>)>,
     /// Libraries and functions loaded (FUNCTION STATS answers while a function holds the
@@ -125,6 +128,11 @@ impl RunState {
         None
     }
 
+    /// Sets the hard time limit of the next scripts (0: none).
+    pub fn set_stop_after(&self, ms: u64) {
+        self.stop_ms.store(ms, Ordering::Release);
+    }
+
     /// Libraries and functions loaded.
     pub fn counts(&self) -> (usize, usize) {
         *self.counts.lock()
@@ -172,9 +180,12 @@ impl RunState {
             self.busy.store(true, Ordering::Release);
         }
         if self.kill.load(Ordering::Acquire) {
-            return Err(mlua::Error::RuntimeError(
-                "Script killed by user with SCRIPT KILL...".into(),
-            ));
+            return Err(mlua::Error::RuntimeError(KILLED.into()));
+        }
+        let stop = self.stop_ms.load(Ordering::Acquire);
+        if stop > 0 && elapsed >= stop {
+            self.kill.store(true, Ordering::Release);
+            return Err(mlua::Error::RuntimeError(KILLED.into()));
         }
         Ok(VmState::Continue)
     }
@@ -188,6 +199,9 @@ impl Drop for Finish<'_> {
         self.0.finish();
     }
 }
+
+/// What a stopped script raises (on every line from then on, so `pcall` cannot go on).
+const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 
 /// BUSY while an `EVAL` runs.
 pub const BUSY_EVAL: &str =
@@ -650,9 +664,7 @@ impl Vm {
                     // Killed: raise again on every line, so a pcall cannot swallow the kill and
                     // go on (Redis switches its hook the same way).
                     let _ = lua.set_hook(HookTriggers::EVERY_LINE, |_, _| {
-                        Err(mlua::Error::RuntimeError(
-                            "Script killed by user with SCRIPT KILL...".into(),
-                        ))
+                        Err(mlua::Error::RuntimeError(KILLED.into()))
                     });
                 }
                 r
