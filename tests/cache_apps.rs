@@ -137,7 +137,7 @@ fn in_thread<T: Send + 'static>(
     t: &Target,
     f: impl FnOnce(&mut Conn) -> T + Send + 'static,
 ) -> mpsc::Receiver<T> {
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::sync_channel(1);
     let t = t.clone();
     std::thread::spawn(move || {
         let mut c = t.connect();
