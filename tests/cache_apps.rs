@@ -415,6 +415,33 @@ fn ids_of(reply: &Value) -> Vec<String> {
     ids
 }
 
+/// Acknowledges `id` in group `billing`; it must have been pending.
+fn ack(c: &mut Conn, stream: &str, id: &str) {
+    let n: i64 = redis::cmd("XACK")
+        .arg(stream)
+        .arg("billing")
+        .arg(id)
+        .query(c)
+        .unwrap();
+    assert_eq!(n, 1, "{id} was pending");
+}
+
+/// Entries pending in group `billing` (`XPENDING` summary).
+fn pending(c: &mut Conn, stream: &str) -> i64 {
+    let summary: Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("billing")
+        .query(c)
+        .unwrap();
+    match &summary {
+        Value::Array(s) => match s[0] {
+            Value::Int(n) => n,
+            _ => panic!("{summary:?}"),
+        },
+        _ => panic!("{summary:?}"),
+    }
+}
+
 fn stream_group(t: &Target) {
     let mut c = t.connect();
     let stream = "{orders}:stream";
@@ -441,13 +468,7 @@ fn stream_group(t: &Target) {
         let ids = ids_of(&got);
         assert_eq!(ids.len(), 10);
         for id in &ids[..4] {
-            let n: i64 = redis::cmd("XACK")
-                .arg(stream)
-                .arg("billing")
-                .arg(id)
-                .query(&mut a)
-                .unwrap();
-            assert_eq!(n, 1);
+            ack(&mut a, stream, id);
             acked.insert(id.clone());
         }
     }
@@ -465,26 +486,12 @@ fn stream_group(t: &Target) {
             break;
         }
         for id in ids {
-            let n: i64 = redis::cmd("XACK")
-                .arg(stream)
-                .arg("billing")
-                .arg(&id)
-                .query(&mut b)
-                .unwrap();
-            assert_eq!(n, 1);
+            ack(&mut b, stream, &id);
             assert!(acked.insert(id), "an entry was delivered to two consumers");
         }
     }
     // A's six unacknowledged entries are pending for A; B claims them and finishes them.
-    let summary: Value = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg("billing")
-        .query(&mut b)
-        .unwrap();
-    let Value::Array(s) = &summary else {
-        panic!("{summary:?}")
-    };
-    assert_eq!(s[0], Value::Int(6), "{summary:?}");
+    assert_eq!(pending(&mut b, stream), 6);
     let claimed: Value = redis::cmd("XAUTOCLAIM")
         .arg(&[stream, "billing", "b", "0", "0-0", "COUNT", "100"])
         .query(&mut b)
@@ -498,25 +505,11 @@ fn stream_group(t: &Target) {
     ])]));
     assert_eq!(ids.len(), 6, "{claimed:?}");
     for id in ids {
-        let n: i64 = redis::cmd("XACK")
-            .arg(stream)
-            .arg("billing")
-            .arg(&id)
-            .query(&mut b)
-            .unwrap();
-        assert_eq!(n, 1);
+        ack(&mut b, stream, &id);
         assert!(acked.insert(id));
     }
     assert_eq!(acked, added, "every entry acknowledged exactly once");
-    let summary: Value = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg("billing")
-        .query(&mut b)
-        .unwrap();
-    let Value::Array(s) = &summary else {
-        panic!("{summary:?}")
-    };
-    assert_eq!(s[0], Value::Int(0));
+    assert_eq!(pending(&mut b, stream), 0);
     // A consumer blocked on the group is woken by the next entry.
     let waiting = in_thread(t, move |c| {
         let got: Value = redis::cmd("XREADGROUP")

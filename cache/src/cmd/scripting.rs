@@ -191,8 +191,30 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], by_sha: bool) -> CmdResult {
         engine.create_script(args[1]).map_err(CmdError::Owned)?
     };
     let script_flags = engine.script_flags(&sha).unwrap_or(flags::EVAL_COMPAT);
-    let read_only = prepare(ctx, script_flags, ro_cmd)?;
     let threshold = threshold_ms(ctx);
+    run_with_host(
+        ctx,
+        args,
+        &keys,
+        script_flags,
+        ro_cmd,
+        run,
+        |host, cmd_line, out| engine.run_script(&sha, &keys, &argv, cmd_line, threshold, host, out),
+    )
+}
+
+/// Checks the flags, then runs `body` (the engine's run) with a host over `ctx` for the
+/// script's `redis.call`s, off the async worker, and appends the script's reply to the batch's.
+fn run_with_host(
+    ctx: &mut Ctx<'_>,
+    args: &[&[u8]],
+    keys: &[&[u8]],
+    script_flags: u32,
+    ro_cmd: bool,
+    run: Arc<RunState>,
+    body: impl FnOnce(&mut ScriptHost<'_, '_>, Vec<Vec<u8>>, &mut Reply),
+) -> CmdResult {
+    let read_only = prepare(ctx, script_flags, ro_cmd)?;
     let cmd_line: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
     let mut out = Reply::new();
     out.resp3 = ctx.out.resp3;
@@ -204,9 +226,7 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], by_sha: bool) -> CmdResult {
             slot: keys.first().map(|k| crate::slot::key_slot(k)),
             run,
         };
-        blocking(|| {
-            engine.run_script(&sha, &keys, &argv, cmd_line, threshold, &mut host, &mut out)
-        });
+        blocking(|| body(&mut host, cmd_line, &mut out));
     }
     ctx.out.buf.extend_from_slice(&out.buf);
     Ok(())
@@ -225,27 +245,18 @@ pub fn fcall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         return Err("ERR Function not found".into());
     };
     let fn_flags = f.flags;
-    let read_only = prepare(ctx, fn_flags, ro_cmd)?;
     let threshold = threshold_ms(ctx);
-    let cmd_line: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
-    let mut out = Reply::new();
-    out.resp3 = ctx.out.resp3;
-    {
-        let mut host = ScriptHost {
-            ctx: &mut *ctx,
-            read_only,
-            cross_slot: fn_flags & flags::ALLOW_CROSS_SLOT != 0,
-            slot: keys.first().map(|k| crate::slot::key_slot(k)),
-            run,
-        };
-        blocking(|| {
-            engine.run_function(
-                &name, &keys, &argv, cmd_line, threshold, &mut host, &mut out,
-            )
-        });
-    }
-    ctx.out.buf.extend_from_slice(&out.buf);
-    Ok(())
+    run_with_host(
+        ctx,
+        args,
+        &keys,
+        fn_flags,
+        ro_cmd,
+        run,
+        |host, cmd_line, out| {
+            engine.run_function(&name, &keys, &argv, cmd_line, threshold, host, out)
+        },
+    )
 }
 
 fn sub_error(args: &[&[u8]], container: &str) -> CmdError {

@@ -193,39 +193,27 @@ fn parse_add_trim(args: &[&[u8]], xadd: bool, limits: NodeLimits) -> Result<AddT
         let opt = args[i];
         if xadd && opt == b"*" {
             break;
-        } else if eq_ic(opt, "MAXLEN") && more > 0 {
+        } else if (eq_ic(opt, "MAXLEN") || eq_ic(opt, "MINID")) && more > 0 {
             if a.trim.is_some() {
                 return Err(BOTH.into());
             }
-            a.approx = false;
+            // An optional `~` (approximate) or `=` (exact) before the threshold.
             let next = args[i + 1];
-            if more >= 2 && next == b"~" {
-                a.approx = true;
-                i += 1;
-            } else if more >= 2 && next == b"=" {
+            a.approx = more >= 2 && next == b"~";
+            if more >= 2 && (next == b"~" || next == b"=") {
                 i += 1;
             }
-            let n = int_arg(args[i + 1])?;
-            if n < 0 {
-                return Err("ERR The MAXLEN argument must be >= 0.".into());
-            }
+            let v = args[i + 1];
+            a.trim = Some(if eq_ic(opt, "MAXLEN") {
+                let n = int_arg(v)?;
+                if n < 0 {
+                    return Err("ERR The MAXLEN argument must be >= 0.".into());
+                }
+                Trim::MaxLen(n as u64)
+            } else {
+                Trim::MinId(strict_id(v)?)
+            });
             i += 1;
-            a.trim = Some(Trim::MaxLen(n as u64));
-        } else if eq_ic(opt, "MINID") && more > 0 {
-            if a.trim.is_some() {
-                return Err(BOTH.into());
-            }
-            a.approx = false;
-            let next = args[i + 1];
-            if more >= 2 && next == b"~" {
-                a.approx = true;
-                i += 1;
-            } else if more >= 2 && next == b"=" {
-                i += 1;
-            }
-            let id = strict_id(args[i + 1])?;
-            i += 1;
-            a.trim = Some(Trim::MinId(id));
         } else if eq_ic(opt, "LIMIT") && more > 0 {
             limit = int_arg(args[i + 1])?;
             if limit < 0 {
