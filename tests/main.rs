@@ -7,6 +7,7 @@ mod common;
 
 mod admin_trust;
 mod browser;
+mod cache_apps;
 mod cache_bad_input;
 mod cache_cluster;
 mod cache_cluster_fault;

@@ -16,8 +16,9 @@ use crate::shared::{ClientInfo, Shared};
 use crate::value::Bytes;
 
 /// Who a client authenticated as (`AUTH`, `HELLO ... AUTH`). A proxied session carries it
-/// to the node that runs the client's commands, which checks it against its own
-/// `requirepass`: the client is who it is on every node it reaches.
+/// to the node that runs the client's commands, which checks it against its own ACL users
+/// (`default` has `requirepass`) and runs the session as that user: the client is who it is
+/// on every node it reaches.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The user (`default`: the only one).
@@ -122,6 +123,8 @@ pub struct ConnState {
     pub placement: PlacementState,
     /// `CLIENT REPLY OFF|SKIP` and `MONITOR` state.
     pub replies: ReplyMode,
+    /// Client-side caching mode (`CLIENT TRACKING ON`).
+    pub tracking: Option<crate::tracking::ClientTracking>,
 }
 
 /// Whether replies are sent (`CLIENT REPLY`) and the feed of a `MONITOR` client.
@@ -159,6 +162,12 @@ impl ConnState {
             subs: Default::default(),
             resp3: Default::default(),
             activity: Default::default(),
+            user: parking_lot::Mutex::new(b"default".to_vec()),
+            queue: Subscriber {
+                id,
+                tx: tx.clone(),
+                kill: kill.clone(),
+            },
         });
         let waiter = info.activity.waiter.clone();
         let conn = Self {
@@ -181,6 +190,7 @@ impl ConnState {
             routing: RoutingFlags::default(),
             placement: PlacementState::default(),
             replies: ReplyMode::default(),
+            tracking: None,
         };
         (conn, rx)
     }
@@ -195,7 +205,7 @@ impl ConnState {
 
     /// A detached client for commands run on a client's behalf (a peer's proxied session, a
     /// fallback): authenticated only if this node needs no password or `credential` passes
-    /// its `requirepass`, as the client's own connection here would be.
+    /// this node's ACL users, as the client's own connection here would be.
     pub fn detached_as(
         shared: &Shared,
         credential: Option<Credential>,
@@ -205,6 +215,12 @@ impl ConnState {
             || credential
                 .as_ref()
                 .is_some_and(|c| shared.password_ok(&c.user, &c.pass));
+        // The session runs as the client's ACL user here too.
+        if conn.authenticated
+            && let Some(c) = &credential
+        {
+            *conn.info.user.lock() = c.user.clone();
+        }
         conn.credential = credential;
         (conn, rx)
     }
@@ -220,6 +236,9 @@ impl ConnState {
         shared.clients.lock().remove(&self.id);
         if self.replies.monitor.take().is_some() {
             shared.intro.remove_monitor(self.id);
+        }
+        if self.tracking.take().is_some() {
+            crate::tracking::forget(shared, self.id);
         }
         if self.sub_count() > 0 {
             let mut ps = shared.pubsub.lock();

@@ -169,7 +169,7 @@ async fn run(
         if inbuf.capacity() - inbuf.len() < want / 2 {
             inbuf.reserve(want);
         }
-        let subscribed = conn.sub_count() > 0;
+        let subscribed = conn.sub_count() > 0 || crate::tracking::listens(conn);
         let monitoring = conn.replies.monitor.is_some();
         let idle_buffer = inbuf.is_empty() && inbuf.capacity() > 0;
         tokio::select! {
@@ -283,6 +283,38 @@ async fn sleep_until_ms(deadline: u64) {
 }
 
 fn encode_msg(out: &mut Reply, m: &PubMsg) {
+    match &m.kind {
+        crate::pubsub::MsgKind::Message => {}
+        crate::pubsub::MsgKind::Invalidate(keys) => {
+            // RESP3: a push; RESP2: a message on the invalidation channel.
+            if out.resp3 {
+                out.push(2);
+                out.bulk(b"invalidate");
+            } else {
+                out.array(3);
+                out.bulk(b"message");
+                out.bulk(&m.channel);
+            }
+            match keys {
+                Some(ks) => {
+                    out.array(ks.len());
+                    for k in ks {
+                        out.bulk(k);
+                    }
+                }
+                None => out.null(),
+            }
+            return;
+        }
+        crate::pubsub::MsgKind::RedirBroken(id) => {
+            if out.resp3 {
+                out.push(2);
+                out.bulk(b"tracking-redir-broken");
+                out.int(*id as i64);
+            }
+            return;
+        }
+    }
     match &m.pattern {
         None => {
             out.push(3);

@@ -72,6 +72,8 @@ pub struct Entry {
     lfu: u8,
     /// Minute (mod 2^16) of the last counter decay.
     ldt: u16,
+    /// Unix ms of the last access (`OBJECT IDLETIME`, `RESTORE ... IDLETIME`).
+    atime: u64,
     /// Version of the write that left this state (a hybrid clock; 0: none), so copies of a key
     /// from several nodes merge to the newest (cluster mode).
     ver: u64,
@@ -81,6 +83,11 @@ impl Entry {
     /// The LFU counter (what `OBJECT FREQ` shows).
     pub fn freq(&self) -> u8 {
         self.lfu
+    }
+
+    /// Milliseconds since the last access.
+    pub fn idle_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.atime)
     }
 }
 
@@ -123,6 +130,8 @@ pub struct Db {
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
+    /// What the running command changed, for keyspace notifications and tracking.
+    pub log: crate::notify::ChangeLog,
 }
 
 impl Default for Db {
@@ -152,6 +161,7 @@ impl Db {
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
+            log: Default::default(),
         }
     }
 
@@ -163,6 +173,15 @@ impl Db {
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Connections waiting in a blocking command.
+    pub fn blocked_clients(&self) -> usize {
+        let mut seen: HashSet<*const Notify> = HashSet::default();
+        for ws in self.blocked.values() {
+            seen.extend(ws.iter().map(Arc::as_ptr));
+        }
+        seen.len()
     }
 
     /// Keys with a TTL.
@@ -183,6 +202,7 @@ impl Db {
         let factor = self.lfu_log_factor;
         let decay = self.lfu_decay_time;
         if let Some((_, e)) = self.map.get_index_mut(idx) {
+            e.atime = now;
             lfu_decay(e, now, decay);
             if e.lfu < 255 {
                 let base = f64::from(e.lfu.saturating_sub(LFU_INIT));
@@ -204,6 +224,8 @@ impl Db {
             }
             self.remove_index(idx);
             self.stats.expired += 1;
+            self.log
+                .record(|| crate::notify::Change::Expired(key.into()));
             return None;
         }
         Some(idx)
@@ -264,6 +286,8 @@ impl Db {
             e.mem = mem;
         } else {
             self.used += mem as usize;
+            self.log
+                .record(|| crate::notify::Change::Created(key.into()));
             self.map.insert(
                 key.into(),
                 Entry {
@@ -272,6 +296,7 @@ impl Db {
                     mem,
                     lfu: LFU_INIT,
                     ldt: minutes(now),
+                    atime: now,
                     ver: 0,
                 },
             );
@@ -295,6 +320,32 @@ impl Db {
         }
     }
 
+    /// Sets a key's access frequency counter (`RESTORE ... FREQ`).
+    pub fn set_freq(&mut self, key: &[u8], freq: u8, now: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.lfu = freq;
+            e.ldt = minutes(now);
+        }
+    }
+
+    /// Sets a key's idle time (`RESTORE ... IDLETIME`): its last access goes back `idle_ms`.
+    pub fn set_idle(&mut self, key: &[u8], idle_ms: u64, now: u64) {
+        if let Some(e) = self.map.get_mut(key) {
+            e.atime = now.saturating_sub(idle_ms);
+        }
+    }
+
+    /// Marks a key accessed now without counting a read (`TOUCH`).
+    pub fn touch(&mut self, key: &[u8], now: u64) -> bool {
+        match self.live_index(key, now) {
+            Some(idx) => {
+                self.lfu_touch(idx, now);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The version of a live key's state (0: absent, expired or never versioned).
     pub fn version(&self, key: &[u8], now: u64) -> u64 {
         self.peek_ref(key, now).map_or(0, |e| e.ver)
@@ -310,6 +361,8 @@ impl Db {
     /// Deletes a key; returns its entry.
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let idx = self.map.get_index_of(key)?;
+        self.log
+            .record(|| crate::notify::Change::Deleted(key.into()));
         self.remove_index(idx)
     }
 
@@ -331,6 +384,8 @@ impl Db {
     /// collection, invalidates WATCHes and wakes blocked poppers of a non-empty list.
     pub fn modified(&mut self, key: &[u8]) {
         let Some(idx) = self.map.get_index_of(key) else {
+            self.log
+                .record(|| crate::notify::Change::Written(key.into()));
             self.touch_watchers(key);
             return;
         };
@@ -349,6 +404,10 @@ impl Db {
             }
         };
         if empty {
+            self.log
+                .record(|| crate::notify::Change::Written(key.into()));
+            self.log
+                .record(|| crate::notify::Change::Deleted(key.into()));
             self.remove_index(idx);
         } else {
             self.after_write(key);
@@ -374,6 +433,8 @@ impl Db {
 
     fn after_write(&mut self, key: &[u8]) {
         self.changes += 1;
+        self.log
+            .record(|| crate::notify::Change::Written(key.into()));
         self.touch_watchers(key);
         self.wake(key);
     }
@@ -444,15 +505,6 @@ impl Db {
         }
     }
 
-    /// Connections waiting in a blocking command (`INFO clients`).
-    pub fn blocked_clients(&self) -> usize {
-        let mut seen: HashSet<*const Notify> = HashSet::default();
-        for ws in self.blocked.values() {
-            seen.extend(ws.iter().map(Arc::as_ptr));
-        }
-        seen.len()
-    }
-
     /// Removes a waiter that gave up (timeout, disconnect).
     pub fn unblock(&mut self, keys: &[Bytes], waiter: &Arc<Notify>) {
         for k in keys {
@@ -469,6 +521,7 @@ impl Db {
     pub fn flush(&mut self) -> usize {
         let n = self.map.len();
         self.changes += n as u64;
+        self.log.record(|| crate::notify::Change::Flushed);
         // Only watches of keys that exist are touched (Redis's `touchAllWatchedKeysInDb`).
         let watched: Vec<u64> = self
             .watches
@@ -576,6 +629,13 @@ impl Db {
             rounds -= 1;
             match self.pick_victim(now) {
                 Some(idx) => {
+                    if self.log.enabled
+                        && let Some((k, _)) = self.map.get_index(idx)
+                    {
+                        self.log
+                            .changes
+                            .push(crate::notify::Change::Evicted(k.clone()));
+                    }
                     self.remove_index(idx);
                     self.stats.evicted += 1;
                 }
@@ -649,6 +709,12 @@ impl Db {
                 }
                 seen += 1;
                 if e.expire_at <= now {
+                    if self.log.enabled {
+                        let k = self.map.get_index(idx).map(|(k, _)| k.clone());
+                        self.log
+                            .changes
+                            .extend(k.map(crate::notify::Change::Expired));
+                    }
                     self.remove_index(idx);
                     self.stats.expired += 1;
                     expired += 1;
@@ -784,6 +850,36 @@ mod tests {
         db.policy = Policy::NoEviction;
         db.insert(b"big", Value::Str(vec![0; 200_000].into()), 0, 0);
         assert_eq!(db.ensure_memory(0), Err(OOM));
+    }
+
+    #[test]
+    fn waiters_are_woken_in_blocking_order() {
+        use futures::FutureExt;
+        let mut db = Db::new();
+        let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let keys: Vec<Bytes> = vec![b"l".as_slice().into()];
+        db.block_on(&keys, &a);
+        db.block_on(&keys, &b);
+        assert_eq!(db.blocked_clients(), 2);
+        let mut l = crate::value::ListObj::default();
+        l.push(b"x", false);
+        l.push(b"y", false);
+        db.insert(b"l", Value::List(Box::new(l)), 0, 0);
+        // Only the first to block is woken; the second waits for its turn.
+        assert!(a.notified().now_or_never().is_some());
+        assert!(b.notified().now_or_never().is_none());
+        // The first runs again and pops one element; the second is woken once it is done.
+        if let Some(Value::List(l)) = db.get_mut(b"l", 0).map(|e| &mut e.value) {
+            l.pop(true);
+        }
+        db.modified(b"l");
+        assert!(b.notified().now_or_never().is_none());
+        db.pass_on(&keys, &a);
+        db.unblock(&keys, &a);
+        assert!(b.notified().now_or_never().is_some());
+        assert_eq!(db.blocked_clients(), 1);
+        db.unblock(&keys, &b);
+        assert_eq!(db.blocked_clients(), 0);
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! Nothing here is global: every server has its own [`shared::Shared`], so one process can run
 //! many nodes.
 
+pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod cmd;
@@ -33,14 +34,18 @@ pub mod db;
 pub mod glob;
 pub mod introspect;
 pub mod metrics;
+pub mod notify;
 pub mod placement;
 pub mod pubsub;
+pub mod rdb;
 pub mod reply;
 pub mod resp;
+pub mod script;
 pub mod session;
 pub mod shared;
 pub mod slot;
 pub mod stream;
+pub mod tracking;
 pub mod value;
 pub mod zset;
 
@@ -320,12 +325,17 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
         n += 1;
         let now = session::now_ms();
         let (stats, keys, used) = {
-            let mut db = shared.db.lock();
+            // A script holds the keyspace for as long as it runs: skip the tick rather than
+            // park a worker thread behind it (other clients must get BUSY meanwhile).
+            let Some(mut db) = shared.db.try_lock() else {
+                continue;
+            };
             let start = std::time::Instant::now();
             db.active_expire(now, 16);
             // A slow cycle (a big key freed) is a latency event, as in Redis.
             let ms = start.elapsed().as_millis() as u64;
             shared.intro.latency_event("expire-cycle", now / 1000, ms);
+            notify::dispatch(&shared, &mut db, None, 0);
             (db.stats.clone(), db.len(), db.used_memory())
         };
         if n.is_multiple_of(10) {

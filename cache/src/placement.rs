@@ -44,6 +44,10 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
         offset: usize,
     ) -> Route;
 
+    /// Whether `cmd` would run here for `conn`, without queueing anything (a script's keys
+    /// must all be served where the script runs).
+    fn serves_here(&self, conn: &mut ConnState, cmd: &Command, args: &[&[u8]]) -> bool;
+
     /// A write ran here: version the keys it touched and send their states to the other
     /// nodes that hold them.
     fn capture(

@@ -25,6 +25,21 @@ pub struct PubMsg {
     pub payload: Bytes,
     /// Published with `SPUBLISH` (delivered as `smessage`).
     pub shard: bool,
+    /// What it is: a message, or a client-side caching notice.
+    pub kind: MsgKind,
+}
+
+/// What a queued message is.
+#[derive(Debug, Clone, Default)]
+pub enum MsgKind {
+    /// A published message.
+    #[default]
+    Message,
+    /// Keys to invalidate (`None`: every key, after a flush), as a RESP3 `invalidate` push
+    /// or a RESP2 message on `__redis__:invalidate`.
+    Invalidate(Option<Vec<crate::value::Bytes>>),
+    /// The client tracking invalidations redirect to is gone (`tracking-redir-broken`).
+    RedirBroken(u64),
 }
 
 /// A subscribed connection's queue.
@@ -101,6 +116,7 @@ impl PubSub {
                         channel: channel_b.clone(),
                         payload: payload_b.clone(),
                         shard: false,
+                        kind: MsgKind::Message,
                     },
                 );
                 n += 1;
@@ -117,6 +133,7 @@ impl PubSub {
                             channel: channel_b.clone(),
                             payload: payload_b.clone(),
                             shard: false,
+                            kind: MsgKind::Message,
                         },
                     );
                     n += 1;
@@ -160,6 +177,7 @@ impl PubSub {
             channel: Bytes::copy_from_slice(channel),
             payload: Bytes::copy_from_slice(payload),
             shard: true,
+            kind: MsgKind::Message,
         };
         for s in subs {
             if s.tx.try_send(msg.clone()).is_err() {
@@ -172,6 +190,20 @@ impl PubSub {
     /// Active shard channels (`PUBSUB SHARDCHANNELS`).
     pub fn shard_channels(&self) -> usize {
         self.shard.len()
+    }
+
+    /// Active shard channels matching an optional pattern (`PUBSUB SHARDCHANNELS`).
+    pub fn shard_channel_names(&self, pattern: Option<&[u8]>) -> Vec<Box<[u8]>> {
+        self.shard
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    /// Subscribers of a shard channel (`PUBSUB SHARDNUMSUB`).
+    pub fn shard_numsub(&self, channel: &[u8]) -> usize {
+        self.shard.get(channel).map_or(0, Vec::len)
     }
 
     /// Active channels matching an optional pattern (`PUBSUB CHANNELS`).

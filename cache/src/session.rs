@@ -210,6 +210,13 @@ fn check_and_run(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         ctx.out.error("NOAUTH Authentication required.");
         return;
     }
+    if let Err(e) = crate::acl::check(ctx, cmd, args) {
+        if ctx.conn.multi.is_some() {
+            ctx.conn.multi_failed = true;
+        }
+        ctx.out.error(&e);
+        return;
+    }
     if !ctx.out.resp3
         && ctx.conn.sub_count() > 0
         && !matches!(
@@ -226,6 +233,12 @@ fn check_and_run(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         )
     {
         ctx.out.error(&format!("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", cmd.name));
+        return;
+    }
+    // A script ran past busy-reply-threshold: answer BUSY before touching the keyspace lock
+    // the script holds.
+    if let Some(e) = ctx.shared.scripting.busy_error(cmd, args) {
+        reject(ctx, cmd, e);
         return;
     }
     if let Some(placement) = ctx.shared.placement.get()
@@ -256,6 +269,43 @@ fn check_and_run(ctx: &mut Ctx<'_>, args: &[&[u8]]) {
         return;
     }
     ctx.run(cmd, args);
+    // BCAST tracking clients hear of the command's changes (a transaction's: together).
+    if let Some(db) = ctx.locked_db()
+        && std::mem::take(&mut db.log.bcast_pending)
+    {
+        crate::tracking::broadcast(ctx.shared);
+    }
+}
+
+/// Refuses `cmd` with `error` as Redis's `rejectCommand` does: inside `MULTI` the transaction
+/// is flagged (its `EXEC` aborts), and a refused `EXEC` discards the transaction with
+/// `EXECABORT` and the reason.
+fn reject(ctx: &mut Ctx<'_>, cmd: &'static Command, error: &str) {
+    if ctx.conn.multi.is_none() {
+        ctx.out.error(error);
+        return;
+    }
+    if cmd.name != "exec" {
+        ctx.conn.multi_failed = true;
+        ctx.out.error(error);
+        return;
+    }
+    ctx.conn.multi = None;
+    ctx.conn.multi_failed = false;
+    // The watches end with the transaction, unless the keyspace is held (by the script that
+    // made the server busy): then they stay, and the next EXEC, UNWATCH or the connection's
+    // end releases them.
+    let id = ctx.conn.id;
+    let watched = std::mem::take(&mut ctx.conn.watched);
+    match ctx.try_db() {
+        Some(db) => {
+            db.unwatch(id, &watched);
+        }
+        None => ctx.conn.watched = watched,
+    }
+    ctx.out.error(&format!(
+        "EXECABORT Transaction discarded because of: {error}"
+    ));
 }
 
 /// Holds a command back while `CLIENT PAUSE` is in force for it: the connection waits for the
@@ -342,7 +392,7 @@ pub struct Session {
     conn: ConnState,
     inbuf: BytesMut,
     out: Reply,
-    _rx: mpsc::Receiver<PubMsg>,
+    rx: mpsc::Receiver<PubMsg>,
 }
 
 impl Session {
@@ -366,7 +416,7 @@ impl Session {
             conn,
             inbuf: BytesMut::new(),
             out: Reply::new(),
-            _rx: rx,
+            rx,
         }
     }
 
@@ -422,6 +472,11 @@ impl Session {
             req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
         }
         String::from_utf8_lossy(&self.feed(&req)).into_owned()
+    }
+
+    /// The messages queued for this client so far (publications, tracking invalidations).
+    pub fn messages(&mut self) -> Vec<PubMsg> {
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
     }
 
     /// Whether the server closed this session (QUIT or a protocol error).

@@ -54,6 +54,10 @@ pub struct ClientInfo {
     pub resp3: AtomicBool,
     /// What it did last, its query buffer, its modes (`CLIENT LIST`).
     pub activity: crate::introspect::Activity,
+    /// The ACL user it is logged in as.
+    pub user: Mutex<Vec<u8>>,
+    /// Its message queue (tracking invalidations redirected to it).
+    pub queue: crate::pubsub::Subscriber,
 }
 
 /// The shared state of one cache server.
@@ -88,6 +92,12 @@ pub struct Shared {
     pub placement: std::sync::OnceLock<Arc<dyn crate::placement::Placement>>,
     /// Command, error, slow log and latency records.
     pub intro: crate::introspect::Introspection,
+    /// Lua scripts and functions (EVAL, FUNCTION) and what runs now.
+    pub scripting: crate::script::Scripting,
+    /// ACL users and the ACL log.
+    pub acl: RwLock<crate::acl::Acl>,
+    /// Client-side caching: tracking clients and the keys they read.
+    pub tracking: Mutex<crate::tracking::Table>,
 }
 
 /// Parameters `CONFIG GET` knows, with their defaults. Persistence and encoding knobs are
@@ -112,6 +122,9 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("dynamic-hz", "yes"),
     ("loglevel", "notice"),
     ("notify-keyspace-events", ""),
+    ("tracking-table-max-keys", "1000000"),
+    ("acllog-max-len", "128"),
+    ("acl-pubsub-default", "resetchannels"),
     ("cluster-enabled", "yes"),
     ("io-threads", "1"),
     ("activedefrag", "no"),
@@ -162,6 +175,8 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("daemonize", "no"),
     ("key-load-delay", "0"),
     ("latency-tracking-info-percentiles", "50 99 99.9"),
+    // Proxima's own: stop a script after this many ms even if it wrote (0: never).
+    ("proxima-script-time-limit", "0"),
 ];
 
 /// Parameters fixed at start (`CONFIG SET` refuses them).
@@ -184,6 +199,8 @@ impl Shared {
         params.insert("port".into(), addr.port().to_string());
         params.insert("bind".into(), addr.ip().to_string());
         params.insert("requirepass".into(), requirepass.clone());
+        let mut acl = crate::acl::Acl::default();
+        acl.set_default_password(requirepass.as_bytes());
         let node_id: String = (0..40)
             .map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)]))
             .collect();
@@ -203,6 +220,9 @@ impl Shared {
             maxclients: AtomicUsize::new(10000),
             placement: std::sync::OnceLock::new(),
             intro: Default::default(),
+            scripting: Default::default(),
+            tracking: Mutex::new(Default::default()),
+            acl: RwLock::new(acl),
         }
     }
 
@@ -220,14 +240,16 @@ impl Shared {
         }
     }
 
-    /// Whether a password is required.
+    /// Whether a new connection must authenticate (the `default` user has a password or is
+    /// off).
     pub fn needs_auth(&self) -> bool {
-        !self.requirepass.read().is_empty()
+        !self.acl.read().default_nopass()
     }
 
-    /// Whether `user` and `pass` authenticate here (the `default` user with `requirepass`).
+    /// Whether `user` and `pass` authenticate here (an enabled ACL user with that password,
+    /// or without one; `default` has `requirepass`).
     pub fn password_ok(&self, user: &[u8], pass: &[u8]) -> bool {
-        user == b"default" && self.requirepass.read().as_bytes() == pass
+        self.acl.read().password_ok(user, pass)
     }
 
     /// Applies `CONFIG SET name value`; `Err` with Redis's message.
@@ -249,7 +271,14 @@ impl Shared {
             "maxmemory" => {
                 let v = parse_memory(value)
                     .ok_or_else(|| invalid("argument must be a memory value"))?;
-                self.db.lock().maxmemory = v as usize;
+                let mut db = self.db.lock();
+                db.maxmemory = v as usize;
+                // Redis evicts at once to the new bound (the evictions are notified after
+                // the command).
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let _ = db.ensure_memory(now);
             }
             "maxmemory-policy" => {
                 let (p, _) = Policy::parse(value).ok_or_else(|| invalid("argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction"))?;
@@ -283,6 +312,7 @@ impl Shared {
             }
             "requirepass" => {
                 *self.requirepass.write() = value.to_owned();
+                self.acl.write().set_default_password(value.as_bytes());
             }
             "maxclients" => {
                 let v: usize = value
@@ -363,6 +393,41 @@ impl Shared {
                     });
                 }
             }
+            "notify-keyspace-events" => {
+                let f = crate::notify::parse_flags(value.as_bytes()).ok_or_else(|| {
+                    invalid("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")
+                })?;
+                let mut db = self.db.lock();
+                db.log.flags = f;
+                crate::notify::refresh(self, &mut db);
+            }
+            "acl-pubsub-default" => {
+                let all = match value.to_ascii_lowercase().as_str() {
+                    "allchannels" => true,
+                    "resetchannels" => false,
+                    _ => {
+                        return Err(invalid(
+                            "argument(s) must be one of the following: allchannels, resetchannels",
+                        ));
+                    }
+                };
+                self.acl.write().pubsub_all = all;
+            }
+            "acllog-max-len" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                let mut acl = self.acl.write();
+                acl.log_max = v;
+                let n = acl.log_len().min(v);
+                acl.truncate_log(n);
+            }
+            "tracking-table-max-keys" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                crate::tracking::set_max_keys(self, v);
+            }
             "databases" if value != "1" => {
                 return Err(invalid("a cache node has exactly one database"));
             }
@@ -373,6 +438,9 @@ impl Shared {
             "maxmemory" | "proto-max-bulk-len" | "client-query-buffer-limit" => {
                 parse_memory(value).map_or_else(|| value.to_owned(), |v| v.to_string())
             }
+            "notify-keyspace-events" => crate::notify::format_flags(
+                crate::notify::parse_flags(value.as_bytes()).unwrap_or(0),
+            ),
             _ => value.to_owned(),
         };
         self.params.write().insert(name, stored);

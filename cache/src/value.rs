@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashSet;
 
 pub use crate::zset::ZSet;
 
@@ -73,10 +73,15 @@ impl Value {
 /// A hash.
 #[derive(Debug, Default, Clone)]
 pub struct HashObj {
-    /// Field -> value.
-    pub map: HashMap<Bytes, Bytes>,
+    /// Field -> value, in insertion order while the hash is small: Redis keeps a small hash
+    /// in a listpack, and HGETALL, HSCAN and DUMP show that order.
+    pub map: indexmap::IndexMap<Bytes, Bytes, hashbrown::DefaultHashBuilder>,
     bytes: usize,
 }
+
+/// Up to this many fields a removal keeps the order of the rest (O(n), as in a listpack);
+/// beyond it the order is arbitrary anyway (Redis's hashtable) and removal is O(1).
+const ORDERED_HASH_MAX: usize = 128;
 
 impl HashObj {
     /// Sets a field; true if it is new.
@@ -94,7 +99,12 @@ impl HashObj {
 
     /// Removes a field; true if it existed.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        if let Some((f, v)) = self.map.remove_entry(field) {
+        let removed = if self.map.len() <= ORDERED_HASH_MAX {
+            self.map.shift_remove_entry(field)
+        } else {
+            self.map.swap_remove_entry(field)
+        };
+        if let Some((f, v)) = removed {
             self.bytes -= f.len() + v.len() + ELEM_OVERHEAD;
             true
         } else {

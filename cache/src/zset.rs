@@ -338,8 +338,9 @@ impl SkipList {
         None
     }
 
-    /// The first node for which `ge_min` holds (`ge_min` must be monotone: false then true).
-    pub fn first_where(&self, ge_min: impl Fn(f64, &[u8]) -> bool) -> Option<Pos> {
+    /// The last node (NIL: none) of the prefix for which `before` holds (`before` must be
+    /// monotone: true then false), found in O(log n) by descending the levels.
+    fn last_of_prefix(&self, before: impl Fn(f64, &[u8]) -> bool) -> Pos {
         let mut x = NIL;
         for i in (0..self.level).rev() {
             loop {
@@ -348,32 +349,25 @@ impl SkipList {
                     break;
                 }
                 let n = &self.nodes[l.next as usize];
-                if ge_min(n.score, &n.member) {
+                if !before(n.score, &n.member) {
                     break;
                 }
                 x = l.next;
             }
         }
+        x
+    }
+
+    /// The first node for which `ge_min` holds (`ge_min` must be monotone: false then true).
+    pub fn first_where(&self, ge_min: impl Fn(f64, &[u8]) -> bool) -> Option<Pos> {
+        let x = self.last_of_prefix(|s, m| !ge_min(s, m));
         let first = self.link(x, 0).next;
         (first != NIL).then_some(first)
     }
 
     /// The last node for which `le_max` holds (`le_max` must be monotone: true then false).
     pub fn last_where(&self, le_max: impl Fn(f64, &[u8]) -> bool) -> Option<Pos> {
-        let mut x = NIL;
-        for i in (0..self.level).rev() {
-            loop {
-                let l = self.link(x, i);
-                if l.next == NIL {
-                    break;
-                }
-                let n = &self.nodes[l.next as usize];
-                if !le_max(n.score, &n.member) {
-                    break;
-                }
-                x = l.next;
-            }
-        }
+        let x = self.last_of_prefix(le_max);
         (x != NIL).then_some(x)
     }
 

@@ -287,6 +287,13 @@ mod tests {
             ],
             &[&["DEL", "k"], &["SADD", "k", "m"]],
             &[&["DEL", "k"], &["ZADD", "k", "1", "m", "2", "n"]],
+            &[
+                &["DEL", "k"],
+                &["XADD", "k", "1-1", "f", "v"],
+                &["XGROUP", "CREATE", "k", "g", "0", "ENTRIESREAD", "1"],
+                &["XGROUP", "CREATECONSUMER", "k", "g", "c"],
+                &["XSETID", "k", "1-1"],
+            ],
         ];
         for o in ok {
             let b = ops(o);
@@ -317,6 +324,28 @@ mod tests {
                 &["RPUSH", "k", "a"],
             ],
             &[&["DEL", "k"], &["EVAL", "k", "0"]],
+            // A stream state: only the replay commands, each naming its own key.
+            &[&["DEL", "k"], &["XADD", "other", "1-1", "f", "v"]],
+            &[
+                &["DEL", "k"],
+                &["XADD", "k", "1-1", "f", "v"],
+                &["XGROUP", "CREATE", "other", "g", "0", "ENTRIESREAD", "1"],
+            ],
+            &[
+                &["DEL", "k"],
+                &["XADD", "k", "1-1", "f", "v"],
+                &["XGROUP", "DESTROY", "k", "g"],
+            ],
+            &[
+                &["DEL", "k"],
+                &["XADD", "k", "1-1", "f", "v"],
+                &["XREADGROUP", "GROUP", "g", "c", "STREAMS", "k", ">"],
+            ],
+            &[
+                &["DEL", "k"],
+                &["XADD", "k", "1-1", "f", "v"],
+                &["SET", "k", "v"],
+            ],
             &[&["CONFIG", "k", "requirepass", "x"]],
         ];
         for o in bad {

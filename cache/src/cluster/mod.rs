@@ -707,7 +707,7 @@ impl Cluster {
             // replaces this one: acknowledging it here could lose it.
             return Decision::Error(CLUSTERDOWN.into());
         }
-        let slot = match command_slot(cmd, args) {
+        let slot = match table::command_slot(cmd, args) {
             Ok(Some(s)) => s,
             Ok(None) => return Decision::Local,
             Err(e) => {
@@ -1013,32 +1013,6 @@ impl View {
             .min_by_key(|i| self.nearness_rank(**i))
             .unwrap_or(&owners[0])
     }
-}
-
-/// The slot a command addresses: `Ok(None)` for keyless commands, `Err` for keys in several
-/// slots.
-pub fn command_slot(cmd: &Command, args: &[&[u8]]) -> Result<Option<u16>, &'static str> {
-    let keys = match cmd.name {
-        // Keys of the container's subcommand are not keys of the container.
-        "cluster" | "pubsub" | "command" | "config" | "client" => return Ok(None),
-        "object" | "memory" => match args.get(2) {
-            Some(k) if !crate::cmd::eq_ic(args[1], "stats") => vec![*k],
-            _ => return Ok(None),
-        },
-        _ => table::keys_of(cmd, args).unwrap_or_default(),
-    };
-    let mut slot = None;
-    for k in keys {
-        let s = key_slot(k);
-        match slot {
-            None => slot = Some(s),
-            Some(x) if x != s => {
-                return Err("CROSSSLOT Keys in request don't hash to the same slot");
-            }
-            _ => {}
-        }
-    }
-    Ok(slot)
 }
 
 #[cfg(test)]

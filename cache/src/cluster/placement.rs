@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use bytes::BytesMut;
 
 use super::forward::{self, Pending};
-use super::{Cluster, ConnCluster, Decision, command_slot, proto};
+use super::{Cluster, ConnCluster, Decision, proto};
 use crate::client::ConnState;
 use crate::cmd::lower;
 use crate::cmd::table::{self, Command};
@@ -67,6 +67,14 @@ impl Placement for Cluster {
             // A client's own connection runs writes only where their slot is owned (routing).
             cc.unowned.clear();
         })
+    }
+
+    fn serves_here(&self, conn: &mut ConnState, cmd: &Command, args: &[&[u8]]) -> bool {
+        let routing = conn.routing;
+        matches!(
+            self.route(conn.placement.get::<ConnCluster>(), routing, cmd, args),
+            Decision::Local
+        )
     }
 
     fn publish(&self, shard: bool, channel: &[u8], message: &[u8]) {
@@ -233,7 +241,7 @@ fn exec_slot(conn: &ConnState) -> Result<Option<u16>, &'static str> {
         let Some(c) = lower(v[0], &mut [0u8; 32]).and_then(table::lookup) else {
             continue;
         };
-        match (command_slot(c, &v)?, slot) {
+        match (table::command_slot(c, &v)?, slot) {
             (Some(s), None) => slot = Some(s),
             (Some(s), Some(x)) if s != x => {
                 return Err("CROSSSLOT Keys in request don't hash to the same slot");

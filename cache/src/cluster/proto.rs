@@ -4,7 +4,7 @@
 //! A stream starts with a one-frame hello naming its kind:
 //! - [`KIND_SESSION`]: a proxied client session. The hello carries the credential the client
 //!   authenticated with on the forwarding node, if any ([`encode_session_hello`]); the receiver
-//!   checks it against its own `requirepass`. Requests are `[flags][hops]` followed by RESP
+//!   checks user and password against its own ACL users. Requests are `[flags][hops]` followed by RESP
 //!   commands; each answer frame holds one `[u32 length][RESP reply]` per command, in order.
 //!   The remote keeps one connection state per stream (`WATCH`, `MULTI` and `SELECT` live
 //!   there).

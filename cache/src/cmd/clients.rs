@@ -78,13 +78,14 @@ fn client_line(t: &mut String, c: &ClientInfo, me: Option<&Me<'_>>, now: u64) {
     };
     let _ = writeln!(
         t,
-        "id={} addr={} laddr={} fd=0 name={} age={age} idle={idle} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={} qbuf={qbuf} qbuf-free={qfree} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={cmd} user=default redir=-1 resp={}",
+        "id={} addr={} laddr={} fd=0 name={} age={age} idle={idle} flags={flags} db=0 sub={sub} psub={psub} ssub={ssub} multi={} qbuf={qbuf} qbuf-free={qfree} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={cmd} user={} redir=-1 resp={}",
         c.id,
         c.addr,
         c.laddr,
         c.name.lock(),
         me.map_or(-1, |m| m.multi),
         qbuf + qfree,
+        String::from_utf8_lossy(&c.user.lock()),
         if c.resp3.load(Ordering::Relaxed) {
             3
         } else {
@@ -282,6 +283,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut kind: Option<&[u8]> = None;
     let mut addr = None;
     let mut laddr = None;
+    let mut user: Option<Vec<u8>> = None;
     let mut skipme = true;
     let mut maxage: Option<u64> = None;
     let mut i = 2;
@@ -303,10 +305,10 @@ fn kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         } else if eq_ic(opt, "LADDR") {
             laddr = Some(String::from_utf8_lossy(v).into_owned());
         } else if eq_ic(opt, "USER") {
-            // `default` is the only user of a node; every client is it.
-            if v != b"default" {
+            if ctx.shared.acl.read().user(v).is_none() {
                 return Err(format!("ERR No such user '{}'", String::from_utf8_lossy(v)).into());
             }
+            user = Some(v.to_vec());
         } else if eq_ic(opt, "SKIPME") {
             skipme = if eq_ic(v, "yes") {
                 true
@@ -332,6 +334,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             && kind.is_none_or(|k| is_type(c, k))
             && addr.as_ref().is_none_or(|a| c.addr.to_string() == *a)
             && laddr.as_ref().is_none_or(|a| c.laddr.to_string() == *a)
+            && user.as_ref().is_none_or(|u| *c.user.lock() == *u)
             && maxage.is_none_or(|m| c.created.elapsed().as_secs() >= m)
             && !(skipme && c.id == me);
         if hit {

@@ -68,14 +68,16 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
         .activity
         .no_evict
         .store(false, Ordering::Relaxed);
+    *ctx.conn.info.user.lock() = b"default".to_vec();
     ctx.out.simple("RESET");
     Ok(())
 }
 
-fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), CmdError> {
+fn check_password(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), CmdError> {
     if ctx.shared.password_ok(user, pass) {
         Ok(())
     } else {
+        crate::acl::log_auth_failure(ctx, user);
         Err("WRONGPASS invalid username-password pair or user is disabled.".into())
     }
 }
@@ -83,6 +85,7 @@ fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), CmdErro
 /// Notes the credential a client authenticated with: its proxied sessions carry it.
 fn authenticated_as(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) {
     ctx.conn.authenticated = true;
+    *ctx.conn.info.user.lock() = user.to_vec();
     ctx.conn.credential = Some(crate::client::Credential {
         user: user.to_vec(),
         pass: pass.to_vec(),
@@ -99,14 +102,10 @@ pub fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     } else {
         (b"default", args[1])
     };
-    if args.len() == 2 && !ctx.shared.needs_auth() {
+    if args.len() == 2 && ctx.shared.acl.read().default_nopass() {
         return Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into());
     }
-    if ctx.shared.needs_auth() {
-        check_password(ctx, user, pass)?;
-    } else if user != b"default" {
-        return Err("WRONGPASS invalid username-password pair or user is disabled.".into());
-    }
+    check_password(ctx, user, pass)?;
     authenticated_as(ctx, user, pass);
     ctx.out.ok();
     Ok(())
@@ -129,9 +128,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut authed = None;
     while i < args.len() {
         if eq_ic(args[i], "AUTH") && i + 2 < args.len() {
-            if ctx.shared.needs_auth() {
-                check_password(ctx, args[i + 1], args[i + 2])?;
-            }
+            check_password(ctx, args[i + 1], args[i + 2])?;
             authed = Some((args[i + 1], args[i + 2]));
             i += 3;
         } else if eq_ic(args[i], "SETNAME") && i + 1 < args.len() {
@@ -230,6 +227,10 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         | "client|pause" | "client|unpause" | "client|no-evict" => {
             return super::clients::client(ctx, args, s.name);
         }
+        "client|tracking" => crate::tracking::client_tracking(ctx, args)?,
+        "client|caching" => crate::tracking::client_caching(ctx, args)?,
+        "client|getredir" => crate::tracking::client_getredir(ctx, args)?,
+        "client|trackinginfo" => crate::tracking::client_trackinginfo(ctx, args)?,
         _ => help(
             ctx,
             &[

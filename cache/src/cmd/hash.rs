@@ -1,12 +1,9 @@
 //! Hash commands.
 
-use super::keys::scan_opts;
 use super::{
-    CmdError, CmdResult, Ctx, NOT_FLOAT, NOT_INT, OVERFLOW, WRONGTYPE, arity_error, int_arg,
-    parse_float,
+    CmdError, CmdResult, Ctx, NOT_FLOAT, OVERFLOW, WRONGTYPE, arity_error, int_arg, parse_float,
 };
 use crate::db::Db;
-use crate::glob::glob_match;
 use crate::resp::parse_i64;
 use crate::value::{HashObj, Value};
 
@@ -196,6 +193,9 @@ pub fn hincrby(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// HINCRBYFLOAT key field increment
 pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let by = parse_float(args[3]).ok_or(CmdError::Static(NOT_FLOAT))?;
+    if by.is_infinite() {
+        return Err("ERR value is NaN or Infinity".into());
+    }
     let (db, out, now) = ctx.split();
     let h = write(db, args[1], now)?;
     let cur = match h.map.get(args[2]) {
@@ -217,7 +217,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// HRANDFIELD key [count [WITHVALUES]]
 pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let count = match args.get(2) {
-        Some(c) => Some(int_arg(c)?),
+        Some(c) => Some(rand_count_arg(c)?),
         None => None,
     };
     let withvalues = match args.len() {
@@ -225,6 +225,10 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         4 if super::eq_ic(args[3], "WITHVALUES") => true,
         _ => return Err(super::SYNTAX.into()),
     };
+    // Redis refuses counts whose field-and-value reply length would overflow a long.
+    if withvalues && count.is_some_and(|c| c.unsigned_abs() > (i64::MAX / 2) as u64) {
+        return Err("ERR value is out of range".into());
+    }
     let (db, out, now) = ctx.split();
     let h = read(db, args[1], now)?;
     let entries: Vec<(&[u8], &[u8])> = h
@@ -238,9 +242,6 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         return Ok(());
     };
-    if count.unsigned_abs() > (i64::MAX / 2) as u64 && withvalues {
-        return Err(super::OUT_OF_RANGE.into());
-    }
     let picks = pick_indices(entries.len(), count);
     if withvalues && out.resp3 {
         out.array(picks.len());
@@ -263,6 +264,19 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// Random indices for the `count` argument of HRANDFIELD/SRANDMEMBER/ZRANDMEMBER: positive
 /// means distinct (at most `len`), negative means `|count|` picks with repetition.
+/// Parses the count of SRANDMEMBER / HRANDFIELD: any long but `LONG_MIN`, whose negation (the
+/// number of picks with repetition) does not exist.
+pub fn rand_count_arg(a: &[u8]) -> Result<i64, CmdError> {
+    let c = int_arg(a)?;
+    if c == i64::MIN {
+        return Err(
+            "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807"
+                .into(),
+        );
+    }
+    Ok(c)
+}
+
 pub fn pick_indices(len: usize, count: i64) -> Vec<usize> {
     if len == 0 || count == 0 {
         return Vec::new();
@@ -280,28 +294,5 @@ pub fn pick_indices(len: usize, count: i64) -> Vec<usize> {
 
 /// HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]
 pub fn hscan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let o = scan_opts(args, 2, false)?;
-    let (db, out, now) = ctx.split();
-    let h = read(db, args[1], now)?;
-    // Collections are returned whole in one step (cursor 0), as Redis does for small ones.
-    let items: Vec<(&[u8], &[u8])> = h
-        .map(|h| {
-            h.map
-                .iter()
-                .filter(|(f, _)| o.pattern.is_none_or(|p| glob_match(p, f, false)))
-                .map(|(f, v)| (&**f, &**v))
-                .collect()
-        })
-        .unwrap_or_default();
-    let _ = NOT_INT;
-    out.array(2);
-    out.bulk(b"0");
-    out.array(items.len() * if o.novalues { 1 } else { 2 });
-    for (f, v) in items {
-        out.bulk(f);
-        if !o.novalues {
-            out.bulk(v);
-        }
-    }
-    Ok(())
+    super::keys::collection_scan(ctx, args)
 }

@@ -26,7 +26,7 @@ pub fn exists(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut n = 0;
     for k in &args[1..] {
         let found = if touch {
-            db.get_mut(k, now).is_some()
+            db.touch(k, now)
         } else {
             db.peek(k, now).is_some()
         };
@@ -352,10 +352,40 @@ pub fn flush(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-fn encoding(v: &Value) -> &'static str {
+/// The compact-encoding limits `OBJECT ENCODING` names encodings by (Redis's config).
+struct Limits {
+    hash_entries: usize,
+    hash_value: usize,
+    zset_entries: usize,
+    zset_value: usize,
+    intset_entries: usize,
+}
+
+impl Limits {
+    fn of(ctx: &Ctx<'_>) -> Self {
+        let p = ctx.shared.params.read();
+        let get = |name: &str, dflt: usize| {
+            p.get(name)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(dflt)
+        };
+        Limits {
+            hash_entries: get("hash-max-listpack-entries", 128),
+            hash_value: get("hash-max-listpack-value", 64),
+            zset_entries: get("zset-max-listpack-entries", 128),
+            zset_value: get("zset-max-listpack-value", 64),
+            intset_entries: get("set-max-intset-entries", 512),
+        }
+    }
+}
+
+/// The encoding Redis 7.0 would use for a value of this size and content (values here have
+/// one representation; Redis converts at the same thresholds, though it never converts back).
+fn encoding(v: &Value, lim: &Limits) -> &'static str {
+    #[allow(unreachable_patterns)] // value types added later (streams) report their own.
     match v {
         Value::Str(s) => {
-            if s.len() <= 20 && crate::resp::parse_i64(s).is_some() {
+            if crate::rdb::strict_int(s).is_some() {
                 "int"
             } else if s.len() <= 44 {
                 "embstr"
@@ -363,16 +393,42 @@ fn encoding(v: &Value) -> &'static str {
                 "raw"
             }
         }
-        Value::Hash(h) if h.map.len() <= 128 => "listpack",
+        Value::Hash(h)
+            if h.map.len() <= lim.hash_entries
+                && h.map
+                    .iter()
+                    .all(|(f, v)| f.len() <= lim.hash_value && v.len() <= lim.hash_value) =>
+        {
+            "listpack"
+        }
         Value::Hash(_) => "hashtable",
-        Value::List(l) if l.items.len() <= 128 => "listpack",
+        // Redis 7.0 keeps every list in a quicklist.
         Value::List(_) => "quicklist",
-        Value::Set(s) if s.set.len() <= 128 => "listpack",
+        Value::Set(s)
+            if s.set.len() <= lim.intset_entries
+                && s.set.iter().all(|m| crate::rdb::strict_int(m).is_some()) =>
+        {
+            "intset"
+        }
         Value::Set(_) => "hashtable",
-        Value::ZSet(z) if z.len() <= 128 => "listpack",
+        Value::ZSet(z)
+            if z.len() <= lim.zset_entries && z.dict.keys().all(|m| m.len() <= lim.zset_value) =>
+        {
+            "listpack"
+        }
         Value::ZSet(_) => "skiplist",
         Value::Stream(_) => "stream",
     }
+}
+
+/// Whether the configured `maxmemory-policy` is an LFU one (Redis then tracks frequency, not
+/// idle time, and `OBJECT` answers only the one it tracks).
+fn lfu_policy(ctx: &Ctx<'_>) -> bool {
+    ctx.shared
+        .params
+        .read()
+        .get("maxmemory-policy")
+        .is_some_and(|p| p.ends_with("lfu"))
 }
 
 /// OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT|HELP key
@@ -382,10 +438,19 @@ pub fn object(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         let lines = [
             "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "ENCODING <key>",
+            "    Return the kind of internal representation used in order to store the value",
+            "    associated with a <key>.",
             "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
             "IDLETIME <key>",
+            "    Return the idle time of the <key>, that is the approximated number of",
+            "    seconds elapsed since the last access to the key.",
             "REFCOUNT <key>",
+            "    Return the number of references of the value associated with the specified",
+            "    <key>.",
             "HELP",
+            "    Print this help.",
         ];
         ctx.out.array(lines.len());
         for l in lines {
@@ -403,16 +468,204 @@ pub fn object(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     if args.len() != 3 {
         return Err(super::arity_error(&format!("object|{sub}")));
     }
+    let lim = Limits::of(ctx);
+    let lfu = lfu_policy(ctx);
     let (db, out, now) = ctx.split();
     let Some(e) = db.peek(args[2], now) else {
         out.null();
         return Ok(());
     };
     match sub.as_str() {
-        "encoding" => out.bulk(encoding(&e.value).as_bytes()),
+        "encoding" => out.bulk(encoding(&e.value, &lim).as_bytes()),
+        "freq" if !lfu => return Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into()),
         "freq" => out.int(i64::from(e.freq())),
-        "idletime" => return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into()),
+        "idletime" if lfu => return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into()),
+        "idletime" => out.int((e.idle_ms(now) / 1000) as i64),
+        // Values are never shared between keys here.
         _ => out.int(1),
+    }
+    Ok(())
+}
+
+/// DUMP key
+pub fn dump(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let (db, out, now) = ctx.split();
+    let Some(e) = db.get(args[1], now) else {
+        out.null();
+        return Ok(());
+    };
+    let payload = crate::rdb::dump(&e.value)?;
+    out.bulk(&payload);
+    Ok(())
+}
+
+/// RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]
+pub fn restore(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let (mut replace, mut absttl) = (false, false);
+    let (mut idle, mut freq): (Option<i64>, Option<i64>) = (None, None);
+    // Options first, in Redis's order of checks.
+    let mut j = 4;
+    while j < args.len() {
+        let more = j + 1 < args.len();
+        if eq_ic(args[j], "REPLACE") {
+            replace = true;
+        } else if eq_ic(args[j], "ABSTTL") {
+            absttl = true;
+        } else if eq_ic(args[j], "IDLETIME") && more && freq.is_none() {
+            let v = int_arg(args[j + 1])?;
+            if v < 0 {
+                return Err("ERR Invalid IDLETIME value, must be >= 0".into());
+            }
+            idle = Some(v);
+            j += 1;
+        } else if eq_ic(args[j], "FREQ") && more && idle.is_none() {
+            let v = int_arg(args[j + 1])?;
+            if !(0..=255).contains(&v) {
+                return Err("ERR Invalid FREQ value, must be >= 0 and <= 255".into());
+            }
+            freq = Some(v);
+            j += 1;
+        } else {
+            return Err(SYNTAX.into());
+        }
+        j += 1;
+    }
+    let (db, out, now) = ctx.split();
+    let key = args[1];
+    let exists = db.peek(key, now).is_some();
+    if !replace && exists {
+        return Err("BUSYKEY Target key name already exists.".into());
+    }
+    let ttl = int_arg(args[2])?;
+    if ttl < 0 {
+        return Err("ERR Invalid TTL value, must be >= 0".into());
+    }
+    let body = crate::rdb::verify(args[3])?;
+    let value = crate::rdb::load(body).map_err(|e| {
+        // Redis reports every undecodable payload as a bad format; ours name streams and
+        // module values, which this server does not take.
+        CmdError::Owned(if e.starts_with("ERR ") {
+            e.to_owned()
+        } else {
+            format!("ERR {e}")
+        })
+    })?;
+    let expire_at = match (ttl, absttl) {
+        (0, _) => 0,
+        (t, true) => t as u64,
+        (t, false) => now.saturating_add(t as u64),
+    };
+    if exists {
+        // REPLACE: the old key goes, with its access history (the new one starts fresh).
+        db.remove(key);
+    }
+    if expire_at != 0 && expire_at <= now {
+        // Already expired: the key ends up absent.
+        out.ok();
+        return Ok(());
+    }
+    db.insert(key, value, expire_at, now);
+    if let Some(f) = freq {
+        db.set_freq(key, f as u8, now);
+    }
+    if let Some(i) = idle {
+        db.set_idle(key, (i as u64).saturating_mul(1000), now);
+    }
+    out.ok();
+    Ok(())
+}
+
+/// The position of a member in the order HSCAN / SSCAN / ZSCAN walk a large collection: a
+/// fixed hash (FNV-1a with a final mix), the same for the life of the value whatever is added
+/// or removed around it.
+fn member_hash(m: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in m {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // splitmix64's finalizer spreads FNV's weak high bits over the whole range.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// HSCAN / SSCAN / ZSCAN key cursor [MATCH p] [COUNT n]
+///
+/// A value small enough for Redis's compact encodings is returned whole with cursor 0, as Redis
+/// does. A larger one is walked in member-hash order: the cursor is the hash where the next
+/// step starts, and a step takes the members whose hash falls in a span sized to hold about
+/// COUNT of them. A member present for the whole iteration is therefore returned exactly
+/// once, however the collection changes in between (Redis guarantees at least once). Each
+/// step hashes every member: O(n) per call, where Redis's table walk is O(COUNT); the value
+/// types' tables expose no stable bucket order to walk.
+pub fn collection_scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let o = scan_opts(args, 2, false)?;
+    let kind = args[0].to_ascii_lowercase();
+    if o.novalues && kind != b"hscan" {
+        return Err(SYNTAX.into());
+    }
+    let lim = Limits::of(ctx);
+    let (db, out, now) = ctx.split();
+    let Some(e) = db.get(args[1], now) else {
+        out.array(2);
+        out.bulk(b"0");
+        out.array(0);
+        return Ok(());
+    };
+    // Every member with its value (hash) or score (zset), as the reply wants them.
+    let mut tmp = [0u8; 32];
+    let mut members: Vec<(&[u8], Option<Vec<u8>>)> = match (&e.value, kind.as_slice()) {
+        (Value::Hash(h), b"hscan") => h
+            .map
+            .iter()
+            .map(|(f, v)| (&**f, (!o.novalues).then(|| v.to_vec())))
+            .collect(),
+        (Value::Set(s), b"sscan") => s.set.iter().map(|m| (&**m, None)).collect(),
+        (Value::ZSet(z), b"zscan") => z
+            .dict
+            .iter()
+            .map(|(m, s)| {
+                let score = crate::reply::fmt_double(*s, &mut tmp).to_vec();
+                (&**m, Some(score))
+            })
+            .collect(),
+        _ => return Err(super::WRONGTYPE.into()),
+    };
+    let compact = matches!(encoding(&e.value, &lim), "listpack" | "intset");
+    let next = if compact {
+        0
+    } else {
+        let n = members.len() as u64;
+        let span = (u64::MAX / n.max(1)).saturating_mul(o.count as u64).max(1);
+        let start = o.cursor;
+        let end = start.saturating_add(span);
+        members.retain(|(m, _)| {
+            let h = member_hash(m);
+            h >= start && (end == u64::MAX || h < end)
+        });
+        // Hash order within the step, so a reply is deterministic for a given state.
+        members.sort_by_key(|(m, _)| member_hash(m));
+        if end == u64::MAX { 0 } else { end }
+    };
+    if let Some(p) = o.pattern {
+        members.retain(|(m, _)| glob_match(p, m, false));
+    }
+    out.array(2);
+    out.bulk(next.to_string().as_bytes());
+    let per = if members.first().is_some_and(|(_, v)| v.is_some()) {
+        2
+    } else {
+        1
+    };
+    out.array(members.len() * per);
+    for (m, v) in members {
+        out.bulk(m);
+        if let Some(v) = v {
+            out.bulk(&v);
+        }
     }
     Ok(())
 }

@@ -270,7 +270,12 @@ pub fn lpos(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let (mut rank, mut count, mut maxlen) = (1i64, None, 0usize);
     let mut i = 3;
     while i < args.len() {
-        if i + 1 >= args.len() {
+        // The option name is checked before its value is parsed, as Redis does.
+        if i + 1 >= args.len()
+            || !["RANK", "COUNT", "MAXLEN"]
+                .iter()
+                .any(|o| eq_ic(args[i], o))
+        {
             return Err(SYNTAX.into());
         }
         let v = int_arg(args[i + 1])?;
@@ -368,6 +373,10 @@ fn move_one(
     to_left: bool,
     now: u64,
 ) -> Result<Option<Bytes>, CmdError> {
+    // Redis looks at the source first: a missing source answers nil whatever the destination.
+    if existing_mut(db, src, now)?.is_none() {
+        return Ok(None);
+    }
     check_list(db, dst, now)?;
     let Some(l) = existing_mut(db, src, now)? else {
         return Ok(None);
@@ -389,20 +398,50 @@ pub fn lmove(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         b"rpoplpush" => (false, true, None),
         _ => (false, true, Some(timeout_ms(args[3])?)),
     };
+    let retry = ctx.conn.retry_deadline.is_some();
     let (db, out, now) = ctx.split();
-    if let Some(v) = move_one(db, args[1], args[2], from_left, to_left, now)? {
-        out.bulk(&v);
-        return Ok(());
-    }
-    match timeout {
-        None => ctx.out.null(),
-        Some(t) => {
-            if !ctx.block(args, vec![args[1].into()], t) {
-                ctx.out.null_array();
+    let moved = if retry
+        && !matches!(
+            db.peek(args[1], now).map(|e| &e.value),
+            None | Some(Value::List(_))
+        ) {
+        // Woken, but the source is no longer a list: Redis keeps such a client blocked.
+        Ok(None)
+    } else {
+        move_one(db, args[1], args[2], from_left, to_left, now)
+    };
+    match moved {
+        Err(e) => Err(e),
+        Ok(Some(v)) => {
+            out.bulk(&v);
+            Ok(())
+        }
+        Ok(None) => {
+            match timeout {
+                None => ctx.out.null(),
+                Some(t) => {
+                    if !ctx.block(args, vec![args[1].into()], t) {
+                        ctx.out.null_array();
+                    }
+                }
             }
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// The list at `key` for a blocking pop: a woken client (`retry`) treats a key that is no
+/// longer a list as empty and keeps waiting, as Redis does; a first call answers WRONGTYPE.
+fn blocking_source<'d>(
+    db: &'d mut Db,
+    key: &[u8],
+    now: u64,
+    retry: bool,
+) -> Result<Option<&'d mut ListObj>, CmdError> {
+    match existing_mut(db, key, now) {
+        Err(_) if retry => Ok(None),
+        r => r,
+    }
 }
 
 /// BLPOP / BRPOP key [key ...] timeout
@@ -410,9 +449,21 @@ pub fn bpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let left = args[0][1].eq_ignore_ascii_case(&b'l');
     let timeout = timeout_ms(args[args.len() - 1])?;
     let keys = &args[1..args.len() - 1];
+    let retry = ctx.conn.retry_deadline.is_some();
+    bpop_run(ctx, args, keys, left, timeout, retry)
+}
+
+fn bpop_run(
+    ctx: &mut Ctx<'_>,
+    args: &[&[u8]],
+    keys: &[&[u8]],
+    left: bool,
+    timeout: u64,
+    retry: bool,
+) -> CmdResult {
     let (db, out, now) = ctx.split();
     for k in keys {
-        if let Some(l) = existing_mut(db, k, now)?
+        if let Some(l) = blocking_source(db, k, now, retry)?
             && let Some(v) = l.pop(left)
         {
             db.modified(k);
@@ -453,7 +504,8 @@ pub fn lmpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut count = 1usize;
     if i < args.len() {
         if eq_ic(args[i], "COUNT") && i + 2 == args.len() {
-            let c = int_arg(args[i + 1])?;
+            let c = int_arg(args[i + 1])
+                .map_err(|_| CmdError::Static("ERR count should be greater than 0"))?;
             if c <= 0 {
                 return Err("ERR count should be greater than 0".into());
             }
@@ -462,9 +514,22 @@ pub fn lmpop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             return Err(SYNTAX.into());
         }
     }
+    let retry = ctx.conn.retry_deadline.is_some();
+    lmpop_run(ctx, args, keys, left, count, timeout, retry)
+}
+
+fn lmpop_run(
+    ctx: &mut Ctx<'_>,
+    args: &[&[u8]],
+    keys: &[&[u8]],
+    left: bool,
+    count: usize,
+    timeout: Option<u64>,
+    retry: bool,
+) -> CmdResult {
     let (db, out, now) = ctx.split();
     for k in keys {
-        if let Some(l) = existing_mut(db, k, now)?
+        if let Some(l) = blocking_source(db, k, now, retry)?
             && !l.items.is_empty()
         {
             let n = count.min(l.items.len());

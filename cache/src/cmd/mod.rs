@@ -18,6 +18,7 @@ pub mod keys;
 pub mod lcs;
 pub mod list;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod sort;
@@ -120,12 +121,26 @@ impl<'a> Ctx<'a> {
         self.guard.get_or_insert_with(|| shared.db.lock())
     }
 
+    /// The keyspace if this batch holds it or it is free now; `None` while another holds it
+    /// (a script past its time limit): for work that may be skipped rather than wait.
+    pub fn try_db(&mut self) -> Option<&mut Db> {
+        if self.guard.is_none() {
+            self.guard = self.shared.db.try_lock();
+        }
+        self.guard.as_deref_mut()
+    }
+
     /// The keyspace, the reply buffer and the batch time at once (disjoint borrows).
     #[inline]
     pub fn split(&mut self) -> (&mut Db, &mut Reply, u64) {
         let shared = self.shared;
         let db = self.guard.get_or_insert_with(|| shared.db.lock());
         (&mut **db, &mut *self.out, self.now)
+    }
+
+    /// The keyspace if this batch has locked it already.
+    pub fn locked_db(&mut self) -> Option<&mut Db> {
+        self.guard.as_deref_mut()
     }
 
     /// Releases the keyspace lock (before waiting, or before touching other locks).
@@ -166,6 +181,18 @@ impl<'a> Ctx<'a> {
                 CmdError::Owned(s) => self.out.error(&s),
             }
         }
+        // Keyspace notifications and client-side caching: what the command changed or read.
+        // CONFIG SET may evict without holding the batch's lock.
+        if self.guard.is_none() && cmd.name == "config" {
+            self.db();
+        }
+        if let Some(db) = self.guard.as_mut()
+            && !db.log.changes.is_empty()
+        {
+            let reply = self.out.buf.get(offset..).unwrap_or_default();
+            crate::notify::dispatch(self.shared, db, Some((cmd, args, reply)), self.conn.id);
+        }
+        crate::tracking::after_command(self, cmd, args);
         // A command that went to wait is counted once, when it is served.
         if !was_blocked && self.conn.block.is_some() {
             return;

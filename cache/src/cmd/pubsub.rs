@@ -189,6 +189,31 @@ pub fn pubsub(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 ctx.out.int(n as i64);
             }
         }
+        "pubsub|shardchannels" => {
+            if args.len() > 3 {
+                return Err(arity_error("pubsub|shardchannels"));
+            }
+            let chans = ctx
+                .shared
+                .pubsub
+                .lock()
+                .shard_channel_names(args.get(2).copied());
+            ctx.out.array(chans.len());
+            for c in &chans {
+                ctx.out.bulk(c);
+            }
+        }
+        "pubsub|shardnumsub" => {
+            let counts: Vec<usize> = {
+                let ps = ctx.shared.pubsub.lock();
+                args[2..].iter().map(|c| ps.shard_numsub(c)).collect()
+            };
+            ctx.out.map(counts.len());
+            for (c, n) in args[2..].iter().zip(counts) {
+                ctx.out.bulk(c);
+                ctx.out.int(n as i64);
+            }
+        }
         "pubsub|numpat" => {
             let n = ctx.shared.pubsub.lock().numpat();
             ctx.out.int(n as i64);
@@ -200,6 +225,8 @@ pub fn pubsub(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 "CHANNELS [<pattern>]",
                 "NUMPAT",
                 "NUMSUB [<channel> ...]",
+                "SHARDCHANNELS [<pattern>]",
+                "SHARDNUMSUB [<shardchannel> ...]",
                 "HELP",
             ],
         ),

@@ -3,10 +3,8 @@
 use hashbrown::HashSet;
 
 use super::hash::pick_indices;
-use super::keys::scan_opts;
 use super::{CmdError, CmdResult, Ctx, NOT_POSITIVE, SYNTAX, WRONGTYPE, eq_ic, int_arg};
 use crate::db::Db;
-use crate::glob::glob_match;
 use crate::value::{Bytes, SetObj, Value};
 
 fn read<'d>(db: &'d mut Db, key: &[u8], now: u64) -> Result<Option<&'d SetObj>, CmdError> {
@@ -145,7 +143,7 @@ pub fn srandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         return Err(SYNTAX.into());
     }
     let count = match args.get(2) {
-        Some(c) => Some(int_arg(c)?),
+        Some(c) => Some(super::hash::rand_count_arg(c)?),
         None => None,
     };
     let (db, out, now) = ctx.split();
@@ -174,14 +172,32 @@ pub fn srandmember(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// SMOVE source destination member
 pub fn smove(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let (db, out, now) = ctx.split();
-    match db.peek(args[2], now).map(|e| &e.value) {
-        None | Some(Value::Set(_)) => {}
-        Some(_) => return Err(WRONGTYPE.into()),
+    // Redis's order: a missing source answers 0, then the source's type, then the
+    // destination's.
+    let src_type_ok = match db.peek(args[1], now).map(|e| &e.value) {
+        None => {
+            out.int(0);
+            return Ok(());
+        }
+        Some(v) => matches!(v, Value::Set(_)),
+    };
+    if !src_type_ok
+        || !matches!(
+            db.peek(args[2], now).map(|e| &e.value),
+            None | Some(Value::Set(_))
+        )
+    {
+        return Err(WRONGTYPE.into());
     }
     let Some(s) = existing_mut(db, args[1], now)? else {
         out.int(0);
         return Ok(());
     };
+    if args[1] == args[2] {
+        // Same set: a no-op that changes nothing (WATCH stays intact).
+        out.int(i64::from(s.set.contains(args[3])));
+        return Ok(());
+    }
     if !s.remove(args[3]) {
         out.int(0);
         return Ok(());
@@ -190,10 +206,12 @@ pub fn smove(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     if db.peek(args[2], now).is_none() {
         db.insert(args[2], Value::Set(Box::default()), 0, now);
     }
-    if let Some(d) = existing_mut(db, args[2], now)? {
-        d.insert(args[3]);
+    // The destination changes (and its WATCHes fire) only if the member was not there.
+    if let Some(d) = existing_mut(db, args[2], now)?
+        && d.insert(args[3])
+    {
+        db.modified(args[2]);
     }
-    db.modified(args[2]);
     out.int(1);
     Ok(())
 }
@@ -301,7 +319,8 @@ pub fn sintercard(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     match rest.len() {
         0 => {}
         2 if eq_ic(rest[0], "LIMIT") => {
-            let l = int_arg(rest[1])?;
+            let l =
+                int_arg(rest[1]).map_err(|_| CmdError::Static("ERR LIMIT can't be negative"))?;
             if l < 0 {
                 return Err("ERR LIMIT can't be negative".into());
             }
@@ -322,22 +341,5 @@ pub fn sintercard(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// SSCAN key cursor [MATCH p] [COUNT n]
 pub fn sscan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let o = scan_opts(args, 2, false)?;
-    let (db, out, now) = ctx.split();
-    let items: Vec<&[u8]> = read(db, args[1], now)?
-        .map(|s| {
-            s.set
-                .iter()
-                .filter(|m| o.pattern.is_none_or(|p| glob_match(p, m, false)))
-                .map(|m| &**m)
-                .collect()
-        })
-        .unwrap_or_default();
-    out.array(2);
-    out.bulk(b"0");
-    out.array(items.len());
-    for m in items {
-        out.bulk(m);
-    }
-    Ok(())
+    super::keys::collection_scan(ctx, args)
 }

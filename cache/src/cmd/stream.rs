@@ -8,6 +8,7 @@
 use super::table::{self, Command};
 use super::{CmdError, CmdResult, Ctx, NO_KEY, SYNTAX, WRONGTYPE, arity_error, eq_ic, int_arg};
 use crate::db::Db;
+use crate::notify;
 use crate::reply::Reply;
 use crate::stream::{AppendError, Group, INVALID_ENTRIES_READ, NodeLimits, Stream, StreamId, Trim};
 use crate::value::{Bytes, Value};
@@ -192,39 +193,27 @@ fn parse_add_trim(args: &[&[u8]], xadd: bool, limits: NodeLimits) -> Result<AddT
         let opt = args[i];
         if xadd && opt == b"*" {
             break;
-        } else if eq_ic(opt, "MAXLEN") && more > 0 {
+        } else if (eq_ic(opt, "MAXLEN") || eq_ic(opt, "MINID")) && more > 0 {
             if a.trim.is_some() {
                 return Err(BOTH.into());
             }
-            a.approx = false;
+            // An optional `~` (approximate) or `=` (exact) before the threshold.
             let next = args[i + 1];
-            if more >= 2 && next == b"~" {
-                a.approx = true;
-                i += 1;
-            } else if more >= 2 && next == b"=" {
+            a.approx = more >= 2 && next == b"~";
+            if more >= 2 && (next == b"~" || next == b"=") {
                 i += 1;
             }
-            let n = int_arg(args[i + 1])?;
-            if n < 0 {
-                return Err("ERR The MAXLEN argument must be >= 0.".into());
-            }
+            let v = args[i + 1];
+            a.trim = Some(if eq_ic(opt, "MAXLEN") {
+                let n = int_arg(v)?;
+                if n < 0 {
+                    return Err("ERR The MAXLEN argument must be >= 0.".into());
+                }
+                Trim::MaxLen(n as u64)
+            } else {
+                Trim::MinId(strict_id(v)?)
+            });
             i += 1;
-            a.trim = Some(Trim::MaxLen(n as u64));
-        } else if eq_ic(opt, "MINID") && more > 0 {
-            if a.trim.is_some() {
-                return Err(BOTH.into());
-            }
-            a.approx = false;
-            let next = args[i + 1];
-            if more >= 2 && next == b"~" {
-                a.approx = true;
-                i += 1;
-            } else if more >= 2 && next == b"=" {
-                i += 1;
-            }
-            let id = strict_id(args[i + 1])?;
-            i += 1;
-            a.trim = Some(Trim::MinId(id));
         } else if eq_ic(opt, "LIMIT") && more > 0 {
             limit = int_arg(args[i + 1])?;
             if limit < 0 {
@@ -642,15 +631,19 @@ pub fn xread(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             body.array(2);
         }
         body.bulk(key);
-        if let Some(g) = s.groups.get_mut(gname) {
-            g.touch_consumer(cname, now);
-        }
+        let created = s
+            .groups
+            .get_mut(gname)
+            .is_some_and(|g| g.touch_consumer(cname, now));
         if history {
             serve_history(s, gname, cname, after, count, now, &mut body);
         } else {
             serve_new(s, gname, cname, after, count, r.noack, now, &mut body);
         }
         db.resized(key);
+        if created {
+            db.log.event(notify::STREAM, "xgroup-createconsumer", key);
+        }
     }
     if served > 0 {
         if out.resp3 {
@@ -833,6 +826,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
             s.groups.insert(gname.into(), Group::new(id, entries_read));
             db.resized(key);
+            db.log.event(notify::STREAM, "xgroup-create", key);
             out.ok();
         }
         "setid" if args.len() == 5 || args.len() == 7 => {
@@ -849,6 +843,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 g.entries_read = entries_read;
             }
             db.resized(key);
+            db.log.event(notify::STREAM, "xgroup-setid", key);
             out.ok();
         }
         "destroy" => {
@@ -858,6 +853,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 // group change does not invalidate WATCH.
                 db.resized(key);
                 db.signal_ready(key);
+                db.log.event(notify::STREAM, "xgroup-destroy", key);
                 out.int(1);
             } else {
                 out.int(0);
@@ -870,6 +866,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             });
             if created {
                 db.resized(key);
+                db.log.event(notify::STREAM, "xgroup-createconsumer", key);
             }
             out.int(i64::from(created));
         }
@@ -883,6 +880,7 @@ pub fn xgroup(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             {
                 pending = n;
                 db.resized(key);
+                db.log.event(notify::STREAM, "xgroup-delconsumer", key);
             }
             out.int(pending as i64);
         }
@@ -1085,6 +1083,7 @@ pub fn xclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     body.resp3 = out.resp3;
     let mut n = 0;
     let mut consumer_ready = false;
+    let mut created_consumer = false;
     for id in ids {
         let pending = g.pel.contains_key(&id);
         if !s.entries.contains_key(&id) {
@@ -1105,7 +1104,7 @@ pub fn xclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             continue;
         }
         if !consumer_ready {
-            g.touch_consumer(cname, now);
+            created_consumer |= g.touch_consumer(cname, now);
             consumer_ready = true;
         }
         let nack = g.assign(id, cname, now);
@@ -1124,6 +1123,10 @@ pub fn xclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     }
     s.groups.insert(args[2].into(), g);
     db.resized(args[1]);
+    if created_consumer {
+        db.log
+            .event(notify::STREAM, "xgroup-createconsumer", args[1]);
+    }
     out.array(n);
     out.buf.extend_from_slice(&body.buf);
     Ok(())
@@ -1171,6 +1174,7 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut claimed = 0;
     let mut deleted = Vec::new();
     let mut consumer_ready = false;
+    let mut created_consumer = false;
     while attempts > 0 && count > 0 {
         attempts -= 1;
         let Some(id) = cursor.and_then(|c| g.pel.range(c..).next().map(|(k, _)| *k)) else {
@@ -1191,7 +1195,7 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             continue;
         }
         if !consumer_ready {
-            g.touch_consumer(cname, now);
+            created_consumer |= g.touch_consumer(cname, now);
             consumer_ready = true;
         }
         let nack = g.assign(id, cname, now);
@@ -1212,6 +1216,10 @@ pub fn xautoclaim(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         .unwrap_or(StreamId::MIN);
     s.groups.insert(args[2].into(), g);
     db.resized(args[1]);
+    if created_consumer {
+        db.log
+            .event(notify::STREAM, "xgroup-createconsumer", args[1]);
+    }
     out.array(3);
     id_bulk(out, next);
     out.array(claimed);

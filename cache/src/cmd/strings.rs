@@ -440,12 +440,13 @@ pub fn fmt_incr_float(v: f64) -> String {
 
 /// INCRBYFLOAT key increment
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let by = parse_float(args[2]).ok_or(CmdError::Static(NOT_FLOAT))?;
     let (db, out, now) = ctx.split();
+    // Redis checks the stored value before the increment.
     let cur = match db.get(args[1], now) {
         None => 0.0,
         Some(e) => parse_float(as_str(e)?).ok_or(CmdError::Static(NOT_FLOAT))?,
     };
+    let by = parse_float(args[2]).ok_or(CmdError::Static(NOT_FLOAT))?;
     let n = cur + by;
     if !n.is_finite() {
         return Err("ERR increment would produce NaN or Infinity".into());

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use super::{
     CmdResult, Ctx, bits, clients, cluster, connection, geo, hash, hll, introspect, keys, lcs,
-    list, pubsub, server, set, sort, stream, strings, transactions, zset,
+    list, pubsub, scripting, server, set, sort, stream, strings, transactions, zset,
 };
 
 /// A command handler; `args[0]` is the command name as sent.
@@ -132,6 +132,208 @@ const A_BW: &[&str] = &["@write", "@bitmap", "@slow"];
 const A_GR: &[&str] = &["@read", "@geo", "@slow"];
 const A_GW: &[&str] = &["@write", "@geo", "@slow"];
 
+// Scripting (cmd/scripting.rs).
+const SCRIPT_RUN: &[&str] = &[
+    "noscript",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const SCRIPT_RUN_RO: &[&str] = &[
+    "noscript",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const A_SCRIPT: &[&str] = &["@slow", "@scripting"];
+
+static SCRIPT_SUBS: &[Command] = &[
+    c(
+        "script|debug",
+        3,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Sets the debug mode of server-side Lua scripts.",
+    ),
+    c(
+        "script|exists",
+        -3,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Determines whether server-side Lua scripts exist in the script cache.",
+    ),
+    c(
+        "script|flush",
+        -2,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Removes all server-side Lua scripts from the script cache.",
+    ),
+    c(
+        "script|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Returns helpful text about the different subcommands.",
+    ),
+    c(
+        "script|kill",
+        2,
+        &["noscript", "allow_busy"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Terminates a server-side Lua script during execution.",
+    ),
+    c(
+        "script|load",
+        3,
+        &["noscript", "stale"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::script,
+        "scripting",
+        "Loads a server-side Lua script to the script cache.",
+    ),
+];
+
+static FUNCTION_SUBS: &[Command] = &[
+    c(
+        "function|delete",
+        3,
+        &["noscript", "write"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Deletes a library and its functions.",
+    ),
+    c(
+        "function|dump",
+        2,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Dumps all libraries into a serialized binary payload.",
+    ),
+    c(
+        "function|flush",
+        -2,
+        &["noscript", "write"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Deletes all libraries and functions.",
+    ),
+    c(
+        "function|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Returns helpful text about the different subcommands.",
+    ),
+    c(
+        "function|kill",
+        2,
+        &["noscript", "allow_busy"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Terminates a function during execution.",
+    ),
+    c(
+        "function|list",
+        -2,
+        &["noscript"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Returns information about all libraries.",
+    ),
+    c(
+        "function|load",
+        -3,
+        &["noscript", "write", "denyoom"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Creates a library.",
+    ),
+    c(
+        "function|restore",
+        -3,
+        &["noscript", "write", "denyoom"],
+        0,
+        0,
+        0,
+        &["@write", "@slow", "@scripting"],
+        scripting::function,
+        "scripting",
+        "Restores all libraries from a payload.",
+    ),
+    c(
+        "function|stats",
+        2,
+        &["noscript", "allow_busy"],
+        0,
+        0,
+        0,
+        A_SCRIPT,
+        scripting::function,
+        "scripting",
+        "Returns information about a function during execution.",
+    ),
+];
+
 static CONFIG_SUBS: &[Command] = &[
     c(
         "config|get",
@@ -216,7 +418,219 @@ static LATENCY_SUBS: &[Command] = &[
 ];
 // End of SLOWLOG and LATENCY subcommands.
 
+// ACL users (acl.rs).
+const A_ACL: &[&str] = &["@admin", "@slow", "@dangerous"];
+const F_ACL: &[&str] = &["admin", "noscript", "loading", "stale"];
+const F_ACLS: &[&str] = &["noscript", "loading", "stale"];
+static ACL_SUBS: &[Command] = &[
+    c(
+        "acl|cat",
+        -2,
+        F_ACLS,
+        0,
+        0,
+        0,
+        A_SLOW,
+        crate::acl::acl,
+        "server",
+        "Lists the ACL categories, or the commands inside a category.",
+    ),
+    c(
+        "acl|deluser",
+        -3,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Deletes ACL users, and terminates their connections.",
+    ),
+    c(
+        "acl|dryrun",
+        -4,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Simulates the execution of a command by a user, without executing the command.",
+    ),
+    c(
+        "acl|genpass",
+        -2,
+        F_ACLS,
+        0,
+        0,
+        0,
+        A_SLOW,
+        crate::acl::acl,
+        "server",
+        "Generates a pseudorandom, secure password that can be used to identify ACL users.",
+    ),
+    c(
+        "acl|getuser",
+        3,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Lists the ACL rules of a user.",
+    ),
+    c(
+        "acl|help",
+        2,
+        &["loading", "stale"],
+        0,
+        0,
+        0,
+        A_SLOW,
+        crate::acl::acl,
+        "server",
+        "Returns helpful text about the different subcommands.",
+    ),
+    c(
+        "acl|list",
+        2,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Dumps the effective rules in ACL file format.",
+    ),
+    c(
+        "acl|load",
+        2,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Reloads the rules from the configured ACL file.",
+    ),
+    c(
+        "acl|log",
+        -2,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Lists recent security events generated due to ACL rules.",
+    ),
+    c(
+        "acl|save",
+        2,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Saves the effective ACL rules in the configured ACL file.",
+    ),
+    c(
+        "acl|setuser",
+        -3,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Creates and modifies an ACL user and its rules.",
+    ),
+    c(
+        "acl|users",
+        2,
+        F_ACL,
+        0,
+        0,
+        0,
+        A_ACL,
+        crate::acl::acl,
+        "server",
+        "Lists all ACL users.",
+    ),
+    c(
+        "acl|whoami",
+        2,
+        F_ACLS,
+        0,
+        0,
+        0,
+        A_SLOW,
+        crate::acl::acl,
+        "server",
+        "Returns the authenticated username of the current connection.",
+    ),
+];
+
 static CLIENT_SUBS: &[Command] = &[
+    // Client-side caching (tracking.rs).
+    c(
+        "client|tracking",
+        -3,
+        &["noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        A_CONNS,
+        connection::client,
+        "connection",
+        "Controls server-assisted client-side caching for the connection.",
+    ),
+    c(
+        "client|caching",
+        3,
+        &["noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        A_CONNS,
+        connection::client,
+        "connection",
+        "Instructs the server whether to track the keys in the next request.",
+    ),
+    c(
+        "client|getredir",
+        2,
+        &["noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        A_CONNS,
+        connection::client,
+        "connection",
+        "Returns the client ID to which the connection's tracking notifications are redirected.",
+    ),
+    c(
+        "client|trackinginfo",
+        2,
+        &["noscript", "loading", "stale"],
+        0,
+        0,
+        0,
+        A_CONNS,
+        connection::client,
+        "connection",
+        "Returns information about server-assisted client-side caching for the connection.",
+    ),
     c(
         "client|id",
         2,
@@ -563,6 +977,31 @@ static COMMAND_SUBS: &[Command] = &[
 ];
 
 static PUBSUB_SUBS: &[Command] = &[
+    // Shard channels (pubsub.rs).
+    c(
+        "pubsub|shardchannels",
+        -2,
+        PS,
+        0,
+        0,
+        0,
+        A_PS,
+        pubsub::pubsub,
+        "pubsub",
+        "Returns the active shard channels.",
+    ),
+    c(
+        "pubsub|shardnumsub",
+        -2,
+        PS,
+        0,
+        0,
+        0,
+        A_PS,
+        pubsub::pubsub,
+        "pubsub",
+        "Returns the count of subscribers of shard channels.",
+    ),
     c(
         "pubsub|channels",
         -2,
@@ -761,6 +1200,10 @@ pub static COMMANDS: &[Command] = &[
     c("keys", 2, R, 0, 0, 0, A_KRS, keys::keys, "generic", "Returns all key names that match a pattern."),
     c("scan", -2, R, 0, 0, 0, &["@keyspace", "@read", "@slow"], keys::scan, "generic", "Iterates over the key names in the database."),
     c("randomkey", 1, R, 0, 0, 0, &["@keyspace", "@read", "@slow"], keys::randomkey, "generic", "Returns a random key name from the database."),
+    // keys engineer: DUMP / RESTORE (Redis 7.0 COMMAND INFO)
+    c("dump", 2, R, 1, 1, 1, &["@keyspace", "@read", "@slow"], keys::dump, "generic", "Returns a serialized representation of the value stored at a key."),
+    c("restore", -4, WD, 1, 1, 1, &["@keyspace", "@write", "@slow", "@dangerous"], keys::restore, "generic", "Creates a key from the serialized representation of a value."),
+    // end keys engineer block
     with_subs(c("object", -2, NONE, 0, 0, 0, A_SLOW, keys::object, "generic", "A container for object introspection commands."), OBJECT_SUBS),
     c("dbsize", 1, RF, 0, 0, 0, &["@keyspace", "@read", "@fast"], keys::dbsize, "server", "Returns the number of keys in the database."),
     c("flushdb", -1, W, 0, 0, 0, &["@keyspace", "@write", "@slow", "@dangerous"], keys::flush, "server", "Remove all keys from the current database."),
@@ -852,7 +1295,7 @@ pub static COMMANDS: &[Command] = &[
     c("zremrangebyscore", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed."),
     c("zremrangebylex", 4, W, 1, 1, 1, A_ZWS, zset::zremrange, "sorted_set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed."),
     c("zrandmember", -2, R, 1, 1, 1, A_ZRS, zset::zrandmember, "sorted_set", "Returns one or more random members from a sorted set."),
-    c("zscan", -3, R, 1, 1, 1, A_ZRS, zset::zscan, "sorted_set", "Iterates over members and scores of a sorted set."),
+    c("zscan", -3, R, 1, 1, 1, A_ZRS, keys::collection_scan, "sorted_set", "Iterates over members and scores of a sorted set."),
     c("zunionstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the union of multiple sorted sets in a key."),
     c("zinterstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the intersect of multiple sorted sets in a key."),
     c("zdiffstore", -4, WDM, 1, 1, 1, A_ZWS, zset::zsetop, "sorted_set", "Stores the difference of multiple sorted sets in a key."),
@@ -877,6 +1320,15 @@ pub static COMMANDS: &[Command] = &[
     c("discard", 1, TX, 0, 0, 0, A_TX, transactions::discard, "transactions", "Discards a transaction."),
     c("watch", -2, TX, 1, -1, 1, A_TX, transactions::watch, "transactions", "Monitors changes to keys to determine the execution of a transaction."),
     c("unwatch", 1, TX, 0, 0, 0, A_TX, transactions::unwatch, "transactions", "Forgets about watched keys of a transaction."),
+    // scripting (cmd/scripting.rs)
+    c("eval", -3, SCRIPT_RUN, 0, 0, 0, A_SCRIPT, scripting::eval, "scripting", "Executes a server-side Lua script."),
+    c("evalsha", -3, SCRIPT_RUN, 0, 0, 0, A_SCRIPT, scripting::evalsha, "scripting", "Executes a server-side Lua script by SHA1 digest."),
+    c("eval_ro", -3, SCRIPT_RUN_RO, 0, 0, 0, A_SCRIPT, scripting::eval, "scripting", "Executes a read-only server-side Lua script."),
+    c("evalsha_ro", -3, SCRIPT_RUN_RO, 0, 0, 0, A_SCRIPT, scripting::evalsha, "scripting", "Executes a read-only server-side Lua script by SHA1 digest."),
+    c("fcall", -3, SCRIPT_RUN, 0, 0, 0, A_SCRIPT, scripting::fcall, "scripting", "Invokes a function."),
+    c("fcall_ro", -3, SCRIPT_RUN_RO, 0, 0, 0, A_SCRIPT, scripting::fcall, "scripting", "Invokes a read-only function."),
+    with_subs(c("script", -2, NONE, 0, 0, 0, A_SLOW, scripting::script, "scripting", "A container for Lua scripts management commands."), SCRIPT_SUBS),
+    with_subs(c("function", -2, NONE, 0, 0, 0, A_SLOW, scripting::function, "scripting", "A container for function commands."), FUNCTION_SUBS),
     // connection and server
     c("ping", -1, &["fast"], 0, 0, 0, A_CONN, connection::ping, "connection", "Returns the server's liveliness response."),
     c("echo", 2, &["fast"], 0, 0, 0, A_CONN, connection::echo, "connection", "Returns the given string."),
@@ -886,6 +1338,7 @@ pub static COMMANDS: &[Command] = &[
     c("auth", -2, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, A_CONN, connection::auth, "connection", "Authenticates the connection."),
     c("hello", -1, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], 0, 0, 0, A_CONN, connection::hello, "connection", "Handshakes with the Redis server."),
     with_subs(c("client", -2, NONE, 0, 0, 0, A_SLOW, connection::client, "connection", "A container for client connection commands."), CLIENT_SUBS),
+    with_subs(c("acl", -2, NONE, 0, 0, 0, A_SLOW, crate::acl::acl, "server", "A container for Access List Control commands."), ACL_SUBS),
     with_subs(c("command", -1, &["loading", "stale"], 0, 0, 0, &["@slow", "@connection"], server::command, "server", "Returns detailed information about all commands."), COMMAND_SUBS),
     with_subs(c("config", -2, NONE, 0, 0, 0, A_SLOW, server::config, "server", "A container for server configuration commands."), CONFIG_SUBS),
     with_subs(c("cluster", -2, NONE, 0, 0, 0, A_SLOW, cluster::cluster, "cluster", "A container for Redis Cluster commands."), CLUSTER_SUBS),
@@ -1160,6 +1613,14 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             }
             Some(args[at..at + rest / 2].to_vec())
         }
+        // EVAL/FCALL: numkeys may be 0 (no keys, route anywhere).
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
+            let n = crate::resp::parse_i64(args.get(2)?)?;
+            if n < 0 || 3 + n as usize > args.len() {
+                return None;
+            }
+            Some(args[3..3 + n as usize].to_vec())
+        }
         "blmpop" => numkeys_at(2, 0),
         "zunion" | "zinter" | "zintercard" | "zdiff" | "zmpop" => numkeys_at(1, 0),
         "bzmpop" => numkeys_at(2, 0),
@@ -1216,4 +1677,30 @@ pub fn keys_of<'a>(cmd: &Command, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
             )
         }
     }
+}
+
+/// The slot a command addresses: `Ok(None)` for keyless commands, `Err` for keys in several
+/// slots.
+pub fn command_slot(cmd: &Command, args: &[&[u8]]) -> Result<Option<u16>, &'static str> {
+    let keys = match cmd.name {
+        // Keys of the container's subcommand are not keys of the container.
+        "cluster" | "pubsub" | "command" | "config" | "client" => return Ok(None),
+        "object" | "memory" => match args.get(2) {
+            Some(k) if !super::eq_ic(args[1], "stats") => vec![*k],
+            _ => return Ok(None),
+        },
+        _ => keys_of(cmd, args).unwrap_or_default(),
+    };
+    let mut slot = None;
+    for k in keys {
+        let s = crate::slot::key_slot(k);
+        match slot {
+            None => slot = Some(s),
+            Some(x) if x != s => {
+                return Err("CROSSSLOT Keys in request don't hash to the same slot");
+            }
+            _ => {}
+        }
+    }
+    Ok(slot)
 }

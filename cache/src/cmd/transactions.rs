@@ -37,7 +37,11 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
         let v: Vec<&[u8]> = q.iter().map(Vec::as_slice).collect();
         // Every queued command was found, arity-checked and routed when it was queued.
         match lower(v[0], &mut [0u8; 32]).and_then(table::lookup) {
-            Some(cmd) => ctx.run(cmd, &v),
+            // Permissions may have changed since the command was queued: checked again.
+            Some(cmd) => match crate::acl::check_queued(ctx, cmd, &v) {
+                Ok(()) => ctx.run(cmd, &v),
+                Err(e) => ctx.out.error(&e),
+            },
             None => ctx.out.error("ERR unknown command"),
         }
     }
