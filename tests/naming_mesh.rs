@@ -305,6 +305,7 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn followers_survive_a_registrar_restart() {
+    proxima::harness::logs_from_env();
     proxima::harness::require_tool("dig");
     // The registrar keeps its mesh addresses across the restart, as a real node with a
     // configured listen address does, so the members find it again.

@@ -11,7 +11,10 @@
 //!   ledger does not (yet) show is refused at once and retried the same way (key rotation lag).
 //! - **On demand**: a lookup that misses (DNS, CDN) reports the name without waiting
 //!   ([`ZoneStore::on_miss`]); if the ledger has the name live, the zone is fetched from the DHT
-//!   in the background (at most once per [`REFETCH_AFTER`] per name).
+//!   in the background (at most once per [`REFETCH_AFTER`] per name), and if the DHT does not
+//!   have it (yet: a put still on its way), asked of up to [`ASK_MEMBERS`] live members
+//!   directly. A node that restarted misses the gossip of its first seconds (its peers do not
+//!   know it subscribes yet), so this is what makes a zone changed then reach it at once.
 //! - **Sync**: at start, and every `naming.zone_sync` after, the node pulls every zone a live
 //!   member holds over the data plane ([`ZONES_ALPN`]), so a node that joins later, or missed
 //!   gossip while down, gets them all; and at once from any member that comes (back) into the
@@ -51,6 +54,10 @@ pub const REFETCH_AFTER: Duration = Duration::from_secs(10);
 const HEAL_CHECK: Duration = Duration::from_secs(1);
 /// Largest sync request.
 const MAX_SYNC_REQUEST: usize = 1024;
+/// How many live members a missed zone the DHT lacks is asked of.
+pub const ASK_MEMBERS: usize = 3;
+/// A sync request for one zone: this prefix, then the name (any other request is for all).
+const ONE_ZONE: &[u8] = b"one ";
 
 /// The DHT key of `name`'s zone.
 pub fn record_key(name: &Name) -> Vec<u8> {
@@ -128,6 +135,7 @@ enum Via {
     Gossip,
     Sync,
     Dht,
+    Member,
     Retry,
 }
 
@@ -137,6 +145,7 @@ impl Via {
             Self::Gossip => "gossip",
             Self::Sync => "sync",
             Self::Dht => "dht",
+            Self::Member => "member",
             Self::Retry => "retry",
         }
     }
@@ -492,7 +501,10 @@ impl Spreader {
                     Ok(bytes) => {
                         this.offer(&bytes, Via::Dht).await;
                     }
-                    Err(e) => tracing::debug!(name = %zone_name, error = %e, "zone not in the DHT"),
+                    Err(e) => {
+                        tracing::debug!(name = %zone_name, error = %e, "zone not in the DHT; asking members");
+                        this.ask_members(&zone_name).await;
+                    }
                 }
             });
         }
@@ -515,11 +527,21 @@ impl Spreader {
                     let req = mesh::frame::FrameDecoder::new(MAX_SYNC_REQUEST)
                         .read(&mut recv)
                         .await;
-                    if !matches!(req, Ok(Some(_))) {
+                    let Ok(Some(req)) = req else {
                         return;
-                    }
+                    };
+                    let names = match req.strip_prefix(ONE_ZONE) {
+                        Some(one) => match std::str::from_utf8(one)
+                            .ok()
+                            .and_then(|n| Name::parse(n).ok())
+                        {
+                            Some(name) => vec![name],
+                            None => return,
+                        },
+                        None => zones.names(),
+                    };
                     let mut sent = 0usize;
-                    for name in zones.names() {
+                    for name in names {
                         if let Some(z) = zones.get(&name) {
                             if mesh::frame::write(&mut send, &z.encode()).await.is_err() {
                                 return;
@@ -547,6 +569,40 @@ impl Spreader {
             }
         }
         Ok(accepted)
+    }
+
+    /// Asks up to [`ASK_MEMBERS`] live members, one after the other, for `name`'s zone, until
+    /// one has it (each bounded by a few seconds).
+    async fn ask_members(&self, name: &Name) {
+        let mut peers = self.live_peers();
+        rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
+        for peer in peers.into_iter().take(ASK_MEMBERS) {
+            let ask = async {
+                let (mut send, mut recv) = self.mesh.open_bi(peer, ZONES_ALPN).await?;
+                let mut req = ONE_ZONE.to_vec();
+                req.extend_from_slice(name.to_string().as_bytes());
+                mesh::frame::write(&mut send, &req).await?;
+                let _ = send.finish();
+                let decoder = mesh::frame::FrameDecoder::new(naming::zone::MAX_ZONE_BYTES);
+                anyhow::Ok(decoder.read(&mut recv).await?)
+            };
+            match tokio::time::timeout(Duration::from_secs(5), ask).await {
+                Ok(Ok(Some(bytes))) => {
+                    if self.offer(&bytes, Via::Member).await {
+                        tracing::info!(%peer, %name, "missed zone fetched from a member");
+                    }
+                    // Accepted, or it came another way meanwhile.
+                    if self.zones.get(name).is_some() {
+                        return;
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, %name, error = %e, "asking a member for a zone failed")
+                }
+                Err(_) => tracing::debug!(%peer, %name, "asking a member for a zone timed out"),
+            }
+        }
     }
 
     /// [`Self::pull`] bounded by `limit`; `None` (logged) if it failed or ran out of time.

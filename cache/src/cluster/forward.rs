@@ -4,7 +4,10 @@
 //! frame each, to all peers at once, on a stream the client connection keeps per peer (so
 //! `WATCH`/`MULTI` state lives on the remote side for the connection's lifetime). If a peer
 //! does not answer within [`FORWARD_TIMEOUT`], it is suspected and the commands go to the next
-//! holder of their slot, which runs them whatever its view says.
+//! holder of their slot, which runs them whatever its view says. A member that restarted and
+//! has not installed its first view answers every command with `TRYAGAIN this node is
+//! starting`; its holders stand in for it the same way (without suspecting it), so a client
+//! never sees a restart its cluster rides through.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -77,6 +80,14 @@ impl PeerSession {
             .ok()??;
         proto::decode_replies(&ans, n).ok()
     }
+}
+
+/// Whether `reply` is what a member answers before its first view is installed.
+fn is_starting(reply: &[u8]) -> bool {
+    reply
+        .strip_prefix(b"-")
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+        .is_some_and(|r| r == super::STARTING.as_bytes())
 }
 
 fn finish_reply(replies: Vec<Bytes>, take_last: bool) -> Bytes {
@@ -174,6 +185,11 @@ pub async fn run_pending(
     for (gi, res) in outcomes.into_iter().flatten() {
         let members = &groups[gi].3;
         match res {
+            // A member restarting before its first view runs nothing: its holders stand in
+            // for it (it is not suspected: it answered).
+            Some(all) if all.iter().all(|r| is_starting(r)) => {
+                failed.extend(members.iter().copied());
+            }
             Some(all) => {
                 let mut it = all.into_iter();
                 for &i in members {
@@ -224,7 +240,7 @@ pub async fn run_pending(
                         (false, _) => cl.suspect(next),
                         _ => {}
                     }
-                    res = r;
+                    res = r.filter(|all| !all.iter().all(|r| is_starting(r)));
                 }
             }
         }
@@ -251,4 +267,18 @@ pub fn splice(buf: &mut BytesMut, offsets: &[usize], replies: Vec<Bytes>) {
     }
     out.extend_from_slice(&buf[last..]);
     *buf = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_starting;
+
+    #[test]
+    fn only_the_starting_error_stands_a_member_in() {
+        assert!(is_starting(b"-TRYAGAIN this node is starting\r\n"));
+        assert!(!is_starting(b"-TRYAGAIN no reply\r\n"));
+        assert!(!is_starting(b"$31\r\nTRYAGAIN this node is starting\r\n"));
+        assert!(!is_starting(b"-TRYAGAIN this node is starting"));
+        assert!(!is_starting(b""));
+    }
 }

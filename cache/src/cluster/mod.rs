@@ -170,7 +170,7 @@ impl HybridClock {
 }
 
 /// What a node answers requests from peers with before its first view is installed.
-const STARTING: &str = "TRYAGAIN this node is starting";
+pub(super) const STARTING: &str = "TRYAGAIN this node is starting";
 
 /// The error a node without a majority answers writes with (Redis Cluster's).
 pub const CLUSTERDOWN: &str = "CLUSTERDOWN The cluster is down";
