@@ -162,6 +162,9 @@ impl Drop for NodeHandle {
     }
 }
 
+/// How long a killed node's runtime waits for its worker and blocking threads to let go.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 fn run_node_thread(
     config: Config,
     options: NodeOptions,
@@ -212,7 +215,11 @@ fn run_node_thread(
         }
     });
     if killed {
-        runtime.shutdown_background();
+        // Every task is dropped at once, as SIGKILL would end them, but before this returns:
+        // `shutdown_background` dropped them on another thread after the data directory's lock
+        // below was released, so a restart on the same directory could find the Raft log's
+        // database still open ("Database already open").
+        runtime.shutdown_timeout(KILL_WAIT);
     } else {
         runtime.shutdown_timeout(Duration::from_millis(200));
         tracing::info!("node stopped");

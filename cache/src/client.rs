@@ -256,6 +256,8 @@ impl ConnState {
             let mut db = shared.db.lock();
             db.unwatch(self.id, &self.watched);
             if let Some(b) = self.block.take() {
+                // It may have been woken and not run yet: its turn goes to the next in line.
+                db.pass_on(&b.keys, &self.waiter);
                 db.unblock(&b.keys, &self.waiter);
                 shared.intro.unpostpone(&self.waiter);
             }

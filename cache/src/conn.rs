@@ -86,14 +86,30 @@ async fn run(
             flush(shared, stream, conn, &mut out).await?;
             let activity = &conn.info.activity;
             activity.blocked.store(true, Ordering::Relaxed);
-            let mut timed_out = tokio::select! {
-                biased;
-                _ = &mut killed => {
-                    conn.block = Some(block);
-                    return Ok(());
+            let mut timed_out = loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut killed => {
+                        conn.block = Some(block);
+                        return Ok(());
+                    }
+                    _ = conn.waiter.notified() => break false,
+                    _ = sleep_until_ms(block.deadline) => break true,
+                    // A client that hangs up while it waits is gone at once (Redis notices
+                    // too): it leaves the keys' lines and `blocked_clients`. What it
+                    // pipelines meanwhile waits in its buffer.
+                    n = stream.read_buf(&mut inbuf), if inbuf.len() <= QUERY_BUFFER_LIMIT => {
+                        match n {
+                            Ok(0) | Err(_) => {
+                                conn.block = Some(block);
+                                return Ok(());
+                            }
+                            Ok(n) => {
+                                shared.stats.net_in.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
                 }
-                _ = conn.waiter.notified() => false,
-                _ = sleep_until_ms(block.deadline) => true,
             };
             activity.blocked.store(false, Ordering::Relaxed);
             match activity.unblock.swap(0, Ordering::Relaxed) {

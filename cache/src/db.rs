@@ -127,6 +127,9 @@ pub struct Db {
     /// Unix ms until which expired keys are only hidden, not deleted (`CLIENT PAUSE` holds
     /// writes, and an expiry is one); 0: none.
     pub expiry_paused_until: u64,
+    /// Memory the node holds that no eviction frees (the scripting VMs), counted against
+    /// `maxmemory` beside the keys.
+    pub reserved: usize,
     watches: HashMap<Bytes, Vec<u64>>,
     dirty: HashSet<u64>,
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
@@ -158,6 +161,7 @@ impl Db {
             stats: DbStats::default(),
             changes: 0,
             expiry_paused_until: 0,
+            reserved: 0,
             watches: HashMap::default(),
             dirty: HashSet::default(),
             blocked: HashMap::default(),
@@ -617,7 +621,7 @@ impl Db {
     /// Evicts until under `maxmemory`. `Err(OOM)` under `noeviction`, or when nothing is left
     /// to evict.
     pub fn ensure_memory(&mut self, now: u64) -> Result<(), &'static str> {
-        if self.maxmemory == 0 || self.used <= self.maxmemory {
+        if self.maxmemory == 0 || self.used + self.reserved <= self.maxmemory {
             return Ok(());
         }
         if self.policy == Policy::NoEviction {
@@ -625,7 +629,7 @@ impl Db {
         }
         // Bounded: each round evicts one key or gives up.
         let mut rounds = self.map.len() + 1;
-        while self.used > self.maxmemory && rounds > 0 {
+        while self.used + self.reserved > self.maxmemory && rounds > 0 {
             rounds -= 1;
             match self.pick_victim(now) {
                 Some(idx) => {

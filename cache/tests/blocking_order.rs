@@ -124,5 +124,18 @@ async fn first_blocked_gets_the_first_element() {
         .unwrap();
     assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
     assert_eq!(read_n(&mut w1, 5).await, "*-1\r\n");
+
+    // A client that hangs up while blocked leaves the line at once: it is no longer counted,
+    // and the next in line gets the element.
+    w1.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+    wait_blocked(&mut ctl, 1).await;
+    w2.write_all(&req(&["BLPOP", "k", "0"])).await.unwrap();
+    wait_blocked(&mut ctl, 2).await;
+    drop(w1);
+    wait_blocked(&mut ctl, 1).await;
+    ctl.write_all(&req(&["LPUSH", "k", "z"])).await.unwrap();
+    assert_eq!(read_n(&mut ctl, 4).await, ":1\r\n");
+    assert_eq!(read_n(&mut w2, 18).await, "*2\r\n$1\r\nk\r\n$1\r\nz\r\n");
+    wait_blocked(&mut ctl, 0).await;
     shutdown.cancel();
 }

@@ -135,6 +135,14 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Counts the scripting VMs' memory against `maxmemory`: no eviction frees it, so a node whose
+/// keys are all evicted can still be over its limit and refuse writes (as Redis, whose
+/// `used_memory` never drops to 0, does with `maxmemory 1`).
+fn reserve(ctx: &mut Ctx<'_>, engine: &crate::script::Engine) {
+    let (eval, functions) = engine.memory();
+    ctx.db().reserved = eval + functions;
+}
+
 /// Checks a script's flags against the caller (Redis's `scriptPrepareForRun`).
 fn prepare(ctx: &mut Ctx<'_>, script_flags: u32, ro_cmd: bool) -> Result<bool, CmdError> {
     if script_flags & flags::EVAL_COMPAT != 0 {
@@ -192,6 +200,7 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], by_sha: bool) -> CmdResult {
     };
     let script_flags = engine.script_flags(&sha).unwrap_or(flags::EVAL_COMPAT);
     let threshold = threshold_ms(ctx);
+    reserve(ctx, &engine);
     run_with_host(
         ctx,
         args,
@@ -246,6 +255,7 @@ pub fn fcall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     };
     let fn_flags = f.flags;
     let threshold = threshold_ms(ctx);
+    reserve(ctx, &engine);
     run_with_host(
         ctx,
         args,
