@@ -196,6 +196,9 @@ pub struct Ran<'a> {
     pub usec: u64,
     /// The error reply's text (`ERR ...`) if it failed.
     pub error: Option<&'a [u8]>,
+    /// The error was counted already, where it happened (a script passing a command's error
+    /// on): a failed call, not a second error reply.
+    pub error_counted: bool,
     /// Whether it may be logged in the slow log (not `EXEC`).
     pub slowlog: bool,
     /// Whether it is flagged `fast` (latency event `fast-command`, else `command`).
@@ -232,8 +235,10 @@ impl Introspection {
         }
         if let Some(e) = r.error {
             st.failed += 1;
-            rec.total_errors += 1;
-            *rec.errors.entry(error_code(e)).or_default() += 1;
+            if !r.error_counted {
+                rec.total_errors += 1;
+                *rec.errors.entry(error_code(e)).or_default() += 1;
+            }
         }
         if r.slowlog && slower >= 0 && r.usec >= slower as u64 {
             let max = self.slowlog_max_len.load(Ordering::Relaxed);

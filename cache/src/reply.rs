@@ -12,6 +12,10 @@ pub struct Reply {
     pub buf: BytesMut,
     /// Whether the connection negotiated RESP3 with `HELLO 3`.
     pub resp3: bool,
+    /// The error reply written is one a command inside a script already counted in the error
+    /// statistics (Redis's `ERR_REPLY_FLAG_NO_STATS_UPDATE`): the script's command counts a
+    /// failed call, not a second error.
+    pub error_counted: bool,
 }
 
 impl Reply {
@@ -20,6 +24,7 @@ impl Reply {
         Self {
             buf: BytesMut::with_capacity(16 * 1024),
             resp3: false,
+            error_counted: false,
         }
     }
 

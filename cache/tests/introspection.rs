@@ -303,3 +303,39 @@ fn subscription_confirmations_are_sent_with_replies_off() {
     );
     assert_eq!(s.cmd(&["PING"]), "");
 }
+
+#[test]
+fn a_script_passing_a_commands_error_on_counts_it_once() {
+    let mut s = Session::new();
+    // Warm the scripting VM: its memory counts against maxmemory.
+    assert_eq!(s.cmd(&["EVAL", "return 1", "0"]), ":1\r\n");
+    assert_eq!(s.cmd(&["CONFIG", "RESETSTAT"]), "+OK\r\n");
+    assert_eq!(s.cmd(&["CONFIG", "SET", "maxmemory", "1"]), "+OK\r\n");
+    let r = s.cmd(&["EVAL", "return redis.call('set','x','y')", "1", "x"]);
+    assert!(r.starts_with("-OOM command not allowed"), "{r}");
+    let errs = s.cmd(&["INFO", "errorstats"]);
+    assert_eq!(
+        info_field(&errs, "errorstat_OOM").as_deref(),
+        Some("count=1"),
+        "{errs}"
+    );
+    let info = s.cmd(&["INFO", "commandstats"]);
+    let set = info_field(&info, "cmdstat_set").expect("set is listed");
+    assert!(set.contains("rejected_calls=1,failed_calls=0"), "{set}");
+    let eval = info_field(&info, "cmdstat_eval").expect("eval is listed");
+    assert!(eval.contains("failed_calls=1"), "{eval}");
+    // A script flagged as writing is refused before it runs.
+    let r = s.cmd(&["EVAL", "#!lua\nreturn 1", "0"]);
+    assert!(r.starts_with("-OOM"), "{r}");
+    assert_eq!(s.cmd(&["CONFIG", "SET", "maxmemory", "0"]), "+OK\r\n");
+    assert_eq!(s.cmd(&["EVAL", "#!lua\nreturn 1", "0"]), ":1\r\n");
+    // A write from a read-only script: a rejected call of the command, one error.
+    assert_eq!(s.cmd(&["CONFIG", "RESETSTAT"]), "+OK\r\n");
+    let r = s.cmd(&["EVAL_RO", "return redis.call('set','x','y')", "1", "x"]);
+    assert!(r.starts_with("-ERR Write commands are not allowed"), "{r}");
+    let errs = s.cmd(&["INFO", "errorstats"]);
+    assert_eq!(
+        info_field(&errs, "errorstat_ERR").as_deref(),
+        Some("count=1")
+    );
+}

@@ -220,11 +220,13 @@ impl<'a> Ctx<'a> {
             Some(b'-') => Some(&reply[1..]),
             _ => None,
         };
+        let error_counted = std::mem::take(&mut self.out.error_counted);
         self.shared.intro.record(&crate::introspect::Ran {
             name: full.name,
             args,
             usec,
             error,
+            error_counted,
             slowlog: !cmd.flags.contains(&"skip_slowlog"),
             fast: cmd.flags.contains(&"fast"),
             client: &self.conn.info,

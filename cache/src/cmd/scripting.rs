@@ -71,12 +71,22 @@ impl Host for ScriptHost<'_, '_> {
         };
         let fl = flags_of.flags;
         // Redis 7.0 refuses blocking commands in scripts as it refuses `noscript` ones.
+        // Refused before it ran: a rejected call of the command, as Redis counts it.
+        let refuse = |ctx: &Ctx<'_>, msg: &'static str| -> HostReply {
+            ctx.shared
+                .intro
+                .rejected(Some(flags_of.name), format!("ERR {msg}").as_bytes());
+            Err(msg.into())
+        };
         if fl.contains(&"noscript") || fl.contains(&"blocking") {
-            return Err("This Redis command is not allowed from script".into());
+            return refuse(self.ctx, "This Redis command is not allowed from script");
         }
         let write = fl.contains(&"write") || fl.contains(&"may_replicate");
         if self.read_only && write {
-            return Err("Write commands are not allowed from read-only scripts.".into());
+            return refuse(
+                self.ctx,
+                "Write commands are not allowed from read-only scripts.",
+            );
         }
         if fl.contains(&"write") {
             self.run.mark_written();
@@ -238,6 +248,7 @@ fn run_with_host(
         blocking(|| body(&mut host, cmd_line, &mut out));
     }
     ctx.out.buf.extend_from_slice(&out.buf);
+    ctx.out.error_counted = out.error_counted;
     Ok(())
 }
 

@@ -27,6 +27,14 @@ pub(super) fn lua_args(n: usize, t: &Table) -> Result<Vec<Vec<u8>>, &'static str
     Ok(out)
 }
 
+/// The field of an error table whose error was already counted in the error statistics.
+pub(super) const COUNTED: &str = "ignore_error_stats_update";
+
+/// Whether `v` is an error table whose error was already counted.
+pub(super) fn is_counted(v: &Value) -> bool {
+    matches!(v, Value::Table(t) if t.raw_get::<bool>(COUNTED).unwrap_or(false))
+}
+
 /// The `{err=...}` table for an error text: `-CODE msg` keeps its code, a bare message gets
 /// `ERR` (Redis's `luaPushErrorBuff`).
 pub(super) fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
@@ -232,6 +240,9 @@ fn lua_number_to_i64(n: f64) -> i64 {
 
 fn table_to_resp(t: &Table, out: &mut Reply, r3: bool, depth: usize) {
     if let Value::String(e) = field(t, "err") {
+        if depth == 0 {
+            out.error_counted = t.raw_get::<bool>(COUNTED).unwrap_or(false);
+        }
         let msg = e.to_string_lossy();
         out.error(msg.strip_prefix('-').unwrap_or(&msg));
         return;

@@ -686,13 +686,16 @@ impl Vm {
                     ));
                 };
                 let reply = host.call(&argv, resp3.get());
-                match reply {
-                    Ok(bytes) => {
-                        let (v, is_err) = convert::resp_to_lua(lua, &bytes)?;
-                        Ok((v, is_err))
-                    }
-                    Err(e) => Ok((convert::error_table(lua, &e)?, true)),
+                let (v, is_err) = match reply {
+                    Ok(bytes) => convert::resp_to_lua(lua, &bytes)?,
+                    Err(e) => (convert::error_table(lua, &e)?, true),
+                };
+                // The command's error is counted where it happened; the script's reply, if it
+                // passes the error on, is not counted again (Redis's field of the same name).
+                if is_err && let Value::Table(t) = &v {
+                    t.raw_set(convert::COUNTED, true)?;
                 }
+                Ok((v, is_err))
             })?;
             let setresp = scope.create_function(|lua, argv: MultiValue| {
                 if argv.len() != 1 {
@@ -734,6 +737,7 @@ impl Vm {
             if ok {
                 convert::lua_to_resp(&v, out, script_resp3, 0);
             } else {
+                out.error_counted = convert::is_counted(&v);
                 out.error(&error_reply_text(&v, &run.info.lock().0));
             }
             Ok(())
