@@ -1038,6 +1038,29 @@ impl Acl {
     }
 }
 
+/// The permission check of a command a script calls (ACL log context `lua`).
+pub fn check_script(
+    ctx: &mut Ctx<'_>,
+    cmd: &'static Command,
+    args: &[&[u8]],
+) -> Result<(), String> {
+    check_in(ctx, cmd, args, "lua")
+}
+
+/// Whether the connection's user may run `args` (`redis.acl_check_cmd`: nothing is logged).
+pub fn allows(ctx: &Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> bool {
+    let name: &[u8] = match ctx.conn.credential.as_ref() {
+        Some(c) if ctx.conn.authenticated => &c.user,
+        _ => b"default",
+    };
+    let acl = ctx.shared.acl.read();
+    if acl.open(name) {
+        return true;
+    }
+    acl.user(name)
+        .is_some_and(|u| u.check(effective(cmd, args), args).is_ok())
+}
+
 /// The text of a refusal (`NOPERM ...`).
 pub fn denied_error(cmd: &Command, d: Denied) -> String {
     match d {

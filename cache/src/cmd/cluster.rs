@@ -117,6 +117,14 @@ pub fn cluster(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 out.bulk(k);
             }
         }
+        // Membership and slots come from the mesh and the node's certificate, not from a
+        // node-local cluster state a client could wipe.
+        "cluster|reset" => {
+            return Err(
+                "ERR CLUSTER RESET is not supported: a node's slots follow the mesh (leave it with `proxima cluster leave`)"
+                    .into(),
+            );
+        }
         _ => help(
             ctx,
             &[

@@ -78,7 +78,24 @@ impl Host for ScriptHost<'_, '_> {
                 .rejected(Some(flags_of.name), format!("ERR {msg}").as_bytes());
             Err(msg.into())
         };
-        if fl.contains(&"noscript") || fl.contains(&"blocking") {
+        // XREAD and XREADGROUP run in scripts, without their BLOCK option (Redis 7.0).
+        let stream_read = matches!(cmd.name, "xread" | "xreadgroup");
+        if stream_read
+            && args[1..]
+                .iter()
+                .take_while(|a| !eq_ic(a, "STREAMS"))
+                .any(|a| eq_ic(a, "BLOCK"))
+        {
+            return refuse(
+                self.ctx,
+                if cmd.name == "xread" {
+                    "xread command is not allowed with BLOCK option from scripts"
+                } else {
+                    "xreadgroup command is not allowed with BLOCK option from scripts"
+                },
+            );
+        }
+        if fl.contains(&"noscript") || (fl.contains(&"blocking") && !stream_read) {
             return refuse(self.ctx, "This Redis command is not allowed from script");
         }
         let write = fl.contains(&"write") || fl.contains(&"may_replicate");
@@ -92,6 +109,8 @@ impl Host for ScriptHost<'_, '_> {
             self.run.mark_written();
         }
         self.check_cluster(cmd, &args)?;
+        // A script runs with its caller's permissions (logged with context `lua`).
+        crate::acl::check_script(self.ctx, cmd, &args).map_err(|e| format!("-{e}"))?;
         let mut tmp = Reply::new();
         tmp.resp3 = resp3;
         std::mem::swap(self.ctx.out, &mut tmp);
@@ -100,6 +119,21 @@ impl Host for ScriptHost<'_, '_> {
         self.ctx.may_block = may_block;
         std::mem::swap(self.ctx.out, &mut tmp);
         Ok(tmp.buf.to_vec())
+    }
+
+    fn acl_check(&mut self, argv: &[Vec<u8>]) -> Result<bool, String> {
+        let cmd = Self::lookup_for_acl(argv)?;
+        let args: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+        Ok(crate::acl::allows(self.ctx, cmd, &args))
+    }
+}
+
+impl ScriptHost<'_, '_> {
+    fn lookup_for_acl(argv: &[Vec<u8>]) -> Result<&'static Command, String> {
+        let mut lb = [0u8; 32];
+        lower(&argv[0], &mut lb)
+            .and_then(table::lookup)
+            .ok_or_else(|| "ERR Invalid command passed to redis.acl_check_cmd()".to_owned())
     }
 }
 
@@ -633,6 +667,91 @@ fn function_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use crate::session::Session;
+
+    #[test]
+    fn scripts_run_with_their_callers_permissions() {
+        let mut s = Session::new();
+        assert_eq!(
+            s.cmd(&[
+                "ACL",
+                "SETUSER",
+                "bob",
+                "on",
+                ">123",
+                "+@scripting",
+                "+set",
+                "~x*"
+            ]),
+            "+OK\r\n"
+        );
+        assert_eq!(s.cmd(&["AUTH", "bob", "123"]), "+OK\r\n");
+        let check = |s: &mut Session, cmd: &str, keys: &[&str]| {
+            let mut a = vec!["EVAL", cmd, "0"];
+            let n = keys.len().to_string();
+            a[2] = &n;
+            a.extend_from_slice(keys);
+            s.cmd(&a)
+        };
+        assert_eq!(
+            check(&mut s, "return redis.acl_check_cmd('set','xx',1)", &["xx"]),
+            ":1\r\n"
+        );
+        assert_eq!(
+            check(
+                &mut s,
+                "return redis.acl_check_cmd('hset','xx','f',1)",
+                &["xx"]
+            ),
+            "$-1\r\n"
+        );
+        assert_eq!(
+            check(&mut s, "return redis.acl_check_cmd('set','yy',1)", &[]),
+            "$-1\r\n"
+        );
+        let r = check(&mut s, "return redis.acl_check_cmd('nosuch','a')", &[]);
+        assert!(
+            r.contains("Invalid command passed to redis.acl_check_cmd()"),
+            "{r}"
+        );
+        // What the user may not run, a script it runs may not run either.
+        let r = check(&mut s, "return redis.call('set','yy',1)", &[]);
+        assert!(r.starts_with("-NOPERM"), "{r}");
+        assert_eq!(
+            check(&mut s, "return redis.call('set','xx',1)", &["xx"]),
+            "+OK\r\n"
+        );
+    }
+
+    #[test]
+    fn stream_reads_run_in_scripts_without_block() {
+        let mut s = Session::new();
+        s.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]);
+        let eval = |s: &mut Session, code: &str| s.cmd(&["EVAL", code, "1", "s"]);
+        assert_eq!(
+            eval(&mut s, "return redis.pcall('xread','STREAMS','s','$')"),
+            "$-1\r\n"
+        );
+        let r = eval(
+            &mut s,
+            "return redis.pcall('xread','BLOCK',0,'STREAMS','s','$')",
+        );
+        assert!(
+            r.contains("xread command is not allowed with BLOCK option from scripts"),
+            "{r}"
+        );
+        let r = eval(
+            &mut s,
+            "return redis.pcall('xreadgroup','group','g','c','BLOCK',0,'STREAMS','s','>')",
+        );
+        assert!(
+            r.contains("xreadgroup command is not allowed with BLOCK option from scripts"),
+            "{r}"
+        );
+        let r = s.cmd(&["EVAL", "return redis.pcall('cluster','reset')", "0"]);
+        assert!(r.contains("not allowed from script"), "{r}");
+        let r = s.cmd(&["EVAL", "return redis.pcall('blpop','x',0)", "0"]);
+        assert!(r.contains("not allowed"), "{r}");
+    }
 
     #[test]
     fn a_script_past_the_hard_limit_is_stopped_even_after_writing() {

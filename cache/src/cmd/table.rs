@@ -899,6 +899,18 @@ static CLUSTER_SUBS: &[Command] = &[
         "cluster",
         "Returns helpful text about the different subcommands.",
     ),
+    c(
+        "cluster|reset",
+        -2,
+        &["admin", "stale", "noscript"],
+        0,
+        0,
+        0,
+        A_ADMIN,
+        cluster::cluster,
+        "cluster",
+        "Resets a node.",
+    ),
 ];
 
 static COMMAND_SUBS: &[Command] = &[

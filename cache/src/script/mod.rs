@@ -59,6 +59,10 @@ pub type HostReply = Result<Vec<u8>, String>;
 pub trait Host {
     /// Runs `argv` and returns its reply.
     fn call(&mut self, argv: &[Vec<u8>], resp3: bool) -> HostReply;
+
+    /// Whether the user running the script may run `argv` (`redis.acl_check_cmd`); `Err` for a
+    /// command that does not exist.
+    fn acl_check(&mut self, argv: &[Vec<u8>]) -> Result<bool, String>;
 }
 
 /// What is running now, for BUSY, `SCRIPT KILL`, `FUNCTION KILL` and `FUNCTION STATS`; shared
@@ -671,6 +675,8 @@ impl Vm {
             },
         );
         let resp3 = std::cell::Cell::new(false);
+        // The library's own `acl_check_cmd` (outside a run nobody is running), put back after.
+        let acl_outside_runs: Value = self.rt.raw_get("acl_check_cmd").unwrap_or(Value::Nil);
         let host = std::cell::RefCell::new(host);
         let result = lua.scope(|scope| {
             let call = scope.create_function(|lua, (n, argv): (usize, Table)| {
@@ -720,8 +726,43 @@ impl Vm {
                 }
                 Ok(None)
             })?;
+            // Permissions are the running user's: only the host knows who that is.
+            let acl_check = scope.create_function(|lua, argv: MultiValue| {
+                let mut args = Vec::with_capacity(argv.len());
+                for v in argv.iter() {
+                    match v {
+                        Value::String(s) => args.push(s.as_bytes().to_vec()),
+                        Value::Integer(i) => args.push(i.to_string().into_bytes()),
+                        Value::Number(n) => args.push(n.to_string().into_bytes()),
+                        _ => {
+                            return Ok((
+                                Value::Nil,
+                                Value::String(lua.create_string(
+                                    "ERR Lua redis lib command arguments must be strings or integers",
+                                )?),
+                            ));
+                        }
+                    }
+                }
+                if args.is_empty() {
+                    return Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string(
+                            "ERR Please specify at least one argument for this redis lib call",
+                        )?),
+                    ));
+                }
+                let Ok(mut host) = host.try_borrow_mut() else {
+                    return Ok((Value::Boolean(false), Value::Nil));
+                };
+                match host.acl_check(&args) {
+                    Ok(ok) => Ok((Value::Boolean(ok), Value::Nil)),
+                    Err(e) => Ok((Value::Nil, Value::String(lua.create_string(&e)?))),
+                }
+            })?;
             self.rt.raw_set("call", call)?;
             self.rt.raw_set("setresp", setresp)?;
+            self.rt.raw_set("acl_check_cmd", acl_check)?;
             let keys = lua.create_sequence_from(
                 keys.iter()
                     .map(|k| lua.create_string(k))
@@ -744,6 +785,7 @@ impl Vm {
         });
         let _ = self.rt.raw_set("call", Value::Nil);
         let _ = self.rt.raw_set("setresp", Value::Nil);
+        let _ = self.rt.raw_set("acl_check_cmd", acl_outside_runs);
         lua.remove_hook();
         if let Err(e) = result {
             out.error(&format!("ERR Error running script: {}", lua_error_text(&e)));
