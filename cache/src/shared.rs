@@ -87,6 +87,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Maximum number of clients.
     pub maxclients: AtomicUsize,
+    /// `min-replicas-to-write`: a standalone node has no replicas, so any value above 0
+    /// refuses writes with `NOREPLICAS`, as Redis without replicas does. In a cluster the
+    /// node's own replication settings (`cache.sync_replication`) govern writes instead.
+    pub min_replicas_to_write: AtomicUsize,
     /// Where keys live when the server runs on a mesh (the cluster); unset: every slot is
     /// here.
     pub placement: std::sync::OnceLock<Arc<dyn crate::placement::Placement>>,
@@ -135,18 +139,13 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("lazyfree-lazy-user-flush", "no"),
     ("hash-max-listpack-entries", "128"),
     ("hash-max-listpack-value", "64"),
-    ("hash-max-ziplist-entries", "128"),
-    ("hash-max-ziplist-value", "64"),
     ("list-max-listpack-size", "-2"),
-    ("list-max-ziplist-size", "-2"),
     ("list-compress-depth", "0"),
     ("set-max-intset-entries", "512"),
     ("set-max-listpack-entries", "128"),
     ("set-max-listpack-value", "64"),
     ("zset-max-listpack-entries", "128"),
     ("zset-max-listpack-value", "64"),
-    ("zset-max-ziplist-entries", "128"),
-    ("zset-max-ziplist-value", "64"),
     ("stream-node-max-bytes", "4096"),
     ("stream-node-max-entries", "100"),
     ("hll-sparse-max-bytes", "3000"),
@@ -167,6 +166,8 @@ const PARAM_DEFAULTS: &[(&str, &str)] = &[
     ("protected-mode", "yes"),
     ("enable-debug-command", "no"),
     ("lua-time-limit", "5000"),
+    ("min-replicas-to-write", "0"),
+    ("min-replicas-max-lag", "10"),
     ("busy-reply-threshold", "5000"),
     // Accepted and shown as Redis shows them; no effect on a cache node.
     ("maxmemory-clients", "0"),
@@ -186,10 +187,28 @@ pub const HIDDEN_PARAMS: &[&str] = &["key-load-delay"];
 /// Other names of parameters (alias, name), as `CONFIG GET` reports both.
 pub const PARAM_ALIASES: &[(&str, &str)] = &[
     ("slaveof", "replicaof"),
+    ("min-slaves-to-write", "min-replicas-to-write"),
+    ("min-slaves-max-lag", "min-replicas-max-lag"),
     ("hash-max-ziplist-entries", "hash-max-listpack-entries"),
+    ("hash-max-ziplist-value", "hash-max-listpack-value"),
+    ("list-max-ziplist-size", "list-max-listpack-size"),
+    ("zset-max-ziplist-entries", "zset-max-listpack-entries"),
+    ("zset-max-ziplist-value", "zset-max-listpack-value"),
 ];
 
+/// The error a write gets when fewer replicas than `min-replicas-to-write` are in sync.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+
 impl Shared {
+    /// `Err(NOREPLICAS)` if writes need more good replicas than this node has.
+    pub fn replicas_ok(&self) -> Result<(), &'static str> {
+        if self.placement.get().is_none() && self.min_replicas_to_write.load(Ordering::Relaxed) > 0
+        {
+            return Err(NOREPLICAS);
+        }
+        Ok(())
+    }
+
     /// Shared state for a server listening on `addr`.
     pub fn new(addr: SocketAddr, requirepass: String, metrics: Metrics) -> Self {
         let mut params: BTreeMap<String, String> = PARAM_DEFAULTS
@@ -218,6 +237,7 @@ impl Shared {
             addr,
             metrics,
             maxclients: AtomicUsize::new(10000),
+            min_replicas_to_write: AtomicUsize::new(0),
             placement: std::sync::OnceLock::new(),
             intro: Default::default(),
             scripting: Default::default(),
@@ -255,10 +275,11 @@ impl Shared {
     /// Applies `CONFIG SET name value`; `Err` with Redis's message.
     pub fn set_param(&self, name: &str, value: &str) -> Result<(), String> {
         let name = name.to_ascii_lowercase();
-        let name = match name.as_str() {
-            "hash-max-ziplist-entries" => "hash-max-listpack-entries".to_owned(),
-            _ => name,
-        };
+        // An old name sets the parameter it stands for (one value, shown under both).
+        let name = PARAM_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map_or(name, |(_, real)| (*real).to_owned());
         let invalid = |why: &str| {
             format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
         };
@@ -313,6 +334,17 @@ impl Shared {
             "requirepass" => {
                 *self.requirepass.write() = value.to_owned();
                 self.acl.write().set_default_password(value.as_bytes());
+            }
+            "min-replicas-to-write" => {
+                let v: usize = value
+                    .parse()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
+                self.min_replicas_to_write.store(v, Ordering::Relaxed);
+            }
+            "min-replicas-max-lag" => {
+                value
+                    .parse::<u64>()
+                    .map_err(|_| invalid("argument couldn't be parsed into an integer"))?;
             }
             "maxclients" => {
                 let v: usize = value

@@ -479,7 +479,8 @@ pub fn object(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         "encoding" => out.bulk(encoding(&e.value, &lim).as_bytes()),
         "freq" if !lfu => return Err("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into()),
         "freq" => out.int(i64::from(e.freq())),
-        "idletime" if lfu => return Err("ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.".into()),
+        // The access time is kept under every policy (Redis, which keeps one or the other,
+        // refuses IDLETIME under LFU).
         "idletime" => out.int((e.idle_ms(now) / 1000) as i64),
         // Values are never shared between keys here.
         _ => out.int(1),

@@ -99,6 +99,8 @@ pub struct Ctx<'a> {
     pub conn: &'a mut ConnState,
     /// Whether a blocking command may block (false inside MULTI and after its deadline).
     pub may_block: bool,
+    /// A script is running the command (`MONITOR` shows it as from `lua`).
+    pub in_script: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -111,6 +113,7 @@ impl<'a> Ctx<'a> {
             now,
             conn,
             may_block: true,
+            in_script: false,
         }
     }
 
@@ -164,6 +167,13 @@ impl<'a> Ctx<'a> {
     /// Runs one command on this node's keyspace only and writes its reply: nothing is
     /// captured (a peer's key state being applied, which its sender already versioned).
     pub fn run_here(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
+        if cmd.flags.contains(&"write")
+            && let Err(e) = self.shared.replicas_ok()
+        {
+            self.shared.intro.rejected(Some(cmd.name), e.as_bytes());
+            self.out.error(e);
+            return;
+        }
         if cmd.flags.contains(&"denyoom") {
             let now = self.now;
             if let Err(e) = self.db().ensure_memory(now) {
@@ -175,6 +185,19 @@ impl<'a> Ctx<'a> {
         let start = std::time::Instant::now();
         let offset = self.out.buf.len();
         let was_blocked = self.conn.block.is_some();
+        // Monitors see a command as it starts (a script's before the commands it calls), once
+        // (not again when a blocked command runs after its wake-up). Admin commands are not
+        // shown (Redis hides them too).
+        if self.conn.retry_deadline.is_none()
+            && !cmd.flags.contains(&"admin")
+            && !table::effective_flags(cmd, args).contains(&"admin")
+        {
+            if self.in_script {
+                self.shared.intro.feed_monitors("lua", args);
+            } else {
+                self.shared.intro.feed_monitors(self.conn.info.addr, args);
+            }
+        }
         if let Err(e) = (cmd.handler)(self, args) {
             match e {
                 CmdError::Static(s) => self.out.error(s),
@@ -211,10 +234,6 @@ impl<'a> Ctx<'a> {
         *act.last_cmd.lock() = full.name;
         act.last_active
             .store(self.now, std::sync::atomic::Ordering::Relaxed);
-        // Admin commands are not shown to monitors (Redis hides them too).
-        if !cmd.flags.contains(&"admin") && !full.flags.contains(&"admin") {
-            self.shared.intro.feed_monitors(self.conn.info.addr, args);
-        }
         let reply = self.out.buf.get(offset..).unwrap_or_default();
         let error = match reply.first() {
             Some(b'-') => Some(&reply[1..]),

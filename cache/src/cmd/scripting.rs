@@ -115,8 +115,10 @@ impl Host for ScriptHost<'_, '_> {
         tmp.resp3 = resp3;
         std::mem::swap(self.ctx.out, &mut tmp);
         let may_block = std::mem::replace(&mut self.ctx.may_block, false);
+        let in_script = std::mem::replace(&mut self.ctx.in_script, true);
         self.ctx.run(cmd, &args);
         self.ctx.may_block = may_block;
+        self.ctx.in_script = in_script;
         std::mem::swap(self.ctx.out, &mut tmp);
         Ok(tmp.buf.to_vec())
     }
@@ -199,6 +201,7 @@ fn prepare(ctx: &mut Ctx<'_>, script_flags: u32, ro_cmd: bool) -> Result<bool, C
         if ro_cmd {
             return Err("ERR Can not execute a script with write flag using *_ro command.".into());
         }
+        ctx.shared.replicas_ok()?;
         if script_flags & flags::ALLOW_OOM == 0 {
             let now = ctx.now;
             if ctx.db().ensure_memory(now).is_err() {
@@ -720,6 +723,35 @@ mod tests {
             check(&mut s, "return redis.call('set','xx',1)", &["xx"]),
             "+OK\r\n"
         );
+    }
+
+    #[test]
+    fn min_replicas_to_write_refuses_writes_of_a_node_without_replicas() {
+        let mut s = Session::new();
+        s.cmd(&["SET", "x", "v"]);
+        assert_eq!(
+            s.cmd(&["CONFIG", "SET", "min-replicas-to-write", "1"]),
+            "+OK\r\n"
+        );
+        let ro = "#!lua flags=no-writes\nreturn redis.call('get','x')";
+        assert_eq!(s.cmd(&["EVAL", ro, "1", "x"]), "$1\r\nv\r\n");
+        assert_eq!(
+            s.cmd(&["EVAL", "return redis.call('get','x')", "1", "x"]),
+            "$1\r\nv\r\n"
+        );
+        for r in [
+            s.cmd(&["EVAL", "#!lua\nreturn redis.call('get','x')", "1", "x"]),
+            s.cmd(&["EVAL", "return redis.call('set','x',1)", "1", "x"]),
+            s.cmd(&["SET", "x", "w"]),
+        ] {
+            assert!(r.starts_with("-NOREPLICAS"), "{r}");
+        }
+        assert_eq!(
+            s.cmd(&["CONFIG", "GET", "min-slaves-to-write"]),
+            "*2\r\n$19\r\nmin-slaves-to-write\r\n$1\r\n1\r\n"
+        );
+        s.cmd(&["CONFIG", "SET", "min-replicas-to-write", "0"]);
+        assert_eq!(s.cmd(&["SET", "x", "w"]), "+OK\r\n");
     }
 
     #[test]

@@ -188,7 +188,8 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             let keys = table::keys_of(c, target).ok_or(CmdError::Static(
                 "ERR Invalid arguments specified for command",
             ))?;
-            if keys.is_empty() {
+            // Keys given by a count (EVAL's numkeys) may be none at all: an empty answer.
+            if keys.is_empty() && !c.flags.contains(&"no_mandatory_keys") {
                 return Err("ERR The command has no key arguments".into());
             }
             ctx.out.array(keys.len());
@@ -427,6 +428,20 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             db.changes,
         )
     };
+    // Beside the keys (the dataset), the node holds the clients' query buffers and the
+    // scripting VMs: `used_memory` counts them as Redis does (its overhead fields).
+    let dataset = used;
+    let clients_mem: u64 = shared
+        .clients
+        .lock()
+        .values()
+        .map(|c| {
+            let a = &c.activity;
+            (a.qbuf.load(Ordering::Relaxed) + a.qbuf_free.load(Ordering::Relaxed)) as u64
+        })
+        .sum();
+    let overhead = clients_mem + ctx.db().reserved as u64;
+    let used = dataset + overhead;
     if want("memory") {
         let rss = rss_bytes();
         let policy_name = shared
@@ -452,11 +467,11 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         // replication backlog, no AOF): those fields read 0.
         let _ = write!(
             t,
-            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:100.00%\r\nused_memory_overhead:0\r\nused_memory_startup:0\r\nused_memory_dataset:{used}\r\nused_memory_dataset_perc:{:.2}%\r\nallocator_allocated:{used}\r\nallocator_active:{used}\r\nallocator_resident:{rss}\r\ntotal_system_memory:{}\r\ntotal_system_memory_human:{}\r\n{}maxmemory:{maxmem}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy_name}\r\nallocator_frag_ratio:1.00\r\nallocator_frag_bytes:0\r\nallocator_rss_ratio:{frag:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:1.00\r\nrss_overhead_bytes:0\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:0\r\nmem_replication_backlog:0\r\nmem_total_replication_buffers:0\r\nmem_clients_slaves:0\r\nmem_clients_normal:0\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
+            "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{used}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:100.00%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:0\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{:.2}%\r\nallocator_allocated:{used}\r\nallocator_active:{used}\r\nallocator_resident:{rss}\r\ntotal_system_memory:{}\r\ntotal_system_memory_human:{}\r\n{}maxmemory:{maxmem}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy_name}\r\nallocator_frag_ratio:1.00\r\nallocator_frag_bytes:0\r\nallocator_rss_ratio:{frag:.2}\r\nallocator_rss_bytes:{}\r\nrss_overhead_ratio:1.00\r\nrss_overhead_bytes:0\r\nmem_fragmentation_ratio:{frag:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:0\r\nmem_replication_backlog:0\r\nmem_total_replication_buffers:0\r\nmem_clients_slaves:0\r\nmem_clients_normal:{clients_mem}\r\nmem_cluster_links:0\r\nmem_aof_buffer:0\r\nmem_allocator:libc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n\r\n",
             human(used),
             human(rss),
             human(used),
-            perc(used, used),
+            perc(dataset, used),
             total_memory(),
             human(total_memory()),
             crate::script::info_memory(&shared.scripting),

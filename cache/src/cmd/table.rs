@@ -13,6 +13,17 @@ use super::{
     list, pubsub, scripting, server, set, sort, stream, strings, transactions, zset,
 };
 
+/// The flags of the subcommand `args` names, or of `cmd` itself.
+pub fn effective_flags(cmd: &'static Command, args: &[&[u8]]) -> &'static [&'static str] {
+    if !cmd.subcommands.is_empty()
+        && args.len() > 1
+        && let Some(sub) = lookup_sub(cmd, args[1])
+    {
+        return sub.flags;
+    }
+    cmd.flags
+}
+
 /// A command handler; `args[0]` is the command name as sent.
 pub type Handler = fn(&mut Ctx<'_>, &[&[u8]]) -> CmdResult;
 
