@@ -320,9 +320,16 @@ fn postponed(ctx: &mut Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> bool {
             .iter()
             .any(|f| matches!(*f, "write" | "may_replicate"))
     };
+    let script = matches!(
+        cmd.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    );
     // Commands that reach other nodes' state count as writes (Redis's `may_replicate`).
-    let write = writes(cmd)
-        || matches!(cmd.name, "publish" | "spublish" | "pfcount")
+    let write = (if script {
+        crate::cmd::scripting::script_may_write(ctx, cmd, args)
+    } else {
+        writes(cmd)
+    }) || matches!(cmd.name, "publish" | "spublish" | "pfcount")
         || (cmd.name == "exec"
             && ctx.conn.multi.as_ref().is_some_and(|q| {
                 q.iter().any(|a| {

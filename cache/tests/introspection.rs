@@ -275,6 +275,26 @@ fn client_pause_holds_writes_until_unpause() {
 }
 
 #[test]
+fn scripts_declared_read_only_run_during_a_write_pause() {
+    let mut admin = Session::new();
+    let mut s = Session::on(admin.shared().clone());
+    let lib = "#!lua name=f1\nredis.register_function{function_name='f1', callback=function() return 'hello' end, flags={'no-writes'}}";
+    assert_eq!(s.cmd(&["FUNCTION", "LOAD", lib]), "$2\r\nf1\r\n");
+    assert_eq!(
+        admin.cmd(&["CLIENT", "PAUSE", "100000", "WRITE"]),
+        "+OK\r\n"
+    );
+    let ro = "#!lua flags=no-writes\nreturn 'unique script'";
+    assert_eq!(s.cmd(&["EVAL", ro, "0"]), "$13\r\nunique script\r\n");
+    assert_eq!(s.cmd(&["FCALL", "f1", "0"]), "$5\r\nhello\r\n");
+    assert_eq!(s.cmd(&["EVAL_RO", "return 1", "0"]), ":1\r\n");
+    // A script that may write waits for the end of the pause.
+    assert_eq!(s.cmd(&["EVAL", "return 2", "0"]), "");
+    assert_eq!(admin.cmd(&["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    assert_eq!(s.feed(b""), b":2\r\n");
+}
+
+#[test]
 fn expired_keys_are_hidden_but_kept_while_writes_are_paused() {
     let mut s = Session::new();
     s.cmd(&["SET", "k", "v", "PX", "1"]);

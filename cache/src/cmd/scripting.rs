@@ -189,6 +189,26 @@ fn reserve(ctx: &mut Ctx<'_>, engine: &crate::script::Engine) {
     ctx.db().reserved = eval + functions;
 }
 
+/// Whether a script command may write, for `CLIENT PAUSE WRITE` (Redis's
+/// `evalGetCommandFlags`): a script declared `no-writes` (or run by a `*_RO` command) is not
+/// held back; a script without a shebang, or one not known yet, may write.
+pub fn script_may_write(ctx: &Ctx<'_>, cmd: &Command, args: &[&[u8]]) -> bool {
+    let f = match cmd.name {
+        "eval_ro" | "evalsha_ro" | "fcall_ro" => return false,
+        "eval" => script::eval_shebang(args[1]).map(|(f, _)| f).ok(),
+        "evalsha" => {
+            let sha = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
+            ctx.shared.scripting.peek_flags(Some(&sha), None)
+        }
+        "fcall" => {
+            let name = String::from_utf8_lossy(args[1]);
+            ctx.shared.scripting.peek_flags(None, Some(&name))
+        }
+        _ => return true,
+    };
+    f.is_none_or(|f| f & flags::EVAL_COMPAT != 0 || f & flags::NO_WRITES == 0)
+}
+
 /// Checks a script's flags against the caller (Redis's `scriptPrepareForRun`).
 fn prepare(ctx: &mut Ctx<'_>, script_flags: u32, ro_cmd: bool) -> Result<bool, CmdError> {
     if script_flags & flags::EVAL_COMPAT != 0 {

@@ -222,6 +222,20 @@ pub struct Scripting {
     pub run: Arc<RunState>,
 }
 
+impl Scripting {
+    /// The flags of the cached script `sha` and of the function `name`, without waiting for a
+    /// script that runs now (`None` then, or if unknown).
+    pub fn peek_flags(&self, sha: Option<&str>, function: Option<&str>) -> Option<u32> {
+        let guard = self.engine.try_lock()?;
+        let engine = guard.as_ref()?;
+        match (sha, function) {
+            (Some(sha), _) => engine.script_flags(sha),
+            (_, Some(name)) => engine.function(name).map(|f| f.flags),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Scripting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scripting").field("run", &self.run).finish()
