@@ -98,7 +98,11 @@ impl Host for ScriptHost<'_, '_> {
         if fl.contains(&"noscript") || (fl.contains(&"blocking") && !stream_read) {
             return refuse(self.ctx, "This Redis command is not allowed from script");
         }
-        let write = fl.contains(&"write") || fl.contains(&"may_replicate");
+        // PUBLISH, SPUBLISH and PFCOUNT reach other nodes' state: Redis flags them
+        // `may_replicate`, and a read-only script may not run them.
+        let write = fl.contains(&"write")
+            || fl.contains(&"may_replicate")
+            || matches!(cmd.name, "publish" | "spublish" | "pfcount");
         if self.read_only && write {
             return refuse(
                 self.ctx,
