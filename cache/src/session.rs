@@ -308,6 +308,21 @@ fn reject(ctx: &mut Ctx<'_>, cmd: &'static Command, error: &str) {
     ));
 }
 
+/// Whether `CLIENT PAUSE WRITE` holds `args` back: writes, commands that reach other nodes'
+/// state (Redis's `may_replicate`: PUBLISH, SPUBLISH, PFCOUNT) and scripts that may write.
+fn may_write(ctx: &Ctx<'_>, cmd: &Command, args: &[&[u8]]) -> bool {
+    if matches!(
+        cmd.name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    ) {
+        return crate::cmd::scripting::script_may_write(ctx, cmd, args);
+    }
+    cmd.flags
+        .iter()
+        .any(|f| matches!(*f, "write" | "may_replicate"))
+        || matches!(cmd.name, "publish" | "spublish" | "pfcount")
+}
+
 /// Holds a command back while `CLIENT PAUSE` is in force for it: the connection waits for the
 /// end of the pause (as for a blocking command, on no key) and runs it then.
 fn postponed(ctx: &mut Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> bool {
@@ -315,30 +330,15 @@ fn postponed(ctx: &mut Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> bool {
     if !intro.pausing.load(Ordering::Relaxed) {
         return false;
     }
-    let writes = |c: &Command| {
-        c.flags
-            .iter()
-            .any(|f| matches!(*f, "write" | "may_replicate"))
-    };
-    let script = matches!(
-        cmd.name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    );
-    // Commands that reach other nodes' state count as writes (Redis's `may_replicate`).
-    let write = (if script {
-        crate::cmd::scripting::script_may_write(ctx, cmd, args)
-    } else {
-        writes(cmd)
-    }) || matches!(cmd.name, "publish" | "spublish" | "pfcount")
+    let write = may_write(ctx, cmd, args)
         || (cmd.name == "exec"
             && ctx.conn.multi.as_ref().is_some_and(|q| {
                 q.iter().any(|a| {
                     let mut lb = [0u8; 32];
+                    let queued: Vec<&[u8]> = a.iter().map(Vec::as_slice).collect();
                     lower(&a[0], &mut lb)
                         .and_then(table::lookup)
-                        .is_some_and(|c| {
-                            writes(c) || matches!(c.name, "publish" | "spublish" | "pfcount")
-                        })
+                        .is_some_and(|c| may_write(ctx, c, &queued))
                 })
             }));
     let waiter = ctx.conn.waiter.clone();

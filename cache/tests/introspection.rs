@@ -288,6 +288,11 @@ fn scripts_declared_read_only_run_during_a_write_pause() {
     assert_eq!(s.cmd(&["EVAL", ro, "0"]), "$13\r\nunique script\r\n");
     assert_eq!(s.cmd(&["FCALL", "f1", "0"]), "$5\r\nhello\r\n");
     assert_eq!(s.cmd(&["EVAL_RO", "return 1", "0"]), ":1\r\n");
+    // In a transaction too: EXEC of read-only scripts is not held.
+    assert_eq!(s.cmd(&["MULTI"]), "+OK\r\n");
+    let twelve = "#!lua flags=no-writes\nreturn 12";
+    assert_eq!(s.cmd(&["EVAL", twelve, "0"]), "+QUEUED\r\n");
+    assert_eq!(s.cmd(&["EXEC"]), "*1\r\n:12\r\n");
     let r = s.cmd(&["EVAL_RO", "return redis.call('publish','ch','msg')", "0"]);
     assert!(
         r.starts_with("-ERR Write commands are not allowed from read-only scripts."),

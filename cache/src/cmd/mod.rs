@@ -185,18 +185,10 @@ impl<'a> Ctx<'a> {
         let start = std::time::Instant::now();
         let offset = self.out.buf.len();
         let was_blocked = self.conn.block.is_some();
-        // Monitors see a command as it starts (a script's before the commands it calls), once
-        // (not again when a blocked command runs after its wake-up). Admin commands are not
-        // shown (Redis hides them too).
-        if self.conn.retry_deadline.is_none()
-            && !cmd.flags.contains(&"admin")
-            && !table::effective_flags(cmd, args).contains(&"admin")
-        {
-            if self.in_script {
-                self.shared.intro.feed_monitors("lua", args);
-            } else {
-                self.shared.intro.feed_monitors(self.conn.info.addr, args);
-            }
+        // Monitors see a script as it starts, before the commands it calls (`skip_monitor`:
+        // Redis feeds EVAL and FCALL itself); every other command once it has run (`ran`).
+        if cmd.flags.contains(&"skip_monitor") && self.conn.retry_deadline.is_none() {
+            self.feed_monitors(cmd, args);
         }
         if let Err(e) = (cmd.handler)(self, args) {
             match e {
@@ -223,6 +215,18 @@ impl<'a> Ctx<'a> {
         self.ran(cmd, args, start.elapsed().as_micros() as u64, offset);
     }
 
+    /// Shows `args` to `MONITOR` clients, unless it is an admin command (Redis hides them).
+    fn feed_monitors(&self, cmd: &'static table::Command, args: &[&[u8]]) {
+        if cmd.flags.contains(&"admin") || table::effective_flags(cmd, args).contains(&"admin") {
+            return;
+        }
+        if self.in_script {
+            self.shared.intro.feed_monitors("lua", args);
+        } else {
+            self.shared.intro.feed_monitors(self.conn.info.addr, args);
+        }
+    }
+
     /// Records a finished command for INFO commandstats/errorstats, SLOWLOG and LATENCY.
     fn ran(&mut self, cmd: &'static table::Command, args: &[&[u8]], usec: u64, offset: usize) {
         let full = if !cmd.subcommands.is_empty() && args.len() > 1 {
@@ -230,6 +234,9 @@ impl<'a> Ctx<'a> {
         } else {
             cmd
         };
+        if !cmd.flags.contains(&"skip_monitor") {
+            self.feed_monitors(cmd, args);
+        }
         let act = &self.conn.info.activity;
         *act.last_cmd.lock() = full.name;
         act.last_active
