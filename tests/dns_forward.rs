@@ -128,6 +128,43 @@ fn answer_ttl(out: &str, name: &str) -> Option<u32> {
         })
 }
 
+/// A plain query for `name` (presentation form, final dot) type A class IN with id `id`, RD set,
+/// and an OPT record (payload 1232, DO clear) if `edns`.
+fn raw_query(id: u16, name: &str, edns: bool) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)]);
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    if edns {
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0]);
+    }
+    q
+}
+
+/// Sends `query` and returns the response with every TTL in it (OPT excluded).
+fn raw_ask(addr: SocketAddr, query: &[u8]) -> (Vec<u8>, Vec<u32>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(query, addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).unwrap();
+    let resp = buf[..n].to_vec();
+    let layout = dns::wire::layout(&resp).expect("a well-formed response");
+    let ttls = layout
+        .ttl_at
+        .iter()
+        .map(|&at| {
+            let at = usize::from(at);
+            u32::from_be_bytes(resp[at..at + 4].try_into().unwrap())
+        })
+        .collect();
+    (resp, ttls)
+}
+
 fn dns_addr(node: &TestNode) -> SocketAddr {
     node.addr("dns").expect("dns service").parse().unwrap()
 }
@@ -202,6 +239,34 @@ fn forwards_and_caches_positive_and_negative_answers() {
         1,
         "negative answer cached"
     );
+
+    // Cache hits on the wire: each carries its query's id and question case, with and without
+    // EDNS, and the TTLs (positive and negative answers) count down.
+    let asked = |id: u16, name: &str, edns: bool| {
+        let q = raw_query(id, name, edns);
+        let (resp, ttls) = raw_ask(addr, &q);
+        assert_eq!(resp[..2], id.to_be_bytes(), "id of query {id}");
+        let qlen = q.len() - 12 - if edns { 11 } else { 0 };
+        assert_eq!(resp[12..12 + qlen], q[12..12 + qlen], "question as asked");
+        assert_eq!(resp[11], u8::from(edns), "OPT only for an EDNS query");
+        (resp[3] & 0x0F, ttls)
+    };
+    let (rcode, pos1) = asked(0x1001, "A.Example.TEST.", false);
+    assert_eq!((rcode, pos1.len()), (0, 1), "one A record, NOERROR");
+    let (rcode, neg1) = asked(0x1002, "nosuch.EXAMPLE.test.", true);
+    assert_eq!((rcode, neg1.len()), (3, 1), "NXDOMAIN with its SOA");
+    wait_for(Duration::from_secs(5), || {
+        let (_, pos2) = asked(0x2001, "a.example.test.", true);
+        let (_, neg2) = asked(0x2002, "NOSUCH.example.test.", false);
+        pos2[0] < pos1[0] && neg2[0] < neg1[0]
+    })
+    .expect("cached TTLs count down");
+    assert_eq!(
+        up.asked("a.example.test.", "A"),
+        baseline + 1,
+        "all cache hits"
+    );
+    assert_eq!(up.asked("nosuch.example.test.", "A"), 1, "all cache hits");
 
     // The metrics count answers by source.
     let metrics = proxima::harness::http_get(&format!("{}/metrics", node.admin_url())).unwrap();

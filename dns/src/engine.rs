@@ -9,6 +9,10 @@
 //!    as a ready answer for the fast path;
 //! 4. other names: REFUSED unless the client is allowed, else a forwarding-cache hit, else
 //!    [`Step::Forward`] for the async part ([`Engine::forward`]).
+//!
+//! A forwarding-cache hit for a plain query from an allowed client is also served on the fast
+//! path, after a ready-answer miss: a copy and byte patches ([`Forwarder::serve_cached`]), no
+//! parse. Ledger names never reach the forwarding cache, so looking there first is safe.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use hickory_proto::rr::{DNSClass, LowerName};
 use ipnet::IpNet;
 
 use crate::authority::Authority;
-use crate::forward::{EDNS_PAYLOAD, Forwarder};
+use crate::forward::{self, EDNS_PAYLOAD, Forwarder, Hit};
 use crate::metrics::{Metrics, Source};
 use crate::ready::ReadyAnswers;
 use crate::rrl::{RateLimiter, Verdict};
@@ -155,6 +159,24 @@ impl Engine {
                 tracing::debug!(%src, qtype = q.qtype, "fast-path answer");
                 return self.finish_authoritative(src, transport, allowed, out);
             }
+            if allowed {
+                let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+                let mut fkey = [0u8; wire::MAX_KEY];
+                let n = forward::cache_key(q.name(pkt), q.qtype, q.qclass, dnssec_ok, &mut fkey);
+                let hit = Hit {
+                    id: q.id,
+                    rd: q.rd,
+                    cd: q.cd,
+                    ad: q.ad || dnssec_ok,
+                    edns: q.edns.is_some(),
+                    name: q.name(pkt),
+                };
+                if self.forwarder.serve_cached(&fkey[..n], &hit, limit, out) {
+                    tracing::debug!(%src, qtype = q.qtype, "forwarding cache hit (fast path)");
+                    self.metrics.response_wire(Source::Cache, out);
+                    return Step::Reply;
+                }
+            }
         }
         // 2. Full parse.
         let req = match Message::from_vec(pkt) {
@@ -216,10 +238,27 @@ impl Engine {
             return self.error(&req, ResponseCode::Refused, allowed, limit, out);
         }
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        if let Some(cached) = self.forwarder.cached(query, dnssec_ok) {
-            self.relay(&req, cached, limit, out);
-            self.metrics.response_wire(Source::Cache, out);
-            return Step::Reply;
+        if let Some(name) = forward::encoded_name(query).filter(|n| n.len() <= wire::MAX_NAME_LEN) {
+            let mut fkey = [0u8; wire::MAX_KEY];
+            let n = forward::cache_key(
+                &name,
+                u16::from(query.query_type()),
+                u16::from(query.query_class()),
+                dnssec_ok,
+                &mut fkey,
+            );
+            let hit = Hit {
+                id: req.metadata.id,
+                rd: req.metadata.recursion_desired,
+                cd: req.metadata.checking_disabled,
+                ad: req.metadata.authentic_data || dnssec_ok,
+                edns: req.edns.is_some(),
+                name: &name,
+            };
+            if self.forwarder.serve_cached(&fkey[..n], &hit, limit, out) {
+                self.metrics.response_wire(Source::Cache, out);
+                return Step::Reply;
+            }
         }
         Step::Forward(Box::new(req))
     }
@@ -369,5 +408,234 @@ fn slip(out: &mut Vec<u8>) {
         out[6..12].fill(0);
     } else {
         out.truncate(wire::HEADER_LEN.min(out.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    /// An upstream's answer: `n` A records of TTL 300 for `qname` (AD set), or NXDOMAIN with an
+    /// SOA (TTL 3600, minimum 120) when `n` is 0.
+    fn upstream(qname: &str, n: u8) -> Message {
+        let mut m = Message::response(7, OpCode::Query);
+        m.metadata.authentic_data = true;
+        m.add_query(Query::query(name(qname), RecordType::A));
+        if n == 0 {
+            m.metadata.response_code = ResponseCode::NXDomain;
+            let soa = SOA::new(
+                name("example.test."),
+                name("h.example.test."),
+                1,
+                3600,
+                600,
+                86400,
+                120,
+            );
+            m.authorities.push(Record::from_rdata(
+                name("example.test."),
+                3600,
+                RData::SOA(soa),
+            ));
+        }
+        for i in 0..n {
+            let a = RData::A(A(Ipv4Addr::new(192, 0, 2, i)));
+            m.answers.push(Record::from_rdata(name(qname), 300, a));
+        }
+        m
+    }
+
+    struct Ask {
+        qname: &'static str,
+        id: u16,
+        edns: Option<bool>,
+        ad: bool,
+        cd: bool,
+        tc: bool,
+    }
+
+    fn query(a: &Ask) -> Message {
+        let mut m = Message::query();
+        m.metadata.id = a.id;
+        m.metadata.recursion_desired = true;
+        m.metadata.authentic_data = a.ad;
+        m.metadata.checking_disabled = a.cd;
+        // A query with TC is not plain: it takes the full parse.
+        m.metadata.truncation = a.tc;
+        m.add_query(Query::query(name(a.qname), RecordType::A));
+        if let Some(dnssec_ok) = a.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            e.set_dnssec_ok(dnssec_ok);
+            m.set_edns(e);
+        }
+        m
+    }
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:5353".parse().unwrap()
+    }
+
+    /// A forwarding-cache hit is what re-encoding the cached message used to give: same id,
+    /// flags, question (as the client wrote it), sections, EDNS, truncation; TTLs lowered by age.
+    #[test]
+    fn cache_hits_match_the_encoded_relay() {
+        let e = crate::testing::engine_with_sample_zone();
+        let stored = Instant::now() - Duration::from_secs(5);
+        let mut id = 100;
+        for (qname, n) in [
+            ("a.example.test.", 1),
+            ("nosuch.example.test.", 0),
+            ("big.example.test.", 60),
+        ] {
+            let up = upstream(qname, n);
+            for dnssec_ok in [false, true] {
+                e.forwarder.store_at(&up.queries[0], dnssec_ok, &up, stored);
+            }
+            for asked in [
+                qname.to_string(),
+                qname.to_ascii_uppercase(),
+                format!("{}{}", &qname[..3].to_ascii_uppercase(), &qname[3..]),
+            ] {
+                let asked: &'static str = Box::leak(asked.into_boxed_str());
+                for edns in [None, Some(false), Some(true)] {
+                    for (ad, cd, tc) in [
+                        (false, false, false),
+                        (true, false, false),
+                        (false, true, false),
+                        (false, false, true),
+                    ] {
+                        for transport in [Transport::Udp, Transport::Tcp] {
+                            id += 1;
+                            let req = query(&Ask {
+                                qname: asked,
+                                id,
+                                edns,
+                                ad,
+                                cd,
+                                tc,
+                            });
+                            let pkt = req.to_vec().unwrap();
+                            let mut out = Vec::new();
+                            let step = e.handle(&pkt, loopback(), transport, &mut out);
+                            assert!(matches!(step, Step::Reply), "{asked} {edns:?}: {step:?}");
+                            let got = Message::from_vec(&out).unwrap();
+                            assert_eq!(got.metadata.id, id);
+                            assert_eq!(
+                                got.queries[0].name().to_ascii(),
+                                asked,
+                                "question case kept"
+                            );
+                            // What the parse-and-encode path gives for the same answer, aged.
+                            let mut aged = up.clone();
+                            for r in aged.answers.iter_mut().chain(aged.authorities.iter_mut()) {
+                                r.ttl -= 5;
+                            }
+                            let limit = match transport {
+                                Transport::Udp => usize::from(req.max_payload()),
+                                Transport::Tcp => usize::from(u16::MAX),
+                            };
+                            let mut want = Vec::new();
+                            e.relay(&req, aged, limit, &mut want);
+                            let want = Message::from_vec(&want).unwrap();
+                            assert_eq!(
+                                got, want,
+                                "{asked} {edns:?} ad={ad} cd={cd} tc={tc} {transport:?}"
+                            );
+                            if n == 60 && transport == Transport::Udp && edns.is_none() {
+                                assert!(got.metadata.truncation && got.answers.is_empty());
+                            }
+                            if n == 1 {
+                                assert_eq!(
+                                    got.answers[0].ttl, 295,
+                                    "TTL lowered by the entry's age"
+                                );
+                            }
+                            if n == 0 {
+                                assert_eq!(got.metadata.response_code, ResponseCode::NXDomain);
+                                assert_eq!(got.authorities[0].ttl, 3595, "negative answer cached");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cache_hits_count_down_and_expire() {
+        let e = crate::testing::engine_with_sample_zone();
+        let up = upstream("a.example.test.", 1);
+        let ask = |id| {
+            let pkt = query(&Ask {
+                qname: "A.example.test.",
+                id,
+                edns: Some(false),
+                ad: false,
+                cd: false,
+                tc: false,
+            })
+            .to_vec()
+            .unwrap();
+            let mut out = Vec::new();
+            let step = e.handle(&pkt, loopback(), Transport::Udp, &mut out);
+            (step, out)
+        };
+        let mut ttls = Vec::new();
+        for (id, age) in [(1, 0), (2, 10), (3, 299)] {
+            e.forwarder.store_at(
+                &up.queries[0],
+                false,
+                &up,
+                Instant::now() - Duration::from_secs(age),
+            );
+            let (step, out) = ask(id);
+            assert!(matches!(step, Step::Reply));
+            let m = Message::from_vec(&out).unwrap();
+            assert_eq!(m.metadata.id, id);
+            ttls.push(m.answers[0].ttl);
+        }
+        assert_eq!(ttls, [300, 290, 1]);
+        // At its TTL the entry is gone: the query goes upstream.
+        e.forwarder.store_at(
+            &up.queries[0],
+            false,
+            &up,
+            Instant::now() - Duration::from_secs(300),
+        );
+        assert!(matches!(ask(4).0, Step::Forward(_)));
+        // A client outside allowed_clients is refused, cached answer or not.
+        e.forwarder
+            .store_at(&up.queries[0], false, &up, Instant::now());
+        let pkt = query(&Ask {
+            qname: "a.example.test.",
+            id: 5,
+            edns: None,
+            ad: false,
+            cd: false,
+            tc: false,
+        })
+        .to_vec()
+        .unwrap();
+        let mut out = Vec::new();
+        e.handle(
+            &pkt,
+            "192.0.2.9:53".parse().unwrap(),
+            Transport::Udp,
+            &mut out,
+        );
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(m.answers.is_empty());
     }
 }

@@ -19,6 +19,8 @@ pub struct PlainQuery {
     pub id: u16,
     /// RD (recursion desired) flag.
     pub rd: bool,
+    /// AD (authentic data) flag: the client understands AD (RFC 6840 5.7).
+    pub ad: bool,
     /// CD (checking disabled) flag.
     pub cd: bool,
     /// End offset of the question name (it starts at [`HEADER_LEN`]).
@@ -123,6 +125,7 @@ pub fn parse_plain_query(pkt: &[u8]) -> Option<PlainQuery> {
     Some(PlainQuery {
         id: u16::from_be_bytes([pkt[0], pkt[1]]),
         rd: flags & 0x0100 != 0,
+        ad: flags & 0x0020 != 0,
         cd: flags & 0x0010 != 0,
         name_end,
         qtype,
@@ -138,14 +141,7 @@ pub const MAX_KEY: usize = MAX_NAME_LEN + 5;
 /// name, type, class and the EDNS presence and DO bit (the only query properties a cached
 /// answer depends on). A fixed buffer: the fast path allocates nothing.
 pub fn cache_key(pkt: &[u8], q: &PlainQuery, key: &mut [u8; MAX_KEY]) -> usize {
-    let name = q.name(pkt);
-    let n = name.len();
-    for (k, b) in key.iter_mut().zip(name) {
-        *k = b.to_ascii_lowercase();
-    }
-    key[n..n + 2].copy_from_slice(&q.qtype.to_be_bytes());
-    key[n + 2..n + 4].copy_from_slice(&q.qclass.to_be_bytes());
-    key[n + 4] = match q.edns {
+    let edns = match q.edns {
         None => 0,
         Some(EdnsInfo {
             dnssec_ok: false, ..
@@ -154,7 +150,92 @@ pub fn cache_key(pkt: &[u8], q: &PlainQuery, key: &mut [u8; MAX_KEY]) -> usize {
             dnssec_ok: true, ..
         }) => 2,
     };
+    key_of(q.name(pkt), q.qtype, q.qclass, edns, key)
+}
+
+/// Writes a key made of the lowercased encoded `name`, `qtype`, `qclass` and one `last` byte
+/// into `key` and returns its length (`name` must be at most [`MAX_NAME_LEN`] bytes).
+pub fn key_of(name: &[u8], qtype: u16, qclass: u16, last: u8, key: &mut [u8; MAX_KEY]) -> usize {
+    let n = name.len().min(MAX_NAME_LEN);
+    for (k, b) in key.iter_mut().zip(&name[..n]) {
+        *k = b.to_ascii_lowercase();
+    }
+    key[n..n + 2].copy_from_slice(&qtype.to_be_bytes());
+    key[n + 2..n + 4].copy_from_slice(&qclass.to_be_bytes());
+    key[n + 4] = last;
     n + 5
+}
+
+/// Where the parts of a message we encoded are: what serving it again from its wire form needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// End offset of the (single) question.
+    pub question_end: usize,
+    /// Offsets of the TTL field of every record but OPT.
+    pub ttl_at: Vec<u16>,
+    /// Start offset of the OPT record, if the message ends with one.
+    pub opt_at: Option<usize>,
+}
+
+/// Skips an encoded (possibly compressed) name starting at `at`; returns where it ends.
+fn skip_name(msg: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            1..=63 => at += 1 + usize::from(len),
+            // A pointer ends the name.
+            0xC0..=0xFF => return (at + 2 <= msg.len()).then_some(at + 2),
+            _ => return None,
+        }
+    }
+}
+
+/// The layout of a message with one question: the question's end, every record's TTL offset
+/// (OPT excluded: its TTL field holds the extended rcode and flags) and where the OPT record
+/// starts if it is the last record. `None` if the message does not parse to its exact end.
+pub fn layout(msg: &[u8]) -> Option<Layout> {
+    if u16_at(msg, 4)? != 1 {
+        return None;
+    }
+    let records =
+        usize::from(u16_at(msg, 6)?) + usize::from(u16_at(msg, 8)?) + usize::from(u16_at(msg, 10)?);
+    let question_end = skip_name(msg, HEADER_LEN)? + 4;
+    if question_end > msg.len() {
+        return None;
+    }
+    let mut at = question_end;
+    let mut ttl_at = Vec::with_capacity(records);
+    let mut opt_at = None;
+    for _ in 0..records {
+        let start = at;
+        at = skip_name(msg, at)?;
+        let rtype = u16_at(msg, at)?;
+        let rdlen = usize::from(u16_at(msg, at + 8)?);
+        if rtype == TYPE_OPT {
+            opt_at = Some(start);
+        } else {
+            opt_at = None;
+            ttl_at.push(u16::try_from(at + 4).ok()?);
+        }
+        at += 10 + rdlen;
+    }
+    (at == msg.len()).then_some(Layout {
+        question_end,
+        ttl_at,
+        opt_at,
+    })
+}
+
+/// Lowers every TTL at `ttl_at` in `msg` by `age` seconds (not below 0).
+pub fn lower_ttls(msg: &mut [u8], ttl_at: &[u16], age: u32) {
+    for &at in ttl_at {
+        let at = usize::from(at);
+        if let Some(field) = msg.get_mut(at..at + 4) {
+            let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+            field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+        }
+    }
 }
 
 /// Turns a cached response (built for the lowercased question) into the response to `q`:
@@ -277,6 +358,47 @@ mod tests {
     }
 
     #[test]
+    fn layout_finds_every_ttl_but_opt() {
+        use hickory_proto::rr::rdata::{A, CNAME};
+        use hickory_proto::rr::{RData, Record};
+        let n = |s: &str| Name::from_ascii(s).unwrap();
+        let mut m = Message::response(1, hickory_proto::op::OpCode::Query);
+        m.add_query(Query::query(n("www.example.test."), RecordType::A));
+        m.answers.push(Record::from_rdata(
+            n("www.example.test."),
+            60,
+            RData::CNAME(CNAME(n("example.test."))),
+        ));
+        m.answers.push(Record::from_rdata(
+            n("example.test."),
+            300,
+            RData::A(A([192, 0, 2, 1].into())),
+        ));
+        m.additionals.push(Record::from_rdata(
+            n("ns.example.test."),
+            1000,
+            RData::A(A([192, 0, 2, 2].into())),
+        ));
+        m.set_edns(Edns::new());
+        let mut wire = m.to_vec().unwrap();
+        let l = layout(&wire).expect("layout");
+        assert_eq!(l.ttl_at.len(), 3, "OPT's TTL field is not a TTL");
+        let opt_at = l.opt_at.expect("OPT last");
+        assert_eq!(wire.len() - opt_at, 11);
+        lower_ttls(&mut wire, &l.ttl_at, 100);
+        let aged = Message::from_vec(&wire).unwrap();
+        let ttls: Vec<u32> = aged
+            .answers
+            .iter()
+            .chain(&aged.additionals)
+            .map(|r| r.ttl)
+            .collect();
+        assert_eq!(ttls, [0, 200, 900]);
+        assert_eq!(aged.edns, m.edns, "OPT untouched");
+        assert!(layout(&wire[..wire.len() - 1]).is_none());
+    }
+
+    #[test]
     fn non_plain_messages_go_to_the_full_parser() {
         let mut pkt = query("a.proxima.", None);
         pkt[2] |= 0x80; // a response
@@ -299,6 +421,11 @@ mod tests {
                 prop_assert_eq!(out.len(), pkt.len());
             }
             let _ = header_error(&pkt, 1);
+            if let Some(l) = layout(&pkt) {
+                let mut m = pkt.clone();
+                lower_ttls(&mut m, &l.ttl_at, 7);
+                prop_assert!(l.question_end <= pkt.len());
+            }
         }
 
         #[test]
