@@ -205,7 +205,9 @@ pub fn layout(msg: &[u8]) -> Option<Layout> {
         return None;
     }
     let mut at = question_end;
-    let mut ttl_at = Vec::with_capacity(records);
+    // Counts come from the (upstream's, untrusted) header: reserve no more than the bytes can
+    // hold (a record takes at least 11: a root name and its fixed fields).
+    let mut ttl_at = Vec::with_capacity(records.min((msg.len() - question_end) / 11));
     let mut opt_at = None;
     for _ in 0..records {
         let start = at;
