@@ -15,23 +15,32 @@ pub(super) fn install(lua: &Lua, rt: &Table) -> mlua::Result<()> {
     rt.raw_set(
         "where",
         lua.create_function(|lua, ()| {
+            // A script that ends in `return redis.call(...)` has no frame of its own left (Lua
+            // 5.1 replaced it with a tail call): Redis then names the tail call's frame.
+            let mut tail: Option<(String, i64)> = None;
             for level in 1..32 {
                 let found = lua.inspect_stack(level, |d| {
                     let s = d.source();
                     let src = s.source.as_deref().unwrap_or("").to_owned();
-                    if s.what == "C" || src == "=redis_sandbox" || s.what == "tail" {
-                        None
+                    let line = d.current_line().map(|l| l as i64).unwrap_or(-1);
+                    if s.what == "tail" {
+                        Err((src, line))
+                    } else if s.what == "C" || src == "=redis_sandbox" {
+                        Ok(None)
                     } else {
-                        Some((src, d.current_line().map(|l| l as i64).unwrap_or(-1)))
+                        Ok(Some((src, line)))
                     }
                 });
                 match found {
                     None => break,
-                    Some(Some((src, line))) => return Ok((Some(src), Some(line))),
-                    Some(None) => {}
+                    Some(Ok(Some((src, line)))) => return Ok((Some(src), Some(line))),
+                    Some(Ok(None)) => {}
+                    Some(Err(t)) => {
+                        tail.get_or_insert(t);
+                    }
                 }
             }
-            Ok((None, None))
+            Ok(tail.map_or((None, None), |(s, l)| (Some(s), Some(l))))
         })?,
     )?;
     rt.raw_set("version_num", 0x0007_000f)?;
