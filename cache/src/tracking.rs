@@ -37,6 +37,9 @@ pub struct ClientTracking {
     pub prefixes: Vec<Bytes>,
     /// `CLIENT CACHING yes|no` for the next command.
     pub caching: Option<bool>,
+    /// The script running now called a read-only command: once it returns, its declared keys
+    /// are remembered (Redis remembers the keys of the script caller's command).
+    pub script_read: bool,
 }
 
 #[derive(Debug)]
@@ -191,7 +194,10 @@ pub fn invalidate(shared: &Shared, keys: &[Bytes], flushed: bool, writer: u64) -
         }
         let mut seen = HashSet::new();
         ks.retain(|k| seen.insert(k.clone()));
-        deliver(shared, c, Some(ks));
+        // One message per key, as Redis's `sendTrackingMessage` (BCAST batches per prefix).
+        for k in ks {
+            deliver(shared, c, Some(vec![k]));
+        }
     }
     bcast
 }
@@ -229,11 +235,18 @@ pub fn after_command(ctx: &mut Ctx<'_>, cmd: &Command, args: &[&[u8]]) {
     let Some(tr) = ctx.conn.tracking.as_mut() else {
         return;
     };
+    if ctx.in_script {
+        if cmd.flags.contains(&"readonly") {
+            tr.script_read = true;
+        }
+        return;
+    }
+    let script_read = std::mem::take(&mut tr.script_read);
     let caching = tr.caching;
     if cmd.name != "client" && ctx.conn.multi.is_none() && cmd.name != "exec" {
         tr.caching = None;
     }
-    if tr.bcast || !cmd.flags.contains(&"readonly") {
+    if tr.bcast || !(cmd.flags.contains(&"readonly") || script_read) {
         return;
     }
     if (tr.optin && caching != Some(true)) || (tr.optout && caching == Some(false)) {
@@ -552,6 +565,21 @@ mod tests {
         assert_eq!(r.cmd(&["CLIENT", "GETREDIR"]), ":0\r\n");
         r.cmd(&["CLIENT", "TRACKING", "off"]);
         assert_eq!(r.cmd(&["CLIENT", "GETREDIR"]), ":-1\r\n");
+    }
+
+    #[test]
+    fn a_script_that_reads_tracks_its_declared_keys() {
+        let mut r = Session::new();
+        let mut w = Session::on(r.shared().clone());
+        assert_eq!(r.cmd(&["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+        // No read inside: nothing is remembered.
+        r.cmd(&["EVAL", "redis.call('set', 'k3', 'bar')", "2", "k1", "k2"]);
+        w.cmd(&["MSET", "k2", "2", "k1", "2"]);
+        assert!(invalidations(&mut r).is_empty());
+        // A read inside: the declared keys are, not the key read.
+        r.cmd(&["EVAL", "redis.call('get', 'k3')", "2", "k1", "k2"]);
+        w.cmd(&["MSET", "k2", "2", "k1", "2", "k3", "x"]);
+        assert_eq!(invalidations(&mut r), [keys(&["k2"]), keys(&["k1"])]);
     }
 
     #[test]
