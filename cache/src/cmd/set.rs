@@ -57,11 +57,34 @@ pub fn srem(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 /// SMEMBERS key
 pub fn smembers(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
+    let intset_max = ctx
+        .shared
+        .params
+        .read()
+        .get("set-max-intset-entries")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(512);
     let (db, out, now) = ctx.split();
     match read(db, args[1], now)? {
         None => out.set(0),
         Some(s) => {
             out.set(s.set.len());
+            // A small set of integers is an intset in Redis, which lists its members in
+            // ascending order (clients and Redis's tests see that order, e.g. after RESTORE).
+            if s.set.len() <= intset_max {
+                let ints: Option<Vec<(i64, &[u8])>> = s
+                    .set
+                    .iter()
+                    .map(|m| crate::rdb::strict_int(m).map(|i| (i, m.as_ref())))
+                    .collect();
+                if let Some(mut ints) = ints {
+                    ints.sort_unstable_by_key(|(i, _)| *i);
+                    for (_, m) in ints {
+                        out.bulk(m);
+                    }
+                    return Ok(());
+                }
+            }
             for m in &s.set {
                 out.bulk(m);
             }
