@@ -428,8 +428,9 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             db.changes,
         )
     };
-    // Beside the keys (the dataset), the node holds the clients' query buffers and the
-    // scripting VMs: `used_memory` counts them as Redis does (its overhead fields).
+    // Beside the keys (the dataset), `used_memory` counts the scripting VMs, as `maxmemory`
+    // does (so a limit set from `used_memory` means what it says). The clients' query buffers
+    // are shown (`mem_clients_normal`) but counted in neither.
     let dataset = used;
     let clients_mem: u64 = shared
         .clients
@@ -440,7 +441,7 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
             (a.qbuf.load(Ordering::Relaxed) + a.qbuf_free.load(Ordering::Relaxed)) as u64
         })
         .sum();
-    let overhead = clients_mem + ctx.db().reserved as u64;
+    let overhead = ctx.db().reserved as u64;
     let used = dataset + overhead;
     if want("memory") {
         let rss = rss_bytes();
