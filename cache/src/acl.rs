@@ -1078,15 +1078,7 @@ pub fn denied_error(cmd: &Command, d: Denied) -> String {
     }
 }
 
-/// The command (or subcommand) a request runs, for permission checks.
-pub fn effective(cmd: &'static Command, args: &[&[u8]]) -> &'static Command {
-    if !cmd.subcommands.is_empty()
-        && let Some(sub) = args.get(1).and_then(|a| table::lookup_sub(cmd, a))
-    {
-        return sub;
-    }
-    cmd
-}
+pub use table::effective;
 
 // ---------------------------------------------------------------------------------------
 // Commands.

@@ -308,19 +308,11 @@ fn reject(ctx: &mut Ctx<'_>, cmd: &'static Command, error: &str) {
     ));
 }
 
-/// Whether `CLIENT PAUSE WRITE` holds `args` back: writes, commands that reach other nodes'
-/// state (Redis's `may_replicate`: PUBLISH, SPUBLISH, PFCOUNT) and scripts that may write.
+/// Whether `CLIENT PAUSE WRITE` holds `args` back: what may write or replicate, and scripts
+/// that may write.
 fn may_write(ctx: &Ctx<'_>, cmd: &Command, args: &[&[u8]]) -> bool {
-    if matches!(
-        cmd.name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    ) {
-        return crate::cmd::scripting::script_may_write(ctx, cmd, args);
-    }
-    cmd.flags
-        .iter()
-        .any(|f| matches!(*f, "write" | "may_replicate"))
-        || matches!(cmd.name, "publish" | "spublish" | "pfcount")
+    crate::cmd::scripting::script_may_write(ctx, cmd, args)
+        .unwrap_or_else(|| table::may_replicate(cmd))
 }
 
 /// Holds a command back while `CLIENT PAUSE` is in force for it: the connection waits for the

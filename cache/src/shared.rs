@@ -202,7 +202,7 @@ pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 impl Shared {
     /// `Err(NOREPLICAS)` if writes need more good replicas than this node has.
     pub fn replicas_ok(&self) -> Result<(), &'static str> {
-        if self.placement.get().is_none() && self.min_replicas_to_write.load(Ordering::Relaxed) > 0
+        if self.min_replicas_to_write.load(Ordering::Relaxed) > 0 && self.placement.get().is_none()
         {
             return Err(NOREPLICAS);
         }

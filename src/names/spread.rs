@@ -558,13 +558,19 @@ impl Spreader {
 
     /// Pulls every zone `peer` holds. Returns how many were accepted.
     async fn pull(&self, peer: mesh::PeerId) -> anyhow::Result<usize> {
+        self.request(peer, b"all", Via::Sync).await
+    }
+
+    /// Sends `req` on the zone-sync ALPN and offers every zone `peer` answers with. Returns how
+    /// many were accepted.
+    async fn request(&self, peer: mesh::PeerId, req: &[u8], via: Via) -> anyhow::Result<usize> {
         let (mut send, mut recv) = self.mesh.open_bi(peer, ZONES_ALPN).await?;
-        mesh::frame::write(&mut send, b"all").await?;
+        mesh::frame::write(&mut send, req).await?;
         let _ = send.finish();
         let decoder = mesh::frame::FrameDecoder::new(naming::zone::MAX_ZONE_BYTES);
         let mut accepted = 0;
         while let Some(bytes) = decoder.read(&mut recv).await? {
-            if self.offer(&bytes, Via::Sync).await {
+            if self.offer(&bytes, via).await {
                 accepted += 1;
             }
         }
@@ -572,35 +578,31 @@ impl Spreader {
     }
 
     /// Asks up to [`ASK_MEMBERS`] live members, one after the other, for `name`'s zone, until
-    /// one has it (each bounded by a few seconds).
+    /// this node holds it (each ask bounded by a few seconds).
     async fn ask_members(&self, name: &Name) {
         let mut peers = self.live_peers();
         rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
+        let mut req = ONE_ZONE.to_vec();
+        req.extend_from_slice(name.to_string().as_bytes());
         for peer in peers.into_iter().take(ASK_MEMBERS) {
-            let ask = async {
-                let (mut send, mut recv) = self.mesh.open_bi(peer, ZONES_ALPN).await?;
-                let mut req = ONE_ZONE.to_vec();
-                req.extend_from_slice(name.to_string().as_bytes());
-                mesh::frame::write(&mut send, &req).await?;
-                let _ = send.finish();
-                let decoder = mesh::frame::FrameDecoder::new(naming::zone::MAX_ZONE_BYTES);
-                anyhow::Ok(decoder.read(&mut recv).await?)
-            };
-            match tokio::time::timeout(Duration::from_secs(5), ask).await {
-                Ok(Ok(Some(bytes))) => {
-                    if self.offer(&bytes, Via::Member).await {
-                        tracing::info!(%peer, %name, "missed zone fetched from a member");
-                    }
-                    // Accepted, or it came another way meanwhile.
-                    if self.zones.get(name).is_some() {
-                        return;
-                    }
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                self.request(peer, &req, Via::Member),
+            )
+            .await
+            {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(%peer, %name, "missed zone fetched from a member")
                 }
-                Ok(Ok(None)) => {}
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, %name, error = %e, "asking a member for a zone failed")
                 }
                 Err(_) => tracing::debug!(%peer, %name, "asking a member for a zone timed out"),
+            }
+            // Accepted, or it came another way meanwhile.
+            if self.zones.get(name).is_some() {
+                return;
             }
         }
     }

@@ -167,8 +167,8 @@ impl<'a> Ctx<'a> {
     /// Runs one command on this node's keyspace only and writes its reply: nothing is
     /// captured (a peer's key state being applied, which its sender already versioned).
     pub fn run_here(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
-        if cmd.flags.contains(&"write")
-            && let Err(e) = self.shared.replicas_ok()
+        if let Err(e) = self.shared.replicas_ok()
+            && cmd.flags.contains(&"write")
         {
             self.shared.intro.rejected(Some(cmd.name), e.as_bytes());
             self.out.error(e);
@@ -188,7 +188,7 @@ impl<'a> Ctx<'a> {
         // Monitors see a script as it starts, before the commands it calls (`skip_monitor`:
         // Redis feeds EVAL and FCALL itself); every other command once it has run (`ran`).
         if cmd.flags.contains(&"skip_monitor") && self.conn.retry_deadline.is_none() {
-            self.feed_monitors(cmd, args);
+            self.feed_monitors(cmd, table::effective(cmd, args), args);
         }
         if let Err(e) = (cmd.handler)(self, args) {
             match e {
@@ -215,9 +215,17 @@ impl<'a> Ctx<'a> {
         self.ran(cmd, args, start.elapsed().as_micros() as u64, offset);
     }
 
-    /// Shows `args` to `MONITOR` clients, unless it is an admin command (Redis hides them).
-    fn feed_monitors(&self, cmd: &'static table::Command, args: &[&[u8]]) {
-        if cmd.flags.contains(&"admin") || table::effective_flags(cmd, args).contains(&"admin") {
+    /// Shows `args` to `MONITOR` clients, unless it is an admin command or subcommand (`full`;
+    /// Redis hides them).
+    fn feed_monitors(&self, cmd: &table::Command, full: &table::Command, args: &[&[u8]]) {
+        if !self
+            .shared
+            .intro
+            .monitoring
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || cmd.flags.contains(&"admin")
+            || full.flags.contains(&"admin")
+        {
             return;
         }
         if self.in_script {
@@ -229,13 +237,9 @@ impl<'a> Ctx<'a> {
 
     /// Records a finished command for INFO commandstats/errorstats, SLOWLOG and LATENCY.
     fn ran(&mut self, cmd: &'static table::Command, args: &[&[u8]], usec: u64, offset: usize) {
-        let full = if !cmd.subcommands.is_empty() && args.len() > 1 {
-            table::lookup_sub(cmd, args[1]).unwrap_or(cmd)
-        } else {
-            cmd
-        };
+        let full = table::effective(cmd, args);
         if !cmd.flags.contains(&"skip_monitor") {
-            self.feed_monitors(cmd, args);
+            self.feed_monitors(cmd, full, args);
         }
         let act = &self.conn.info.activity;
         *act.last_cmd.lock() = full.name;

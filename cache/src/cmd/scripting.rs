@@ -64,11 +64,7 @@ impl Host for ScriptHost<'_, '_> {
             return Err("Wrong number of args calling Redis command from script".into());
         }
         // A container's subcommand carries the flags that matter (FUNCTION LOAD is noscript).
-        let flags_of: &Command = if !cmd.subcommands.is_empty() && args.len() > 1 {
-            table::lookup_sub(cmd, args[1]).unwrap_or(cmd)
-        } else {
-            cmd
-        };
+        let flags_of = table::effective(cmd, &args);
         let fl = flags_of.flags;
         // Redis 7.0 refuses blocking commands in scripts as it refuses `noscript` ones.
         // Refused before it ran: a rejected call of the command, as Redis counts it.
@@ -98,11 +94,7 @@ impl Host for ScriptHost<'_, '_> {
         if fl.contains(&"noscript") || (fl.contains(&"blocking") && !stream_read) {
             return refuse(self.ctx, "This Redis command is not allowed from script");
         }
-        // PUBLISH, SPUBLISH and PFCOUNT reach other nodes' state: Redis flags them
-        // `may_replicate`, and a read-only script may not run them.
-        let write = fl.contains(&"write")
-            || fl.contains(&"may_replicate")
-            || matches!(cmd.name, "publish" | "spublish" | "pfcount");
+        let write = table::may_replicate(flags_of);
         if self.read_only && write {
             return refuse(
                 self.ctx,
@@ -195,10 +187,11 @@ fn reserve(ctx: &mut Ctx<'_>, engine: &crate::script::Engine) {
 
 /// Whether a script command may write, for `CLIENT PAUSE WRITE` (Redis's
 /// `evalGetCommandFlags`): a script declared `no-writes` (or run by a `*_RO` command) is not
-/// held back; a script without a shebang, or one not known yet, may write.
-pub fn script_may_write(ctx: &Ctx<'_>, cmd: &Command, args: &[&[u8]]) -> bool {
+/// held back; a script without a shebang, or one not known yet, may write. `None` for a
+/// command that runs no script.
+pub fn script_may_write(ctx: &Ctx<'_>, cmd: &Command, args: &[&[u8]]) -> Option<bool> {
     let f = match cmd.name {
-        "eval_ro" | "evalsha_ro" | "fcall_ro" => return false,
+        "eval_ro" | "evalsha_ro" | "fcall_ro" => return Some(false),
         "eval" => script::eval_shebang(args[1]).map(|(f, _)| f).ok(),
         "evalsha" => {
             let sha = String::from_utf8_lossy(args[1]).to_ascii_lowercase();
@@ -208,9 +201,9 @@ pub fn script_may_write(ctx: &Ctx<'_>, cmd: &Command, args: &[&[u8]]) -> bool {
             let name = String::from_utf8_lossy(args[1]);
             ctx.shared.scripting.peek_flags(None, Some(&name))
         }
-        _ => return true,
+        _ => return None,
     };
-    f.is_none_or(|f| f & flags::EVAL_COMPAT != 0 || f & flags::NO_WRITES == 0)
+    Some(f.is_none_or(|f| f & flags::EVAL_COMPAT != 0 || f & flags::NO_WRITES == 0))
 }
 
 /// Checks a script's flags against the caller (Redis's `scriptPrepareForRun`).
@@ -355,17 +348,22 @@ fn unknown_sub(args: &[&[u8]], container: &str) -> CmdError {
     ))
 }
 
+/// SCRIPT KILL (`is_eval`) or FUNCTION KILL: stops the running script of that kind.
+fn kill(ctx: &mut Ctx<'_>, is_eval: bool) -> CmdResult {
+    match ctx.shared.scripting.run.kill(is_eval) {
+        Some(e) => Err(e.into()),
+        None => {
+            ctx.out.ok();
+            Ok(())
+        }
+    }
+}
+
 /// SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP
 pub fn script(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let sub = args[1].to_ascii_lowercase();
     match sub.as_slice() {
-        b"kill" if args.len() == 2 => match ctx.shared.scripting.run.kill(true) {
-            Some(e) => Err(e.into()),
-            None => {
-                ctx.out.ok();
-                Ok(())
-            }
-        },
+        b"kill" if args.len() == 2 => kill(ctx, true),
         b"load" if args.len() == 3 => {
             if args[2].len() > MAX_SCRIPT {
                 return Err("ERR script too large".into());
@@ -447,13 +445,7 @@ const DUMP_MAGIC: &[u8] = b"PXFN\x01";
 pub fn function(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let sub = args[1].to_ascii_lowercase();
     match sub.as_slice() {
-        b"kill" if args.len() == 2 => match ctx.shared.scripting.run.kill(false) {
-            Some(e) => Err(e.into()),
-            None => {
-                ctx.out.ok();
-                Ok(())
-            }
-        },
+        b"kill" if args.len() == 2 => kill(ctx, false),
         b"stats" if args.len() == 2 => {
             let run = ctx.shared.scripting.run.clone();
             let (libs, funcs) = run.counts();

@@ -177,11 +177,7 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             let Some(c) = find_command(target[0]) else {
                 return Err("ERR Invalid command specified".into());
             };
-            let c = if !c.subcommands.is_empty() && target.len() > 1 {
-                table::lookup_sub(c, target[1]).unwrap_or(c)
-            } else {
-                c
-            };
+            let c = table::effective(c, target);
             if !table::arity_ok(c.arity, target.len()) {
                 return Err("ERR Invalid number of arguments specified for command".into());
             }

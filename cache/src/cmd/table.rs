@@ -13,15 +13,24 @@ use super::{
     list, pubsub, scripting, server, set, sort, stream, strings, transactions, zset,
 };
 
-/// The flags of the subcommand `args` names, or of `cmd` itself.
-pub fn effective_flags(cmd: &'static Command, args: &[&[u8]]) -> &'static [&'static str] {
-    if !cmd.subcommands.is_empty()
-        && args.len() > 1
-        && let Some(sub) = lookup_sub(cmd, args[1])
-    {
-        return sub.flags;
-    }
+/// Whether `cmd` writes or reaches other nodes' state (Redis's `may_replicate`: PUBLISH,
+/// SPUBLISH, PFCOUNT, which this table does not flag): what `CLIENT PAUSE WRITE` holds back
+/// and a read-only script may not run.
+pub fn may_replicate(cmd: &Command) -> bool {
     cmd.flags
+        .iter()
+        .any(|f| matches!(*f, "write" | "may_replicate"))
+        || matches!(cmd.name, "publish" | "spublish" | "pfcount")
+}
+
+/// The command a request runs: the subcommand `args[1]` names (`config|get`), else `cmd`.
+pub fn effective(cmd: &'static Command, args: &[&[u8]]) -> &'static Command {
+    if !cmd.subcommands.is_empty()
+        && let Some(sub) = args.get(1).and_then(|a| lookup_sub(cmd, a))
+    {
+        return sub;
+    }
+    cmd
 }
 
 /// A command handler; `args[0]` is the command name as sent.

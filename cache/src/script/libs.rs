@@ -143,20 +143,18 @@ pub(super) fn install(lua: &Lua, rt: &Table) -> mlua::Result<()> {
     )?;
     rt.raw_set(
         "acl_check_cmd",
-        lua.create_function(|lua, args: MultiValue| {
-            let name = match args.front() {
-                Some(Value::String(s)) => s.to_string_lossy().to_ascii_lowercase(),
-                _ => {
-                    return err(
-                        lua,
-                        "ERR Please specify at least one argument for this redis lib call",
-                    );
-                }
+        // Outside a run (the run puts the caller's own check in its place): only the command
+        // is checked.
+        lua.create_function(|lua, (n, argv): (usize, mlua::Table)| {
+            let args = match super::convert::lua_args(n, &argv) {
+                Ok(a) => a,
+                Err(msg) => return err(lua, &format!("ERR {msg}")),
             };
-            if crate::cmd::table::lookup(name.as_bytes()).is_none() {
+            let name = args[0].to_ascii_lowercase();
+            if crate::cmd::table::lookup(&name).is_none() {
                 return err(lua, "ERR Invalid command passed to redis.acl_check_cmd()");
             }
-            // One user with every permission.
+            // No caller outside a run: nothing to deny.
             Ok((Value::Boolean(true), Value::Nil))
         })?,
     )?;

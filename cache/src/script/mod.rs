@@ -741,31 +741,14 @@ impl Vm {
                 Ok(None)
             })?;
             // Permissions are the running user's: only the host knows who that is.
-            let acl_check = scope.create_function(|lua, argv: MultiValue| {
-                let mut args = Vec::with_capacity(argv.len());
-                for v in argv.iter() {
-                    match v {
-                        Value::String(s) => args.push(s.as_bytes().to_vec()),
-                        Value::Integer(i) => args.push(i.to_string().into_bytes()),
-                        Value::Number(n) => args.push(n.to_string().into_bytes()),
-                        _ => {
-                            return Ok((
-                                Value::Nil,
-                                Value::String(lua.create_string(
-                                    "ERR Lua redis lib command arguments must be strings or integers",
-                                )?),
-                            ));
-                        }
+            let acl_check = scope.create_function(|lua, (n, argv): (usize, Table)| {
+                let args = match convert::lua_args(n, &argv) {
+                    Ok(a) => a,
+                    Err(msg) => {
+                        let e = lua.create_string(format!("ERR {msg}"))?;
+                        return Ok((Value::Nil, Value::String(e)));
                     }
-                }
-                if args.is_empty() {
-                    return Ok((
-                        Value::Nil,
-                        Value::String(lua.create_string(
-                            "ERR Please specify at least one argument for this redis lib call",
-                        )?),
-                    ));
-                }
+                };
                 let Ok(mut host) = host.try_borrow_mut() else {
                     return Ok((Value::Boolean(false), Value::Nil));
                 };

@@ -161,24 +161,23 @@ local function err_handler(err)
 end
 
 -- redis.call / redis.pcall: rt.call returns the reply and whether it is an error table.
-local function redis_call(...)
+local function call_cmd(...)
   local c = rt.call
   if not c then
     error({ err = "ERR redis.call/pcall can only be called inside a script invocation" })
   end
   -- the arguments travel as one table: thousands of them must not each take a stack slot
-  local r, is_err = c(select("#", ...), { ... })
+  return c(select("#", ...), { ... })
+end
+local function redis_call(...)
+  local r, is_err = call_cmd(...)
   if is_err then
     error(r)
   end
   return r
 end
 local function redis_pcall_cmd(...)
-  local c = rt.call
-  if not c then
-    error({ err = "ERR redis.call/pcall can only be called inside a script invocation" })
-  end
-  local r = c(select("#", ...), { ... })
+  local r = call_cmd(...)
   return r
 end
 
@@ -226,7 +225,7 @@ local redis = {
   end,
   debug = function() end,
   acl_check_cmd = function(...)
-    return raise_if_err(rt.acl_check_cmd(...))
+    return raise_if_err(rt.acl_check_cmd(select("#", ...), { ... }))
   end,
   REPL_NONE = 0,
   REPL_AOF = 1,
