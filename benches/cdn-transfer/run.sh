@@ -4,20 +4,30 @@
 # same transfer (fs stores), and against one plain quinn stream of the same bytes (no
 # verification, client discards), in the same run. Servers on core 0, clients on core 1.
 #
-#   benches/cdn-transfer/run.sh [SIZE_MIB] [RUNS]
+#   benches/cdn-transfer/run.sh [SIZE_MIB] [RUNS] [--note TEXT] [--raw-dir benches/results/raw]
 #
-# Builds both peers in release mode (the iroh peer in its own crate and target dir, so iroh's
-# dependency tree stays out of the workspace). Prints one JSON line per transfer, then medians.
+# Builds both peers in release mode (the iroh peer in its own crate and target dir,
+# IROH_TARGET_DIR, so iroh's dependency tree stays out of the workspace). Prints one JSON line
+# per transfer, then writes one JSON file under benches/results/raw/ (machine, commit, command
+# line, versions, every transfer, medians, ratios; benches/cdn-transfer/raw.py collects them);
+# `benches/report transfer` turns it into the section of benches/results/transfer.md.
 set -euo pipefail
-SIZE_MIB=${1:-1024}
-RUNS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HEADER_ARGS=("$0" "$@")
+NOTE=""; RAW_DIR=$ROOT/benches/results/raw
+POS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --note) NOTE=$2; shift 2 ;;
+    --raw-dir) RAW_DIR=$2; shift 2 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) POS+=("$1"); shift ;;
+  esac
+done
+SIZE_MIB=${POS[0]:-1024}
+RUNS=${POS[1]:-3}
 PX_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 IROH_TARGET=${IROH_TARGET_DIR:-$HOME/.cache/proxima/target-iroh-peer}
-(cd "$ROOT" && cargo build --release -q -p cdn-edge --example transfer_bench)
-(cd "$ROOT/benches/iroh-peer" && CARGO_TARGET_DIR=$IROH_TARGET cargo build --release -q)
-PX=$PX_TARGET/release/examples/transfer_bench
-IR=$IROH_TARGET/release/iroh-peer
 W=$(mktemp -d -t cdn-transfer.XXXX)
 PIDS=()
 cleanup() {
@@ -25,8 +35,14 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+python3 "$ROOT/benches/rawjson.py" header transfer "$NOTE" -- "${HEADER_ARGS[@]}" >"$W/header.json"
+(cd "$ROOT" && cargo build --release -q -p cdn-edge --example transfer_bench)
+(cd "$ROOT/benches/iroh-peer" && CARGO_TARGET_DIR=$IROH_TARGET cargo build --release -q)
+PX=$PX_TARGET/release/examples/transfer_bench
+IR=$IROH_TARGET/release/iroh-peer
 
 cpu_of() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+since() { awk -v a="$(cpu_of "$1")" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }  # pid, cpu_of before
 
 # Proxima server: one blob of SIZE_MIB MiB in its store.
 mkfifo "$W/px-in" "$W/ir-in"
@@ -50,31 +66,13 @@ echo "# $SIZE_MIB MiB, $RUNS runs; $(nproc) cores, $(lscpu | sed -n 's/^Model na
 for run in $(seq 1 "$RUNS"); do
   s0=$(cpu_of "$PXS")
   line=$(taskset -c 1 "$PX" fetch "$W/px-client" "$P2P" "$HASH")
-  echo "${line%\}},\"server_cpu_s\":$(echo "$(cpu_of "$PXS") - $s0" | bc),\"run\":$run}"
+  echo "${line%\}},\"server_cpu_s\":$(since "$PXS" "$s0"),\"run\":$run}"
   s0=$(cpu_of "$IRS")
   line=$(taskset -c 1 "$IR" fetch "$W/ir-client" "$IR_ID" "$IR_ADDR" "$HASH")
-  echo "${line%\}},\"server_cpu_s\":$(echo "$(cpu_of "$IRS") - $s0" | bc),\"run\":$run}"
+  echo "${line%\}},\"server_cpu_s\":$(since "$IRS" "$s0"),\"run\":$run}"
   s0=$(cpu_of "$PXS")
   line=$(taskset -c 1 "$PX" raw "$P2P" "$PEER" "$QUIC" "$BYTES")
-  echo "${line%\}},\"server_cpu_s\":$(echo "$(cpu_of "$PXS") - $s0" | bc),\"run\":$run}"
+  echo "${line%\}},\"server_cpu_s\":$(since "$PXS" "$s0"),\"run\":$run}"
 done | tee "$W/results.jsonl"
-python3 - "$W/results.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-by = {}
-for r in rows:
-    by.setdefault(r["tool"], []).append(r)
-med = lambda xs: statistics.median(xs)
-print("| tool | MiB/s (median) | per run | client CPU s | server CPU s | client max RSS MiB |")
-print("|---|---|---|---|---|---|")
-for tool, rs in by.items():
-    runs = ", ".join("%.0f" % r["mib_s"] for r in rs)
-    print("| %s | %.0f | %s | %.2f | %.2f | %.0f |" % (
-        tool, med([r["mib_s"] for r in rs]), runs,
-        med([r["client_cpu_s"] for r in rs]), med([r["server_cpu_s"] for r in rs]),
-        med([r["client_max_rss_kib"] for r in rs]) / 1024))
-if "proxima" in by and "iroh-blobs" in by:
-    ratios = [p["mib_s"] / i["mib_s"] for p, i in zip(by["proxima"], by["iroh-blobs"])]
-    print("\nproxima / iroh-blobs throughput: median %.2f (per run %s)" % (
-        med(ratios), ", ".join("%.2f" % x for x in ratios)))
-PY
+python3 "$ROOT/benches/cdn-transfer/raw.py" "$W/header.json" "$W/results.jsonl" --size-mib "$SIZE_MIB" \
+  --bytes "$BYTES" --runs "$RUNS" --hash "$HASH" --proxima-bin "$PX" --iroh-bin "$IR" --raw-dir "$RAW_DIR"

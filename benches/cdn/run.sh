@@ -2,15 +2,38 @@
 # CDN edge benchmark: the Proxima gateway against nginx (one worker, sendfile) serving the same
 # files, both pinned to core 0, wrk on core 1; and BLAKE3 hashing of the publisher against b3sum.
 #
-#   benches/cdn/run.sh [PROXIMA_BIN] [DURATION_SECONDS] [RUNS]
+#   benches/cdn/run.sh [PROXIMA_BIN] [DURATION_SECONDS] [RUNS] [--note TEXT] [--big-mib 100]
+#                      [--hash-mib 1024] [--raw-dir benches/results/raw]
 #
-# Prints a Markdown table per run; quote medians. Needs wrk, nginx, b3sum, taskset, curl.
+# Each run measures every case on both servers (which goes first alternates run by run). Prints
+# one line per case, then writes one JSON file under benches/results/raw/ (machine, commit,
+# command line, every wrk run, hashing times, RSS, medians, ratios; benches/cdn/raw.py collects
+# them); `benches/report cdn` turns it into the section of benches/results/cdn.md.
+# --big-mib and --hash-mib shrink the large file and the hashed file for a quick validation run.
+# Needs wrk, nginx, b3sum, taskset, curl, python3.
 set -euo pipefail
-BIN=${1:-./target/release/proxima}
-DUR=${2:-10}
-RUNS=${3:-3}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HEADER_ARGS=("$0" "$@")
+NOTE=""; BIG_MIB=100; HASH_MIB=1024; RAW_DIR=$ROOT/benches/results/raw
+POS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --note) NOTE=$2; shift 2 ;;
+    --big-mib) BIG_MIB=$2; shift 2 ;;
+    --hash-mib) HASH_MIB=$2; shift 2 ;;
+    --raw-dir) RAW_DIR=$2; shift 2 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) POS+=("$1"); shift ;;
+  esac
+done
+BIN=$(realpath "${POS[0]:-./target/release/proxima}")
+DUR=${POS[1]:-10}
+RUNS=${POS[2]:-3}
 SERVER_CORE=0
 LOAD_CORE=1
+for t in wrk nginx b3sum taskset curl python3; do
+  command -v $t >/dev/null || { echo "$t is missing: run scripts/install-deps test (and PATH=/usr/sbin:\$PATH)" >&2; exit 1; }
+done
 W=$(mktemp -d -t cdn-bench.XXXX)
 PIDS=()
 cleanup() {
@@ -20,15 +43,19 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+python3 "$ROOT/benches/rawjson.py" header cdn "$NOTE" -- "${HEADER_ARGS[@]}" >"$W/header.json"
+M=$W/measurements.tsv   # what benches/cdn/raw.py reads: wrk, rss and hash lines
+mkdir -p "$W/wrk"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Files: the same bytes for both servers.
 SITE=$W/site
+BIG=${BIG_MIB}m.bin
 mkdir -p "$SITE"
 head -c 1024 /dev/urandom >"$SITE/1k.bin"
 head -c 16384 /dev/urandom >"$SITE/16k.bin"
-head -c $((100 * 1024 * 1024)) /dev/urandom >"$SITE/100m.bin"
+head -c $((BIG_MIB * 1024 * 1024)) /dev/urandom >"$SITE/$BIG"
 echo '<h1>bench</h1>' >"$SITE/index.html"
 chmod -R a+rX "$W"   # nginx workers run as an unprivileged user
 
@@ -46,7 +73,7 @@ for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$ADMIN/health >/dev/null && 
 # nginx: one worker, sendfile, same directory, core 0.
 NG=$(free_port)
 mkdir -p "$W/nginx"
-cat >"$W/nginx/nginx.conf" <<EOF
+cat >"$W/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 worker_cpu_affinity auto;
 daemon off;
@@ -61,27 +88,24 @@ http {
   etag on;
   server { listen 127.0.0.1:$NG; root $SITE; }
 }
-EOF
+NGINX
 taskset -c $SERVER_CORE nginx -c "$W/nginx/nginx.conf" -p "$W/nginx" >/dev/null 2>&1 &
 NGP=$!; PIDS+=($NGP)
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$NG/1k.bin >/dev/null && break; sleep 0.1; done
 
 # Both serve identical bytes.
-for f in 1k.bin 16k.bin 100m.bin; do
+for f in 1k.bin 16k.bin "$BIG"; do
   cmp <(curl -s -H 'Host: bench.proxima' http://127.0.0.1:$HTTP/$f) <(curl -s http://127.0.0.1:$NG/$f) \
     || { echo "servers disagree on $f"; exit 1; }
 done
 
-# wrk: requests/s, p50, p99 (wrk's latency distribution), transfer/s.
-wrk_run() { # url conns host
-  local out
-  out=$(taskset -c $LOAD_CORE wrk -t1 -c"$2" -d"${DUR}s" --latency -H "Host: $3" "$1" 2>&1)
-  local rps p50 p99 xfer
-  rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
-  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
-  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-  xfer=$(echo "$out" | awk '/Transfer\/sec/{print $2}')
-  echo "$rps $p50 $p99 $xfer"
+# wrk's whole output is kept for benches/cdn/raw.py (requests/s, latency distribution,
+# transfer/s, errors); one line per case here.
+wrk_run() { # run server url conns host file
+  local out=$W/wrk/$1-$2-$6-c$4.txt
+  taskset -c $LOAD_CORE wrk -t1 -c"$4" -d"${DUR}s" --latency -H "Host: $5" "$3" >"$out" 2>&1 || true
+  printf 'wrk\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$6" "$4" "$out" >>"$M"
+  awk '/Requests\/sec/{print $2}' "$out"
 }
 rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
 nginx_rss() { # master + worker
@@ -90,37 +114,38 @@ nginx_rss() { # master + worker
 
 echo "nproc: $(nproc); CPU: $(lscpu | awk -F: '/Model name/{gsub(/^ +/,"",$2); print $2}'); duration ${DUR}s; runs $RUNS"
 for run in $(seq 1 "$RUNS"); do
-  echo
-  echo "### run $run"
-  echo
-  echo "| case | proxima req/s | nginx req/s | ratio | proxima p50/p99 | nginx p50/p99 | proxima MB/s | nginx MB/s |"
-  echo "|---|---|---|---|---|---|---|---|"
-  for c in "1k.bin 1" "1k.bin 64" "16k.bin 1" "16k.bin 64" "100m.bin 1" "100m.bin 4"; do
-    set -- $c
-    read -r prps pp50 pp99 pxfer < <(wrk_run "http://127.0.0.1:$HTTP/$1" "$2" bench.proxima)
-    read -r nrps np50 np99 nxfer < <(wrk_run "http://127.0.0.1:$NG/$1" "$2" localhost)
-    ratio=$(python3 -c "print(f'{float(\"$prps\")/float(\"$nrps\"):.2f}')")
-    echo "| $1 c=$2 | $prps | $nrps | $ratio | $pp50/$pp99 | $np50/$np99 | $pxfer | $nxfer |"
+  if [ $((run % 2)) = 1 ]; then order="proxima nginx"; else order="nginx proxima"; fi
+  for c in "1k.bin 1" "1k.bin 64" "16k.bin 1" "16k.bin 64" "$BIG 1" "$BIG 4"; do
+    read -r f conns <<<"$c"
+    line="run $run $f c=$conns:"
+    for s in $order; do
+      if [ "$s" = proxima ]; then
+        rps=$(wrk_run "$run" proxima "http://127.0.0.1:$HTTP/$f" "$conns" bench.proxima "$f")
+      else
+        rps=$(wrk_run "$run" nginx "http://127.0.0.1:$NG/$f" "$conns" localhost "$f")
+      fi
+      line="$line $s ${rps:-?} req/s"
+    done
+    echo "$line"
   done
-  echo
-  echo "RSS after run: proxima $(( $(rss_kb $PX) / 1024 )) MiB, nginx $(( $(nginx_rss) / 1024 )) MiB"
+  printf 'rss\t%s\t%s\t%s\n' "$run" "$(rss_kb $PX)" "$(nginx_rss)" >>"$M"
 done
 
 # Hashing: the publisher (dry run: scan + BLAKE3, one round trip to the node) against b3sum,
-# on a 1 GiB file in the page cache.
+# on a HASH_MIB file in the page cache.
 HF=$W/hash
 mkdir -p "$HF"
-head -c $((1024 * 1024 * 1024)) /dev/urandom >"$HF/1g.bin"
-b3sum "$HF/1g.bin" >/dev/null
-echo
-echo "| hashing 1 GiB | threads | proxima s | b3sum s | ratio (b3sum time / proxima time) |"
-echo "|---|---|---|---|---|"
+head -c $((HASH_MIB * 1024 * 1024)) /dev/urandom >"$HF/data.bin"
+b3sum "$HF/data.bin" >/dev/null
 for t in 1 2; do
   for run in $(seq 1 "$RUNS"); do
     ps=$( { /usr/bin/time -f %e "$BIN" publish "$HF" --name bench.proxima --dry-run --threads $t \
       --node http://127.0.0.1:$ADMIN >/dev/null; } 2>&1 | tail -1)
-    bs=$( { /usr/bin/time -f %e b3sum --num-threads $t "$HF/1g.bin" >/dev/null; } 2>&1 | tail -1)
-    ratio=$(python3 -c "print(f'{$bs/$ps:.2f}')")
-    echo "| run $run | $t | $ps | $bs | $ratio |"
+    bs=$( { /usr/bin/time -f %e b3sum --num-threads $t "$HF/data.bin" >/dev/null; } 2>&1 | tail -1)
+    printf 'hash\t%s\t%s\t%s\t%s\n' "$run" "$t" "$ps" "$bs" >>"$M"
+    echo "hashing $HASH_MIB MiB, $t thread(s), run $run: proxima $ps s, b3sum $bs s"
   done
 done
+
+python3 "$ROOT/benches/cdn/raw.py" "$W" --bin "$BIN" --seconds "$DUR" --runs "$RUNS" --big "$BIG" \
+  --hash-mib "$HASH_MIB" --raw-dir "$RAW_DIR"
