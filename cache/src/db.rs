@@ -232,7 +232,8 @@ impl Db {
         self.used
     }
 
-    fn entry_mem(key: &[u8], value: &Value) -> u32 {
+    /// Bytes accounted for a key holding `value` (`MEMORY USAGE`).
+    pub fn entry_mem(key: &[u8], value: &Value) -> u32 {
         (crate::compact::heap_size_for(key.len()) + value.mem() + ENTRY_OVERHEAD)
             .min(u32::MAX as usize) as u32
     }
