@@ -804,6 +804,62 @@ mod tests {
     }
 
     #[test]
+    fn entry_layout_and_access_clock() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        // Idle time in whole seconds, across the 24-bit clock's wrap (every 2^24 s).
+        let wrap = (1u64 << 24) * 1000;
+        let mut e = Entry::new(s("v"), 0, 0, wrap - 5_000);
+        assert_eq!(e.idle_ms(wrap - 5_000), 0);
+        assert_eq!(e.idle_ms(wrap + 7_500), 12_000);
+        assert_eq!(e.freq(), LFU_INIT);
+        // The counter decays one step per `decay_time` minutes since the last access.
+        e.set_access(wrap - 5_000, 20);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 59_000, 1), 20);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 3 * 60_000, 1), 17);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 3 * 60_000, 2), 19);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 3 * 60_000, 0), 20);
+        // RESTORE ... IDLETIME / FREQ.
+        let mut db = Db::new();
+        db.insert(b"k", s("v"), 0, 1_000_000);
+        db.set_idle(b"k", 30_000, 1_000_000);
+        assert_eq!(
+            db.peek_ref(b"k", 1_000_000).unwrap().idle_ms(1_000_000),
+            30_000
+        );
+        db.set_freq(b"k", 200, 1_000_000);
+        let e = db.peek_ref(b"k", 1_000_000).unwrap();
+        assert_eq!((e.freq(), e.idle_ms(1_000_000)), (200, 0));
+        // A read within the minute touches: idle back to 0, counter kept or bumped.
+        assert!(db.get(b"k", 1_030_000).unwrap().freq() >= 200);
+        assert_eq!(db.peek_ref(b"k", 1_030_000).unwrap().idle_ms(1_030_000), 0);
+        // Sixteen minutes later the read first decays the counter by sixteen.
+        assert!(db.get(b"k", 1_030_000 + 16 * 60_000).unwrap().freq() <= 201 - 16 + 1);
+    }
+
+    #[test]
+    fn long_keys_and_values_are_accounted_with_their_allocation() {
+        let mut db = Db::new();
+        let long = [b'k'; 40];
+        db.insert(&long, Value::Str(vec![b'v'; 100].into()), 0, 0);
+        let want =
+            ENTRY_OVERHEAD + crate::compact::heap_size_for(40) + crate::compact::heap_size_for(100);
+        assert_eq!(db.used_memory(), want);
+        // APPEND-style growth of an inline value past 23 bytes moves it to the heap.
+        db.insert(b"s", s("0123456789"), 0, 0);
+        if let Some(Value::Str(v)) = db.get_mut(b"s", 0).map(|e| &mut e.value) {
+            v.extend_from_slice(&[b'x'; 20]);
+        }
+        db.modified(b"s");
+        assert_eq!(
+            db.used_memory(),
+            want + ENTRY_OVERHEAD + crate::compact::heap_size_for(30)
+        );
+        db.remove(&long);
+        db.remove(b"s");
+        assert_eq!(db.used_memory(), 0);
+    }
+
+    #[test]
     fn lazy_expiry_and_accounting() {
         let mut db = Db::new();
         db.insert(b"a", s("1"), 1000, 0);
