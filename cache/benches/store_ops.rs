@@ -60,7 +60,7 @@ fn bench_db(keys: &[Vec<u8>]) {
     for i in 0..OPS {
         let k = &keys[i % KEYS];
         db.ensure_memory(1).ok();
-        db.insert(k, Value::Str(Box::from(&b"xyz"[..])), 0, 1);
+        db.insert(k, Value::Str(b"xyz".into()), 0, 1);
     }
     report("cache::db insert (accounting, lfu)", start, OPS);
     let start = Instant::now();

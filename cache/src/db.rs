@@ -16,19 +16,20 @@
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
-use indexmap::IndexMap;
 use tokio::sync::Notify;
 
+use crate::keymap::KeyMap;
 use crate::value::{Bytes, Value};
 
-/// Bookkeeping bytes per key beyond key and value payload (map slot, entry, allocator headers).
+/// Bookkeeping bytes per key beyond the heap payload of key and value: the map's entry (a
+/// 24-byte key and a 48-byte [`Entry`]) and its slot in the hash table (a 4-byte position and
+/// a control byte, at a load between 7/16 and 7/8). Keys and strings of up to 23 bytes are
+/// inline, so for them this is the whole cost.
 pub const ENTRY_OVERHEAD: usize = 80;
 /// Initial LFU counter of a new key (Redis's `LFU_INIT_VAL`).
 const LFU_INIT: u8 = 5;
 /// Keys sampled per eviction round (`maxmemory-samples`).
 pub const DEFAULT_SAMPLES: usize = 5;
-
-type Hasher = hashbrown::DefaultHashBuilder;
 
 /// What to do when `maxmemory` is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,35 +60,68 @@ impl Policy {
     }
 }
 
-/// One key's entry.
+/// One key's entry (48 bytes; with its 24-byte key, 72 per key in the map).
 #[derive(Debug)]
 pub struct Entry {
     /// The value.
     pub value: Value,
     /// Absolute expiry in Unix milliseconds; 0 = none.
     pub expire_at: u64,
-    /// Bytes accounted for this entry in [`Db::used_memory`].
-    mem: u32,
-    /// Logarithmic access counter (Redis's LFU counter).
-    lfu: u8,
-    /// Minute (mod 2^16) of the last counter decay.
-    ldt: u16,
-    /// Unix ms of the last access (`OBJECT IDLETIME`, `RESTORE ... IDLETIME`).
-    atime: u64,
     /// Version of the write that left this state (a hybrid clock; 0: none), so copies of a key
     /// from several nodes merge to the newest (cluster mode).
     ver: u64,
+    /// Bytes accounted for this entry in [`Db::used_memory`].
+    mem: u32,
+    /// Last access and access frequency, as Redis keeps them in 24 bits plus 8: the low 24
+    /// bits of the Unix second of the last access (`OBJECT IDLETIME`, wrapping every 194
+    /// days as Redis's LRU clock does) above the logarithmic access counter (Redis's LFU
+    /// counter, `OBJECT FREQ`). The counter decays from the last access, as in Redis.
+    access: u32,
+}
+
+/// Bits of the access clock (Unix seconds mod 2^24).
+const CLOCK_MASK: u32 = 0xFF_FFFF;
+
+/// The access clock of Unix ms `now`.
+fn clock(now: u64) -> u32 {
+    ((now / 1000) as u32) & CLOCK_MASK
 }
 
 impl Entry {
-    /// The LFU counter (what `OBJECT FREQ` shows).
-    pub fn freq(&self) -> u8 {
-        self.lfu
+    fn new(value: Value, expire_at: u64, mem: u32, now: u64) -> Self {
+        Self {
+            value,
+            expire_at,
+            ver: 0,
+            mem,
+            access: clock(now) << 8 | u32::from(LFU_INIT),
+        }
     }
 
-    /// Milliseconds since the last access.
+    /// The LFU counter (what `OBJECT FREQ` shows).
+    pub fn freq(&self) -> u8 {
+        (self.access & 0xFF) as u8
+    }
+
+    /// Milliseconds since the last access (whole seconds).
     pub fn idle_ms(&self, now: u64) -> u64 {
-        now.saturating_sub(self.atime)
+        u64::from(clock(now).wrapping_sub(self.access >> 8) & CLOCK_MASK) * 1000
+    }
+
+    /// Records an access at `now` with the counter `freq`.
+    fn set_access(&mut self, now: u64, freq: u8) {
+        self.access = clock(now) << 8 | u32::from(freq);
+    }
+
+    /// The counter after the decay since the last access: one step per `decay_time`
+    /// minutes (Redis's `LFUDecrAndReturn`).
+    fn decayed_freq(&self, now: u64, decay_time: u32) -> u8 {
+        let freq = self.freq();
+        if decay_time == 0 {
+            return freq;
+        }
+        let periods = self.idle_ms(now) / 60_000 / u64::from(decay_time);
+        freq.saturating_sub(periods.min(255) as u8)
     }
 }
 
@@ -107,7 +141,7 @@ pub struct DbStats {
 /// The keyspace.
 #[derive(Debug)]
 pub struct Db {
-    map: IndexMap<Bytes, Entry, Hasher>,
+    map: KeyMap<Entry>,
     volatile: usize,
     used: usize,
     /// Memory bound in bytes; 0 = none.
@@ -150,7 +184,7 @@ impl Db {
     /// An empty keyspace without a memory bound.
     pub fn new() -> Self {
         Self {
-            map: IndexMap::with_hasher(Hasher::default()),
+            map: KeyMap::default(),
             volatile: 0,
             used: 0,
             maxmemory: 0,
@@ -198,23 +232,25 @@ impl Db {
         self.used
     }
 
-    fn entry_mem(key: &[u8], value: &Value) -> u32 {
-        (key.len() + value.mem() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+    /// Bytes accounted for a key holding `value` (`MEMORY USAGE`).
+    pub fn entry_mem(key: &[u8], value: &Value) -> u32 {
+        (crate::compact::heap_size_for(key.len()) + value.mem() + ENTRY_OVERHEAD)
+            .min(u32::MAX as usize) as u32
     }
 
     fn lfu_touch(&mut self, idx: usize, now: u64) {
         let factor = self.lfu_log_factor;
         let decay = self.lfu_decay_time;
         if let Some((_, e)) = self.map.get_index_mut(idx) {
-            e.atime = now;
-            lfu_decay(e, now, decay);
-            if e.lfu < 255 {
-                let base = f64::from(e.lfu.saturating_sub(LFU_INIT));
+            let mut freq = e.decayed_freq(now, decay);
+            if freq < 255 {
+                let base = f64::from(freq.saturating_sub(LFU_INIT));
                 let p = 1.0 / (base * f64::from(factor) + 1.0);
                 if fastrand::f64() < p {
-                    e.lfu += 1;
+                    freq += 1;
                 }
             }
+            e.set_access(now, freq);
         }
     }
 
@@ -292,18 +328,8 @@ impl Db {
             self.used += mem as usize;
             self.log
                 .record(|| crate::notify::Change::Created(key.into()));
-            self.map.insert(
-                key.into(),
-                Entry {
-                    value,
-                    expire_at,
-                    mem,
-                    lfu: LFU_INIT,
-                    ldt: minutes(now),
-                    atime: now,
-                    ver: 0,
-                },
-            );
+            self.map
+                .insert_new(key.into(), Entry::new(value, expire_at, mem, now));
         }
         if expire_at != 0 {
             self.volatile += 1;
@@ -327,15 +353,16 @@ impl Db {
     /// Sets a key's access frequency counter (`RESTORE ... FREQ`).
     pub fn set_freq(&mut self, key: &[u8], freq: u8, now: u64) {
         if let Some(e) = self.map.get_mut(key) {
-            e.lfu = freq;
-            e.ldt = minutes(now);
+            e.set_access(now, freq);
         }
     }
 
-    /// Sets a key's idle time (`RESTORE ... IDLETIME`): its last access goes back `idle_ms`.
+    /// Sets a key's idle time (`RESTORE ... IDLETIME`): its last access goes back `idle_ms`
+    /// (so does the start of its counter's decay).
     pub fn set_idle(&mut self, key: &[u8], idle_ms: u64, now: u64) {
         if let Some(e) = self.map.get_mut(key) {
-            e.atime = now.saturating_sub(idle_ms);
+            let freq = e.freq();
+            e.set_access(now.saturating_sub(idle_ms), freq);
         }
     }
 
@@ -543,7 +570,7 @@ impl Db {
                 w.notify_one();
             }
         }
-        self.map = IndexMap::with_hasher(Hasher::default());
+        self.map = KeyMap::default();
         self.used = 0;
         self.volatile = 0;
         n
@@ -564,7 +591,7 @@ impl Db {
                 }
                 continue;
             }
-            return Some(k.clone());
+            return Some(k.as_slice().into());
         }
         None
     }
@@ -611,7 +638,7 @@ impl Db {
 
     /// Every live key (KEYS); calls `f` for each.
     pub fn for_each_key(&mut self, now: u64, mut f: impl FnMut(&[u8])) {
-        for (k, e) in &self.map {
+        for (k, e) in self.map.iter() {
             if e.expire_at == 0 || e.expire_at > now {
                 f(k);
             }
@@ -638,7 +665,7 @@ impl Db {
                     {
                         self.log
                             .changes
-                            .push(crate::notify::Change::Evicted(k.clone()));
+                            .push(crate::notify::Change::Evicted(k.into()));
                     }
                     self.remove_index(idx);
                     self.stats.evicted += 1;
@@ -668,16 +695,16 @@ impl Db {
         let mut found = 0;
         for _ in 0..tries {
             let idx = fastrand::usize(..len);
-            let e = &mut self.map[idx];
+            let e = &self.map[idx];
             if self.policy == Policy::Volatile && e.expire_at == 0 {
                 continue;
             }
             if e.expire_at != 0 && e.expire_at <= now {
                 return Some(idx);
             }
-            lfu_decay(e, now, decay);
-            if best.is_none_or(|(c, _)| e.lfu < c) {
-                best = Some((e.lfu, idx));
+            let freq = e.decayed_freq(now, decay);
+            if best.is_none_or(|(c, _)| freq < c) {
+                best = Some((freq, idx));
             }
             found += 1;
             if found >= self.samples {
@@ -714,7 +741,7 @@ impl Db {
                 seen += 1;
                 if e.expire_at <= now {
                     if self.log.enabled {
-                        let k = self.map.get_index(idx).map(|(k, _)| k.clone());
+                        let k = self.map.get_index(idx).map(|(k, _)| Bytes::from(k));
                         self.log
                             .changes
                             .extend(k.map(crate::notify::Change::Expired));
@@ -730,23 +757,6 @@ impl Db {
             }
         }
         deleted
-    }
-}
-
-fn minutes(now_ms: u64) -> u16 {
-    ((now_ms / 60_000) & 0xFFFF) as u16
-}
-
-fn lfu_decay(e: &mut Entry, now: u64, decay_time: u32) {
-    if decay_time == 0 {
-        return;
-    }
-    let m = minutes(now);
-    let elapsed = m.wrapping_sub(e.ldt);
-    let periods = u32::from(elapsed) / decay_time;
-    if periods > 0 {
-        e.lfu = e.lfu.saturating_sub(periods.min(255) as u8);
-        e.ldt = m;
     }
 }
 
@@ -794,6 +804,62 @@ mod tests {
     }
 
     #[test]
+    fn entry_layout_and_access_clock() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        // Idle time in whole seconds, across the 24-bit clock's wrap (every 2^24 s).
+        let wrap = (1u64 << 24) * 1000;
+        let mut e = Entry::new(s("v"), 0, 0, wrap - 5_000);
+        assert_eq!(e.idle_ms(wrap - 5_000), 0);
+        assert_eq!(e.idle_ms(wrap + 7_500), 12_000);
+        assert_eq!(e.freq(), LFU_INIT);
+        // The counter decays one step per `decay_time` minutes since the last access.
+        e.set_access(wrap - 5_000, 20);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 59_000, 1), 20);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 3 * 60_000, 1), 17);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 3 * 60_000, 2), 19);
+        assert_eq!(e.decayed_freq(wrap - 5_000 + 3 * 60_000, 0), 20);
+        // RESTORE ... IDLETIME / FREQ.
+        let mut db = Db::new();
+        db.insert(b"k", s("v"), 0, 1_000_000);
+        db.set_idle(b"k", 30_000, 1_000_000);
+        assert_eq!(
+            db.peek_ref(b"k", 1_000_000).unwrap().idle_ms(1_000_000),
+            30_000
+        );
+        db.set_freq(b"k", 200, 1_000_000);
+        let e = db.peek_ref(b"k", 1_000_000).unwrap();
+        assert_eq!((e.freq(), e.idle_ms(1_000_000)), (200, 0));
+        // A read within the minute touches: idle back to 0, counter kept or bumped.
+        assert!(db.get(b"k", 1_030_000).unwrap().freq() >= 200);
+        assert_eq!(db.peek_ref(b"k", 1_030_000).unwrap().idle_ms(1_030_000), 0);
+        // Sixteen minutes later the read first decays the counter by sixteen.
+        assert!(db.get(b"k", 1_030_000 + 16 * 60_000).unwrap().freq() <= 201 - 16 + 1);
+    }
+
+    #[test]
+    fn long_keys_and_values_are_accounted_with_their_allocation() {
+        let mut db = Db::new();
+        let long = [b'k'; 40];
+        db.insert(&long, Value::Str(vec![b'v'; 100].into()), 0, 0);
+        let want =
+            ENTRY_OVERHEAD + crate::compact::heap_size_for(40) + crate::compact::heap_size_for(100);
+        assert_eq!(db.used_memory(), want);
+        // APPEND-style growth of an inline value past 23 bytes moves it to the heap.
+        db.insert(b"s", s("0123456789"), 0, 0);
+        if let Some(Value::Str(v)) = db.get_mut(b"s", 0).map(|e| &mut e.value) {
+            v.extend_from_slice(&[b'x'; 20]);
+        }
+        db.modified(b"s");
+        assert_eq!(
+            db.used_memory(),
+            want + ENTRY_OVERHEAD + crate::compact::heap_size_for(30)
+        );
+        db.remove(&long);
+        db.remove(b"s");
+        assert_eq!(db.used_memory(), 0);
+    }
+
+    #[test]
     fn lazy_expiry_and_accounting() {
         let mut db = Db::new();
         db.insert(b"a", s("1"), 1000, 0);
@@ -802,7 +868,7 @@ mod tests {
         assert!(db.get(b"a", 999).is_some());
         assert!(db.get(b"a", 1000).is_none());
         assert_eq!(db.volatile_count(), 0);
-        assert_eq!(db.used_memory(), 1 + 2 + ENTRY_OVERHEAD);
+        assert_eq!(db.used_memory(), ENTRY_OVERHEAD);
         db.remove(b"b");
         assert_eq!(db.used_memory(), 0);
     }

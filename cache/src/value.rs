@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use hashbrown::HashSet;
 
+pub use crate::compact::CompactBytes;
 pub use crate::zset::ZSet;
 
 /// An owned byte string (keys, values, members, fields).
@@ -17,8 +18,8 @@ pub const ELEM_OVERHEAD: usize = 32;
 /// A value in the keyspace.
 #[derive(Debug, Clone)]
 pub enum Value {
-    /// A string (bytes).
-    Str(Bytes),
+    /// A string (bytes; up to 23 inline, without a heap allocation).
+    Str(CompactBytes),
     /// A hash of field -> value.
     Hash(Box<HashObj>),
     /// A list.
@@ -44,10 +45,11 @@ impl Value {
         }
     }
 
-    /// Bytes held by the value (payload plus per-element overhead).
+    /// Heap bytes held by the value beyond the 24 bytes in its entry (payload plus
+    /// per-element overhead; 0 for a string kept inline).
     pub fn mem(&self) -> usize {
         match self {
-            Value::Str(s) => s.len(),
+            Value::Str(s) => s.heap_size(),
             Value::Hash(h) => h.bytes + 64,
             Value::List(l) => l.bytes + 48,
             Value::Set(s) => s.bytes + 64,

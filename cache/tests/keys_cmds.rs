@@ -362,3 +362,42 @@ fn small_hashes_keep_insertion_order_through_dump() {
     );
     assert_eq!(s.cmd(&["HGETALL", "h2"]), want);
 }
+
+/// Strings grow and shrink across the 23-byte inline limit of keys and values (APPEND,
+/// SETRANGE, SETBIT, GETRANGE) with the same results on either side.
+#[test]
+fn strings_cross_the_inline_limit() {
+    let mut s = Session::new();
+    let k23 = "k".repeat(23);
+    let k24 = "k".repeat(24);
+    for k in [k23.as_str(), k24.as_str()] {
+        assert_eq!(s.cmd(&["SET", k, "0123456789012345678901"]), "+OK\r\n");
+        assert_eq!(s.cmd(&["APPEND", k, "2"]), ":23\r\n");
+        assert_eq!(s.cmd(&["APPEND", k, "3"]), ":24\r\n");
+        assert_eq!(s.cmd(&["GET", k]), "$24\r\n012345678901234567890123\r\n");
+        assert_eq!(s.cmd(&["STRLEN", k]), ":24\r\n");
+    }
+    // SETRANGE past the end pads with zeros, inline and then on the heap.
+    assert_eq!(s.cmd(&["SETRANGE", "r", "5", "ab"]), ":7\r\n");
+    assert_eq!(s.cmd(&["GET", "r"]), "$7\r\n\0\0\0\0\0ab\r\n");
+    assert_eq!(s.cmd(&["SETRANGE", "r", "22", "cd"]), ":24\r\n");
+    assert_eq!(s.cmd(&["GETRANGE", "r", "20", "-1"]), "$4\r\n\0\0cd\r\n");
+    // SETBIT grows a short string by whole bytes: bit 191 is the last of byte 23.
+    assert_eq!(s.cmd(&["SET", "b", "x"]), "+OK\r\n");
+    assert_eq!(s.cmd(&["SETBIT", "b", "183", "1"]), ":0\r\n");
+    assert_eq!(s.cmd(&["STRLEN", "b"]), ":23\r\n");
+    assert_eq!(s.cmd(&["SETBIT", "b", "191", "1"]), ":0\r\n");
+    assert_eq!(s.cmd(&["STRLEN", "b"]), ":24\r\n");
+    assert_eq!(s.cmd(&["GETBIT", "b", "183"]), ":1\r\n");
+    // "x" has 4 bits set, plus the two set above.
+    assert_eq!(s.cmd(&["BITCOUNT", "b"]), ":6\r\n");
+    // A counter stays a string value.
+    assert_eq!(s.cmd(&["SET", "i", "9"]), "+OK\r\n");
+    assert_eq!(s.cmd(&["INCR", "i"]), ":10\r\n");
+    // A heap value overwritten by a short one, and keys found by their bytes either way.
+    assert_eq!(s.cmd(&["SET", &k24, "short"]), "+OK\r\n");
+    assert_eq!(s.cmd(&["GET", &k24]), "$5\r\nshort\r\n");
+    assert_eq!(s.cmd(&["EXISTS", &k23, &k24, "kk"]), ":2\r\n");
+    assert_eq!(s.cmd(&["DEL", &k23]), ":1\r\n");
+    assert_eq!(s.cmd(&["GET", &k23]), "$-1\r\n");
+}

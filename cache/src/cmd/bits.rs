@@ -61,11 +61,11 @@ fn take_for_write(
 fn put_back(db: &mut Db, key: &[u8], v: Vec<u8>, existed: bool, now: u64) {
     if existed {
         if let Some(e) = db.get_mut(key, now) {
-            e.value = Value::Str(v.into_boxed_slice());
+            e.value = Value::Str(v.into());
         }
         db.modified(key);
     } else {
-        db.insert(key, Value::Str(v.into_boxed_slice()), 0, now);
+        db.insert(key, Value::Str(v.into()), 0, now);
     }
 }
 
@@ -101,7 +101,7 @@ pub fn setbit(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         put_back(db, args[1], v, existed, now);
     } else if let Some(e) = db.get_mut(args[1], now) {
         // Unchanged: restore without signalling a modification (no WATCH invalidation).
-        e.value = Value::Str(v.into_boxed_slice());
+        e.value = Value::Str(v.into());
     }
     out.int(i64::from(old));
     Ok(())
@@ -352,7 +352,7 @@ pub fn bitop(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             }
             *r = o;
         }
-        db.insert(args[2], Value::Str(res.into_boxed_slice()), 0, now);
+        db.insert(args[2], Value::Str(res.into()), 0, now);
     }
     out.int(maxlen as i64);
     Ok(())
@@ -611,7 +611,7 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], ro: bool) -> CmdResult {
     if changes {
         put_back(db, args[1], v, existed, now);
     } else if let Some(e) = db.get_mut(args[1], now) {
-        e.value = Value::Str(v.into_boxed_slice());
+        e.value = Value::Str(v.into());
     }
     Ok(())
 }

@@ -468,11 +468,11 @@ fn take(db: &mut Db, key: &[u8], now: u64) -> Result<Option<Vec<u8>>, CmdError> 
 /// Puts an edited HLL back; `changed` signals the modification (WATCH, replication).
 fn put(db: &mut Db, key: &[u8], v: Vec<u8>, existed: bool, changed: bool, now: u64) {
     if !existed {
-        db.insert(key, Value::Str(v.into_boxed_slice()), 0, now);
+        db.insert(key, Value::Str(v.into()), 0, now);
         return;
     }
     if let Some(e) = db.get_mut(key, now) {
-        e.value = Value::Str(v.into_boxed_slice());
+        e.value = Value::Str(v.into());
     }
     if changed {
         db.modified(key);

@@ -13,7 +13,7 @@ pub fn lcs(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     for (k, slot) in args[1..3].iter().zip(strs.iter_mut()) {
         if let Some(e) = db.get(k, now) {
             match &e.value {
-                Value::Str(s) => *slot = s.clone(),
+                Value::Str(s) => *slot = s.as_slice().into(),
                 _ => return Err("ERR The specified keys must contain string values".into()),
             }
         }

@@ -662,9 +662,7 @@ pub fn memory(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         "memory|usage" => {
             let (db, out, now) = ctx.split();
             match db.peek(args[2], now) {
-                Some(e) => {
-                    out.int((args[2].len() + e.value.mem() + crate::db::ENTRY_OVERHEAD) as i64)
-                }
+                Some(e) => out.int(i64::from(crate::db::Db::entry_mem(args[2], &e.value))),
                 None => out.null(),
             }
         }

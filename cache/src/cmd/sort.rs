@@ -29,7 +29,7 @@ fn lookup_pattern(db: &mut Db, pattern: &[u8], elem: &[u8], now: u64) -> Option<
     let e = db.get(&key, now)?;
     match (&e.value, field) {
         (Value::Hash(h), Some(f)) => h.map.get(f).cloned(),
-        (Value::Str(s), None) => Some(s.clone()),
+        (Value::Str(s), None) => Some(s.as_slice().into()),
         _ => None,
     }
 }

@@ -277,10 +277,8 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             if s.len() + args[2].len() > max {
                 return Err(TOO_BIG.into());
             }
-            let mut v = std::mem::take(s).into_vec();
-            v.extend_from_slice(args[2]);
-            let n = v.len();
-            *s = v.into_boxed_slice();
+            s.extend_from_slice(args[2]);
+            let n = s.len();
             db.modified(args[1]);
             n
         }
@@ -355,7 +353,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 ..
             }) = db.get_mut(args[1], now)
             {
-                *s = v.into_boxed_slice();
+                *s = v.into();
             }
             return Err(TOO_BIG.into());
         }
@@ -374,10 +372,10 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 fn write_back(db: &mut Db, key: &[u8], v: Vec<u8>, now: u64) {
     match db.get_mut(key, now) {
         Some(e) => {
-            e.value = Value::Str(v.into_boxed_slice());
+            e.value = Value::Str(v.into());
             db.modified(key);
         }
-        None => db.insert(key, Value::Str(v.into_boxed_slice()), 0, now),
+        None => db.insert(key, Value::Str(v.into()), 0, now),
     }
 }
 
