@@ -237,6 +237,40 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
             .query(&mut plain)
             .unwrap();
     }
+    // min-replicas-to-write counts the nodes that get a copy of each write (the replication
+    // factor less one), as Redis counts its replicas; more refuses writes, reads still answer.
+    let rf: usize = info_field(addrs[1], "proxima_replication_factor")
+        .expect("INFO cluster shows the replication factor")
+        .parse()
+        .unwrap();
+    assert!(rf >= 2, "rf {rf}");
+    let config = |plain: &mut redis::Connection, v: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(v)
+            .query(plain)
+            .unwrap();
+    };
+    config(&mut plain, &(rf - 1).to_string());
+    let _: () = redis::cmd("SET")
+        .arg("plain:0")
+        .arg(0)
+        .query(&mut plain)
+        .unwrap();
+    config(&mut plain, &rf.to_string());
+    let refused = redis::cmd("SET")
+        .arg("plain:0")
+        .arg(0)
+        .query::<()>(&mut plain);
+    let err = refused
+        .expect_err("a write with too few replicas")
+        .to_string();
+    assert!(err.contains("NOREPLICAS"), "{err}");
+    let v: i64 = redis::cmd("GET").arg("plain:0").query(&mut plain).unwrap();
+    assert_eq!(v, 0);
+    config(&mut plain, "0");
+
     let n: i64 = redis::cmd("INCRBY")
         .arg("plain:7")
         .arg(10)

@@ -78,4 +78,9 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
 
     /// The lines `INFO cluster` adds.
     fn info(&self) -> String;
+
+    /// How many other nodes receive a copy of each write run here (the replication factor
+    /// less this node, bounded by the members in the view): what `min-replicas-to-write`
+    /// compares.
+    fn replicas(&self) -> usize;
 }

@@ -202,8 +202,8 @@ pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 impl Shared {
     /// `Err(NOREPLICAS)` if writes need more good replicas than this node has.
     pub fn replicas_ok(&self) -> Result<(), &'static str> {
-        if self.min_replicas_to_write.load(Ordering::Relaxed) > 0 && self.placement.get().is_none()
-        {
+        let want = self.min_replicas_to_write.load(Ordering::Relaxed);
+        if want > 0 && self.placement.get().map_or(0, |p| p.replicas()) < want {
             return Err(NOREPLICAS);
         }
         Ok(())

@@ -131,6 +131,11 @@ impl Placement for Cluster {
         );
         t
     }
+
+    fn replicas(&self) -> usize {
+        let v = self.view();
+        v.rf.min(v.nodes.len()).saturating_sub(1)
+    }
 }
 
 /// Where a command runs for `conn` (see [`Placement::route`]): a plain client's transaction
