@@ -239,18 +239,19 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     }
     // min-replicas-to-write counts the nodes that get a copy of each write (the replication
     // factor less one), as Redis counts its replicas; more refuses writes, reads still answer.
+    // (The entry node's own check refuses it too when the key is local.)
     let rf: usize = info_field(addrs[1], "proxima_replication_factor")
         .expect("INFO cluster shows the replication factor")
         .parse()
         .unwrap();
     assert!(rf >= 2, "rf {rf}");
-    let config = |plain: &mut redis::Connection, v: &str| {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("min-replicas-to-write")
-            .arg(v)
-            .query(plain)
-            .unwrap();
+    // Each node applies its own setting to the writes it runs (a proxied write, the owner's):
+    // set it on all three.
+    let config = |_: &mut redis::Connection, v: &str| {
+        for a in &addrs {
+            let ok = redis_cli(*a, &["config", "set", "min-replicas-to-write", v]).unwrap();
+            assert_eq!(ok.trim(), "OK");
+        }
     };
     config(&mut plain, &(rf - 1).to_string());
     let _: () = redis::cmd("SET")

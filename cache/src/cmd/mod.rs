@@ -154,6 +154,15 @@ impl<'a> Ctx<'a> {
     /// Runs one command (already known to pass auth and MULTI checks and routed here) and
     /// writes its reply; a write is then captured for the other nodes that hold its keys.
     pub fn run(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
+        // Checked here, not in `run_here`: a peer's key state applied as a replica is not a
+        // write this node runs for a client, and `min-replicas-to-write` must not refuse it.
+        if let Err(e) = self.shared.replicas_ok()
+            && cmd.flags.contains(&"write")
+        {
+            self.shared.intro.rejected(Some(cmd.name), e.as_bytes());
+            self.out.error(e);
+            return;
+        }
         self.run_here(cmd, args);
         if let Some(p) = self.shared.placement.get()
             && cmd.flags.contains(&"write")
@@ -167,13 +176,6 @@ impl<'a> Ctx<'a> {
     /// Runs one command on this node's keyspace only and writes its reply: nothing is
     /// captured (a peer's key state being applied, which its sender already versioned).
     pub fn run_here(&mut self, cmd: &'static table::Command, args: &[&[u8]]) {
-        if let Err(e) = self.shared.replicas_ok()
-            && cmd.flags.contains(&"write")
-        {
-            self.shared.intro.rejected(Some(cmd.name), e.as_bytes());
-            self.out.error(e);
-            return;
-        }
         if cmd.flags.contains(&"denyoom") {
             let now = self.now;
             if let Err(e) = self.db().ensure_memory(now) {
