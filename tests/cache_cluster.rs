@@ -272,6 +272,16 @@ fn three_nodes_serve_real_cluster_clients_and_survive_a_join() {
     assert_eq!(v, 0);
     config(&mut plain, "0");
 
+    // Several members: SORT patterns may reach keys of any slot, refused as in Redis Cluster.
+    let by = redis::cmd("SORT")
+        .arg("plain:list")
+        .arg("BY")
+        .arg("w_*")
+        .query::<Vec<String>>(&mut plain)
+        .expect_err("SORT BY a pattern across the mesh")
+        .to_string();
+    assert!(by.contains("BY option of SORT denied"), "{by}");
+
     let n: i64 = redis::cmd("INCRBY")
         .arg("plain:7")
         .arg(10)

@@ -84,6 +84,19 @@ fn one_node_cluster_answers() {
     assert!(nodes.starts_with(&id) && nodes.contains("myself,master") && nodes.contains("0-16383"));
     let shards = cli(a, &["cluster", "shards"]);
     assert!(shards.contains("online"), "{shards}");
+    // Alone, the node holds every slot and answers as a standalone Redis: SORT patterns and a
+    // script's keys of several slots are served (a mesh of several refuses them).
+    cli(a, &["rpush", "ids", "2", "1"]);
+    cli(
+        a,
+        &["mset", "w_1", "20", "w_2", "10", "o_1", "one", "o_2", "two"],
+    );
+    assert_eq!(
+        cli(a, &["sort", "ids", "by", "w_*", "get", "o_*"]),
+        "two\none"
+    );
+    let script = "redis.call('set', KEYS[1], 'x'); redis.call('set', KEYS[2], 'y'); return redis.call('mget', KEYS[1], KEYS[2])";
+    assert_eq!(cli(a, &["eval", script, "2", "foo", "bar"]), "x\ny");
 }
 
 #[test]

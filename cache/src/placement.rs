@@ -83,4 +83,9 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
     /// less this node, bounded by the members in the view): what `min-replicas-to-write`
     /// compares.
     fn replicas(&self) -> usize;
+
+    /// Whether this node is the only member, holding every slot: it then answers as a
+    /// standalone Redis does where Redis Cluster refuses what could reach other nodes (`SORT`
+    /// `BY`/`GET` patterns, a script's keys of several slots), since every key is here.
+    fn alone(&self) -> bool;
 }

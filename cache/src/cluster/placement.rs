@@ -132,6 +132,10 @@ impl Placement for Cluster {
         t
     }
 
+    fn alone(&self) -> bool {
+        self.view().nodes.len() <= 1
+    }
+
     fn replicas(&self) -> usize {
         let v = self.view();
         v.rf.min(v.nodes.len()).saturating_sub(1)

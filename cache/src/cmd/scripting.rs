@@ -27,9 +27,10 @@ struct ScriptHost<'c, 'a> {
 
 impl ScriptHost<'_, '_> {
     /// Redis's `scriptVerifyClusterState`: a script touches only keys this node serves, and
-    /// only of one slot unless it declared `allow-cross-slot-keys`.
+    /// only of one slot unless it declared `allow-cross-slot-keys`. A node alone holds every
+    /// slot and runs scripts as a standalone Redis does.
     fn check_cluster(&mut self, cmd: &Command, args: &[&[u8]]) -> Result<(), String> {
-        let Some(placement) = self.ctx.shared.placement.get() else {
+        let Some(placement) = self.ctx.shared.placement.get().filter(|p| !p.alone()) else {
             return Ok(());
         };
         const SAME_SLOT: &str = "Script attempted to access keys that do not hash to the same slot";

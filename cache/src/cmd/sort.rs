@@ -67,7 +67,9 @@ pub fn sort_ro(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 }
 
 fn generic(ctx: &mut Ctx<'_>, args: &[&[u8]], readonly: bool) -> CmdResult {
-    let cluster = ctx.shared.placement.get().is_some();
+    // Patterns may name keys of any slot: refused in a cluster, as Redis Cluster does, unless
+    // this node holds every slot alone.
+    let cluster = ctx.shared.placement.get().is_some_and(|p| !p.alone());
     let (mut desc, mut alpha, mut dontsort) = (false, false, false);
     let (mut limit_start, mut limit_count) = (0i64, -1i64);
     let mut sortby: Option<&[u8]> = None;
