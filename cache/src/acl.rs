@@ -157,6 +157,11 @@ fn has_spaces(s: &[u8]) -> bool {
 }
 
 impl Selector {
+    /// Whether this selector may read every key (`allkeys`, `~*` or `%R~*`).
+    fn reads_every_key(&self) -> bool {
+        self.allkeys || self.keys.iter().any(|k| k.read && &*k.pat == b"*")
+    }
+
     fn new() -> Self {
         Self {
             allkeys: false,
@@ -1092,6 +1097,20 @@ pub fn whoami(ctx: &Ctx<'_>) -> Vec<u8> {
         .as_ref()
         .filter(|_| ctx.conn.authenticated)
         .map_or_else(|| b"default".to_vec(), |c| c.user.clone())
+}
+
+/// Whether the connection's user may read every key: what `SORT`'s `BY` and `GET` patterns
+/// need, since they name keys that the command's own key check never sees (Redis's rule).
+pub fn reads_every_key(ctx: &Ctx<'_>) -> bool {
+    let name: &[u8] = match ctx.conn.credential.as_ref() {
+        Some(c) if ctx.conn.authenticated => &c.user,
+        _ => b"default",
+    };
+    let acl = ctx.shared.acl.read();
+    acl.open(name)
+        || acl
+            .user(name)
+            .is_some_and(|u| u.selectors.iter().any(Selector::reads_every_key))
 }
 
 /// The permission check the session runs before a command: `Err` with the reply.

@@ -272,3 +272,39 @@ fn lcs_like_redis() {
         "*4\r\n$7\r\nmatches\r\n*1\r\n*3\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n:4\r\n$3\r\nlen\r\n:6\r\n"
     );
 }
+
+#[test]
+fn sort_patterns_need_read_access_to_every_key() {
+    // BY and GET name keys the command's own key check never sees: a user limited to some
+    // keys could read any other through them, so they need full read access (as in Redis).
+    let mut s = Session::new();
+    s.cmd(&["SET", "v1", "1"]);
+    s.cmd(&["LPUSH", "mylist", "1"]);
+    for rules in [
+        &["on", "nopass", "+sort", "~mylist"][..],
+        &["~v*"],
+        &["%W~*"],
+    ] {
+        let mut args = vec!["ACL", "SETUSER", "limited"];
+        args.extend_from_slice(rules);
+        assert_eq!(s.cmd(&args), "+OK\r\n");
+        let mut u = Session::on(s.shared().clone());
+        assert_eq!(u.cmd(&["AUTH", "limited", "x"]), "+OK\r\n");
+        assert_eq!(
+            u.cmd(&["SORT", "mylist", "BY", "v*"]),
+            "-ERR BY option of SORT denied due to insufficient ACL permissions.\r\n"
+        );
+        assert_eq!(
+            u.cmd(&["SORT", "mylist", "GET", "v*"]),
+            "-ERR GET option of SORT denied due to insufficient ACL permissions.\r\n"
+        );
+        // Without patterns the key check alone applies.
+        assert_eq!(u.cmd(&["SORT", "mylist"]), "*1\r\n$1\r\n1\r\n");
+    }
+    assert_eq!(s.cmd(&["ACL", "SETUSER", "limited", "%R~*"]), "+OK\r\n");
+    let mut u = Session::on(s.shared().clone());
+    assert_eq!(u.cmd(&["AUTH", "limited", "x"]), "+OK\r\n");
+    assert_eq!(u.cmd(&["SORT", "mylist", "BY", "v*"]), "*1\r\n$1\r\n1\r\n");
+    // The default user reads every key: GET v* reads v1.
+    assert_eq!(s.cmd(&["SORT", "mylist", "GET", "v*"]), "*1\r\n$1\r\n1\r\n");
+}

@@ -98,11 +98,20 @@ fn generic(ctx: &mut Ctx<'_>, args: &[&[u8]], readonly: bool) -> CmdResult {
                 dontsort = true;
             } else if cluster {
                 return Err("ERR BY option of SORT denied in Cluster mode.".into());
+            } else if !crate::acl::reads_every_key(ctx) {
+                return Err(
+                    "ERR BY option of SORT denied due to insufficient ACL permissions.".into(),
+                );
             }
             j += 1;
         } else if eq_ic(a, "GET") && left >= 1 {
             if cluster {
                 return Err("ERR GET option of SORT denied in Cluster mode.".into());
+            }
+            if !crate::acl::reads_every_key(ctx) {
+                return Err(
+                    "ERR GET option of SORT denied due to insufficient ACL permissions.".into(),
+                );
             }
             gets.push(args[j + 1]);
             j += 1;
