@@ -1054,10 +1054,7 @@ pub fn check_script(
 
 /// Whether the connection's user may run `args` (`redis.acl_check_cmd`: nothing is logged).
 pub fn allows(ctx: &Ctx<'_>, cmd: &'static Command, args: &[&[u8]]) -> bool {
-    let name: &[u8] = match ctx.conn.credential.as_ref() {
-        Some(c) if ctx.conn.authenticated => &c.user,
-        _ => b"default",
-    };
+    let name = user_name(ctx);
     let acl = ctx.shared.acl.read();
     if acl.open(name) {
         return true;
@@ -1092,20 +1089,21 @@ use crate::cmd::{CmdResult, Ctx, help, int_arg, sub};
 
 /// Who a connection is logged in as.
 pub fn whoami(ctx: &Ctx<'_>) -> Vec<u8> {
-    ctx.conn
-        .credential
-        .as_ref()
-        .filter(|_| ctx.conn.authenticated)
-        .map_or_else(|| b"default".to_vec(), |c| c.user.clone())
+    user_name(ctx).to_vec()
+}
+
+/// The connection's user: the one it authenticated as, else `default`.
+fn user_name<'c>(ctx: &'c Ctx<'_>) -> &'c [u8] {
+    match ctx.conn.credential.as_ref() {
+        Some(c) if ctx.conn.authenticated => &c.user,
+        _ => b"default",
+    }
 }
 
 /// Whether the connection's user may read every key: what `SORT`'s `BY` and `GET` patterns
 /// need, since they name keys that the command's own key check never sees (Redis's rule).
 pub fn reads_every_key(ctx: &Ctx<'_>) -> bool {
-    let name: &[u8] = match ctx.conn.credential.as_ref() {
-        Some(c) if ctx.conn.authenticated => &c.user,
-        _ => b"default",
-    };
+    let name = user_name(ctx);
     let acl = ctx.shared.acl.read();
     acl.open(name)
         || acl
@@ -1139,10 +1137,7 @@ fn check_in(
     args: &[&[u8]],
     context: &'static str,
 ) -> Result<(), String> {
-    let name: &[u8] = match ctx.conn.credential.as_ref() {
-        Some(c) if ctx.conn.authenticated => &c.user,
-        _ => b"default",
-    };
+    let name = user_name(ctx);
     let acl = ctx.shared.acl.read();
     if acl.open(name) {
         return Ok(());

@@ -1,22 +1,14 @@
 //! Clients blocked on a key are served in the order they blocked, as Redis serves them, over
 //! real sockets.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
-use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-fn req(args: &[&str]) -> Vec<u8> {
-    let mut r = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        r.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    r
-}
+use common::req;
 
 /// Reads until `n` bytes arrived (the tests know their replies' sizes).
 async fn read_n(s: &mut TcpStream, n: usize) -> String {
@@ -52,22 +44,7 @@ async fn wait_blocked(ctl: &mut TcpStream, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_blocked_gets_the_first_element() {
-    let mut registry = Registry::default();
-    let shutdown = CancellationToken::new();
-    let handle = cache::start(
-        &cache::Config::default(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        cache::Deps {
-            registry: &mut registry,
-            shutdown: shutdown.clone(),
-            tracker: TaskTracker::new(),
-            mesh: None,
-            join_wait: None,
-        },
-    )
-    .await
-    .expect("server starts");
-    let addr = handle.local_addr();
+    let (addr, shutdown) = common::start().await;
     let mut ctl = TcpStream::connect(addr).await.unwrap();
     let mut waiters = Vec::new();
     for i in 0..4 {

@@ -4,22 +4,14 @@
 //! save the hand-off `block_in_place` costs, hung exactly here: the long run blocked the tasks
 //! queued on that worker, this test's client among them.)
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-fn req(args: &[&str]) -> Vec<u8> {
-    let mut r = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        r.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    r
-}
+use common::req;
 
 /// Sends one command and returns the first read of its reply (the replies here are short).
 async fn ask(s: &mut TcpStream, args: &[&str]) -> String {
@@ -38,22 +30,7 @@ async fn read(s: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_script_that_turns_long_is_answered_busy_and_killed() {
-    let mut registry = Registry::default();
-    let shutdown = CancellationToken::new();
-    let handle = cache::start(
-        &cache::Config::default(),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        cache::Deps {
-            registry: &mut registry,
-            shutdown: shutdown.clone(),
-            tracker: TaskTracker::new(),
-            mesh: None,
-            join_wait: None,
-        },
-    )
-    .await
-    .expect("server starts");
-    let addr = handle.local_addr();
+    let (addr, shutdown) = common::start().await;
     let mut a = TcpStream::connect(addr).await.unwrap();
     let mut b = TcpStream::connect(addr).await.unwrap();
     assert_eq!(

@@ -5,7 +5,7 @@
 use std::cmp::Ordering;
 
 use super::geo::zs;
-use super::{CmdResult, Ctx, SYNTAX, WRONGTYPE, eq_ic, int_arg};
+use super::{CmdError, CmdResult, Ctx, SYNTAX, WRONGTYPE, eq_ic, int_arg};
 use crate::db::Db;
 use crate::value::{Bytes, ListObj, Value};
 
@@ -66,6 +66,23 @@ pub fn sort_ro(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     generic(ctx, args, true)
 }
 
+/// Whether `option` (`BY` or `GET`) may use a pattern: patterns name keys of any slot, which a
+/// cluster of several members refuses (as Redis Cluster does), and keys outside the user's own
+/// patterns, which need read access to every key (as Redis's ACL requires).
+fn patterns_allowed(ctx: &Ctx<'_>, cluster: bool, option: &str) -> Result<(), CmdError> {
+    if cluster {
+        return Err(CmdError::Owned(format!(
+            "ERR {option} option of SORT denied in Cluster mode."
+        )));
+    }
+    if !crate::acl::reads_every_key(ctx) {
+        return Err(CmdError::Owned(format!(
+            "ERR {option} option of SORT denied due to insufficient ACL permissions."
+        )));
+    }
+    Ok(())
+}
+
 fn generic(ctx: &mut Ctx<'_>, args: &[&[u8]], readonly: bool) -> CmdResult {
     // Patterns may name keys of any slot: refused in a cluster, as Redis Cluster does, unless
     // this node holds every slot alone.
@@ -96,23 +113,12 @@ fn generic(ctx: &mut Ctx<'_>, args: &[&[u8]], readonly: bool) -> CmdResult {
             sortby = Some(args[j + 1]);
             if !args[j + 1].contains(&b'*') {
                 dontsort = true;
-            } else if cluster {
-                return Err("ERR BY option of SORT denied in Cluster mode.".into());
-            } else if !crate::acl::reads_every_key(ctx) {
-                return Err(
-                    "ERR BY option of SORT denied due to insufficient ACL permissions.".into(),
-                );
+            } else {
+                patterns_allowed(ctx, cluster, "BY")?;
             }
             j += 1;
         } else if eq_ic(a, "GET") && left >= 1 {
-            if cluster {
-                return Err("ERR GET option of SORT denied in Cluster mode.".into());
-            }
-            if !crate::acl::reads_every_key(ctx) {
-                return Err(
-                    "ERR GET option of SORT denied due to insufficient ACL permissions.".into(),
-                );
-            }
+            patterns_allowed(ctx, cluster, "GET")?;
             gets.push(args[j + 1]);
             j += 1;
         } else {
