@@ -166,3 +166,90 @@ fn a_node_restarted_on_the_minority_side_does_not_hide_the_majority_writes() {
     common::write_all(&mut connect(addrs[0]), "later:", KEYS);
     heal_and_check(&wan, &addrs, &["during:", "later:", "before:"]);
 }
+
+/// `before:` keys the majority deletes during the cut, and those it lets expire.
+const DELETED: std::ops::Range<usize> = 0..200;
+const EXPIRED: std::ops::Range<usize> = 200..400;
+
+/// The `i` below `n` whose key `{prefix}{i}` `con` reads as present.
+fn present(con: &mut redis::Connection, prefix: &str, range: std::ops::Range<usize>) -> Vec<usize> {
+    let mut p = redis::pipe();
+    for i in range.clone() {
+        p.cmd("EXISTS").arg(format!("{prefix}{i}"));
+    }
+    match p.query::<Vec<u8>>(con) {
+        Ok(got) => range.zip(got).filter(|(_, e)| *e == 1).map(|(i, _)| i).collect(),
+        // A failed read is not a resurrection; the callers wait or check elsewhere.
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn keys_deleted_or_expired_on_the_majority_stay_gone_after_the_heal() {
+    let wan = mesh::WanEmulator::new(NODES, |a, b| if a == b { 0.0 } else { 2.0 }, 29);
+    let (_cluster, addrs) = start(&wan);
+    cut_off(&wan, &addrs);
+    // On the majority: a third of the sessions logged out, a third timed out, a third kept.
+    let mut w = connect(addrs[0]);
+    let mut p = redis::pipe();
+    for i in DELETED {
+        p.cmd("DEL").arg(format!("before:{i}")).ignore();
+    }
+    for i in EXPIRED {
+        p.cmd("PEXPIRE").arg(format!("before:{i}")).arg(1500).ignore();
+    }
+    p.query::<()>(&mut w)
+        .expect("the majority acknowledges the deletes and expiries");
+    wait_for(Duration::from_secs(30), || {
+        present(&mut w, "before:", DELETED.start..EXPIRED.end).is_empty()
+    })
+    .expect("the majority no longer serves the deleted and expired keys");
+    // The minority still holds copies of them: what would come back at the heal.
+    let held: usize = addrs[MINORITY]
+        .iter()
+        .map(|a| {
+            let mut c = connect(*a);
+            redis::cmd("READONLY").query::<()>(&mut c).unwrap();
+            present(&mut c, "before:", DELETED.start..EXPIRED.end).len()
+        })
+        .sum();
+    assert!(held > 0, "no minority node holds a copy of the deleted keys");
+
+    heal_and_check(&wan, &addrs, &[]);
+    assert_gone_and_kept(&addrs);
+    // Once the heal's hand-offs and pulls are over too: nothing brought them back later.
+    wait_for(Duration::from_secs(120), || {
+        addrs
+            .iter()
+            .all(|a| cluster_info_field(*a, "proxima_exporting_ranges").as_deref() == Some("0"))
+    })
+    .expect("the heal's hand-overs end");
+    assert_gone_and_kept(&addrs);
+}
+
+/// Every node, with and without `READONLY`, serves none of the deleted and expired `before:`
+/// keys and every other one.
+fn assert_gone_and_kept(addrs: &[SocketAddr]) {
+    for (i, a) in addrs.iter().enumerate() {
+        for readonly in [false, true] {
+            let mut con = connect(*a);
+            if readonly {
+                redis::cmd("READONLY").query::<()>(&mut con).unwrap();
+            }
+            let back = present(&mut con, "before:", DELETED.start..EXPIRED.end);
+            assert!(
+                back.is_empty(),
+                "after the heal node {i} (READONLY: {readonly}) serves {} deleted or expired \
+                 keys again (e.g. before:{:?})",
+                back.len(),
+                &back[..back.len().min(5)]
+            );
+            let kept = present(&mut con, "before:", EXPIRED.end..KEYS);
+            assert_eq!(
+                kept.len(),
+                KEYS - EXPIRED.end,
+                "after the heal node {i} (READONLY: {readonly}) misses keys nobody deleted"
+            );
+        }
+    }
+}

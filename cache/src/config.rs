@@ -26,6 +26,12 @@ pub struct Config {
     /// (`--cache-sync-replication`). Off: replicas are updated asynchronously, in order, right
     /// after the reply, so a primary that dies may lose its last writes.
     pub sync_replication: bool,
+    /// Seconds a deleted or expired key's tombstone is kept (cluster mode): a copy of the key
+    /// that missed the delete (cut off, or restarted) and comes back within this time loses to
+    /// it; one that comes back later brings the key back. Default 600: twice the longest
+    /// `remove_down_after` (5 min on the WAN), beyond which the two sides of a cut forget
+    /// each other anyway.
+    pub tombstone_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -39,6 +45,7 @@ impl Default for Config {
             proto_max_bulk_len: "512mb".into(),
             replication_factor: 2,
             sync_replication: false,
+            tombstone_ttl_secs: crate::db::DEFAULT_TOMBSTONE_TTL_MS / 1000,
         }
     }
 }

@@ -19,6 +19,7 @@ use hashbrown::{HashMap, HashSet};
 use tokio::sync::Notify;
 
 use crate::keymap::KeyMap;
+use crate::tombstone::{Tombstones, expiry_version};
 use crate::value::{Bytes, Value};
 
 /// Bookkeeping bytes per key beyond the heap payload of key and value: the map's entry (a
@@ -30,6 +31,11 @@ pub const ENTRY_OVERHEAD: usize = 80;
 const LFU_INIT: u8 = 5;
 /// Keys sampled per eviction round (`maxmemory-samples`).
 pub const DEFAULT_SAMPLES: usize = 5;
+
+/// How long a deleted key's tombstone is kept by default: 10 minutes, twice the longest
+/// `remove_down_after` (5 min on the WAN). A cut members ride out ends within that (past it,
+/// each side forgets the other), so a copy that missed the delete meets its tombstone.
+pub const DEFAULT_TOMBSTONE_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// What to do when `maxmemory` is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +175,10 @@ pub struct Db {
     blocked: HashMap<Bytes, Vec<Arc<Notify>>>,
     /// What the running command changed, for keyspace notifications and tracking.
     pub log: crate::notify::ChangeLog,
+    /// Versions of deleted keys (cluster mode only: nothing else versions keys).
+    tombstones: Tombstones,
+    /// How long a tombstone is kept, in ms (`tombstone_ttl`).
+    pub tombstone_ttl_ms: u64,
 }
 
 impl Default for Db {
@@ -200,6 +210,8 @@ impl Db {
             dirty: HashSet::default(),
             blocked: HashMap::default(),
             log: Default::default(),
+            tombstones: Tombstones::default(),
+            tombstone_ttl_ms: DEFAULT_TOMBSTONE_TTL_MS,
         }
     }
 
@@ -262,7 +274,7 @@ impl Db {
             if now < self.expiry_paused_until {
                 return None;
             }
-            self.remove_index(idx);
+            self.remove_expired(idx);
             self.stats.expired += 1;
             self.log
                 .record(|| crate::notify::Change::Expired(key.into()));
@@ -377,16 +389,62 @@ impl Db {
         }
     }
 
-    /// The version of a live key's state (0: absent, expired or never versioned).
+    /// The version of a key's state: a live key's, or the tombstone's of a deleted or expired
+    /// one (0: never versioned, or forgotten).
     pub fn version(&self, key: &[u8], now: u64) -> u64 {
-        self.peek_ref(key, now).map_or(0, |e| e.ver)
+        match self.map.get(key) {
+            Some(e) if e.expire_at == 0 || e.expire_at > now => e.ver,
+            Some(e) if e.ver != 0 => expiry_version(e.ver, e.expire_at),
+            _ => self.tombstones.get(key).unwrap_or(0),
+        }
     }
 
-    /// Sets the version of an existing key's state.
-    pub fn set_version(&mut self, key: &[u8], ver: u64) {
-        if let Some(e) = self.map.get_mut(key) {
-            e.ver = ver;
+    /// Sets the version of a key's state: a live key's, or, for a key that is absent (the
+    /// write deleted it), a tombstone's.
+    pub fn set_version(&mut self, key: &[u8], ver: u64, now: u64) {
+        match self.map.get_mut(key) {
+            Some(e) if e.expire_at == 0 || e.expire_at > now => {
+                e.ver = ver;
+                self.tombstones.lift(key);
+            }
+            _ => self.tombstones.bury(key, ver),
         }
+    }
+
+    /// Every deleted or expired key whose version is known, with that version (cluster mode
+    /// dumps them with the keys, so deletes reach the copies that missed them).
+    pub fn for_each_tombstone(&self, now: u64, mut f: impl FnMut(&[u8], u64)) {
+        for (k, ver) in self.tombstones.iter() {
+            if !self.map.contains_key(k) {
+                f(k, ver);
+            }
+        }
+        for (k, e) in self.map.iter() {
+            if e.ver != 0 && e.expire_at != 0 && e.expire_at <= now {
+                f(k, expiry_version(e.ver, e.expire_at));
+            }
+        }
+    }
+
+    /// Tombstones remembered, and their approximate bytes (`INFO cluster`).
+    pub fn tombstones(&self) -> (usize, usize) {
+        (self.tombstones.len(), self.tombstones.memory())
+    }
+
+    /// Drops tombstones older than `tombstone_ttl_ms` (bounded work per call).
+    pub fn collect_tombstones(&mut self, now: u64) -> usize {
+        let before = now.saturating_sub(self.tombstone_ttl_ms).saturating_mul(1 << 16);
+        self.tombstones.collect(before, 10_000)
+    }
+
+    /// Removes an expired entry; a versioned one leaves a tombstone of its expiry version.
+    fn remove_expired(&mut self, idx: usize) -> Option<Entry> {
+        let (k, e) = self.map.get_index(idx)?;
+        if e.ver != 0 {
+            let (k, ver) = (k.clone(), expiry_version(e.ver, e.expire_at));
+            self.tombstones.bury(&k, ver);
+        }
+        self.remove_index(idx)
     }
 
     /// Deletes a key; returns its entry.
@@ -586,7 +644,7 @@ impl Db {
             let (k, e) = self.map.get_index(idx)?;
             if e.expire_at != 0 && e.expire_at <= now {
                 if now >= self.expiry_paused_until {
-                    self.remove_index(idx);
+                    self.remove_expired(idx);
                     self.stats.expired += 1;
                 }
                 continue;
@@ -629,7 +687,7 @@ impl Db {
             };
             if expired {
                 // Removing at `next` moves the last (already visited) entry here: still safe.
-                self.remove_index(next);
+                self.remove_expired(next);
                 self.stats.expired += 1;
             }
         }
@@ -746,7 +804,7 @@ impl Db {
                             .changes
                             .extend(k.map(crate::notify::Change::Expired));
                     }
-                    self.remove_index(idx);
+                    self.remove_expired(idx);
                     self.stats.expired += 1;
                     expired += 1;
                 }

@@ -47,6 +47,7 @@ pub mod session;
 pub mod shared;
 pub mod slot;
 pub mod stream;
+pub mod tombstone;
 pub mod tracking;
 pub mod value;
 pub mod zset;
@@ -228,6 +229,8 @@ pub async fn start(
         })?;
     }
 
+    shared.db.lock().tombstone_ttl_ms = config.tombstone_ttl_secs.saturating_mul(1000);
+
     let mut cluster = None;
     if let Some(mesh) = deps.mesh.clone() {
         let cl = Arc::new(cluster::Cluster::new(
@@ -334,6 +337,7 @@ async fn housekeeping(shared: Arc<Shared>, shutdown: CancellationToken) {
             };
             let start = std::time::Instant::now();
             db.active_expire(now, 16);
+            db.collect_tombstones(now);
             // A slow cycle (a big key freed) is a latency event, as in Redis.
             let ms = start.elapsed().as_millis() as u64;
             shared.intro.latency_event("expire-cycle", now / 1000, ms);

@@ -46,14 +46,21 @@ pub fn apply_state(
             return None;
         }
     };
+    // A state that expired on its way (a hand-off, a merge after a cut) stands for the
+    // tombstone its key left on the replicas that held it: compared, and buried, at that
+    // tombstone's version, so every node settles on the same outcome.
+    let ver = match super::dump::state_expiry(&cmds) {
+        Some(at) if at != 0 && at <= now => crate::tombstone::expiry_version(state.ver, at),
+        _ => state.ver,
+    };
     let mut ctx = Ctx::new(shared, conn, out, now);
     ctx.may_block = false;
     let mine = ctx.db().version(&state.key, now);
-    let apply = mine == 0 || state.ver > mine;
+    let apply = mine == 0 || ver > mine;
     tracing::trace!(
         target: "cache::keys",
         %key,
-        ver = state.ver,
+        ver,
         mine,
         apply,
         "state received"
@@ -67,7 +74,7 @@ pub fn apply_state(
             ctx.run_here(cmd, argv);
         }
     }
-    ctx.db().set_version(&state.key, state.ver);
+    ctx.db().set_version(&state.key, ver, now);
     ctx.out.buf.clear();
     Some(true)
 }

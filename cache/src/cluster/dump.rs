@@ -25,8 +25,9 @@ const CHUNK: usize = 512;
 /// Bytes of key states per record when whole ranges are sent.
 const CHUNK_BYTES: usize = 256 * 1024;
 
-/// The states of every key in ranges `groups` whose version is at least `since`, in chunks of
-/// about `CHUNK_BYTES` (with how many keys each holds).
+/// The states of every key in ranges `groups` whose version is at least `since`, deleted keys
+/// (as `DEL` states of their tombstones' versions) included, in chunks of about `CHUNK_BYTES`
+/// (with how many keys each holds).
 pub fn dump_ranges(db: &mut Db, groups: &[u16], now: u64, since: u64) -> Vec<(usize, Bytes)> {
     dump_ranges_apart(db, groups, now, since)
         .into_values()
@@ -46,10 +47,17 @@ pub fn dump_ranges_apart(
     for g in groups {
         want[usize::from(*g)] = true;
     }
-    let mut keys: Vec<Bytes> = Vec::new();
+    // Live keys, then deleted ones with their tombstones' versions: a copy that missed a
+    // delete must meet it, or the key would come back from that copy at the next merge.
+    let mut keys: Vec<(Bytes, u64)> = Vec::new();
     db.for_each_key(now, |k| {
         if want[usize::from(group_of(key_slot(k)))] {
-            keys.push(Bytes::copy_from_slice(k));
+            keys.push((Bytes::copy_from_slice(k), 0));
+        }
+    });
+    db.for_each_tombstone(now, |k, ver| {
+        if ver >= since && want[usize::from(group_of(key_slot(k)))] {
+            keys.push((Bytes::copy_from_slice(k), ver));
         }
     });
     /// One range's chunks so far and the one being filled.
@@ -60,8 +68,12 @@ pub fn dump_ranges_apart(
         n: usize,
     }
     let mut per: BTreeMap<u16, Chunks> = BTreeMap::new();
-    for k in &keys {
-        let ver = db.version(k, now);
+    for (k, buried) in &keys {
+        let ver = if *buried != 0 {
+            *buried
+        } else {
+            db.version(k, now)
+        };
         if ver < since {
             continue;
         }
@@ -238,6 +250,21 @@ pub fn state_commands<'a>(
         }
     }
     Ok(cmds)
+}
+
+/// The expiry (Unix ms) a state's commands, checked by [`state_commands`], give its key: the
+/// `PXAT` of its `SET`, or its closing `PEXPIREAT`.
+pub fn state_expiry(cmds: &[Vec<&[u8]>]) -> Option<u64> {
+    let ms = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+    let first = cmds.first()?;
+    if first.len() == 5 && first[0].eq_ignore_ascii_case(b"SET") {
+        return ms(first[4]);
+    }
+    let last = cmds.last()?;
+    if last.len() == 3 && last[0].eq_ignore_ascii_case(b"PEXPIREAT") {
+        return ms(last[2]);
+    }
+    None
 }
 
 /// A score as text that parses back to the same `f64`.

@@ -182,8 +182,8 @@ mod tests {
         let mut me = Session::new();
         me.cmd(&["SET", "l", "mine"]);
         me.cmd(&["SET", "s", "mine"]);
-        me.shared().db.lock().set_version(b"l", 10);
-        me.shared().db.lock().set_version(b"s", 30);
+        me.shared().db.lock().set_version(b"l", 10, now_ms());
+        me.shared().db.lock().set_version(b"s", 30, now_ms());
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
         let mut out = Reply::new();
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(me.cmd(&["GET", "s"]), "$6\r\ntheirs\r\n");
         // A key the peer lacks travels as a DEL: it removes my copy only if newer.
         me.cmd(&["SET", "x", "1"]);
-        shared.db.lock().set_version(b"x", 40);
+        shared.db.lock().set_version(b"x", 40, now_ms());
         assert!(!applied(
             &shared,
             &mut c,
@@ -237,6 +237,107 @@ mod tests {
         peer.cmd(&["SET", "n", "v"]);
         assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "n", 1)));
         assert_eq!(me.cmd(&["GET", "n"]), "$1\r\nv\r\n");
+    }
+
+    #[test]
+    fn a_delete_leaves_a_tombstone_that_older_copies_lose_to() {
+        let mut peer = Session::new();
+        peer.cmd(&["SET", "k", "old"]);
+        let mut me = Session::new();
+        let shared = me.shared().clone();
+        let (mut c, _rx) = ConnState::detached(&shared);
+        let mut out = Reply::new();
+        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "k", 10)));
+        // Deleted here at version 20 (a replicated DEL: the peer lacks "gone").
+        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "gone", 1)));
+        assert!(applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state("k", 20, &[&["DEL", "k"]])
+        ));
+        assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
+        assert_eq!(shared.db.lock().version(b"k", now_ms()), 20);
+        // The copy a cut-off member kept (version 10) comes back at the heal: it stays deleted.
+        assert!(!applied(&shared, &mut c, &mut out, &state_of(&peer, "k", 10)));
+        assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
+        // A write newer than the delete brings it back, and lifts the tombstone.
+        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "k", 21)));
+        assert_eq!(me.cmd(&["GET", "k"]), "$3\r\nold\r\n");
+        assert_eq!(shared.db.lock().tombstones().0, 1, "only \"gone\" is buried");
+        // The tombstone travels in the range's dump, as a DEL of its version.
+        let slot = crate::slot::key_slot(b"gone");
+        let chunks = dump::dump_ranges(
+            &mut shared.db.lock(),
+            &[crate::cluster::group_of(slot)],
+            now_ms(),
+            0,
+        );
+        let states: Vec<proto::KeyState> = chunks
+            .iter()
+            .flat_map(|(_, b)| proto::decode_keys(b).unwrap())
+            .collect();
+        let gone = states.iter().find(|s| &s.key[..] == b"gone").expect("dumped");
+        assert_eq!(gone.ver, 1);
+    }
+
+    #[test]
+    fn an_expired_key_is_a_tombstone_of_its_expiry() {
+        let mut me = Session::new();
+        let shared = me.shared().clone();
+        let (mut c, _rx) = ConnState::detached(&shared);
+        let mut out = Reply::new();
+        let past = now_ms() - 5_000;
+        let written = crate::cluster::version_at(past - 10_000);
+        assert!(applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state(
+                "s",
+                written,
+                &[&["SET", "s", "v", "PXAT", &past.to_string()]]
+            )
+        ));
+        let expired = crate::tombstone::expiry_version(written, past);
+        // Expired but not collected yet, then collected: the same version either way.
+        assert_eq!(shared.db.lock().version(b"s", now_ms()), expired);
+        assert_eq!(me.cmd(&["EXISTS", "s"]), ":0\r\n");
+        assert_eq!(shared.db.lock().version(b"s", now_ms()), expired);
+        // A copy written before it expired, without the TTL (a replica that missed the
+        // EXPIRE), loses to it; one written later wins.
+        assert!(!applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state("s", expired - 1, &[&["SET", "s", "kept"]])
+        ));
+        assert_eq!(me.cmd(&["EXISTS", "s"]), ":0\r\n");
+        assert!(applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state("s", expired + 1, &[&["SET", "s", "new"]])
+        ));
+        assert_eq!(me.cmd(&["GET", "s"]), "$3\r\nnew\r\n");
+    }
+
+    #[test]
+    fn tombstones_are_forgotten_after_their_time() {
+        let me = Session::new();
+        let shared = me.shared().clone();
+        let (mut c, _rx) = ConnState::detached(&shared);
+        let mut out = Reply::new();
+        let now = now_ms();
+        let ttl = shared.db.lock().tombstone_ttl_ms;
+        let old = crate::cluster::version_at(now - ttl - 1_000);
+        let young = crate::cluster::version_at(now - 1_000);
+        for (k, v) in [("old", old), ("young", young)] {
+            assert!(applied(&shared, &mut c, &mut out, &state(k, v, &[&["DEL", k]])));
+        }
+        assert_eq!(shared.db.lock().collect_tombstones(now), 1);
+        assert_eq!(shared.db.lock().version(b"old", now), 0);
+        assert_eq!(shared.db.lock().version(b"young", now), young);
     }
 
     fn state(key: &str, ver: u64, cmds: &[&[&str]]) -> proto::KeyState {

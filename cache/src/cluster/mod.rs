@@ -901,7 +901,7 @@ impl Cluster {
             .iter()
             .map(|k| {
                 let ver = self.next_version(now, db.version(k, now));
-                db.set_version(k, ver);
+                db.set_version(k, ver, now);
                 ver
             })
             .collect();

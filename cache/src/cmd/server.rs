@@ -580,6 +580,11 @@ pub fn info_text(ctx: &mut Ctx<'_>, sections: &[String]) -> String {
         t.push_str("# Cluster\r\ncluster_enabled:1\r\n");
         if let Some(p) = ctx.shared.placement.get() {
             t.push_str(&p.info());
+            let (n, bytes) = ctx.db().tombstones();
+            let _ = write!(
+                t,
+                "proxima_tombstones:{n}\r\nproxima_tombstone_bytes:{bytes}\r\n"
+            );
         }
         t.push_str("\r\n");
     }
