@@ -4,6 +4,10 @@
 //! writes acknowledged but lost, page views that failed while a node holding the site was alive
 //! and reachable, and zones that still differ between nodes after the heal.
 //!
+//! The cache load also deletes and expires some of its keys; every command is recorded in a
+//! [`History`] and, after the heal, every key it touched is read through two nodes and checked
+//! against it: acknowledged writes lost, deleted or expired keys resurrected, values invented.
+//!
 //! Nodes 0, 1 and 2 form the registrar group (node 0 founded it; 1 and 2 are added as an
 //! operator would); node 0 and node 1 are among the killed nodes, so registration has to move to
 //! a new leader and back. Names are registered all along through random live nodes; the report
@@ -19,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+
+use proxima::harness::history::{self, FinalRead, History, Op, Seen};
 
 use super::Params;
 use super::browse::{self, Outcome, holders_of};
@@ -200,6 +206,102 @@ struct Registration {
     owner: Option<String>,
 }
 
+/// How long a key of the cache load lives after its `PEXPIRE`: short enough that every
+/// expiry has passed when the load stops plus a few seconds.
+const EXPIRE_MS: u64 = 3_000;
+/// The cache load deletes or expires key `i` right after writing key `i + REMOVE_LAG` (about a
+/// second later), so the removal goes through whichever node the writer uses by then.
+const REMOVE_LAG: usize = 40;
+
+/// What the cache load does to one of its keys after writing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Delete,
+    Expire,
+}
+
+/// Every 5th key is deleted, every 7th of the others expires (`PEXPIRE` [`EXPIRE_MS`]), the rest
+/// stay: deterministic, so a report's key names say what happened to them.
+fn removal(i: usize) -> Option<Removal> {
+    match (i % 5, i % 7) {
+        (0, _) => Some(Removal::Delete),
+        (_, 0) => Some(Removal::Expire),
+        _ => None,
+    }
+}
+
+/// The key of the cache load's `i`th write.
+fn churn_key(i: usize) -> String {
+    format!("churn:{i}")
+}
+
+/// What an answer (or its absence within the timeout) says about whether a change applied.
+fn outcome<T>(
+    answer: &Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+) -> history::Outcome {
+    match answer {
+        Ok(Ok(_)) => history::Outcome::Ok,
+        Ok(Err(e)) if refused(e) => history::Outcome::Fail,
+        // A timeout, a lost connection, or an error sent after the command ran somewhere.
+        _ => history::Outcome::Unknown,
+    }
+}
+
+/// Error replies a node sends before it changes anything: `CLUSTERDOWN` (minority side) and
+/// the redirections are decided when routing, `NOREPLICAS` before running, and `TRYAGAIN this
+/// node is starting` before the node serves anything. The other `TRYAGAIN`s are not refusals:
+/// "no owner of this slot acknowledged the write" comes after the write ran on a non-owner, and
+/// "the owner of this slot is unreachable" / "no reply" after a forward whose fate is unknown.
+fn refused(e: &redis::RedisError) -> bool {
+    match e.code() {
+        Some("CLUSTERDOWN" | "MOVED" | "ASK" | "CROSSSLOT" | "NOREPLICAS") => true,
+        Some("TRYAGAIN") => e
+            .detail()
+            .is_some_and(|d| d.starts_with("this node is starting")),
+        _ => false,
+    }
+}
+
+/// What the cache load did.
+#[derive(Debug, Default)]
+struct CacheLoad {
+    /// Every SET, DEL and PEXPIRE sent and every successful GET, with its times and outcome.
+    history: History,
+    /// Indices of the keys whose SET was acknowledged (what the GETs during the run read).
+    acked: Vec<usize>,
+    failed_writes: usize,
+    /// GETs sent during the run, and those that got no answer or an error (whether a value is
+    /// right is the history's to say).
+    reads: usize,
+    failed_reads: usize,
+    /// Acknowledged DELs that deleted nothing and PEXPIREs answered 0: the key's acknowledged
+    /// write was missing when the removal came (the final read no longer sees that loss).
+    removals_found_nothing: Vec<String>,
+}
+
+/// A one-line account of what the load did to `key`, for the notes.
+fn ops_of(h: &History, key: &str) -> String {
+    let ops: Vec<String> = h
+        .ops()
+        .iter()
+        .filter(|o| o.key == key)
+        .map(|o| {
+            let what = match &o.op {
+                Op::Write(v) => format!("SET {v}"),
+                Op::Delete => "DEL".into(),
+                Op::Expire { at } => format!("PEXPIRE (gone by {:.1} s)", at.as_secs_f64()),
+            };
+            format!(
+                "{what} {:?} {:.1}-{:.1} s",
+                o.outcome,
+                o.invoke.as_secs_f64(),
+                o.complete.as_secs_f64()
+            )
+        })
+        .collect();
+    ops.join(", ")
+}
+
 /// Runs the scenario.
 pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     let (quic, p2p) = (free_udp_port(), free_udp_port());
@@ -260,13 +362,14 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
             out
         })
     };
-    // Cache load: SET through node 0 (another live node while it is down), every acknowledged
-    // write remembered; reads of earlier ones.
+    // Cache load: SET through node 0 (another live node while it is down), then DEL or PEXPIRE
+    // an earlier key (see `removal`), then GET an earlier acknowledged key; every command goes
+    // into the history with its times and outcome.
     let cache = {
         let (net, stop) = (net.clone(), stop.clone());
         rt.spawn(async move {
-            let mut acked: Vec<(usize, f64)> = Vec::new();
-            let (mut failed_writes, mut failed_reads, mut reads) = (0usize, 0usize, 0usize);
+            let mut load = CacheLoad::default();
+            let mut written: Vec<bool> = Vec::new();
             let mut con = None;
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -280,41 +383,115 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                     }
                 }
                 let Some(c) = con.as_mut() else { continue };
+                let key = churn_key(i);
+                let value = format!("v{i}");
+                let invoke = t0.elapsed();
                 let set = tokio::time::timeout(
                     Duration::from_secs(5),
-                    redis::cmd("SET")
-                        .arg(format!("churn:{i}"))
-                        .arg(format!("v{i}"))
-                        .query_async::<()>(c),
+                    redis::cmd("SET").arg(&key).arg(&value).query_async::<()>(c),
                 )
                 .await;
-                match set {
-                    Ok(Ok(())) => acked.push((i, t0.elapsed().as_secs_f64())),
-                    _ => {
-                        failed_writes += 1;
-                        // The node may be gone: connect again (to a live one).
-                        con = None;
-                        i += 1;
-                        continue;
+                let set_outcome = outcome(&set);
+                load.history.record(history::Operation {
+                    key,
+                    op: Op::Write(value),
+                    invoke,
+                    complete: t0.elapsed(),
+                    outcome: set_outcome,
+                });
+                written.push(set_outcome == history::Outcome::Ok);
+                i += 1;
+                if set_outcome != history::Outcome::Ok {
+                    load.failed_writes += 1;
+                    // The node may be gone: connect again (to a live one).
+                    con = None;
+                    continue;
+                }
+                load.acked.push(i - 1);
+                // Remove an earlier key whose write was acknowledged.
+                let j = i.checked_sub(1 + REMOVE_LAG);
+                let due = j.filter(|&j| written.get(j) == Some(&true));
+                if let Some((j, how)) = due.and_then(|j| Some((j, removal(j)?))) {
+                    let key = churn_key(j);
+                    let invoke = t0.elapsed();
+                    let (answer, op) = match how {
+                        Removal::Delete => (
+                            tokio::time::timeout(
+                                Duration::from_secs(5),
+                                redis::cmd("DEL").arg(&key).query_async::<i64>(c),
+                            )
+                            .await,
+                            Op::Delete,
+                        ),
+                        Removal::Expire => (
+                            tokio::time::timeout(
+                                Duration::from_secs(5),
+                                redis::cmd("PEXPIRE")
+                                    .arg(&key)
+                                    .arg(EXPIRE_MS)
+                                    .query_async::<i64>(c),
+                            )
+                            .await,
+                            // The latest the key can be gone by: the expiry started at the
+                            // latest when the answer came.
+                            Op::Expire {
+                                at: t0.elapsed() + Duration::from_millis(EXPIRE_MS),
+                            },
+                        ),
+                    };
+                    let complete = t0.elapsed();
+                    let found_nothing = matches!(answer, Ok(Ok(0)));
+                    if found_nothing {
+                        load.removals_found_nothing.push(key.clone());
+                    }
+                    if found_nothing && how == Removal::Expire {
+                        // PEXPIRE on a missing key sets nothing: it is a read that saw the
+                        // key absent, not an expiry.
+                        load.history.read(history::Read {
+                            key,
+                            invoke,
+                            complete,
+                            seen: None,
+                        });
+                    } else {
+                        let outcome = outcome(&answer);
+                        load.history.record(history::Operation {
+                            key,
+                            op,
+                            invoke,
+                            complete,
+                            outcome,
+                        });
+                        if outcome == history::Outcome::Unknown {
+                            con = None;
+                            continue;
+                        }
                     }
                 }
-                i += 1;
-                if let Some(&(k, _)) = acked.get(i % acked.len().max(1)) {
-                    reads += 1;
+                if let Some(&k) = load.acked.get(i % load.acked.len().max(1)) {
+                    load.reads += 1;
+                    let key = churn_key(k);
+                    let invoke = t0.elapsed();
                     let got = tokio::time::timeout(
                         Duration::from_secs(5),
-                        redis::cmd("GET")
-                            .arg(format!("churn:{k}"))
-                            .query_async::<Option<String>>(c),
+                        redis::cmd("GET").arg(&key).query_async::<Option<String>>(c),
                     )
                     .await;
-                    if !matches!(got, Ok(Ok(Some(ref v))) if *v == format!("v{k}")) {
-                        failed_reads += 1;
+                    // Whether the value is right is the history's to say (it may have been
+                    // deleted or expired meanwhile); here only the failures count.
+                    match got {
+                        Ok(Ok(seen)) => load.history.read(history::Read {
+                            key,
+                            invoke,
+                            complete: t0.elapsed(),
+                            seen,
+                        }),
+                        _ => load.failed_reads += 1,
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            (acked, failed_writes, failed_reads, reads)
+            load
         })
     };
     // Naming load: a registration every 250 ms through a random live node.
@@ -377,15 +554,16 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     std::thread::sleep(Duration::from_secs(p.duration_secs).saturating_sub(t0.elapsed()));
     stop.store(true, Ordering::Relaxed);
     let views = rt.block_on(web)?;
-    let (acked, failed_writes, failed_reads, reads) = rt.block_on(cache)?;
+    let load = rt.block_on(cache)?;
     let registrations = rt.block_on(names)?;
 
     super::progress(&format!(
         "load stopped: {} views, {} writes acknowledged",
         views.len(),
-        acked.len()
+        load.acked.len()
     ));
-    // After the heal: every acknowledged write must be readable, from node 0 and another node.
+    // After the heal: every key the load touched is read from node 0 and another node, and
+    // what they say is checked against the history.
     let all_back = wait(Duration::from_secs(60), || {
         (0..net.n).all(|i| {
             net.peer_id(i)
@@ -393,28 +571,47 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
         })
     });
     report.metric("all_alive_after_s", all_back.unwrap_or(f64::NAN));
+    // Every acknowledged expiry must have passed, or the final reads would judge a key that
+    // may still legitimately hold its value.
+    let last_expiry = load
+        .history
+        .ops()
+        .iter()
+        .filter_map(|o| match o.op {
+            Op::Expire { at } if o.outcome != history::Outcome::Fail => Some(at),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default();
+    std::thread::sleep(last_expiry.saturating_sub(t0.elapsed()));
     // A read that errs (a range still changing hands right after the heal) is retried, within
-    // 20 s for all reads together; a wrong answer, or errors all along, counts as lost. Each
-    // loss keeps what the read saw, and through which node.
-    let lost = rt.block_on(async {
-        let mut lost: Vec<(usize, f64, String)> = Vec::new();
+    // 20 s for all reads together; one that errs all along is unreadable (lost if the key must
+    // hold a value).
+    let keys = load.history.keys();
+    let finals = rt.block_on(async {
+        let mut finals: Vec<FinalRead> = Vec::new();
         let reader = net.live().into_iter().find(|&i| i != 0).unwrap_or(0);
         let retry_until = Instant::now() + Duration::from_secs(20);
         for via in [0, reader] {
             let mut con = connect(net.addrs(via).context("reader node")?.redis).await?;
-            for &(k, at) in &acked {
-                let want = format!("v{k}");
-                let mut seen = String::new();
+            for key in &keys {
+                let mut read = FinalRead {
+                    key: key.clone(),
+                    at: t0.elapsed(),
+                    seen: Seen::Unreadable("not read".into()),
+                    via: format!("through node {via}"),
+                };
                 for attempt in 0.. {
                     if attempt > 0 && Instant::now() >= retry_until {
                         break;
                     }
                     // Past the retry deadline one silent node must not cost 5 s per key.
                     let patience = if Instant::now() < retry_until { 5 } else { 1 };
+                    let at = t0.elapsed();
                     let got = tokio::time::timeout(
                         Duration::from_secs(patience),
                         redis::cmd("GET")
-                            .arg(format!("churn:{k}"))
+                            .arg(key)
                             .query_async::<Option<String>>(&mut con),
                     )
                     .await
@@ -422,33 +619,52 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                     .and_then(|r| r.map_err(|e| e.to_string()));
                     match got {
                         Ok(v) => {
-                            seen = match v {
-                                Some(v) if v == want => String::new(),
-                                Some(v) => format!("read {v:?} through node {via}"),
-                                None => format!("read as missing through node {via}"),
-                            };
+                            read.at = at;
+                            read.seen = v.map_or(Seen::Absent, Seen::Value);
                             break;
                         }
                         Err(e) => {
-                            seen = format!("read failed through node {via}: {e}");
+                            read.seen = Seen::Unreadable(e);
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
                 }
-                if !seen.is_empty() && !lost.iter().any(|l| l.0 == k) {
-                    lost.push((k, at, seen));
-                }
+                finals.push(read);
             }
         }
-        Ok::<_, anyhow::Error>(lost)
+        Ok::<_, anyhow::Error>(finals)
     })?;
-    // Which live nodes still hold each lost key (`CLUSTER GETKEYSINSLOT` answers from the
-    // node's own keyspace): tells a write that never spread from one a read cannot find.
-    let holders_of_lost: Vec<Vec<usize>> = rt.block_on(async {
+    let verdict = load.history.check(&finals);
+    // Resurrections by how the key was removed, for the table.
+    let resurrected_by = |how: Removal| {
+        let of: Vec<FinalRead> = finals
+            .iter()
+            .filter(|r| {
+                r.key
+                    .strip_prefix("churn:")
+                    .and_then(|i| i.parse().ok())
+                    .and_then(removal)
+                    == Some(how)
+            })
+            .cloned()
+            .collect();
+        load.history.check(&of).resurrected
+    };
+    let (resurrected_deletes, resurrected_expiries) = (
+        resurrected_by(Removal::Delete),
+        resurrected_by(Removal::Expire),
+    );
+    let unreadable_reads = finals
+        .iter()
+        .filter(|r| matches!(r.seen, Seen::Unreadable(_)))
+        .count();
+    // Which live nodes still hold the key of each example (`CLUSTER GETKEYSINSLOT` answers from
+    // the node's own keyspace): tells a write that never spread from one a read cannot find,
+    // and which node kept a deleted key.
+    let holders_of_examples: Vec<Vec<usize>> = rt.block_on(async {
         let mut all = Vec::new();
-        for &(k, _, _) in lost.iter().take(5) {
-            let key = format!("churn:{k}");
-            let slot = cache::slot::key_slot(key.as_bytes());
+        for ex in verdict.examples.iter().take(5) {
+            let slot = cache::slot::key_slot(ex.key.as_bytes());
             let mut holders = Vec::new();
             for i in net.live() {
                 let Some(a) = net.addrs(i) else { continue };
@@ -462,7 +678,7 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                     .query_async(&mut con)
                     .await
                     .unwrap_or_default();
-                if keys.contains(&key) {
+                if keys.contains(&ex.key) {
                     holders.push(i);
                 }
             }
@@ -592,11 +808,28 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
         "unverified_files",
         views.iter().map(|v| v.3.unverified as f64).sum(),
     );
-    report.metric("cache_writes_acked", acked.len() as f64);
-    report.metric("cache_writes_failed", failed_writes as f64);
-    report.metric("cache_reads", reads as f64);
-    report.metric("cache_reads_failed", failed_reads as f64);
-    report.metric("acked_writes_lost", lost.len() as f64);
+    report.metric("cache_writes_acked", load.acked.len() as f64);
+    report.metric("cache_writes_failed", load.failed_writes as f64);
+    report.metric(
+        "cache_deletes_acked",
+        load.history.acked(&Op::Delete) as f64,
+    );
+    report.metric(
+        "cache_expires_acked",
+        load.history.acked(&Op::Expire { at: Duration::ZERO }) as f64,
+    );
+    report.metric(
+        "cache_removals_found_nothing",
+        load.removals_found_nothing.len() as f64,
+    );
+    report.metric("cache_reads", load.reads as f64);
+    report.metric("cache_reads_failed", load.failed_reads as f64);
+    report.metric("cache_keys_checked", verdict.keys_checked as f64);
+    report.metric("acked_writes_lost", verdict.lost as f64);
+    report.metric("acked_writes_stale", verdict.stale as f64);
+    report.metric("keys_resurrected", verdict.resurrected as f64);
+    report.metric("values_invented", verdict.invented as f64);
+    report.metric("cache_keys_unreadable", verdict.unreadable as f64);
     report.metric("zones_diverging_after_heal", diverging_now as f64);
     report.metric("registrations", registrations.len() as f64);
     report.metric("registrations_acked", acknowledged.len() as f64);
@@ -659,6 +892,15 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
             })
             .collect(),
     });
+    // DELs and PEXPIREs sent, whatever their outcome (an expiry's time does not matter here).
+    let expire = Op::Expire { at: Duration::ZERO };
+    let sent = |like: &Op| {
+        load.history
+            .ops()
+            .iter()
+            .filter(|o| std::mem::discriminant(&o.op) == std::mem::discriminant(like))
+            .count()
+    };
     report.tables.push(Table {
         title: "Requests under churn".into(),
         header: ["load", "requests", "failed", "must be 0"]
@@ -677,14 +919,35 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
             ],
             vec![
                 "cache SET (sync replication)".into(),
-                (acked.len() + failed_writes).to_string(),
-                failed_writes.to_string(),
-                format!("{} acknowledged writes lost", lost.len()),
+                (load.acked.len() + load.failed_writes).to_string(),
+                load.failed_writes.to_string(),
+                format!(
+                    "{} acknowledged writes lost ({} of them stale)",
+                    verdict.lost, verdict.stale
+                ),
+            ],
+            vec![
+                "cache DEL (every 5th key)".into(),
+                sent(&Op::Delete).to_string(),
+                (sent(&Op::Delete) - load.history.acked(&Op::Delete)).to_string(),
+                format!("{resurrected_deletes} deleted keys resurrected"),
+            ],
+            vec![
+                format!("cache PEXPIRE {EXPIRE_MS} ms (every 7th other key)"),
+                sent(&expire).to_string(),
+                (sent(&expire) - load.history.acked(&expire)).to_string(),
+                format!("{resurrected_expiries} expired keys resurrected"),
             ],
             vec![
                 "cache GET".into(),
-                reads.to_string(),
-                failed_reads.to_string(),
+                load.reads.to_string(),
+                load.failed_reads.to_string(),
+                format!("{} values invented (GET and read-back)", verdict.invented),
+            ],
+            vec![
+                "cache read-back after heal (2 nodes)".into(),
+                finals.len().to_string(),
+                unreadable_reads.to_string(),
                 "-".into(),
             ],
             vec![
@@ -695,11 +958,21 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
             ],
         ],
     });
-    for ((k, at, seen), holders) in lost.iter().zip(&holders_of_lost) {
+    for (ex, holders) in verdict.examples.iter().zip(&holders_of_examples) {
         report.notes.push(format!(
-            "acknowledged write churn:{k} (acked at {at:.1} s, range {}) was lost ({seen}); \
-             nodes still holding it: {holders:?}",
-            cache::cluster::group_of(cache::slot::key_slot(format!("churn:{k}").as_bytes()))
+            "{ex} (range {}; history: {}); nodes still holding it: {holders:?}",
+            cache::cluster::group_of(cache::slot::key_slot(ex.key.as_bytes())),
+            ops_of(&load.history, &ex.key)
+        ));
+    }
+    for ex in verdict.examples.iter().skip(holders_of_examples.len()) {
+        report.notes.push(ex.to_string());
+    }
+    if !load.removals_found_nothing.is_empty() {
+        report.notes.push(format!(
+            "{} DEL/PEXPIRE found their acknowledged key missing during the run (first: {})",
+            load.removals_found_nothing.len(),
+            load.removals_found_nothing[..load.removals_found_nothing.len().min(5)].join(", ")
         ));
     }
     let mut errors: Vec<String> = failed.iter().filter_map(|v| v.3.error.clone()).collect();

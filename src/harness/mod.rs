@@ -8,6 +8,11 @@
 //! [`TestNode::auth_header`] (for `curl -H`), [`admin_client`] (a reqwest client that sends it),
 //! [`read_admin_token`] (for a node run as a process). The `proxima` CLI, run as the same user,
 //! finds it by itself through the node's runtime file.
+//!
+//! [`history`] checks what clients saw of a key-value store under faults against what they
+//! were told (lost, resurrected and invented values).
+
+pub mod history;
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
