@@ -36,6 +36,15 @@ fn cut(wan: &mesh::WanEmulator, on: bool) {
 /// Seven nodes on the emulated WAN (RF 2, sync replication), converged, `before:` written
 /// through node 0, and the start-up hand-overs expired.
 fn start(wan: &std::sync::Arc<mesh::WanEmulator>) -> (Cluster, Vec<SocketAddr>) {
+    start_with(wan, |_| {})
+}
+
+/// As [`start`], with `write` run through node 0 before the start-up hand-overs expire: what it
+/// writes is older than any hand-off window by the time the test cuts the cluster.
+fn start_with(
+    wan: &std::sync::Arc<mesh::WanEmulator>,
+    write: impl FnOnce(&mut redis::Connection),
+) -> (Cluster, Vec<SocketAddr>) {
     proxima::harness::logs_from_env();
     let cluster = Cluster::start_meshed(
         NODES,
@@ -55,7 +64,9 @@ fn start(wan: &std::sync::Arc<mesh::WanEmulator>) -> (Cluster, Vec<SocketAddr>) 
     let addrs: Vec<SocketAddr> = (0..NODES).map(|i| redis_addr(&cluster, i)).collect();
     wait_for(Duration::from_secs(90), || cache_converged(&addrs, NODES))
         .expect("seven nodes converge");
-    common::write_all(&mut connect(addrs[0]), "before:", KEYS);
+    let mut w = connect(addrs[0]);
+    common::write_all(&mut w, "before:", KEYS);
+    write(&mut w);
     // Start-up pullers keep receiving their ranges' writes for a minute whatever the view says,
     // which would carry writes over the cut by itself: wait that out.
     wait_for(Duration::from_secs(90), || {
@@ -252,4 +263,92 @@ fn assert_gone_and_kept(addrs: &[SocketAddr]) {
             );
         }
     }
+}
+
+/// Bytes of key states every node received from its peers so far (replication links and
+/// merge answers, `INFO cluster`).
+fn state_bytes_received(addrs: &[SocketAddr]) -> u64 {
+    addrs
+        .iter()
+        .map(|a| {
+            ["link", "merge"]
+                .iter()
+                .map(|via| {
+                    cluster_info_field(*a, &format!("proxima_state_bytes_received_{via}"))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .expect("INFO cluster reports the state bytes received")
+                })
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[test]
+fn a_heal_moves_the_difference_not_the_keyspace() {
+    const SESSIONS: usize = 20_000;
+    let wan = mesh::WanEmulator::new(NODES, |a, b| if a == b { 0.0 } else { 2.0 }, 31);
+    let value = "v".repeat(100);
+    let (_cluster, addrs) = start_with(&wan, |w| {
+        for chunk in (0..SESSIONS).collect::<Vec<_>>().chunks(2_000) {
+            let mut p = redis::pipe();
+            for i in chunk {
+                p.cmd("SET").arg(format!("session:{i}")).arg(&value).ignore();
+            }
+            p.query::<()>(w).expect("every session is written");
+        }
+    });
+    let mut w = connect(addrs[0]);
+    let keyspace: usize = (0..SESSIONS)
+        .map(|i| format!("session:{i}").len() + value.len())
+        .sum();
+    cut_off(&wan, &addrs);
+    // 1 % of the sessions change on the majority during the cut: half rewritten, half deleted.
+    let changed = SESSIONS / 100;
+    let mut p = redis::pipe();
+    for (n, i) in (0..SESSIONS).step_by(SESSIONS / changed).enumerate() {
+        if n % 2 == 0 {
+            p.cmd("SET").arg(format!("session:{i}")).arg("renewed").ignore();
+        } else {
+            p.cmd("DEL").arg(format!("session:{i}")).ignore();
+        }
+    }
+    p.query::<()>(&mut w).expect("the majority acknowledges the changes");
+    let before = state_bytes_received(&addrs);
+    heal_and_check(&wan, &addrs, &[]);
+    wait_for(Duration::from_secs(120), || {
+        addrs
+            .iter()
+            .all(|a| cluster_info_field(*a, "proxima_exporting_ranges").as_deref() == Some("0"))
+    })
+    .expect("the heal's hand-overs end");
+    let moved = state_bytes_received(&addrs) - before;
+    let share = moved as f64 / keyspace as f64;
+    eprintln!(
+        "heal cost: {moved} bytes of key states moved for a keyspace of {keyspace} bytes \
+         ({:.1} %), {changed} of {SESSIONS} keys changed during the cut",
+        share * 100.0
+    );
+    // Every node serves the majority's state.
+    for a in &addrs {
+        let mut con = connect(*a);
+        let got: Vec<Option<String>> = (0..SESSIONS)
+            .step_by(SESSIONS / changed)
+            .map(|i| {
+                redis::cmd("GET")
+                    .arg(format!("session:{i}"))
+                    .query(&mut con)
+                    .unwrap()
+            })
+            .collect();
+        for (n, g) in got.iter().enumerate() {
+            let want = if n % 2 == 0 { Some("renewed") } else { None };
+            let i = n * (SESSIONS / changed);
+            assert_eq!(g.as_deref(), want, "session:{i} after the heal");
+        }
+    }
+    assert!(
+        share < 0.05,
+        "a heal after 1 % of keys changed moved {:.1} % of the keyspace's bytes",
+        share * 100.0
+    );
 }

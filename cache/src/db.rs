@@ -703,6 +703,15 @@ impl Db {
         }
     }
 
+    /// Every live key with its version.
+    pub fn for_each_live(&self, now: u64, mut f: impl FnMut(&[u8], u64)) {
+        for (k, e) in self.map.iter() {
+            if e.expire_at == 0 || e.expire_at > now {
+                f(k, e.ver);
+            }
+        }
+    }
+
     /// Evicts until under `maxmemory`. `Err(OOM)` under `noeviction`, or when nothing is left
     /// to evict.
     pub fn ensure_memory(&mut self, now: u64) -> Result<(), &'static str> {

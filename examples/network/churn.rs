@@ -209,9 +209,11 @@ struct Registration {
 /// How long a key of the cache load lives after its `PEXPIRE`: short enough that every
 /// expiry has passed when the load stops plus a few seconds.
 const EXPIRE_MS: u64 = 3_000;
-/// The cache load deletes or expires key `i` right after writing key `i + REMOVE_LAG` (about a
-/// second later), so the removal goes through whichever node the writer uses by then.
-const REMOVE_LAG: usize = 40;
+/// The cache load deletes or expires a key once its write was acknowledged this long ago (after
+/// the next write that comes later), so the removal goes through whichever node the writer
+/// uses by then. Time, not a count of writes: a write takes from milliseconds to seconds
+/// (sync replication over the emulated WAN, a dead owner).
+const REMOVE_LAG: Duration = Duration::from_secs(1);
 
 /// What the cache load does to one of its keys after writing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,7 +371,8 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
         let (net, stop) = (net.clone(), stop.clone());
         rt.spawn(async move {
             let mut load = CacheLoad::default();
-            let mut written: Vec<bool> = Vec::new();
+            // Acknowledged keys to remove, with when their write was acknowledged.
+            let mut to_remove: std::collections::VecDeque<(usize, Duration)> = Default::default();
             let mut con = None;
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -399,7 +402,9 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                     complete: t0.elapsed(),
                     outcome: set_outcome,
                 });
-                written.push(set_outcome == history::Outcome::Ok);
+                if set_outcome == history::Outcome::Ok && removal(i).is_some() {
+                    to_remove.push_back((i, t0.elapsed()));
+                }
                 i += 1;
                 if set_outcome != history::Outcome::Ok {
                     load.failed_writes += 1;
@@ -409,8 +414,13 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
                 }
                 load.acked.push(i - 1);
                 // Remove an earlier key whose write was acknowledged.
-                let j = i.checked_sub(1 + REMOVE_LAG);
-                let due = j.filter(|&j| written.get(j) == Some(&true));
+                let due = match to_remove.front() {
+                    Some(&(j, at)) if t0.elapsed() >= at + REMOVE_LAG => {
+                        to_remove.pop_front();
+                        Some(j)
+                    }
+                    _ => None,
+                };
                 if let Some((j, how)) = due.and_then(|j| Some((j, removal(j)?))) {
                     let key = churn_key(j);
                     let invoke = t0.elapsed();

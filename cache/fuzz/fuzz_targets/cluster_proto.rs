@@ -1,6 +1,6 @@
 //! The decoders of the cache's node-to-node protocol on arbitrary bytes: link frames (records),
-//! key states, range lists and session answers never panic, never read past their frame, and what they
-//! accept re-encodes to the same bytes.
+//! key states, range lists, pull hellos, hash-tree messages and session answers never panic,
+//! never read past their frame, and what they accept re-encodes to the same bytes.
 #![no_main]
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -28,6 +28,21 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(ranges) = decode_ranges(data) {
         assert_eq!(encode_ranges(&ranges), data);
+    }
+    if let Ok((ranges, since)) = cache::cluster::proto::decode_pull(data) {
+        let again = cache::cluster::proto::encode_pull(0, &ranges, since);
+        assert_eq!(&again[1..], data);
+    }
+    // The hash-tree exchange of merges (`cluster::aae`).
+    use cache::cluster::aae;
+    if let Ok(roots) = aae::decode_roots(data) {
+        assert_eq!(aae::encode_roots(&roots), data);
+    }
+    if let Ok(masks) = aae::decode_masks(data, data.len(), aae::NODE_IDS) {
+        assert_eq!(aae::encode_masks(&masks), data);
+    }
+    if let Ok(hashes) = aae::decode_hashes(data, data.len() / 8) {
+        assert_eq!(&aae::encode_hashes(&hashes)[..], data);
     }
     let _ = cache::cluster::proto::decode_members(data);
     let expected = usize::from(data.first().copied().unwrap_or(0));

@@ -43,6 +43,35 @@ pub fn dump_ranges_apart(
     now: u64,
     since: u64,
 ) -> BTreeMap<u16, Vec<(usize, Bytes)>> {
+    dump_selected(db, groups, now, since, |_| true)
+}
+
+/// The states of the keys of ranges `groups` under the leaves `leaves` of their hash trees
+/// ([`super::aae`]), deleted keys included, in chunks.
+pub fn dump_leaves(
+    db: &mut Db,
+    groups: &[u16],
+    leaves: &super::aae::LeafSet,
+    now: u64,
+) -> Vec<(usize, Bytes)> {
+    dump_selected(db, groups, now, 0, |k| {
+        let leaf = super::aae::leaf_of(k) as u8;
+        leaves.contains(&(group_of(key_slot(k)), leaf))
+    })
+    .into_values()
+    .flatten()
+    .collect()
+}
+
+/// The states of the keys of ranges `groups` that `keep` selects, with versions of at least
+/// `since`, per range.
+fn dump_selected(
+    db: &mut Db,
+    groups: &[u16],
+    now: u64,
+    since: u64,
+    keep: impl Fn(&[u8]) -> bool,
+) -> BTreeMap<u16, Vec<(usize, Bytes)>> {
     let mut want = [false; GROUPS];
     for g in groups {
         want[usize::from(*g)] = true;
@@ -51,12 +80,12 @@ pub fn dump_ranges_apart(
     // delete must meet it, or the key would come back from that copy at the next merge.
     let mut keys: Vec<(Bytes, u64)> = Vec::new();
     db.for_each_key(now, |k| {
-        if want[usize::from(group_of(key_slot(k)))] {
+        if want[usize::from(group_of(key_slot(k)))] && keep(k) {
             keys.push((Bytes::copy_from_slice(k), 0));
         }
     });
     db.for_each_tombstone(now, |k, ver| {
-        if ver >= since && want[usize::from(group_of(key_slot(k)))] {
+        if ver >= since && want[usize::from(group_of(key_slot(k)))] && keep(k) {
             keys.push((Bytes::copy_from_slice(k), ver));
         }
     });

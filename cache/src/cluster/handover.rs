@@ -171,10 +171,18 @@ impl Cluster {
 /// Asks `src` for `groups`, taking the copies `accept` names; false if it could not be asked
 /// (the ranges it refused are marked as such).
 pub(super) async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], accept: Accept) -> bool {
+    // Ranges kept over a cut or a rejoin need only the writes made since this node was last
+    // in touch; the merge queued with the source finds any older difference.
+    let kept = groups
+        .iter()
+        .all(|g| cl.kept[usize::from(*g)].load(Ordering::Acquire));
+    let since = if kept { cl.kept_since() } else { 0 };
+    if since > 0 {
+        cl.queue_merges(&[src], groups);
+    }
     let res = tokio::time::timeout(Duration::from_secs(5), async {
         let (mut send, mut recv) = cl.mesh.open_bi(src, proto::ALPN).await.ok()?;
-        let mut hello = vec![accept.kind()];
-        hello.extend_from_slice(&proto::encode_ranges(groups));
+        let hello = proto::encode_pull(accept.kind(), groups, since);
         mesh::frame::write(&mut send, &hello).await.ok()?;
         let _ = send.finish();
         let ans = mesh::frame::FrameDecoder::new(2 + 2 * GROUPS)

@@ -41,6 +41,10 @@ use crate::slot::key_slot;
 pub const CACHE_ROLE: &str = "cache";
 /// How often the membership is read.
 const POLL: Duration = Duration::from_millis(200);
+/// A node that found itself fresh (a majority in sight) this recently was running and in touch
+/// all along: many polls, well below a detection bound (a pause longer than this, during which
+/// the others may have declared it down and written without it, is not).
+const STILL_IN_TOUCH_MS: u64 = 2_000;
 /// How often the nearness order of replicas is refreshed.
 const NEARNESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -202,8 +206,36 @@ impl Cluster {
         // Both are read on every call: each remembers what it saw last.
         let rejoined = self.rejoined(&members);
         let regained = self.track_majority(&members, &nodes);
-        if rejoined || regained {
+        let now = crate::session::now_ms();
+        // Declared down by others while this node had a majority in sight all along (this
+        // loop ran and found it fresh a moment ago): at a heal that is the other side's view
+        // of the cut, not a sign that this node missed anything the majority wrote. Its copies
+        // are compared with every member's (merges, by hash trees) instead of pulled again.
+        let in_touch = self.in_touch_ms.load(Ordering::Acquire);
+        let kept_in_touch = in_touch != 0 && now.saturating_sub(in_touch) < STILL_IN_TOUCH_MS;
+        if regained || (rejoined && !kept_in_touch) {
             self.resync.store(true, Ordering::Release);
+        } else {
+            if rejoined {
+                let owned: Vec<u16> = (0..GROUPS as u16)
+                    .filter(|g| cur.is_owner(g * GROUP_SLOTS))
+                    .collect();
+                let peers: Vec<PeerId> = nodes
+                    .iter()
+                    .map(|n| n.peer)
+                    .filter(|p| *p != self.me)
+                    .collect();
+                tracing::info!(
+                    ranges = owned.len(),
+                    members = peers.len(),
+                    "cache: declared down by others while in touch with a majority; comparing \
+                     copies with every member"
+                );
+                self.queue_merges(&peers, &owned);
+            }
+            if self.freshness.load(Ordering::Acquire) == super::FRESH {
+                self.in_touch_ms.store(now, Ordering::Release);
+            }
         }
         // Once some other member is back in the view (at the moment of the rejoin there may
         // be none yet: nothing to pull from).

@@ -34,7 +34,7 @@ use mesh::PeerId;
 
 use super::apply::apply_state;
 use super::proto::{self, KIND_MERGE, MAX_FRAME, Record};
-use super::{Cluster, RELEASED_TTL, dump};
+use super::{Cluster, RELEASED_TTL, aae, dump};
 use crate::client::ConnState;
 use crate::reply::Reply;
 use crate::session::now_ms;
@@ -42,6 +42,8 @@ use crate::shared::Shared;
 
 /// How long one member's answer may take.
 const MERGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest frame of hashes or masks in a merge: every leaf of every range.
+const MAX_TREE_FRAME: usize = aae::LEAVES * super::view::GROUPS * 8;
 
 impl Cluster {
     /// Asks each of `peers` for its copies of `groups` at the importer's next round.
@@ -103,14 +105,16 @@ impl Cluster {
     }
 }
 
-/// Asks `peer` for its copies of `groups` and keeps, per key, the newer state. Returns how many
-/// states were newer than this node's.
+/// Asks `peer` for its copies of `groups` and keeps, per key, the newer state. The copies are
+/// compared by hash trees first ([`aae`]): only the states under leaves that differ travel.
+/// Returns how many states were newer than this node's.
 pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) -> usize {
     let (mut conn, _rx) = ConnState::detached(shared);
     let mut out = Reply::new();
     let (mut seen, mut newer) = (0usize, 0usize);
     let res = tokio::time::timeout(MERGE_TIMEOUT, async {
         let err = |e: &dyn std::fmt::Display| e.to_string();
+        let mine = aae::Trees::of(&shared.db.lock(), groups, now_ms());
         let (mut send, mut recv) = cl
             .mesh
             .open_bi(peer, proto::ALPN)
@@ -118,13 +122,69 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
             .map_err(|e| err(&e))?;
         let mut hello = vec![KIND_MERGE];
         hello.extend_from_slice(&proto::encode_ranges(groups));
+        let small = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME);
+        let mut read = async |what: &str| match small.read(&mut recv).await {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(format!("the peer ended before its {what}")),
+            Err(e) => Err(e.to_string()),
+        };
         mesh::frame::write(&mut send, &hello)
             .await
             .map_err(|e| err(&e))?;
+        // Roots: the ranges whose copies differ.
+        let roots = aae::decode_roots(&read("roots").await?).map_err(|e| err(&e))?;
+        let ranges: Vec<u16> = roots
+            .iter()
+            .filter(|(g, r)| groups.contains(g) && mine.root(*g) != *r)
+            .map(|(g, _)| *g)
+            .collect();
+        if ranges.is_empty() {
+            let _ = send.finish();
+            return Ok(());
+        }
+        mesh::frame::write(&mut send, &proto::encode_ranges(&ranges))
+            .await
+            .map_err(|e| err(&e))?;
+        // Inner nodes, then the leaves under those that differ.
+        let inner = aae::decode_hashes(&read("inner hashes").await?, ranges.len() * aae::FANOUT)
+            .map_err(|e| err(&e))?;
+        let mut nodes: Vec<(u16, u16)> = Vec::new();
+        for (g, theirs) in ranges.iter().zip(inner.chunks_exact(aae::FANOUT)) {
+            let m = aae::differing(&mine.inner(*g), theirs.try_into().expect("FANOUT"));
+            if m != 0 {
+                nodes.push((*g, m));
+            }
+        }
+        mesh::frame::write(&mut send, &aae::encode_masks(&nodes))
+            .await
+            .map_err(|e| err(&e))?;
+        let under: Vec<(u16, usize)> = nodes
+            .iter()
+            .flat_map(|(g, m)| aae::bits(*m).map(move |i| (*g, i)))
+            .collect();
+        let leaves = aae::decode_hashes(&read("leaf hashes").await?, under.len() * aae::FANOUT)
+            .map_err(|e| err(&e))?;
+        let mut wanted: Vec<(u16, u16)> = Vec::new();
+        for ((g, i), theirs) in under.iter().zip(leaves.chunks_exact(aae::FANOUT)) {
+            let m = aae::differing(
+                &mine.leaves_under(*g, *i),
+                theirs.try_into().expect("FANOUT"),
+            );
+            if m != 0 {
+                wanted.push((aae::node_id(*g, *i), m));
+            }
+        }
+        mesh::frame::write(&mut send, &aae::encode_masks(&wanted))
+            .await
+            .map_err(|e| err(&e))?;
         let _ = send.finish();
+        // The states under the leaves that differ.
         let dec = mesh::frame::FrameDecoder::new(MAX_FRAME);
         while let Some(f) = dec.read(&mut recv).await.map_err(|e| err(&e))? {
             let states = proto::decode_keys(&f).map_err(|e| err(&e))?;
+            cl.received
+                .merge
+                .fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
             seen += states.len();
             for st in &states {
                 if let Some(applied) = apply_state(shared, &mut conn, &mut out, st) {
@@ -146,6 +206,83 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
         Err(_) => tracing::debug!(%peer, "cache: merge timed out"),
     }
     newer
+}
+
+/// Answers a merge: compares this node's copies of the asked ranges it holds, serves, is
+/// pulling or released lately (stale or not, see [`Cluster::has_copy`]) with the asker's, level
+/// by level, then sends the states under the leaves that differ.
+pub(super) async fn answer(
+    shared: &Shared,
+    cl: &Cluster,
+    groups: &[u16],
+    send: &mut mesh::SendStream,
+    recv: &mut mesh::RecvStream,
+) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mine: Vec<u16> = groups.iter().copied().filter(|g| cl.has_copy(*g)).collect();
+    let trees = aae::Trees::of(&shared.db.lock(), &mine, now_ms());
+    let roots: Vec<(u16, u64)> = mine.iter().map(|g| (*g, trees.root(*g))).collect();
+    mesh::frame::write(send, &aae::encode_roots(&roots))
+        .await
+        .map_err(|e| err(&e))?;
+    let small = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME);
+    // The asker ends the stream here when no range differs.
+    let Some(f) = small.read(recv).await.map_err(|e| err(&e))? else {
+        let _ = send.finish();
+        return Ok(());
+    };
+    let ranges = proto::decode_ranges(&f).map_err(|e| err(&e))?;
+    if ranges.iter().any(|g| !mine.contains(g)) {
+        return Err("asked for a range this node did not offer".into());
+    }
+    let inner: Vec<u64> = ranges.iter().flat_map(|g| trees.inner(*g)).collect();
+    mesh::frame::write(send, &aae::encode_hashes(&inner))
+        .await
+        .map_err(|e| err(&e))?;
+    let f = small
+        .read(recv)
+        .await
+        .map_err(|e| err(&e))?
+        .ok_or("the asker ended before its inner nodes")?;
+    let nodes = aae::decode_masks(&f, ranges.len(), aae::GROUP_IDS).map_err(|e| err(&e))?;
+    if nodes.iter().any(|(g, _)| !ranges.contains(g)) {
+        return Err("asked for an inner node of a range not compared".into());
+    }
+    let under: Vec<(u16, usize)> = nodes
+        .iter()
+        .flat_map(|(g, m)| aae::bits(*m).map(move |i| (*g, i)))
+        .collect();
+    let leaves: Vec<u64> = under
+        .iter()
+        .flat_map(|(g, i)| trees.leaves_under(*g, *i))
+        .collect();
+    mesh::frame::write(send, &aae::encode_hashes(&leaves))
+        .await
+        .map_err(|e| err(&e))?;
+    let f = small
+        .read(recv)
+        .await
+        .map_err(|e| err(&e))?
+        .ok_or("the asker ended before its leaves")?;
+    let wanted = aae::decode_masks(&f, under.len(), aae::NODE_IDS).map_err(|e| err(&e))?;
+    let compared: std::collections::HashSet<(u16, usize)> = under.iter().copied().collect();
+    let mut leaf_set = aae::LeafSet::new();
+    for (id, m) in &wanted {
+        let (g, i) = aae::node_of(*id);
+        if !compared.contains(&(g, i)) {
+            return Err("asked for leaves under a node not compared".into());
+        }
+        for j in aae::bits(*m) {
+            leaf_set.insert((g, (i * aae::FANOUT + j) as u8));
+        }
+    }
+    let groups: Vec<u16> = wanted.iter().map(|(id, _)| aae::node_of(*id).0).collect();
+    let chunks = dump::dump_leaves(&mut shared.db.lock(), &groups, &leaf_set, now_ms());
+    for (_, c) in chunks {
+        mesh::frame::write(send, &c).await.map_err(|e| err(&e))?;
+    }
+    let _ = send.finish();
+    Ok(())
 }
 
 #[cfg(test)]

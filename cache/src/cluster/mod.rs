@@ -34,6 +34,7 @@
 //! Consistency is Redis Cluster's: asynchronous replicas may lag, reads from replicas
 //! (`READONLY`) may be stale, and a write is lost only if every node that had it dies.
 
+pub mod aae;
 pub mod apply;
 pub mod dump;
 pub mod forward;
@@ -132,6 +133,11 @@ pub struct LinkStatus {
 /// while bounding how far ahead a peer can pin a key (it is overwritten once the minute has
 /// passed).
 pub const MAX_VERSION_DRIFT: Duration = Duration::from_secs(60);
+
+/// How far before the moment a node was last in touch with a majority its kept copies may
+/// already have missed writes: a cut is noticed within the membership's detection bound (6 s
+/// on a LAN, more on the WAN), and clocks differ a little.
+pub const KEPT_MARGIN: Duration = Duration::from_secs(30);
 
 /// The version of a write made at `now_ms` with counter 0 (saturating).
 pub fn version_at(now_ms: u64) -> u64 {
@@ -365,6 +371,9 @@ pub struct Cluster {
     /// The hybrid clock that versions key states: milliseconds in the high bits, a counter in
     /// the low 16, never behind a version this node has seen.
     clock: HybridClock,
+    /// Unix ms at which this node last had a majority in sight and was fresh: its kept copies
+    /// hold every write made until about then ([`Cluster::kept_since`]).
+    in_touch_ms: AtomicU64,
     /// Per member, the ranges to ask it for its copies of ([`merge`]).
     merges: Mutex<HashMap<PeerId, Vec<u16>>>,
     /// A first real view is installed. Until then this node's view holds only itself (every
@@ -378,6 +387,18 @@ pub struct Cluster {
     pub shutdown: CancellationToken,
     /// Cache streams refused because the peer holds no certificate for the cache role.
     pub uncertified_refused: prometheus_client::metrics::counter::Counter,
+    /// Bytes of key states received from peers: on replication links (writes, hand-overs,
+    /// hand-offs) and in answers to merges. What a heal costs (`INFO cluster`).
+    pub received: Received,
+}
+
+/// Bytes of key states received, by path (see [`Cluster::received`]).
+#[derive(Debug, Default)]
+pub struct Received {
+    /// On replication links.
+    pub link: AtomicU64,
+    /// In answers to this node's merges.
+    pub merge: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -452,6 +473,8 @@ impl Cluster {
             kick: Notify::new(),
             shutdown,
             uncertified_refused: Default::default(),
+            received: Received::default(),
+            in_touch_ms: AtomicU64::new(0),
         }
     }
 
@@ -868,6 +891,18 @@ impl Cluster {
         );
         links.insert(peer, l.clone());
         l
+    }
+
+    /// The oldest version a pull of ranges this node kept over a cut or a rejoin asks for: its
+    /// copies missed only writes made since it was last in touch with a majority, less
+    /// [`KEPT_MARGIN`] (the cut began before this node noticed it). Older differences are
+    /// found by the merges that follow every heal and rejoin ([`merge`]). 0 (everything) if
+    /// it never was in touch.
+    pub fn kept_since(&self) -> u64 {
+        match self.in_touch_ms.load(Ordering::Acquire) {
+            0 => 0,
+            t => version_at(t.saturating_sub(KEPT_MARGIN.as_millis() as u64)),
+        }
     }
 
     /// A version for a write made now to a key whose state has version `floor`: newer than

@@ -1,6 +1,7 @@
 //! The cluster as the session and the commands see it: [`Placement`] for [`Cluster`].
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
@@ -128,6 +129,12 @@ impl Placement for Cluster {
             u8::from(self.has_majority()),
             u8::from(self.is_stale()),
             self.nearness_measured()
+        );
+        let _ = write!(
+            t,
+            "proxima_state_bytes_received_link:{}\r\nproxima_state_bytes_received_merge:{}\r\n",
+            self.received.link.load(Ordering::Relaxed),
+            self.received.merge.load(Ordering::Relaxed)
         );
         t
     }

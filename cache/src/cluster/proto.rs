@@ -77,8 +77,11 @@ impl Accept {
         }
     }
 }
-/// Stream kind: the asked node's copies of ranges, to merge (`[u16 count][u16 range]...`);
-/// the answer is frames of [`KeyState`]s, then the end of the stream.
+/// Stream kind: the asked node's copies of ranges, to merge (`[u16 count][u16 range]...`),
+/// compared by hash trees first ([`super::aae`]): the asked node answers its roots, the asker
+/// the ranges that differ, the asked node their inner hashes, the asker the inner nodes that
+/// differ, the asked node their leaves, the asker the leaves that differ; then frames of the
+/// [`KeyState`]s under them, and the end of the stream.
 pub const KIND_MERGE: u8 = 6;
 /// Stream kind: the asked node's cache members (a joining node waits until it knows them all).
 pub const KIND_MEMBERS: u8 = 4;
@@ -313,6 +316,37 @@ pub fn decode_ranges(b: &[u8]) -> Result<Vec<u16>, ProtoError> {
         return Err(ProtoError("range out of bounds"));
     }
     Ok(v)
+}
+
+/// A pull's hello: `kind`, the ranges, then the oldest version wanted (8 bytes, left out when
+/// 0: every state).
+pub fn encode_pull(kind: u8, ranges: &[u16], since: u64) -> Vec<u8> {
+    let mut v = vec![kind];
+    v.extend_from_slice(&encode_ranges(ranges));
+    if since > 0 {
+        v.extend_from_slice(&since.to_be_bytes());
+    }
+    v
+}
+
+/// Decodes what follows the kind in a pull's hello: the ranges and the oldest version wanted.
+pub fn decode_pull(b: &[u8]) -> Result<(Vec<u16>, u64), ProtoError> {
+    if b.len() < 2 {
+        return Err(ProtoError("short pull"));
+    }
+    let end = 2 + 2 * usize::from(u16::from_be_bytes([b[0], b[1]]));
+    match b.len().checked_sub(end) {
+        Some(0) => Ok((decode_ranges(b)?, 0)),
+        Some(8) => {
+            let since = u64::from_be_bytes(b[end..].try_into().expect("8 bytes"));
+            if since == 0 {
+                // Sent as nothing: one encoding per pull.
+                return Err(ProtoError("a pull's oldest version is 0"));
+            }
+            Ok((decode_ranges(&b[..end])?, since))
+        }
+        _ => Err(ProtoError("pull length mismatch")),
+    }
 }
 
 /// Encodes a member list: one peer id (base58 text) per line.

@@ -42,8 +42,8 @@ pub async fn handle(
         _ => return,
     };
     if let Some(accept) = Accept::of_kind(hello[0]) {
-        let refused = match proto::decode_ranges(&hello[1..]) {
-            Ok(groups) => pull(&shared, &cl, peer, &groups, accept),
+        let refused = match proto::decode_pull(&hello[1..]) {
+            Ok((groups, since)) => pull(&shared, &cl, peer, &groups, accept, since),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "bad pull request");
                 return;
@@ -63,7 +63,13 @@ pub async fn handle(
         },
         KIND_LINK => link(&shared, &cl, peer, &mut send, &mut recv).await,
         proto::KIND_MERGE => match proto::decode_ranges(&hello[1..]) {
-            Ok(groups) => merge(&shared, &cl, &groups, &mut send).await,
+            Ok(groups) => {
+                if let Err(e) =
+                    super::merge::answer(&shared, &cl, &groups, &mut send, &mut recv).await
+                {
+                    tracing::debug!(%peer, error = %e, "cache: merge answer failed");
+                }
+            }
             Err(e) => tracing::debug!(%peer, error = %e, "bad merge request"),
         },
         proto::KIND_MEMBERS => {
@@ -257,6 +263,9 @@ async fn link(
             match r {
                 Record::Keys(b) => match proto::decode_keys(&b) {
                     Ok(states) => {
+                        cl.received
+                            .link
+                            .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         for st in &states {
                             if apply_state(shared, &mut conn, &mut out, st).is_some() {
                                 cl.observe(st.ver);
@@ -306,11 +315,20 @@ pub fn deliver_publish(shared: &Shared, body: &[u8]) -> Result<(), &'static str>
     Ok(())
 }
 
-/// Serves a pull: registers the puller for the ranges' writes, then queues their keys and a
-/// `Done` on the link to it, all under the keyspace lock so no write falls in between.
+/// Serves a pull: registers the puller for the ranges' writes, then queues their keys (those
+/// of versions `since` or newer: a puller that kept its copy asks only for what it may have
+/// missed) and a `Done` on the link to it, all under the keyspace lock so no write falls in
+/// between.
 /// Returns the ranges refused (no copy here of a kind the puller accepts, see
 /// [`Cluster::can_hand_over`]) and logs each refusal's reason.
-fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], accept: Accept) -> Vec<u16> {
+fn pull(
+    shared: &Shared,
+    cl: &Cluster,
+    peer: PeerId,
+    groups: &[u16],
+    accept: Accept,
+    since: u64,
+) -> Vec<u16> {
     let mut ok = Vec::new();
     let mut why = Vec::new();
     for &g in groups {
@@ -330,32 +348,15 @@ fn pull(shared: &Shared, cl: &Cluster, peer: PeerId, groups: &[u16], accept: Acc
     let link = cl.link(peer);
     let now = now_ms();
     let mut db = shared.db.lock();
-    let chunks = super::dump::dump_ranges(&mut db, &ok, now, 0);
+    let chunks = super::dump::dump_ranges(&mut db, &ok, now, since);
     let keys: usize = chunks.iter().map(|(n, _)| n).sum();
     for (_, c) in chunks {
         link.push(Record::Keys(c));
     }
     link.push(Record::Done(ok.clone()));
     drop(db);
-    tracing::info!(%peer, ranges = ok.len(), keys, "cache: ranges handed over");
+    tracing::info!(%peer, ranges = ok.len(), keys, since, ?accept, "cache: ranges handed over");
     refused
-}
-
-/// Answers a merge request: this node's copies of the ranges it holds, serves, is pulling or
-/// released lately (stale or not, see [`Cluster::has_copy`]), as frames of key states.
-async fn merge(shared: &Shared, cl: &Cluster, groups: &[u16], send: &mut mesh::SendStream) {
-    let mine: Vec<u16> = groups.iter().copied().filter(|g| cl.has_copy(*g)).collect();
-    let chunks = if mine.is_empty() {
-        Vec::new()
-    } else {
-        super::dump::dump_ranges(&mut shared.db.lock(), &mine, now_ms(), 0)
-    };
-    for (_, c) in chunks {
-        if mesh::frame::write(send, &c).await.is_err() {
-            return;
-        }
-    }
-    let _ = send.finish();
 }
 
 #[cfg(test)]
