@@ -462,6 +462,7 @@ impl Cluster {
             self.hand_off(shared, hand_off);
         }
         *self.view.write() = v;
+        *self.view_changed.lock() = Instant::now();
         self.installed.store(true, Ordering::Release);
         if !merge_from.is_empty() && !owned.is_empty() {
             self.queue_merges(&merge_from, &owned);

@@ -40,6 +40,8 @@ use crate::reply::Reply;
 use crate::session::now_ms;
 use crate::shared::Shared;
 
+/// How long the view must stay unchanged before queued merges are asked.
+const MERGE_SETTLE: Duration = Duration::from_secs(3);
 /// How long one member's answer may take.
 const MERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest frame of hashes or masks in a merge: every leaf of every range.
@@ -99,9 +101,22 @@ impl Cluster {
         }
     }
 
-    /// The merges to ask for now, per member.
+    /// The merges to ask for now, per member: none until the view has not changed for
+    /// [`MERGE_SETTLE`], then those of ranges this node still owns with members still in view.
+    /// At a heal members reappear one by one, and each intermediate view gives this node, for
+    /// a moment, ranges it loses again at the next: merging them would move their keys for
+    /// nothing.
     pub(crate) fn due_merges(&self) -> HashMap<PeerId, Vec<u16>> {
-        std::mem::take(&mut *self.merges.lock())
+        if self.view_changed.lock().elapsed() < MERGE_SETTLE {
+            return HashMap::new();
+        }
+        let v = self.view();
+        let mut due = std::mem::take(&mut *self.merges.lock());
+        due.retain(|peer, groups| {
+            groups.retain(|g| v.is_owner(g * super::view::GROUP_SLOTS));
+            !groups.is_empty() && v.nodes.iter().any(|n| n.peer == *peer)
+        });
+        due
     }
 }
 
@@ -124,7 +139,12 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
         hello.extend_from_slice(&proto::encode_ranges(groups));
         let small = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME);
         let mut read = async |what: &str| match small.read(&mut recv).await {
-            Ok(Some(f)) => Ok(f),
+            Ok(Some(f)) => {
+                cl.received
+                    .tree
+                    .fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(f)
+            }
             Ok(None) => Err(format!("the peer ended before its {what}")),
             Err(e) => Err(e.to_string()),
         };
@@ -227,10 +247,16 @@ pub(super) async fn answer(
         .map_err(|e| err(&e))?;
     let small = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME);
     // The asker ends the stream here when no range differs.
+    let count = |f: &[u8]| {
+        cl.received
+            .tree
+            .fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    };
     let Some(f) = small.read(recv).await.map_err(|e| err(&e))? else {
         let _ = send.finish();
         return Ok(());
     };
+    count(&f);
     let ranges = proto::decode_ranges(&f).map_err(|e| err(&e))?;
     if ranges.iter().any(|g| !mine.contains(g)) {
         return Err("asked for a range this node did not offer".into());
@@ -244,6 +270,7 @@ pub(super) async fn answer(
         .await
         .map_err(|e| err(&e))?
         .ok_or("the asker ended before its inner nodes")?;
+    count(&f);
     let nodes = aae::decode_masks(&f, ranges.len(), aae::GROUP_IDS).map_err(|e| err(&e))?;
     if nodes.iter().any(|(g, _)| !ranges.contains(g)) {
         return Err("asked for an inner node of a range not compared".into());
@@ -264,6 +291,7 @@ pub(super) async fn answer(
         .await
         .map_err(|e| err(&e))?
         .ok_or("the asker ended before its leaves")?;
+    count(&f);
     let wanted = aae::decode_masks(&f, under.len(), aae::NODE_IDS).map_err(|e| err(&e))?;
     let compared: std::collections::HashSet<(u16, usize)> = under.iter().copied().collect();
     let mut leaf_set = aae::LeafSet::new();

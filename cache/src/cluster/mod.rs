@@ -374,6 +374,8 @@ pub struct Cluster {
     /// Unix ms at which this node last had a majority in sight and was fresh: its kept copies
     /// hold every write made until about then ([`Cluster::kept_since`]).
     in_touch_ms: AtomicU64,
+    /// When the members of the view last changed: merges wait until it settles.
+    view_changed: Mutex<Instant>,
     /// Per member, the ranges to ask it for its copies of ([`merge`]).
     merges: Mutex<HashMap<PeerId, Vec<u16>>>,
     /// A first real view is installed. Until then this node's view holds only itself (every
@@ -399,6 +401,8 @@ pub struct Received {
     pub link: AtomicU64,
     /// In answers to this node's merges.
     pub merge: AtomicU64,
+    /// Hashes and masks of merges' hash-tree comparisons, both ways.
+    pub tree: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -475,6 +479,7 @@ impl Cluster {
             uncertified_refused: Default::default(),
             received: Received::default(),
             in_touch_ms: AtomicU64::new(0),
+            view_changed: Mutex::new(Instant::now()),
         }
     }
 

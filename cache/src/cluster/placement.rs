@@ -132,9 +132,10 @@ impl Placement for Cluster {
         );
         let _ = write!(
             t,
-            "proxima_state_bytes_received_link:{}\r\nproxima_state_bytes_received_merge:{}\r\n",
+            "proxima_state_bytes_received_link:{}\r\nproxima_state_bytes_received_merge:{}\r\nproxima_tree_bytes_received:{}\r\n",
             self.received.link.load(Ordering::Relaxed),
-            self.received.merge.load(Ordering::Relaxed)
+            self.received.merge.load(Ordering::Relaxed),
+            self.received.tree.load(Ordering::Relaxed)
         );
         t
     }
