@@ -189,7 +189,11 @@ fn present(con: &mut redis::Connection, prefix: &str, range: std::ops::Range<usi
         p.cmd("EXISTS").arg(format!("{prefix}{i}"));
     }
     match p.query::<Vec<u8>>(con) {
-        Ok(got) => range.zip(got).filter(|(_, e)| *e == 1).map(|(i, _)| i).collect(),
+        Ok(got) => range
+            .zip(got)
+            .filter(|(_, e)| *e == 1)
+            .map(|(i, _)| i)
+            .collect(),
         // A failed read is not a resurrection; the callers wait or check elsewhere.
         Err(_) => Vec::new(),
     }
@@ -207,7 +211,10 @@ fn keys_deleted_or_expired_on_the_majority_stay_gone_after_the_heal() {
         p.cmd("DEL").arg(format!("before:{i}")).ignore();
     }
     for i in EXPIRED {
-        p.cmd("PEXPIRE").arg(format!("before:{i}")).arg(1500).ignore();
+        p.cmd("PEXPIRE")
+            .arg(format!("before:{i}"))
+            .arg(1500)
+            .ignore();
     }
     p.query::<()>(&mut w)
         .expect("the majority acknowledges the deletes and expiries");
@@ -224,7 +231,10 @@ fn keys_deleted_or_expired_on_the_majority_stay_gone_after_the_heal() {
             present(&mut c, "before:", DELETED.start..EXPIRED.end).len()
         })
         .sum();
-    assert!(held > 0, "no minority node holds a copy of the deleted keys");
+    assert!(
+        held > 0,
+        "no minority node holds a copy of the deleted keys"
+    );
 
     heal_and_check(&wan, &addrs, &[]);
     assert_gone_and_kept(&addrs);
@@ -294,7 +304,10 @@ fn a_heal_moves_the_difference_not_the_keyspace() {
         for chunk in (0..SESSIONS).collect::<Vec<_>>().chunks(2_000) {
             let mut p = redis::pipe();
             for i in chunk {
-                p.cmd("SET").arg(format!("session:{i}")).arg(&value).ignore();
+                p.cmd("SET")
+                    .arg(format!("session:{i}"))
+                    .arg(&value)
+                    .ignore();
             }
             p.query::<()>(w).expect("every session is written");
         }
@@ -309,18 +322,22 @@ fn a_heal_moves_the_difference_not_the_keyspace() {
     let mut p = redis::pipe();
     for (n, i) in (0..SESSIONS).step_by(SESSIONS / changed).enumerate() {
         if n % 2 == 0 {
-            p.cmd("SET").arg(format!("session:{i}")).arg("renewed").ignore();
+            p.cmd("SET")
+                .arg(format!("session:{i}"))
+                .arg("renewed")
+                .ignore();
         } else {
             p.cmd("DEL").arg(format!("session:{i}")).ignore();
         }
     }
-    p.query::<()>(&mut w).expect("the majority acknowledges the changes");
+    p.query::<()>(&mut w)
+        .expect("the majority acknowledges the changes");
     // What the cut itself moved (the majority restoring its copies of the ranges the minority
     // held, the minority settling on its own view) is done before the heal is measured.
     wait_for(Duration::from_secs(90), || {
-        addrs.iter().all(|a| {
-            cluster_info_field(*a, "proxima_importing_ranges").as_deref() == Some("0")
-        })
+        addrs
+            .iter()
+            .all(|a| cluster_info_field(*a, "proxima_importing_ranges").as_deref() == Some("0"))
     })
     .expect("both sides serve every range they own during the cut");
     let before = state_bytes_received(&addrs);

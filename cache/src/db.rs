@@ -433,7 +433,9 @@ impl Db {
 
     /// Drops tombstones older than `tombstone_ttl_ms` (bounded work per call).
     pub fn collect_tombstones(&mut self, now: u64) -> usize {
-        let before = now.saturating_sub(self.tombstone_ttl_ms).saturating_mul(1 << 16);
+        let before = now
+            .saturating_sub(self.tombstone_ttl_ms)
+            .saturating_mul(1 << 16);
         self.tombstones.collect(before, 10_000)
     }
 

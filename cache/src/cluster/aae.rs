@@ -46,10 +46,27 @@ pub fn leaf_of(key: &[u8]) -> usize {
     (key_hash(key) >> 56) as usize
 }
 
+/// A copy holding at most this many keys (and tombstones) of a range is sent whole rather than
+/// compared: its states cost less than the hashes of a descent through a tree that differs
+/// almost everywhere (a copy made of the few writes of a cut, say).
+pub const SEND_WHOLE_MAX: u32 = 16;
+
 /// The hash trees of some ranges of one copy.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Trees {
     leaves: BTreeMap<u16, Box<[u64; LEAVES]>>,
+    counts: BTreeMap<u16, u32>,
+}
+
+/// What an answering node says of its copy of a range first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root {
+    /// The range.
+    pub group: u16,
+    /// Its tree's root hash.
+    pub hash: u64,
+    /// Keys and tombstones in it.
+    pub count: u32,
 }
 
 impl Trees {
@@ -58,9 +75,11 @@ impl Trees {
     pub fn of(db: &Db, groups: &[u16], now: u64) -> Self {
         let mut want = [false; super::view::GROUPS];
         let mut leaves = BTreeMap::new();
+        let mut counts = BTreeMap::new();
         for g in groups {
             want[usize::from(*g)] = true;
             leaves.insert(*g, Box::new([0u64; LEAVES]));
+            counts.insert(*g, 0u32);
         }
         let mut add = |key: &[u8], ver: u64| {
             let g = group_of(key_slot(key));
@@ -69,11 +88,23 @@ impl Trees {
                 if let Some(l) = leaves.get_mut(&g) {
                     l[(kh >> 56) as usize] ^= mix(kh ^ mix(ver));
                 }
+                if let Some(c) = counts.get_mut(&g) {
+                    *c = c.saturating_add(1);
+                }
             }
         };
         db.for_each_live(now, |k, ver| add(k, ver));
         db.for_each_tombstone(now, |k, ver| add(k, ver));
-        Self { leaves }
+        Self { leaves, counts }
+    }
+
+    /// Range `g`'s root: its hash and how many keys and tombstones it holds.
+    pub fn root_of(&self, g: u16) -> Root {
+        Root {
+            group: g,
+            hash: self.root(g),
+            count: self.counts.get(&g).copied().unwrap_or(0),
+        }
     }
 
     /// The ranges held.
@@ -93,9 +124,7 @@ impl Trees {
         let mut out = [0u64; FANOUT];
         if let Some(l) = self.leaves.get(&g) {
             for (i, o) in out.iter_mut().enumerate() {
-                *o = l[i * FANOUT..(i + 1) * FANOUT]
-                    .iter()
-                    .fold(0, |a, h| a ^ h);
+                *o = l[i * FANOUT..(i + 1) * FANOUT].iter().fold(0, |a, h| a ^ h);
             }
         }
         out
@@ -140,28 +169,33 @@ pub fn differing(a: &[u64; FANOUT], b: &[u64; FANOUT]) -> u16 {
 /// Leaves of ranges, as the set the answering node dumps the keys of.
 pub type LeafSet = HashSet<(u16, u8)>;
 
-/// `[u16 range][u64 root]...`
-pub fn encode_roots(roots: &[(u16, u64)]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(roots.len() * 10);
-    for (g, r) in roots {
-        b.put_u16(*g);
-        b.put_u64(*r);
+/// Bytes of one [`Root`] on the wire.
+const ROOT_LEN: usize = 14;
+
+/// `[u16 range][u64 hash][u32 count]...`
+pub fn encode_roots(roots: &[Root]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(roots.len() * ROOT_LEN);
+    for r in roots {
+        b.put_u16(r.group);
+        b.put_u64(r.hash);
+        b.put_u32(r.count);
     }
     b
 }
 
-/// Decodes [`encode_roots`]: at most one entry per range, each a range that exists.
-pub fn decode_roots(mut b: &[u8]) -> Result<Vec<(u16, u64)>, ProtoError> {
-    if !b.len().is_multiple_of(10) || b.len() / 10 > super::view::GROUPS {
+/// Decodes [`encode_roots`]: at most as many entries as ranges, each a range that exists.
+pub fn decode_roots(mut b: &[u8]) -> Result<Vec<Root>, ProtoError> {
+    if !b.len().is_multiple_of(ROOT_LEN) || b.len() / ROOT_LEN > super::view::GROUPS {
         return Err(ProtoError("bad root list"));
     }
-    let mut out = Vec::with_capacity(b.len() / 10);
+    let mut out = Vec::with_capacity(b.len() / ROOT_LEN);
     while b.has_remaining() {
-        let g = b.get_u16();
-        if usize::from(g) >= super::view::GROUPS {
+        let group = b.get_u16();
+        if usize::from(group) >= super::view::GROUPS {
             return Err(ProtoError("range out of bounds"));
         }
-        out.push((g, b.get_u64()));
+        let (hash, count) = (b.get_u64(), b.get_u32());
+        out.push(Root { group, hash, count });
     }
     Ok(out)
 }
@@ -271,17 +305,31 @@ mod tests {
 
     #[test]
     fn decoders_refuse_what_they_cannot_hold() {
-        assert_eq!(decode_roots(&encode_roots(&[(3, 7), (255, 9)])).unwrap(), vec![(3, 7), (255, 9)]);
-        assert!(decode_roots(&[0; 9]).is_err());
-        assert!(decode_roots(&encode_roots(&[(256, 1)])).is_err());
-        assert!(decode_roots(&vec![0; 10 * 257]).is_err());
-        assert_eq!(decode_masks(&encode_masks(&[(1, 2)]), 4, GROUP_IDS).unwrap(), vec![(1, 2)]);
+        let root = |group, hash| Root {
+            group,
+            hash,
+            count: 3,
+        };
+        assert_eq!(
+            decode_roots(&encode_roots(&[root(3, 7), root(255, 9)])).unwrap(),
+            vec![root(3, 7), root(255, 9)]
+        );
+        assert!(decode_roots(&[0; 13]).is_err());
+        assert!(decode_roots(&encode_roots(&[root(256, 1)])).is_err());
+        assert!(decode_roots(&vec![0; ROOT_LEN * 257]).is_err());
+        assert_eq!(
+            decode_masks(&encode_masks(&[(1, 2)]), 4, GROUP_IDS).unwrap(),
+            vec![(1, 2)]
+        );
         assert!(decode_masks(&encode_masks(&[(1, 0)]), 4, GROUP_IDS).is_err());
         assert!(decode_masks(&encode_masks(&[(1, 1), (2, 1)]), 1, GROUP_IDS).is_err());
         assert!(decode_masks(&encode_masks(&[(256, 1)]), 1, GROUP_IDS).is_err());
         assert!(decode_masks(&encode_masks(&[(4095, 1)]), 1, NODE_IDS).is_ok());
         assert_eq!(node_of(node_id(255, 15)), (255, 15));
-        assert_eq!(decode_hashes(&encode_hashes(&[1, 2]), 2).unwrap(), vec![1, 2]);
+        assert_eq!(
+            decode_hashes(&encode_hashes(&[1, 2]), 2).unwrap(),
+            vec![1, 2]
+        );
         assert!(decode_hashes(&encode_hashes(&[1, 2]), 3).is_err());
     }
 }

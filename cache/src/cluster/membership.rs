@@ -245,8 +245,9 @@ impl Cluster {
             // were closed) and its ranges may have moved, although nothing changed in its own
             // view. Everything it owns is pulled again before it is served. Unlike a first
             // start its keys are kept, not emptied: if every other holder refuses, the range
-            // is served as it is rather than empty (a key deleted meanwhile may come back; no
-            // write is lost).
+            // is served as it is rather than empty (no write is lost; a key deleted meanwhile
+            // stays deleted once a tombstone reaches it). Only states since this node was last
+            // in touch are asked for ([`Cluster::kept_since`]); merges find older differences.
             tracing::warn!(
                 "cache: back after being declared down or without a majority; pulling every \
                  owned range again"

@@ -12,8 +12,11 @@
 //! released in the last minute, stale or not (an older state never replaces a newer one). Each
 //! key state carries the version of the write that left it (a hybrid clock: milliseconds, then
 //! a counter, never behind a version the node saw), and the receiving node keeps whichever is newer
-//! ([`super::apply::apply_state`]): last writer wins, per key. A range goes on being served
-//! meanwhile; a read in the first moments after a heal may still see the older state.
+//! ([`super::apply::apply_state`]): last writer wins, per key, a delete's tombstone included
+//! ([`crate::tombstone`]). The two copies are compared by hash trees first ([`aae`]), so only
+//! the states under leaves that differ travel; merges wait until the view has settled. A
+//! range goes on being served meanwhile; a read in the first moments after a heal may still
+//! see the older state.
 //!
 //! A node that served a range whose owners change also sends the states written there in the
 //! last minute to the owners new to it ([`Cluster::hand_off`]; all of them if it lost the
@@ -23,9 +26,10 @@
 //! range it owns: a write acknowledged by this node alone would otherwise stay here, since
 //! merges only pull into the node that asks.
 //!
-//! Limits: a key deleted on one side comes back from a copy that still has it (a delete leaves
-//! no version behind); the merged states are not sent on to the range's other owner, which
-//! merges for itself when it sees the same members appear.
+//! Limits: a key deleted on one side comes back from a copy that missed the delete if it
+//! returns after the tombstone was collected (`tombstone_ttl_secs`); the merged states are not
+//! sent on to the range's other owner, which merges for itself when it sees the same members
+//! appear.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -151,14 +155,16 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
         mesh::frame::write(&mut send, &hello)
             .await
             .map_err(|e| err(&e))?;
-        // Roots: the ranges whose copies differ.
+        // Roots: the ranges whose copies differ, compared further or, when the peer holds only
+        // a few keys of one, taken whole.
         let roots = aae::decode_roots(&read("roots").await?).map_err(|e| err(&e))?;
-        let ranges: Vec<u16> = roots
+        let differ = roots
             .iter()
-            .filter(|(g, r)| groups.contains(g) && mine.root(*g) != *r)
-            .map(|(g, _)| *g)
-            .collect();
-        if ranges.is_empty() {
+            .filter(|r| groups.contains(&r.group) && mine.root(r.group) != r.hash);
+        let (whole, ranges): (Vec<aae::Root>, Vec<aae::Root>) =
+            differ.partition(|r| r.count <= aae::SEND_WHOLE_MAX);
+        let ranges: Vec<u16> = ranges.iter().map(|r| r.group).collect();
+        if ranges.is_empty() && whole.is_empty() {
             let _ = send.finish();
             return Ok(());
         }
@@ -193,6 +199,9 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
             if m != 0 {
                 wanted.push((aae::node_id(*g, *i), m));
             }
+        }
+        for r in &whole {
+            wanted.extend((0..aae::FANOUT).map(|i| (aae::node_id(r.group, i), u16::MAX)));
         }
         mesh::frame::write(&mut send, &aae::encode_masks(&wanted))
             .await
@@ -241,7 +250,7 @@ pub(super) async fn answer(
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let mine: Vec<u16> = groups.iter().copied().filter(|g| cl.has_copy(*g)).collect();
     let trees = aae::Trees::of(&shared.db.lock(), &mine, now_ms());
-    let roots: Vec<(u16, u64)> = mine.iter().map(|g| (*g, trees.root(*g))).collect();
+    let roots: Vec<aae::Root> = mine.iter().map(|g| trees.root_of(*g)).collect();
     mesh::frame::write(send, &aae::encode_roots(&roots))
         .await
         .map_err(|e| err(&e))?;
@@ -292,12 +301,16 @@ pub(super) async fn answer(
         .map_err(|e| err(&e))?
         .ok_or("the asker ended before its leaves")?;
     count(&f);
-    let wanted = aae::decode_masks(&f, under.len(), aae::NODE_IDS).map_err(|e| err(&e))?;
+    // Leaves under the inner nodes compared, and every leaf of the ranges offered with few
+    // keys (taken whole).
+    let max = under.len() + mine.len() * aae::FANOUT;
+    let wanted = aae::decode_masks(&f, max, aae::NODE_IDS).map_err(|e| err(&e))?;
     let compared: std::collections::HashSet<(u16, usize)> = under.iter().copied().collect();
     let mut leaf_set = aae::LeafSet::new();
     for (id, m) in &wanted {
         let (g, i) = aae::node_of(*id);
-        if !compared.contains(&(g, i)) {
+        let small = mine.contains(&g) && trees.root_of(g).count <= aae::SEND_WHOLE_MAX;
+        if !compared.contains(&(g, i)) && !small {
             return Err("asked for leaves under a node not compared".into());
         }
         for j in aae::bits(*m) {
@@ -412,9 +425,19 @@ mod tests {
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
         let mut out = Reply::new();
-        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "k", 10)));
+        assert!(applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "k", 10)
+        ));
         // Deleted here at version 20 (a replicated DEL: the peer lacks "gone").
-        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "gone", 1)));
+        assert!(applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "gone", 1)
+        ));
         assert!(applied(
             &shared,
             &mut c,
@@ -424,12 +447,26 @@ mod tests {
         assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
         assert_eq!(shared.db.lock().version(b"k", now_ms()), 20);
         // The copy a cut-off member kept (version 10) comes back at the heal: it stays deleted.
-        assert!(!applied(&shared, &mut c, &mut out, &state_of(&peer, "k", 10)));
+        assert!(!applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "k", 10)
+        ));
         assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
         // A write newer than the delete brings it back, and lifts the tombstone.
-        assert!(applied(&shared, &mut c, &mut out, &state_of(&peer, "k", 21)));
+        assert!(applied(
+            &shared,
+            &mut c,
+            &mut out,
+            &state_of(&peer, "k", 21)
+        ));
         assert_eq!(me.cmd(&["GET", "k"]), "$3\r\nold\r\n");
-        assert_eq!(shared.db.lock().tombstones().0, 1, "only \"gone\" is buried");
+        assert_eq!(
+            shared.db.lock().tombstones().0,
+            1,
+            "only \"gone\" is buried"
+        );
         // The tombstone travels in the range's dump, as a DEL of its version.
         let slot = crate::slot::key_slot(b"gone");
         let chunks = dump::dump_ranges(
@@ -442,7 +479,10 @@ mod tests {
             .iter()
             .flat_map(|(_, b)| proto::decode_keys(b).unwrap())
             .collect();
-        let gone = states.iter().find(|s| &s.key[..] == b"gone").expect("dumped");
+        let gone = states
+            .iter()
+            .find(|s| &s.key[..] == b"gone")
+            .expect("dumped");
         assert_eq!(gone.ver, 1);
     }
 
@@ -498,7 +538,12 @@ mod tests {
         let old = crate::cluster::version_at(now - ttl - 1_000);
         let young = crate::cluster::version_at(now - 1_000);
         for (k, v) in [("old", old), ("young", young)] {
-            assert!(applied(&shared, &mut c, &mut out, &state(k, v, &[&["DEL", k]])));
+            assert!(applied(
+                &shared,
+                &mut c,
+                &mut out,
+                &state(k, v, &[&["DEL", k]])
+            ));
         }
         assert_eq!(shared.db.lock().collect_tombstones(now), 1);
         assert_eq!(shared.db.lock().version(b"old", now), 0);
