@@ -425,42 +425,18 @@ mod tests {
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
         let mut out = Reply::new();
-        assert!(applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state_of(&peer, "k", 10)
-        ));
+        let mut take = |st: proto::KeyState| applied(&shared, &mut c, &mut out, &st);
+        assert!(take(state_of(&peer, "k", 10)));
         // Deleted here at version 20 (a replicated DEL: the peer lacks "gone").
-        assert!(applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state_of(&peer, "gone", 1)
-        ));
-        assert!(applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state("k", 20, &[&["DEL", "k"]])
-        ));
+        assert!(take(state_of(&peer, "gone", 1)));
+        assert!(take(state("k", 20, &[&["DEL", "k"]])));
         assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
         assert_eq!(shared.db.lock().version(b"k", now_ms()), 20);
         // The copy a cut-off member kept (version 10) comes back at the heal: it stays deleted.
-        assert!(!applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state_of(&peer, "k", 10)
-        ));
+        assert!(!take(state_of(&peer, "k", 10)));
         assert_eq!(me.cmd(&["EXISTS", "k"]), ":0\r\n");
         // A write newer than the delete brings it back, and lifts the tombstone.
-        assert!(applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state_of(&peer, "k", 21)
-        ));
+        assert!(take(state_of(&peer, "k", 21)));
         assert_eq!(me.cmd(&["GET", "k"]), "$3\r\nold\r\n");
         assert_eq!(
             shared.db.lock().tombstones().0,
@@ -492,18 +468,14 @@ mod tests {
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
         let mut out = Reply::new();
+        let mut take = |st: proto::KeyState| applied(&shared, &mut c, &mut out, &st);
         let past = now_ms() - 5_000;
         let written = crate::cluster::version_at(past - 10_000);
-        assert!(applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state(
-                "s",
-                written,
-                &[&["SET", "s", "v", "PXAT", &past.to_string()]]
-            )
-        ));
+        assert!(take(state(
+            "s",
+            written,
+            &[&["SET", "s", "v", "PXAT", &past.to_string()]]
+        )));
         let expired = crate::tombstone::expiry_version(written, past);
         // Expired but not collected yet, then collected: the same version either way.
         assert_eq!(shared.db.lock().version(b"s", now_ms()), expired);
@@ -511,19 +483,9 @@ mod tests {
         assert_eq!(shared.db.lock().version(b"s", now_ms()), expired);
         // A copy written before it expired, without the TTL (a replica that missed the
         // EXPIRE), loses to it; one written later wins.
-        assert!(!applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state("s", expired - 1, &[&["SET", "s", "kept"]])
-        ));
+        assert!(!take(state("s", expired - 1, &[&["SET", "s", "kept"]])));
         assert_eq!(me.cmd(&["EXISTS", "s"]), ":0\r\n");
-        assert!(applied(
-            &shared,
-            &mut c,
-            &mut out,
-            &state("s", expired + 1, &[&["SET", "s", "new"]])
-        ));
+        assert!(take(state("s", expired + 1, &[&["SET", "s", "new"]])));
         assert_eq!(me.cmd(&["GET", "s"]), "$3\r\nnew\r\n");
     }
 
@@ -533,17 +495,13 @@ mod tests {
         let shared = me.shared().clone();
         let (mut c, _rx) = ConnState::detached(&shared);
         let mut out = Reply::new();
+        let mut take = |st: proto::KeyState| applied(&shared, &mut c, &mut out, &st);
         let now = now_ms();
         let ttl = shared.db.lock().tombstone_ttl_ms;
         let old = crate::cluster::version_at(now - ttl - 1_000);
         let young = crate::cluster::version_at(now - 1_000);
         for (k, v) in [("old", old), ("young", young)] {
-            assert!(applied(
-                &shared,
-                &mut c,
-                &mut out,
-                &state(k, v, &[&["DEL", k]])
-            ));
+            assert!(take(state(k, v, &[&["DEL", k]])));
         }
         assert_eq!(shared.db.lock().collect_tombstones(now), 1);
         assert_eq!(shared.db.lock().version(b"old", now), 0);
