@@ -923,17 +923,31 @@ impl Cluster {
     }
 
     /// Versions the key states a write left behind and queues them on the replication links.
+    /// A key absent before the write (`existed`, per key) and after it was not written, and no
+    /// state goes out for it (see [`crate::cmd::Ctx::run`]), unless the command is a delete:
+    /// `DEL k` means k must be gone everywhere, also when this node lacked it (the range's
+    /// copy here was made during a cut without it), so it leaves a tombstone.
     pub fn capture_write(
         &self,
         db: &mut crate::db::Db,
         now: u64,
         cmd: &Command,
         args: &[&[u8]],
+        existed: &[bool],
         cc: &mut ConnCluster,
     ) {
-        let Some(keys) = table::keys_of(cmd, args) else {
+        let Some(all) = table::keys_of(cmd, args) else {
             return;
         };
+        let deletes = matches!(cmd.name, "del" | "unlink" | "getdel");
+        let keys: Vec<&[u8]> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, k)| {
+                deletes || existed.get(*i).copied().unwrap_or(true) || db.peek_ref(k, now).is_some()
+            })
+            .map(|(_, k)| *k)
+            .collect();
         let Some(first) = keys.first() else {
             return;
         };

@@ -33,9 +33,11 @@ impl Placement for Cluster {
         now: u64,
         cmd: &'static Command,
         args: &[&[u8]],
+        existed: &[bool],
         conn: &mut ConnState,
     ) {
-        self.capture_write(db, now, cmd, args, conn.placement.get::<ConnCluster>());
+        let cc = conn.placement.get::<ConnCluster>();
+        self.capture_write(db, now, cmd, args, existed, cc);
     }
 
     fn finish<'a>(
