@@ -248,6 +248,15 @@ pub fn decode_hashes(mut b: &[u8], n: usize) -> Result<Vec<u64>, ProtoError> {
     Ok(out)
 }
 
+/// The inner nodes `(range, node)` that masks of inner nodes per range name, in order: the
+/// order both sides send and read their leaves in.
+pub fn nodes_under(masks: &[(u16, u16)]) -> Vec<(u16, usize)> {
+    masks
+        .iter()
+        .flat_map(|(g, m)| bits(*m).map(move |i| (*g, i)))
+        .collect()
+}
+
 /// Iterates the set bits of a mask, lowest first.
 pub fn bits(m: u16) -> impl Iterator<Item = usize> {
     (0..FANOUT).filter(move |i| m & (1 << i) != 0)

@@ -124,6 +124,25 @@ impl Cluster {
     }
 }
 
+/// Reads the next hash-tree message of a merge (`what`, for the error), counted in
+/// [`super::Received::tree`]; `None` if the other side ended the stream first.
+async fn read_tree(
+    cl: &Cluster,
+    recv: &mut mesh::RecvStream,
+    what: &str,
+) -> Result<Option<bytes::Bytes>, String> {
+    let f = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME)
+        .read(recv)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    if let Some(f) = &f {
+        cl.received
+            .tree
+            .fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(f)
+}
+
 /// Asks `peer` for its copies of `groups` and keeps, per key, the newer state. The copies are
 /// compared by hash trees first ([`aae`]): only the states under leaves that differ travel.
 /// Returns how many states were newer than this node's.
@@ -141,16 +160,10 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
             .map_err(|e| err(&e))?;
         let mut hello = vec![KIND_MERGE];
         hello.extend_from_slice(&proto::encode_ranges(groups));
-        let small = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME);
-        let mut read = async |what: &str| match small.read(&mut recv).await {
-            Ok(Some(f)) => {
-                cl.received
-                    .tree
-                    .fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                Ok(f)
-            }
-            Ok(None) => Err(format!("the peer ended before its {what}")),
-            Err(e) => Err(e.to_string()),
+        let mut read = async |what: &str| {
+            read_tree(cl, &mut recv, what)
+                .await?
+                .ok_or_else(|| format!("the peer ended before its {what}"))
         };
         mesh::frame::write(&mut send, &hello)
             .await
@@ -184,10 +197,7 @@ pub async fn ask(cl: &Cluster, shared: &Shared, peer: PeerId, groups: &[u16]) ->
         mesh::frame::write(&mut send, &aae::encode_masks(&nodes))
             .await
             .map_err(|e| err(&e))?;
-        let under: Vec<(u16, usize)> = nodes
-            .iter()
-            .flat_map(|(g, m)| aae::bits(*m).map(move |i| (*g, i)))
-            .collect();
+        let under = aae::nodes_under(&nodes);
         let leaves = aae::decode_hashes(&read("leaf hashes").await?, under.len() * aae::FANOUT)
             .map_err(|e| err(&e))?;
         let mut wanted: Vec<(u16, u16)> = Vec::new();
@@ -254,18 +264,11 @@ pub(super) async fn answer(
     mesh::frame::write(send, &aae::encode_roots(&roots))
         .await
         .map_err(|e| err(&e))?;
-    let small = mesh::frame::FrameDecoder::new(MAX_TREE_FRAME);
     // The asker ends the stream here when no range differs.
-    let count = |f: &[u8]| {
-        cl.received
-            .tree
-            .fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    };
-    let Some(f) = small.read(recv).await.map_err(|e| err(&e))? else {
+    let Some(f) = read_tree(cl, recv, "ranges").await? else {
         let _ = send.finish();
         return Ok(());
     };
-    count(&f);
     let ranges = proto::decode_ranges(&f).map_err(|e| err(&e))?;
     if ranges.iter().any(|g| !mine.contains(g)) {
         return Err("asked for a range this node did not offer".into());
@@ -274,20 +277,14 @@ pub(super) async fn answer(
     mesh::frame::write(send, &aae::encode_hashes(&inner))
         .await
         .map_err(|e| err(&e))?;
-    let f = small
-        .read(recv)
-        .await
-        .map_err(|e| err(&e))?
+    let f = read_tree(cl, recv, "inner nodes")
+        .await?
         .ok_or("the asker ended before its inner nodes")?;
-    count(&f);
     let nodes = aae::decode_masks(&f, ranges.len(), aae::GROUP_IDS).map_err(|e| err(&e))?;
     if nodes.iter().any(|(g, _)| !ranges.contains(g)) {
         return Err("asked for an inner node of a range not compared".into());
     }
-    let under: Vec<(u16, usize)> = nodes
-        .iter()
-        .flat_map(|(g, m)| aae::bits(*m).map(move |i| (*g, i)))
-        .collect();
+    let under = aae::nodes_under(&nodes);
     let leaves: Vec<u64> = under
         .iter()
         .flat_map(|(g, i)| trees.leaves_under(*g, *i))
@@ -295,12 +292,9 @@ pub(super) async fn answer(
     mesh::frame::write(send, &aae::encode_hashes(&leaves))
         .await
         .map_err(|e| err(&e))?;
-    let f = small
-        .read(recv)
-        .await
-        .map_err(|e| err(&e))?
+    let f = read_tree(cl, recv, "leaves")
+        .await?
         .ok_or("the asker ended before its leaves")?;
-    count(&f);
     // Leaves under the inner nodes compared, and every leaf of the ranges offered with few
     // keys (taken whole).
     let max = under.len() + mine.len() * aae::FANOUT;

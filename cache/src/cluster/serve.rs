@@ -530,6 +530,32 @@ mod tests {
             ),
             (2, 2, 1)
         );
+
+        // A merge names the ranges this node offers (none: it holds no range yet); asking
+        // for one it did not offer, or for its leaves outright, ends the stream with no state.
+        let g = crate::cluster::group_of(crate::slot::key_slot(b"k4"));
+        for ask in [
+            proto::encode_ranges(&[g]),
+            crate::cluster::aae::encode_masks(&[(crate::cluster::aae::node_id(g, 0), u16::MAX)]),
+        ] {
+            let (mut send, mut recv) = a.open_bi(b.peer_id(), proto::ALPN).await.unwrap();
+            let mut hello = vec![proto::KIND_MERGE];
+            hello.extend_from_slice(&proto::encode_ranges(&[g]));
+            mesh::frame::write(&mut send, &hello).await.unwrap();
+            let dec = mesh::frame::FrameDecoder::new(proto::MAX_FRAME);
+            let roots = dec.read(&mut recv).await.unwrap().expect("roots");
+            assert!(
+                crate::cluster::aae::decode_roots(&roots)
+                    .unwrap()
+                    .is_empty()
+            );
+            mesh::frame::write(&mut send, &ask).await.unwrap();
+            let _ = send.finish();
+            assert!(
+                matches!(dec.read(&mut recv).await, Ok(None) | Err(_)),
+                "a merge answered states of a range it did not offer"
+            );
+        }
     }
 
     #[test]
