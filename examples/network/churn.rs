@@ -39,6 +39,49 @@ struct Fault {
     at_s: f64,
     detect_s: Option<f64>,
     recovered_s: Option<f64>,
+    /// For the partition: what the nodes received from each other at the heal.
+    heal: Option<HealCost>,
+}
+
+/// Key-state and hash bytes the live nodes received from each other (`INFO cluster`) from the
+/// heal until every node served every range again, beside what they received per second during
+/// the cut (the load's own replication), and the keys they held.
+#[derive(Debug, Clone, Copy)]
+struct HealCost {
+    bytes: u64,
+    window_s: f64,
+    cut_bytes_per_s: f64,
+    keys_held: u64,
+}
+
+/// The key-state and hash bytes nodes `nodes` received from their peers so far.
+fn state_bytes(net: &Net, nodes: &[usize]) -> u64 {
+    let fields = [
+        "proxima_state_bytes_received_link",
+        "proxima_state_bytes_received_merge",
+        "proxima_tree_bytes_received",
+    ];
+    nodes
+        .iter()
+        .filter_map(|&i| net.addrs(i))
+        .flat_map(|a| {
+            fields.map(|f| {
+                proxima::harness::cluster_info_field(a.redis, f)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+        })
+        .sum()
+}
+
+/// Keys held by nodes `nodes` (every copy counted).
+fn keys_held(net: &Net, nodes: &[usize]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|&i| net.addrs(i))
+        .filter_map(|a| proxima::harness::redis_cli(a.redis, &["dbsize"]).ok())
+        .filter_map(|out| out.trim().parse::<u64>().ok())
+        .sum()
 }
 
 fn wait(deadline: Duration, mut f: impl FnMut() -> bool) -> Option<f64> {
@@ -98,6 +141,7 @@ fn inject(
             at_s: killed.duration_since(t0).as_secs_f64(),
             detect_s: detect,
             recovered_s: recovered,
+            heal: None,
         });
     }
     if !group.is_empty() {
@@ -105,6 +149,7 @@ fn inject(
         std::thread::sleep(at.saturating_sub(t0.elapsed()));
         super::progress(&format!("cutting off nodes {group:?}"));
         let cut_at = Instant::now();
+        let cut_bytes = state_bytes(net, &net.live());
         net.partition(group, true);
         let majority: Vec<usize> = net
             .live()
@@ -134,6 +179,10 @@ fn inject(
             peers.iter().all(|peer| net.all_see(&majority, peer, false))
         });
         std::thread::sleep(Duration::from_secs(p.partition_secs).saturating_sub(cut_at.elapsed()));
+        let live = net.live();
+        let heal_bytes = state_bytes(net, &live);
+        let cut_bytes_per_s =
+            heal_bytes.saturating_sub(cut_bytes) as f64 / cut_at.elapsed().as_secs_f64();
         net.partition(group, false);
         super::progress("partition healed");
         let healed = Instant::now();
@@ -151,11 +200,28 @@ fn inject(
                 }
             }
         }
+        // Until every live node serves every range again: then the heal's hand-overs and the
+        // merges its view changes queued are done (a merge waits 3 s for the view to settle).
+        let _ = wait(Duration::from_secs(60), || {
+            live.iter().filter_map(|&i| net.addrs(i)).all(|a| {
+                proxima::harness::cluster_info_field(a.redis, "proxima_importing_ranges").as_deref()
+                    == Some("0")
+            })
+        });
+        std::thread::sleep(Duration::from_secs(5));
+        let heal = HealCost {
+            bytes: state_bytes(net, &live).saturating_sub(heal_bytes),
+            window_s: healed.elapsed().as_secs_f64(),
+            cut_bytes_per_s,
+            keys_held: keys_held(net, &live),
+        };
+        super::progress(&format!("heal cost: {heal:?}"));
         faults.push(Fault {
             what: format!("partition of nodes {group:?} for {} s", p.partition_secs),
             at_s: cut_at.duration_since(t0).as_secs_f64(),
             detect_s: detect,
             recovered_s: recovered,
+            heal: Some(heal),
         });
     }
     faults
@@ -803,6 +869,12 @@ pub(crate) fn run(p: &Params, report: &mut Report) -> Result<()> {
     if let Some(part) = faults.iter().find(|f| f.what.starts_with("partition")) {
         report.metric("partition_detect_s", part.detect_s.unwrap_or(f64::NAN));
         report.metric("partition_rejoined_s", part.recovered_s.unwrap_or(f64::NAN));
+        if let Some(h) = part.heal {
+            report.metric("heal_state_bytes", h.bytes as f64);
+            report.metric("heal_window_s", h.window_s);
+            report.metric("cut_state_bytes_per_s", h.cut_bytes_per_s);
+            report.metric("heal_keys_held", h.keys_held as f64);
+        }
     }
     report.metric("views", views.len() as f64);
     report.metric("failed_views", failed.len() as f64);

@@ -29,9 +29,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(ranges) = decode_ranges(data) {
         assert_eq!(encode_ranges(&ranges), data);
     }
-    if let Ok((ranges, since)) = cache::cluster::proto::decode_pull(data) {
-        let again = cache::cluster::proto::encode_pull(0, &ranges, since);
+    if let Ok(pull) = cache::cluster::proto::decode_pull(data) {
+        let again = cache::cluster::proto::encode_pull(0, &pull.ranges, pull.since, pull.view);
         assert_eq!(&again[1..], data);
+    }
+    if let Ok((refused, empty)) = cache::cluster::proto::decode_refusal(data) {
+        assert!(empty.iter().all(|g| refused.contains(g)));
+        assert_eq!(cache::cluster::proto::encode_refusal(&refused, &empty), data);
     }
     // The hash-tree exchange of merges (`cluster::aae`).
     use cache::cluster::aae;

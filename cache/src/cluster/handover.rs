@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use mesh::PeerId;
 
 use super::proto::{self, Accept};
-use super::view::GROUPS;
 use super::{CATCHING_UP, Cluster, FRESH, IMPORTING, Import, Released, SERVING};
 
 /// How long a pull may take before the next source is tried.
@@ -84,14 +83,18 @@ impl Cluster {
         }
     }
 
-    pub(super) fn pull_failed(&self, peer: PeerId, groups: &[u16]) {
-        tracing::debug!(%peer, ?groups, "cache: pull refused or failed");
+    /// `peer` refused `groups` or could not be asked; of those, it holds no copy of `empty`.
+    pub(super) fn pull_failed(&self, peer: PeerId, groups: &[u16], empty: &[u16]) {
+        tracing::debug!(%peer, ?groups, ?empty, "cache: pull refused or failed");
         let mut imports = self.imports.lock();
         let mut again = false;
         for g in groups {
             if let Some(imp) = imports.get_mut(g)
                 && imp.asked.is_some_and(|(p, _)| p == peer)
             {
+                if empty.contains(g) {
+                    imp.found_empty(peer);
+                }
                 imp.refused_by(peer);
                 again |= imp.round < KICKED_ROUNDS;
             }
@@ -119,6 +122,7 @@ impl Cluster {
                 None => {}
             }
             if imp.sources.is_empty()
+                || imp.nobody_holds()
                 || (imp.round >= KICKED_ROUNDS
                     && imp.attempts >= MAX_ATTEMPTS
                     && imp.since.elapsed() >= MIN_TRYING)
@@ -155,15 +159,30 @@ impl Cluster {
                 "cache: every source asked; next pull round (range, round)"
             );
         }
-        for g in give_up {
-            tracing::warn!(
+        let v = self.view();
+        for &g in &give_up {
+            let nobody = imports.get(&g).is_some_and(Import::nobody_holds);
+            tracing::info!(
                 range = g,
+                nobody,
                 "cache: no member could hand this range over; serving it as it is"
             );
             imports.remove(&g);
             self.state[usize::from(g)].store(SERVING, Ordering::Release);
         }
         self.check_fresh(&imports);
+        drop(imports);
+        // A copy the range's co-owners gain or serve later (their view differed, they were
+        // starting) reaches this one by merges.
+        for &g in &give_up {
+            let co_owners: Vec<PeerId> = v
+                .owners(g * super::view::GROUP_SLOTS)
+                .iter()
+                .map(|&i| v.nodes[usize::from(i)].peer)
+                .filter(|p| *p != self.me)
+                .collect();
+            self.queue_merges(&co_owners, &[g]);
+        }
         due
     }
 }
@@ -182,23 +201,23 @@ pub(super) async fn ask(cl: &Cluster, src: PeerId, groups: &[u16], accept: Accep
     }
     let res = tokio::time::timeout(Duration::from_secs(5), async {
         let (mut send, mut recv) = cl.mesh.open_bi(src, proto::ALPN).await.ok()?;
-        let hello = proto::encode_pull(accept.kind(), groups, since);
+        let hello = proto::encode_pull(accept.kind(), groups, since, cl.view().digest);
         mesh::frame::write(&mut send, &hello).await.ok()?;
         let _ = send.finish();
-        let ans = mesh::frame::FrameDecoder::new(2 + 2 * GROUPS)
+        let ans = mesh::frame::FrameDecoder::new(proto::MAX_REFUSAL)
             .read(&mut recv)
             .await
             .ok()??;
-        proto::decode_ranges(&ans).ok()
+        proto::decode_refusal(&ans).ok()
     })
     .await
     .ok()
     .flatten();
     match res {
-        Some(refused) => {
+        Some((refused, empty)) => {
             cl.pull_accepted(src, groups, &refused);
             if !refused.is_empty() {
-                cl.pull_failed(src, &refused);
+                cl.pull_failed(src, &refused, &empty);
             }
             true
         }

@@ -537,6 +537,7 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
             near = Instant::now();
         }
         cl.refresh(&shared, force);
+        cl.background_merges();
         for (peer, groups) in cl.due_merges() {
             let (cl, shared) = (cl.clone(), shared.clone());
             tokio::spawn(async move { super::merge::ask(&cl, &shared, peer, &groups).await });
@@ -546,7 +547,7 @@ pub async fn run(cl: Arc<Cluster>, shared: Arc<Shared>) {
             let cl = cl.clone();
             tokio::spawn(async move {
                 if !ask(&cl, src, &groups, accept).await {
-                    cl.pull_failed(src, &groups);
+                    cl.pull_failed(src, &groups, &[]);
                 }
             });
         }
@@ -680,7 +681,7 @@ mod tests {
         let asked = |due| asked_for(due, g);
         for p in &sources[1..] {
             assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Served)));
-            cl.pull_failed(*p, &[g]);
+            cl.pull_failed(*p, &[g], &[]);
         }
         assert_eq!(
             asked(cl.due_pulls()),
@@ -690,16 +691,16 @@ mod tests {
         assert_eq!(cl.import_target(g, true), Some(suspected));
         cl.suspects.lock().remove(&suspected);
         assert_eq!(asked(cl.due_pulls()), Some((suspected, Accept::Served)));
-        cl.pull_failed(suspected, &[g]);
+        cl.pull_failed(suspected, &[g], &[]);
         assert_eq!(
             asked(cl.due_pulls()),
             Some((sources[0], Accept::Released)),
             "once every member refused a served copy, a released one is asked for"
         );
-        cl.pull_failed(sources[0], &[g]);
+        cl.pull_failed(sources[0], &[g], &[]);
         for p in &sources[1..] {
             assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Released)));
-            cl.pull_failed(*p, &[g]);
+            cl.pull_failed(*p, &[g], &[]);
         }
         assert_eq!(cl.group_state(g), IMPORTING);
         assert_eq!(
@@ -711,6 +712,94 @@ mod tests {
             cl.import_target(g, true),
             None,
             "with no current copy anywhere, the range's requests run here"
+        );
+    }
+
+    /// When every member answers, with this node's view, that it holds no copy at all (the
+    /// range's owners are all cut off or dead), the range is served at once instead of after
+    /// every round, and merged with its co-owners later; one member that may yet hold a copy
+    /// keeps the rounds going.
+    #[tokio::test]
+    async fn a_range_nobody_holds_is_served_after_one_round() {
+        let (cl, shared, _mesh) = lone_cluster().await;
+        let (g, sources) = pulling_one(&cl, &shared);
+        let asked = |due| asked_for(due, g);
+        for p in &sources[..sources.len() - 1] {
+            assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Served)));
+            cl.pull_failed(*p, &[g], &[g]);
+        }
+        let last = sources[sources.len() - 1];
+        assert_eq!(asked(cl.due_pulls()), Some((last, Accept::Served)));
+        // The last member is starting: it may hold a copy once it is up.
+        cl.pull_failed(last, &[g], &[]);
+        assert_eq!(
+            asked(cl.due_pulls()),
+            Some((sources[0], Accept::Released)),
+            "a refusal that is not final starts the next round"
+        );
+        for p in &sources {
+            if cl.imports.lock()[&g].asked.is_none() {
+                assert_eq!(asked(cl.due_pulls()), Some((*p, Accept::Released)));
+            }
+            cl.pull_failed(*p, &[g], &[g]);
+        }
+        assert!(cl.merges.lock().is_empty());
+        assert_eq!(asked(cl.due_pulls()), None, "nobody is asked again");
+        assert_eq!(
+            cl.group_state(g),
+            SERVING,
+            "a range no member holds is served at once"
+        );
+        let v = cl.view();
+        let merges = cl.merges.lock();
+        for o in v.owners(g * GROUP_SLOTS) {
+            let p = v.nodes[usize::from(*o)].peer;
+            if p != cl.me {
+                assert!(
+                    merges.get(&p).is_some_and(|gs| gs.contains(&g)),
+                    "the co-owners' copies are merged later"
+                );
+            }
+        }
+    }
+
+    /// Every period, each range this node serves is queued for a merge with one co-owner, and
+    /// not before the period is over.
+    #[tokio::test]
+    async fn background_merges_compare_every_served_range_with_a_co_owner() {
+        let (cl, shared, _mesh) = lone_cluster().await;
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        cl.apply_view(&shared, view_of(&cl, &peers), false, true);
+        let v = cl.view();
+        let served: Vec<u16> = (0..GROUPS as u16)
+            .filter(|g| cl.group_state(*g) == SERVING && v.is_owner(g * GROUP_SLOTS))
+            .collect();
+        assert!(!served.is_empty());
+        // The merges a view change queues itself (members new to the view) are not these.
+        cl.merges.lock().clear();
+        cl.background_merges();
+        assert!(cl.merges.lock().is_empty(), "not before the period is over");
+        cl.background.lock().0 = Instant::now() - super::super::merge::BACKGROUND_MERGE_EVERY;
+        cl.background_merges();
+        let merges = cl.merges.lock().clone();
+        for g in &served {
+            let with: Vec<PeerId> = merges
+                .iter()
+                .filter(|(_, gs)| gs.contains(g))
+                .map(|(p, _)| *p)
+                .collect();
+            assert_eq!(with.len(), 1, "range {g} is compared with one member");
+            assert!(
+                v.owners(g * GROUP_SLOTS)
+                    .iter()
+                    .any(|&i| v.nodes[usize::from(i)].peer == with[0]),
+                "range {g} is compared with a co-owner"
+            );
+        }
+        assert_eq!(
+            merges.values().map(Vec::len).sum::<usize>(),
+            served.len(),
+            "only served ranges are compared"
         );
     }
 

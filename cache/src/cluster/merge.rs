@@ -32,7 +32,7 @@
 //! appear.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mesh::PeerId;
 
@@ -46,6 +46,9 @@ use crate::shared::Shared;
 
 /// How long the view must stay unchanged before queued merges are asked.
 const MERGE_SETTLE: Duration = Duration::from_secs(3);
+/// How often the copies of every owned range are compared with one co-owner's in the
+/// background ([`Cluster::background_merges`]).
+pub(super) const BACKGROUND_MERGE_EVERY: Duration = Duration::from_secs(60);
 /// How long one member's answer may take.
 const MERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest frame of hashes or masks in a merge: every leaf of every range.
@@ -60,6 +63,44 @@ impl Cluster {
             list.extend_from_slice(groups);
             list.sort_unstable();
             list.dedup();
+        }
+    }
+
+    /// Anti-entropy in the background, as Riak's active anti-entropy and Cassandra's scheduled
+    /// repair: every [`BACKGROUND_MERGE_EVERY`], each range this node serves is compared with
+    /// one co-owner's copy, the next co-owner in turn at each pass. A difference that neither
+    /// a link nor a heal carried (a hand-off dropped past its bound, a merge that failed, a
+    /// copy served as it is when no member could hand it over) is found within a pass per
+    /// co-owner. Copies that agree cost one root hash per range. Only while this node is fresh
+    /// (a stale node pulls its ranges again instead).
+    pub(crate) fn background_merges(&self) {
+        let pass = {
+            let mut b = self.background.lock();
+            if b.0.elapsed() < BACKGROUND_MERGE_EVERY || self.is_stale() {
+                return;
+            }
+            b.0 = Instant::now();
+            b.1 += 1;
+            b.1
+        };
+        let v = self.view();
+        let mut per_peer: HashMap<PeerId, Vec<u16>> = HashMap::new();
+        for g in 0..super::view::GROUPS as u16 {
+            if self.group_state(g) != super::SERVING {
+                continue;
+            }
+            let others: Vec<PeerId> = v
+                .owners(g * super::view::GROUP_SLOTS)
+                .iter()
+                .map(|&i| v.nodes[usize::from(i)].peer)
+                .filter(|p| *p != self.me)
+                .collect();
+            if let Some(p) = others.get(pass % others.len().max(1)) {
+                per_peer.entry(*p).or_default().push(g);
+            }
+        }
+        for (p, groups) in per_peer {
+            self.queue_merges(&[p], &groups);
         }
     }
 

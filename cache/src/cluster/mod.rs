@@ -247,6 +247,15 @@ impl Released {
     }
 }
 
+/// Why a node refuses to hand a range over.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Refusal {
+    pub why: &'static str,
+    /// It holds no copy it could hand over in any round ([`proto::Accept`]), now or once
+    /// the pull rounds go on: a puller with the same view need not wait for it.
+    pub empty: bool,
+}
+
 #[derive(Debug)]
 struct Import {
     /// Every other member, in the range's rendezvous order.
@@ -256,6 +265,9 @@ struct Import {
     round: usize,
     /// Per source: answered in this round (refused, failed or timed out).
     tried: Vec<bool>,
+    /// Per source: answered in this round that it holds no copy at all, with this node's view
+    /// ([`proto::decode_refusal`]).
+    empty: Vec<bool>,
     /// When this round started.
     round_since: Instant,
     /// Sources asked so far, every round included.
@@ -272,6 +284,7 @@ impl Import {
         let now = Instant::now();
         Import {
             tried: vec![false; sources.len()],
+            empty: vec![false; sources.len()],
             sources,
             round: 0,
             round_since: now,
@@ -304,6 +317,7 @@ impl Import {
     /// new to the view may serve the range.
     fn renew(&mut self, sources: Vec<PeerId>) {
         self.tried = vec![false; sources.len()];
+        self.empty = vec![false; sources.len()];
         self.accepted = self.accepted.filter(|p| sources.contains(p));
         self.sources = sources;
         self.round = self.round.min(1);
@@ -318,10 +332,24 @@ impl Import {
         self.attempts += 1;
     }
 
+    /// `peer` holds no copy at all, and places ranges as this node does.
+    fn found_empty(&mut self, peer: PeerId) {
+        if let Some(i) = self.sources.iter().position(|p| *p == peer) {
+            self.empty[i] = true;
+        }
+    }
+
+    /// Every member answered, with this node's view, that it holds no copy at all: no round
+    /// can find one, so the range is served as it is at once.
+    fn nobody_holds(&self) -> bool {
+        self.empty.iter().all(|e| *e)
+    }
+
     /// Starts the next round.
     fn next_round(&mut self) {
         self.round += 1;
         self.tried.fill(false);
+        self.empty.fill(false);
         self.round_since = Instant::now();
     }
 
@@ -378,6 +406,9 @@ pub struct Cluster {
     view_changed: Mutex<Instant>,
     /// Per member, the ranges to ask it for its copies of ([`merge`]).
     merges: Mutex<HashMap<PeerId, Vec<u16>>>,
+    /// When the last background merges were queued, and how many passes there were
+    /// ([`Cluster::background_merges`]).
+    background: Mutex<(Instant, usize)>,
     /// A first real view is installed. Until then this node's view holds only itself (every
     /// range "served", nothing in it): peers already send it requests and pulls (a restarted
     /// node keeps its address), and a write run then was acknowledged with no replica and
@@ -473,6 +504,7 @@ impl Cluster {
             resync: AtomicBool::new(false),
             clock: HybridClock::default(),
             merges: Mutex::default(),
+            background: Mutex::new((Instant::now(), 0)),
             installed: AtomicBool::new(false),
             kick: Notify::new(),
             shutdown,
@@ -518,13 +550,15 @@ impl Cluster {
     }
 
     /// [`Cluster::can_hand_over`], with the reason when it refuses (the puller only learns
-    /// "refused"; the serving side logs why).
-    fn hand_over(&self, g: u16, accept: proto::Accept) -> Result<(), &'static str> {
+    /// "refused", and whether this node holds no copy at all; the serving side logs why).
+    pub(super) fn hand_over(&self, g: u16, accept: proto::Accept) -> Result<(), Refusal> {
+        let later = |why| Err(Refusal { why, empty: false });
+        let empty = |why| Err(Refusal { why, empty: true });
         if !self.installed.load(Ordering::Acquire) {
-            return Err("starting");
+            return later("starting");
         }
         if self.is_stale() {
-            return Err(if self.has_majority() {
+            return later(if self.has_majority() {
                 "catching up"
             } else {
                 "no majority"
@@ -532,21 +566,23 @@ impl Cluster {
         }
         match self.group_state(g) {
             NOT_OWNED => match self.released.lock().get(&g) {
-                None => Err("not held"),
-                Some(r) if !r.whole => Err("released a partial copy"),
-                Some(r) if !r.recent() => Err("released too long ago"),
-                Some(_) if accept < proto::Accept::Released => Err("released (not accepted yet)"),
+                None => empty("not held"),
+                Some(r) if !r.whole => empty("released a partial copy"),
+                Some(r) if !r.recent() => empty("released too long ago"),
+                Some(_) if accept < proto::Accept::Released => later("released (not accepted yet)"),
                 Some(_) => Ok(()),
             },
             IMPORTING if self.kept[usize::from(g)].load(Ordering::Acquire) => {
                 if accept >= proto::Accept::Kept {
                     Ok(())
                 } else {
-                    Err("re-pulling a kept copy (not accepted yet)")
+                    later("re-pulling a kept copy (not accepted yet)")
                 }
             }
             state if self.holds_whole(g, state, &self.imports.lock()) => Ok(()),
-            _ => Err("still pulling it"),
+            // Pulling it too, from the same members the asker asks: whatever it gets, the
+            // asker can get from where it comes.
+            _ => empty("still pulling it"),
         }
     }
 

@@ -13,8 +13,9 @@
 //!   with `[u64 seq]` once it has applied everything up to `seq`. Key states carry the version
 //!   of the write that left them ([`KeyState`]): a state older than the receiver's copy is
 //!   ignored.
-//! - [`KIND_PULL`]: a joining or new owner asks for ranges: `[u16 count][u16 range]...`; the
-//!   answer lists the ranges refused (the asked node does not hold them yet). The keys then
+//! - [`KIND_PULL`]: a joining or new owner asks for ranges ([`encode_pull`]); the answer lists
+//!   the ranges refused, and among them those the asked node holds no copy of at all while
+//!   its view places ranges as the asker's does ([`encode_refusal`]). The keys then
 //!   arrive on the link from the asked node, followed by a [`Record::Done`]. The request
 //!   takes only a copy the asked node serves; [`KIND_PULL_RELEASED`] also takes a copy it
 //!   released lately, and [`KIND_PULL_KEPT`] also one it is pulling again itself with its keys
@@ -318,35 +319,70 @@ pub fn decode_ranges(b: &[u8]) -> Result<Vec<u16>, ProtoError> {
     Ok(v)
 }
 
-/// A pull's hello: `kind`, the ranges, then the oldest version wanted (8 bytes, left out when
-/// 0: every state).
-pub fn encode_pull(kind: u8, ranges: &[u16], since: u64) -> Vec<u8> {
+/// A pull's hello: `kind`, the ranges, the oldest version wanted (0: every state), then the
+/// digest of the asker's view ([`super::view::View::digest`]).
+pub fn encode_pull(kind: u8, ranges: &[u16], since: u64, view: u64) -> Vec<u8> {
     let mut v = vec![kind];
     v.extend_from_slice(&encode_ranges(ranges));
-    if since > 0 {
-        v.extend_from_slice(&since.to_be_bytes());
-    }
+    v.extend_from_slice(&since.to_be_bytes());
+    v.extend_from_slice(&view.to_be_bytes());
     v
 }
 
-/// Decodes what follows the kind in a pull's hello: the ranges and the oldest version wanted.
-pub fn decode_pull(b: &[u8]) -> Result<(Vec<u16>, u64), ProtoError> {
+/// What a pull asks for, after its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pull {
+    pub ranges: Vec<u16>,
+    /// The oldest version wanted (0: every state).
+    pub since: u64,
+    /// The digest of the asker's view.
+    pub view: u64,
+}
+
+/// Decodes what follows the kind in a pull's hello.
+pub fn decode_pull(b: &[u8]) -> Result<Pull, ProtoError> {
     if b.len() < 2 {
         return Err(ProtoError("short pull"));
     }
     let end = 2 + 2 * usize::from(u16::from_be_bytes([b[0], b[1]]));
-    match b.len().checked_sub(end) {
-        Some(0) => Ok((decode_ranges(b)?, 0)),
-        Some(8) => {
-            let since = u64::from_be_bytes(b[end..].try_into().expect("8 bytes"));
-            if since == 0 {
-                // Sent as nothing: one encoding per pull.
-                return Err(ProtoError("a pull's oldest version is 0"));
-            }
-            Ok((decode_ranges(&b[..end])?, since))
-        }
-        _ => Err(ProtoError("pull length mismatch")),
+    if b.len() != end + 16 {
+        return Err(ProtoError("pull length mismatch"));
     }
+    let word = |at: usize| u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+    Ok(Pull {
+        ranges: decode_ranges(&b[..end])?,
+        since: word(end),
+        view: word(end + 8),
+    })
+}
+
+/// The answer to a pull: the ranges refused, then those of them the asked node holds no copy
+/// of at all (of any kind, [`Accept`]) with a view that places ranges as the asker's does, so
+/// that no later round can get one from it either.
+pub fn encode_refusal(refused: &[u16], empty: &[u16]) -> Vec<u8> {
+    let mut v = encode_ranges(refused);
+    v.extend_from_slice(&encode_ranges(empty));
+    v
+}
+
+/// Largest answer to a pull.
+pub const MAX_REFUSAL: usize = 2 * (2 + 2 * super::view::GROUPS);
+
+/// Decodes a pull's answer: `(refused, empty)`, `empty` a subset of `refused`.
+pub fn decode_refusal(b: &[u8]) -> Result<(Vec<u16>, Vec<u16>), ProtoError> {
+    if b.len() < 2 {
+        return Err(ProtoError("short refusal"));
+    }
+    let end = 2 + 2 * usize::from(u16::from_be_bytes([b[0], b[1]]));
+    if b.len() < end {
+        return Err(ProtoError("refusal length mismatch"));
+    }
+    let refused = decode_ranges(&b[..end])?;
+    let empty = decode_ranges(&b[end..])?;
+    if empty.iter().any(|g| !refused.contains(g)) {
+        return Err(ProtoError("a range empty but not refused"));
+    }
+    Ok((refused, empty))
 }
 
 /// Encodes a member list: one peer id (base58 text) per line.
@@ -427,6 +463,25 @@ mod tests {
         assert!(decode_link(&f.slice(..f.len() - 1)).is_err());
         assert!(decode_ranges(&[0, 1, 1, 0]).is_err());
         assert!(decode_replies(&Bytes::from_static(&[0, 0, 0, 9, 1]), 1).is_err());
+    }
+
+    #[test]
+    fn pulls_and_refusals_round_trip_and_refuse_garbage() {
+        let hello = encode_pull(KIND_PULL, &[3, 200], 42, 0xfeed);
+        let want = Pull {
+            ranges: vec![3, 200],
+            since: 42,
+            view: 0xfeed,
+        };
+        assert_eq!(decode_pull(&hello[1..]).unwrap(), want);
+        assert!(decode_pull(&hello[1..hello.len() - 1]).is_err());
+        assert!(decode_pull(&encode_pull(KIND_PULL, &[256], 0, 0)[1..]).is_err());
+        let answer = encode_refusal(&[3, 200], &[200]);
+        assert_eq!(decode_refusal(&answer).unwrap(), (vec![3, 200], vec![200]));
+        // A range said empty must be one refused.
+        assert!(decode_refusal(&encode_refusal(&[3], &[200])).is_err());
+        assert!(decode_refusal(&answer[..answer.len() - 1]).is_err());
+        assert!(decode_refusal(&[0, 1, 0]).is_err());
     }
 
     #[test]

@@ -42,14 +42,15 @@ pub async fn handle(
         _ => return,
     };
     if let Some(accept) = Accept::of_kind(hello[0]) {
-        let refused = match proto::decode_pull(&hello[1..]) {
-            Ok((groups, since)) => pull(&shared, &cl, peer, &groups, accept, since),
+        let (refused, empty) = match proto::decode_pull(&hello[1..]) {
+            Ok(p) => pull(&shared, &cl, peer, &p, accept),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "bad pull request");
                 return;
             }
         };
-        let _ = mesh::frame::write(&mut send, &proto::encode_ranges(&refused)).await;
+        let answer = proto::encode_refusal(&refused, &empty);
+        let _ = mesh::frame::write(&mut send, &answer).await;
         let _ = send.finish();
         return;
     }
@@ -325,25 +326,33 @@ fn pull(
     shared: &Shared,
     cl: &Cluster,
     peer: PeerId,
-    groups: &[u16],
+    asked: &proto::Pull,
     accept: Accept,
-    since: u64,
-) -> Vec<u16> {
+) -> (Vec<u16>, Vec<u16>) {
     let mut ok = Vec::new();
     let mut why = Vec::new();
-    for &g in groups {
+    for &g in &asked.ranges {
         match cl.hand_over(g, accept) {
             Ok(()) => ok.push(g),
-            Err(reason) => why.push((g, reason)),
+            Err(r) => why.push((g, r.why, r.empty)),
         }
     }
     if !why.is_empty() {
         tracing::debug!(%peer, ?accept, ?why, "cache: refused a pull");
     }
-    let refused: Vec<u16> = why.iter().map(|(g, _)| *g).collect();
+    let refused: Vec<u16> = why.iter().map(|(g, _, _)| *g).collect();
+    // "Nothing here" is final only for a puller that places ranges as this node does: with
+    // another view (right after a heal, say) this node may yet gain or serve the range.
+    let same_view = cl.view().digest == asked.view;
+    let empty: Vec<u16> = why
+        .iter()
+        .filter(|(_, _, empty)| *empty && same_view)
+        .map(|(g, _, _)| *g)
+        .collect();
     if ok.is_empty() {
-        return refused;
+        return (refused, empty);
     }
+    let since = asked.since;
     cl.add_importer(peer, &ok);
     let link = cl.link(peer);
     let now = now_ms();
@@ -356,7 +365,7 @@ fn pull(
     link.push(Record::Done(ok.clone()));
     drop(db);
     tracing::info!(%peer, ranges = ok.len(), keys, since, ?accept, "cache: ranges handed over");
-    refused
+    (refused, empty)
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ pub struct View {
     order: Vec<Vec<u16>>,
     /// Member indices, nearest to this node first (this node first); orders replicas in maps.
     nearness: Vec<usize>,
+    /// A hash of the member set: two nodes with the same digest place every range alike.
+    pub digest: u64,
 }
 
 impl View {
@@ -115,9 +117,14 @@ impl View {
             })
             .collect();
         let nearness = (0..nodes.len()).collect();
+        let rf = rf.clamp(1, nodes.len().max(1));
+        let digest = nodes
+            .iter()
+            .fold(mix(rf as u64), |h, n| mix(h ^ n.weight_seed));
         Self {
+            digest,
             epoch,
-            rf: rf.clamp(1, nodes.len().max(1)),
+            rf,
             nodes,
             me,
             order,
