@@ -215,6 +215,37 @@ async fn three_members_survive_the_leader_and_a_rejoin_catches_up() {
     assert_eq!(c.ledger.verify_log().unwrap(), a.ledger.len());
 }
 
+/// A leader that dies without closing its connections costs a transaction one wait for its
+/// reply, not one per pass while the others elect a new leader: the router skips a member that
+/// did not answer (the churn scenario saw registration back 16 s after the leader died, two
+/// exchange timeouts, instead of right after the election).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_leader_is_asked_once_per_transaction() {
+    let root = tempfile::tempdir().unwrap();
+    let net = LocalNet::new();
+    let a = start(&net, root.path(), 1).await;
+    let b = start(&net, root.path(), 2).await;
+    let c = start(&net, root.path(), 3).await;
+    a.group.found().await.unwrap();
+    for m in [&b, &c] {
+        a.group.add_member(m.group.key()).await.unwrap();
+    }
+    // b's router now starts at the leader.
+    register(&b, "before.proxima", &owner(1)).await.unwrap();
+    assert_eq!(b.router.last_leader(), Some(a.group.key()));
+    let asked_before = net.submits_to(a.group.key());
+    net.set_silent(a.group.key(), true);
+    register(&b, "after.proxima", &owner(2))
+        .await
+        .expect("a registration after the leader fell silent");
+    assert_eq!(
+        net.submits_to(a.group.key()) - asked_before,
+        1,
+        "the silent leader is asked once"
+    );
+    assert_ne!(b.router.last_leader(), Some(a.group.key()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_minority_cannot_register_and_the_majority_goes_on() {
     let root = tempfile::tempdir().unwrap();

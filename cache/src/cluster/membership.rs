@@ -763,6 +763,38 @@ mod tests {
         }
     }
 
+    /// A write that finds a key absent and leaves it absent (`PEXPIRE` on a node that lacks the
+    /// key: a fallback, a member catching up) versions nothing, so it sends no state: a `DEL`
+    /// state with a fresh version would delete the key on the owners that hold it (an
+    /// acknowledged write lost, found by the churn history check). `DEL` of an absent key still
+    /// leaves a tombstone: the client asked for the key to be gone everywhere.
+    #[tokio::test]
+    async fn a_write_that_finds_a_key_absent_and_leaves_it_absent_sends_nothing() {
+        let (cl, shared, _mesh) = lone_cluster().await;
+        let lookup = |name: &str| crate::cmd::table::lookup(name.as_bytes()).expect(name);
+        let now = crate::session::now_ms();
+        let mut cc = crate::cluster::ConnCluster::default();
+        let mut db = shared.db.lock();
+        cl.capture_write(
+            &mut db,
+            now,
+            lookup("pexpire"),
+            &[b"pexpire", b"session:1", b"3000"],
+            &[false],
+            &mut cc,
+        );
+        assert_eq!(db.version(b"session:1", now), 0, "no state, no tombstone");
+        cl.capture_write(
+            &mut db,
+            now,
+            lookup("del"),
+            &[b"del", b"session:1"],
+            &[false],
+            &mut cc,
+        );
+        assert_ne!(db.version(b"session:1", now), 0, "a DEL leaves a tombstone");
+    }
+
     /// Every period, each range this node serves is queued for a merge with one co-owner, and
     /// not before the period is over.
     #[tokio::test]

@@ -26,7 +26,12 @@ use crate::ledger::{Clock, LedgerError};
 pub struct LocalNet {
     members: parking_lot::Mutex<HashMap<[u8; 32], Arc<RegistrarGroup>>>,
     down: parking_lot::Mutex<HashSet<[u8; 32]>>,
+    silent: parking_lot::Mutex<HashSet<[u8; 32]>>,
+    submits: parking_lot::Mutex<HashMap<[u8; 32], usize>>,
 }
+
+/// How long a call to a silent member waits before it fails (at most the call's own timeout).
+pub const SILENT_WAIT: Duration = Duration::from_secs(2);
 
 impl LocalNet {
     /// An empty network.
@@ -41,6 +46,21 @@ impl LocalNet {
         } else {
             self.down.lock().remove(&key);
         }
+    }
+
+    /// Makes the member with `key` silent (or not): calls to it wait [`SILENT_WAIT`] and fail,
+    /// as calls to a host that died without closing its connections wait for their timeout.
+    pub fn set_silent(&self, key: [u8; 32], silent: bool) {
+        if silent {
+            self.silent.lock().insert(key);
+        } else {
+            self.silent.lock().remove(&key);
+        }
+    }
+
+    /// How many transactions were sent to the member with `key` so far.
+    pub fn submits_to(&self, key: [u8; 32]) -> usize {
+        self.submits.lock().get(&key).copied().unwrap_or(0)
     }
 
     /// Stops the member with `key` and forgets it.
@@ -69,6 +89,17 @@ impl GroupTransport for Link {
         message: GroupMessage,
         timeout: Duration,
     ) -> Result<GroupReply, String> {
+        if matches!(message.request, super::GroupRequest::Submit { .. }) {
+            *self.net.submits.lock().entry(to).or_default() += 1;
+        }
+        let silent = {
+            let silent = self.net.silent.lock();
+            silent.contains(&self.me) || silent.contains(&to)
+        };
+        if silent {
+            tokio::time::sleep(timeout.min(SILENT_WAIT)).await;
+            return Err("no reply".into());
+        }
         {
             let down = self.net.down.lock();
             if down.contains(&self.me) || down.contains(&to) {
