@@ -19,6 +19,8 @@ use crate::ledger::LedgerError;
 pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(12);
 /// Pause after every member was tried without finding a leader (an election under way).
 const RETRY_PAUSE: Duration = Duration::from_millis(150);
+/// A member whose ask failed after this long is not asked again in the same call.
+const SLOW_FAILURE: Duration = Duration::from_secs(1);
 
 /// How a transaction reaches another member (over the mesh, or in tests in-process).
 #[async_trait]
@@ -60,12 +62,14 @@ impl<P: SubmitPath> GroupRouter<P> {
         let deadline = tokio::time::Instant::now() + ROUTE_TIMEOUT;
         let mut next: Option<[u8; 32]> = *self.last.lock();
         let mut last_error = None;
-        // Members that did not answer during this call are not asked again in it unless no
-        // other member is left: each ask of a dead or restarting member can cost a whole
-        // exchange timeout, and the followers keep naming their old leader until a new one is
-        // elected (seconds after it died). Asked again at every pass, the dead leader cost two
-        // timeouts, and registration came back 16.6 s after its death instead of right after
-        // the election (the churn scenario, 3 reduced runs in 12).
+        // Members that did not answer during this call after a wait ([`SLOW_FAILURE`]) are not
+        // asked again in it unless no other member is left: each ask of a dead member can cost
+        // a whole exchange timeout, and the followers keep naming their old leader until a new
+        // one is elected (seconds after it died). Asked again at every pass, the dead leader
+        // cost two timeouts, and registration came back 16.6 s after its death instead of right
+        // after the election (the churn scenario, 3 reduced runs in 12). A member that failed
+        // at once (not yet seen alive after a restart) costs nothing to ask again, and may be
+        // elected during the call.
         let mut unreachable: Vec<[u8; 32]> = Vec::new();
         loop {
             let mut candidates: Vec<[u8; 32]> = Vec::new();
@@ -93,6 +97,7 @@ impl<P: SubmitPath> GroupRouter<P> {
                 if tokio::time::Instant::now() >= deadline {
                     break;
                 }
+                let asked = tokio::time::Instant::now();
                 match self.submit_once(member, tx).await {
                     Ok(records) => {
                         *self.last.lock() = Some(member);
@@ -113,7 +118,9 @@ impl<P: SubmitPath> GroupRouter<P> {
                         if *last == Some(member) {
                             *last = None;
                         }
-                        unreachable.push(member);
+                        if asked.elapsed() >= SLOW_FAILURE {
+                            unreachable.push(member);
+                        }
                         last_error = Some(e);
                     }
                     // A member behind this node's own copy (which holds only committed records)
