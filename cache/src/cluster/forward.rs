@@ -198,6 +198,15 @@ pub async fn run_pending(
                 }
             }
             None => {
+                // The batch may have run there (only its reply is missing): what the fallback
+                // runs again can answer differently (a PEXPIRE the owner applied answered 0 by
+                // a holder that lacks the key). Logged so a history check's finding can be
+                // traced to it.
+                tracing::debug!(
+                    peer = %groups[gi].0,
+                    commands = members.len(),
+                    "cache: no answer to a forward; running it at the next holder"
+                );
                 cl.suspect(groups[gi].0);
                 failed.extend(members.iter().copied());
             }
