@@ -97,6 +97,18 @@ async fn register(node: &Node, name: &str, owner: &OwnerKey) -> Result<u64, Ledg
     Err(LedgerError::Refused("out of step ten times".into()))
 }
 
+/// Three members on `net`, the first founding the group and adding the two others.
+async fn three_members(net: &Arc<LocalNet>, root: &Path) -> (Node, Node, Node) {
+    let a = start(net, root, 1).await;
+    let b = start(net, root, 2).await;
+    let c = start(net, root, 3).await;
+    a.group.found().await.unwrap();
+    for m in [&b, &c] {
+        a.group.add_member(m.group.key()).await.unwrap();
+    }
+    (a, b, c)
+}
+
 async fn wait_records(ledger: &EmbeddedLedger, n: u64) {
     let mut len = ledger.watch_len();
     tokio::time::timeout(Duration::from_secs(30), len.wait_for(|l| *l >= n))
@@ -223,13 +235,7 @@ async fn three_members_survive_the_leader_and_a_rejoin_catches_up() {
 async fn a_silent_leader_is_asked_once_per_transaction() {
     let root = tempfile::tempdir().unwrap();
     let net = LocalNet::new();
-    let a = start(&net, root.path(), 1).await;
-    let b = start(&net, root.path(), 2).await;
-    let c = start(&net, root.path(), 3).await;
-    a.group.found().await.unwrap();
-    for m in [&b, &c] {
-        a.group.add_member(m.group.key()).await.unwrap();
-    }
+    let (a, b, _c) = three_members(&net, root.path()).await;
     // b's router now starts at the leader.
     register(&b, "before.proxima", &owner(1)).await.unwrap();
     assert_eq!(b.router.last_leader(), Some(a.group.key()));
@@ -250,13 +256,7 @@ async fn a_silent_leader_is_asked_once_per_transaction() {
 async fn a_minority_cannot_register_and_the_majority_goes_on() {
     let root = tempfile::tempdir().unwrap();
     let net = LocalNet::new();
-    let a = start(&net, root.path(), 1).await;
-    let b = start(&net, root.path(), 2).await;
-    let c = start(&net, root.path(), 3).await;
-    a.group.found().await.unwrap();
-    for m in [&b, &c] {
-        a.group.add_member(m.group.key()).await.unwrap();
-    }
+    let (a, b, c) = three_members(&net, root.path()).await;
     register(&b, "before.proxima", &owner(0)).await.unwrap();
     // Cut the leader off alone: it keeps believing it leads for a while, but nothing commits.
     net.set_down(a.group.key(), true);

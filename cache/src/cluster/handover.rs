@@ -175,13 +175,7 @@ impl Cluster {
         // A copy the range's co-owners gain or serve later (their view differed, they were
         // starting) reaches this one by merges.
         for &g in &give_up {
-            let co_owners: Vec<PeerId> = v
-                .owners(g * super::view::GROUP_SLOTS)
-                .iter()
-                .map(|&i| v.nodes[usize::from(i)].peer)
-                .filter(|p| *p != self.me)
-                .collect();
-            self.queue_merges(&co_owners, &[g]);
+            self.queue_merges(&self.co_owners(&v, g), &[g]);
         }
         due
     }

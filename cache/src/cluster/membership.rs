@@ -298,13 +298,6 @@ impl Cluster {
                 .filter(|p| *p != self.me && !old.nodes.iter().any(|m| m.peer == *p))
                 .collect()
         };
-        let owners_in = |view: &View, g: u16| -> Vec<PeerId> {
-            view.owners(g * GROUP_SLOTS)
-                .iter()
-                .map(|&i| view.nodes[usize::from(i)].peer)
-                .filter(|p| *p != self.me)
-                .collect()
-        };
         let mut owned: Vec<u16> = Vec::new();
         // Per peer, the ranges whose recent writes it is sent (see [`Cluster::hand_off`]).
         let mut hand_off: HashMap<PeerId, Vec<u16>> = HashMap::new();
@@ -329,7 +322,7 @@ impl Cluster {
                         self.release(g, self.holds_whole(g, was, &imports));
                     }
                     if was == SERVING {
-                        to(owners_in(&v, g), g);
+                        to(self.co_owners(&v, g), g);
                     }
                     imports.remove(&g);
                     continue;
@@ -341,7 +334,7 @@ impl Cluster {
                     // writes its co-owners missed (a fallback write acknowledged by this node
                     // alone, its record to the other owner dropped with a link closed at the
                     // heal). Merges only pull into the asking node, so push them too.
-                    to(owners_in(&v, g), g);
+                    to(self.co_owners(&v, g), g);
                 }
                 let cur = if repull {
                     NOT_OWNED
@@ -352,9 +345,9 @@ impl Cluster {
                     // Owners new to this range may have pulled it from another holder, and
                     // this node may have run writes under the old view that reached only the
                     // old owners.
-                    let before = owners_in(&old, g);
+                    let before = self.co_owners(&old, g);
                     to(
-                        owners_in(&v, g)
+                        self.co_owners(&v, g)
                             .into_iter()
                             .filter(|p| !before.contains(p))
                             .collect(),

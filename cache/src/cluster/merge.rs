@@ -89,12 +89,7 @@ impl Cluster {
             if self.group_state(g) != super::SERVING {
                 continue;
             }
-            let others: Vec<PeerId> = v
-                .owners(g * super::view::GROUP_SLOTS)
-                .iter()
-                .map(|&i| v.nodes[usize::from(i)].peer)
-                .filter(|p| *p != self.me)
-                .collect();
+            let others = self.co_owners(&v, g);
             if let Some(p) = others.get(pass % others.len().max(1)) {
                 per_peer.entry(*p).or_default().push(g);
             }

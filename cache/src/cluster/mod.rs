@@ -530,6 +530,15 @@ impl Cluster {
         self.state[usize::from(g)].load(Ordering::Acquire)
     }
 
+    /// The other owners of range `g` in view `v`, primary first.
+    pub(super) fn co_owners(&self, v: &View, g: u16) -> Vec<PeerId> {
+        v.owners(g * GROUP_SLOTS)
+            .iter()
+            .map(|&i| v.nodes[usize::from(i)].peer)
+            .filter(|p| *p != self.me)
+            .collect()
+    }
+
     /// Whether this node can hand range `g` over to a peer that pulls it, taking `accept`.
     /// Never while its copies are stale (it was without a majority and has not caught up).
     /// Otherwise: it serves it; or it is pulling it but every member refused, so it runs the
