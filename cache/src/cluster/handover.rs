@@ -26,7 +26,9 @@ const KICKED_ROUNDS: usize = 3;
 /// or [`KICKED_ROUNDS`] are not over (at 30 nodes, 50 attempts are less than two rounds).
 const MAX_ATTEMPTS: usize = 50;
 /// How long a range's pull keeps being retried, however often its sources refuse: right after
-/// a heal the views disagree for seconds and sources refuse ranges they do not own yet.
+/// a heal the views disagree for seconds and sources refuse ranges they do not own yet. Not
+/// waited when every source said, with this node's view, that it holds no copy at all
+/// (`Import::nobody_holds`).
 const MIN_TRYING: Duration = Duration::from_secs(30);
 
 impl Cluster {
