@@ -49,14 +49,15 @@ pub trait Placement: Send + Sync + std::fmt::Debug {
     fn serves_here(&self, conn: &mut ConnState, cmd: &Command, args: &[&[u8]]) -> bool;
 
     /// A write ran here: version the keys it touched and send their states to the other
-    /// nodes that hold them. `existed` says, per key of the command, whether it held a value
-    /// before the write ran (a key absent before and after was not written).
+    /// nodes that hold them. `keys` are the command's keys (`table::keys_of`), and `existed`
+    /// says, per key, whether it held a value before the write ran (a key absent before and
+    /// after was not written).
     fn capture(
         &self,
         db: &mut Db,
         now: u64,
         cmd: &'static Command,
-        args: &[&[u8]],
+        keys: &[&[u8]],
         existed: &[bool],
         conn: &mut ConnState,
     );

@@ -772,7 +772,7 @@ mod tests {
             &mut db,
             now,
             lookup("pexpire"),
-            &[b"pexpire", b"session:1", b"3000"],
+            &[b"session:1"],
             &[false],
             &mut cc,
         );
@@ -781,7 +781,7 @@ mod tests {
             &mut db,
             now,
             lookup("del"),
-            &[b"del", b"session:1"],
+            &[b"session:1"],
             &[false],
             &mut cc,
         );

@@ -977,13 +977,10 @@ impl Cluster {
         db: &mut crate::db::Db,
         now: u64,
         cmd: &Command,
-        args: &[&[u8]],
+        all: &[&[u8]],
         existed: &[bool],
         cc: &mut ConnCluster,
     ) {
-        let Some(all) = table::keys_of(cmd, args) else {
-            return;
-        };
         let deletes = matches!(cmd.name, "del" | "unlink" | "getdel");
         let keys: Vec<&[u8]> = all
             .iter()

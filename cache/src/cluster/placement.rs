@@ -32,12 +32,12 @@ impl Placement for Cluster {
         db: &mut Db,
         now: u64,
         cmd: &'static Command,
-        args: &[&[u8]],
+        keys: &[&[u8]],
         existed: &[bool],
         conn: &mut ConnState,
     ) {
         let cc = conn.placement.get::<ConnCluster>();
-        self.capture_write(db, now, cmd, args, existed, cc);
+        self.capture_write(db, now, cmd, keys, existed, cc);
     }
 
     fn finish<'a>(

@@ -168,28 +168,27 @@ impl<'a> Ctx<'a> {
             .placement
             .get()
             .filter(|_| cmd.flags.contains(&"write"));
-        // Which of the write's keys hold a value before it runs. A key absent before and after
-        // was not written (a DEL or PEXPIRE of a key this node lacks), and its absence must not
-        // travel as a delete: on a node that lags (a fallback, a member catching up) it would
-        // delete, with a newer version, the key the owners hold. Redis propagates no such
-        // command either.
-        let existed: Vec<bool> = match placement {
-            Some(_) => {
-                let now = self.now;
-                let db = self.db();
-                table::keys_of(cmd, args)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|k| db.peek_ref(k, now).is_some())
-                    .collect()
-            }
+        // The write's keys (listed once, here, for the capture too), and which of them hold a
+        // value before it runs. A key absent before and after was not written (a DEL or
+        // PEXPIRE of a key this node lacks), and its absence must not travel as a delete: on a
+        // node that lags (a fallback, a member catching up) it would delete, with a newer
+        // version, the key the owners hold. Redis propagates no such command either.
+        let keys: Vec<&[u8]> = match placement {
+            Some(_) => table::keys_of(cmd, args).unwrap_or_default(),
             None => Vec::new(),
+        };
+        let existed: Vec<bool> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let now = self.now;
+            let db = self.db();
+            keys.iter().map(|k| db.peek_ref(k, now).is_some()).collect()
         };
         self.run_here(cmd, args);
         if let Some(p) = placement {
             let (now, shared) = (self.now, self.shared);
             let db = self.guard.get_or_insert_with(|| shared.db.lock());
-            p.capture(db, now, cmd, args, &existed, self.conn);
+            p.capture(db, now, cmd, &keys, &existed, self.conn);
         }
     }
 
