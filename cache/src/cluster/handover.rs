@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mesh::PeerId;
 
 use super::proto::{self, Accept};
-use super::{CATCHING_UP, Cluster, FRESH, IMPORTING, Import, Released, SERVING};
+use super::{Answer, CATCHING_UP, Cluster, FRESH, IMPORTING, Import, Released, SERVING};
 
 /// How long a pull may take before the next source is tried.
 pub(super) const PULL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -94,10 +94,12 @@ impl Cluster {
             if let Some(imp) = imports.get_mut(g)
                 && imp.asked.is_some_and(|(p, _)| p == peer)
             {
-                if empty.contains(g) {
-                    imp.found_empty(peer);
-                }
-                imp.refused_by(peer);
+                let answer = if empty.contains(g) {
+                    Answer::Empty
+                } else {
+                    Answer::Refused
+                };
+                imp.refused_by(peer, answer);
                 again |= imp.round < KICKED_ROUNDS;
             }
         }
@@ -120,7 +122,7 @@ impl Cluster {
         for (g, imp) in imports.iter_mut() {
             match imp.asked {
                 Some((_, t)) if t.elapsed() < PULL_TIMEOUT => continue,
-                Some((p, _)) => imp.refused_by(p),
+                Some((p, _)) => imp.refused_by(p, Answer::Refused),
                 None => {}
             }
             if imp.sources.is_empty()
@@ -141,8 +143,8 @@ impl Cluster {
             let pick = |imp: &Import| imp.untried(|p| self.is_suspect(p));
             let mut src = pick(imp);
             if src.is_none() {
-                let answered = imp.tried.iter().filter(|t| **t).count();
-                if answered == imp.tried.len()
+                let answered = imp.answered();
+                if answered == imp.sources.len()
                     || (answered > 0 && imp.round_since.elapsed() >= POSTPONE)
                 {
                     imp.next_round();

@@ -256,6 +256,17 @@ pub(super) struct Refusal {
     pub empty: bool,
 }
 
+/// What a source answered a pull of one range in the current round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Not asked yet, or its answer is still awaited.
+    Awaited,
+    /// It refused, failed or timed out.
+    Refused,
+    /// It refused, holding no copy at all, with this node's view ([`proto::decode_refusal`]).
+    Empty,
+}
+
 #[derive(Debug)]
 struct Import {
     /// Every other member, in the range's rendezvous order.
@@ -263,11 +274,8 @@ struct Import {
     /// Rounds over the sources completed so far; the round decides which copies are taken
     /// ([`Import::accept`]).
     round: usize,
-    /// Per source: answered in this round (refused, failed or timed out).
-    tried: Vec<bool>,
-    /// Per source: answered in this round that it holds no copy at all, with this node's view
-    /// ([`proto::decode_refusal`]).
-    empty: Vec<bool>,
+    /// Per source, its answer in this round.
+    answers: Vec<Answer>,
     /// When this round started.
     round_since: Instant,
     /// Sources asked so far, every round included.
@@ -283,8 +291,7 @@ impl Import {
     fn new(sources: Vec<PeerId>) -> Self {
         let now = Instant::now();
         Import {
-            tried: vec![false; sources.len()],
-            empty: vec![false; sources.len()],
+            answers: vec![Answer::Awaited; sources.len()],
             sources,
             round: 0,
             round_since: now,
@@ -316,40 +323,39 @@ impl Import {
     /// goes on), and the round goes back to taking released copies at most, since a member
     /// new to the view may serve the range.
     fn renew(&mut self, sources: Vec<PeerId>) {
-        self.tried = vec![false; sources.len()];
-        self.empty = vec![false; sources.len()];
+        self.answers = vec![Answer::Awaited; sources.len()];
         self.accepted = self.accepted.filter(|p| sources.contains(p));
         self.sources = sources;
         self.round = self.round.min(1);
     }
 
-    /// `peer` answered without handing the range over (or never answered).
-    fn refused_by(&mut self, peer: PeerId) {
+    /// `peer` answered without handing the range over (or never answered): `answer`.
+    fn refused_by(&mut self, peer: PeerId, answer: Answer) {
         if let Some(i) = self.sources.iter().position(|p| *p == peer) {
-            self.tried[i] = true;
+            self.answers[i] = answer;
         }
         self.asked = None;
         self.attempts += 1;
     }
 
-    /// `peer` holds no copy at all, and places ranges as this node does.
-    fn found_empty(&mut self, peer: PeerId) {
-        if let Some(i) = self.sources.iter().position(|p| *p == peer) {
-            self.empty[i] = true;
-        }
+    /// How many sources answered in this round.
+    fn answered(&self) -> usize {
+        self.answers
+            .iter()
+            .filter(|a| **a != Answer::Awaited)
+            .count()
     }
 
     /// Every member answered, with this node's view, that it holds no copy at all: no round
     /// can find one, so the range is served as it is at once.
     fn nobody_holds(&self) -> bool {
-        self.empty.iter().all(|e| *e)
+        self.answers.iter().all(|a| *a == Answer::Empty)
     }
 
     /// Starts the next round.
     fn next_round(&mut self) {
         self.round += 1;
-        self.tried.fill(false);
-        self.empty.fill(false);
+        self.answers.fill(Answer::Awaited);
         self.round_since = Instant::now();
     }
 
@@ -357,8 +363,8 @@ impl Import {
     fn untried(&self, skip: impl Fn(&PeerId) -> bool) -> Option<PeerId> {
         self.sources
             .iter()
-            .zip(&self.tried)
-            .find(|(p, t)| !**t && !skip(p))
+            .zip(&self.answers)
+            .find(|(p, a)| **a == Answer::Awaited && !skip(p))
             .map(|(p, _)| *p)
     }
 }
